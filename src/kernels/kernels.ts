@@ -1,0 +1,78 @@
+/**
+ * The one interface all heavy arithmetic goes through. Two implementations: `native` (a Node-API
+ * addon over OpenBLAS plus threaded fused loops) and `portable` (TypeScript, runs in browsers).
+ *
+ * Conventions: every matrix is row-major float32; buffers are the caller's memory (pass
+ * `subarray` views for offsets, never copies); `rows` is the flattened batch·time dimension.
+ * "writes" means the output is overwritten, "accumulates" means `+=`.
+ */
+export interface Kernels {
+  readonly name: 'native' | 'portable';
+  /** Threads used by the fused loops (and by GEMM where the backend controls it). */
+  readonly threads: number;
+
+  /**
+   * C = alpha·op(A)·op(B) + beta·C, with op(A) m×k, op(B) k×n, C m×n.
+   * lda/ldb/ldc are the row strides of A, B, C as stored (A is stored k×m when transA).
+   * With beta = 0, C is written without being read (NaN in C does not leak).
+   */
+  sgemm(transA: boolean, transB: boolean, m: number, n: number, k: number, alpha: number,
+        a: Float32Array, lda: number, b: Float32Array, ldb: number,
+        beta: number, c: Float32Array, ldc: number): void;
+
+  /** `batch` independent sgemms; matrix i of A starts at element i·strideA (likewise B, C). */
+  sgemmStridedBatched(transA: boolean, transB: boolean, m: number, n: number, k: number,
+                      alpha: number, a: Float32Array, lda: number, strideA: number,
+                      b: Float32Array, ldb: number, strideB: number,
+                      beta: number, c: Float32Array, ldc: number, strideC: number,
+                      batch: number): void;
+
+  /** out[r, :] += bias for each of `rows` rows of width n. */
+  biasForward(out: Float32Array, bias: Float32Array, rows: number, n: number): void;
+  /** dbias += sum over rows of dout[r, :]. */
+  biasBackward(dbias: Float32Array, dout: Float32Array, rows: number, n: number): void;
+
+  /**
+   * iGPT's gain-only norm: out[r, :] = x[r, :] · rsqrt(mean(x[r, :]²) + eps) · g.
+   * Writes out and rstd[r] (kept for the backward pass).
+   */
+  normForward(out: Float32Array, rstd: Float32Array, x: Float32Array, g: Float32Array,
+              rows: number, d: number, eps: number): void;
+  /** Accumulates dx (the residual stream's gradient) and dg. */
+  normBackward(dx: Float32Array, dg: Float32Array, dout: Float32Array, x: Float32Array,
+               rstd: Float32Array, g: Float32Array, rows: number, d: number): void;
+
+  /** Quick GELU, out = x · sigmoid(1.702 x), elementwise over n values. */
+  geluForward(out: Float32Array, x: Float32Array, n: number): void;
+  /** Writes dx = dout · d/dx[quick GELU](x). dx may alias dout. */
+  geluBackward(dx: Float32Array, dout: Float32Array, x: Float32Array, n: number): void;
+
+  /**
+   * Multi-head attention core (after c_attn, before c_proj).
+   * qkv: [B, T, 3·H·hs], per row q (H·hs) then k then v, head h at columns h·hs..(h+1)·hs.
+   * Writes out: [B, T, H·hs] and att: [B, H, T, T], the softmax probabilities (kept for the
+   * backward pass), with scores scaled by 1/sqrt(hs). With `causal`, query t sees keys 0..t only
+   * and att entries above the diagonal are written as 0.
+   */
+  attentionForward(out: Float32Array, att: Float32Array, qkv: Float32Array,
+                   B: number, T: number, H: number, hs: number, causal: boolean): void;
+  /** Writes dqkv [B, T, 3·H·hs] from dout [B, T, H·hs] and the forward's qkv and att. */
+  attentionBackward(dqkv: Float32Array, dout: Float32Array, qkv: Float32Array, att: Float32Array,
+                    B: number, T: number, H: number, hs: number, causal: boolean): void;
+
+  /**
+   * Softmax cross-entropy over rows of logits [rows, V]. targets[r] < 0 means "ignore row r".
+   * Writes losses[r] (NLL in nats, 0 for ignored rows) and, when dlogits is given,
+   * dlogits[r, :] = (softmax(logits[r, :]) - onehot(target)) · gradScale (0 for ignored rows).
+   * Returns the sum of losses over the rows that count.
+   */
+  crossEntropy(losses: Float32Array, dlogits: Float32Array | null, logits: Float32Array,
+               targets: Int32Array, rows: number, V: number, gradScale: number): number;
+
+  /**
+   * One Adam step (no weight decay) over n parameters, bias-corrected with step t (1-based):
+   * m = b1·m + (1-b1)·g; v = b2·v + (1-b2)·g²; p -= lr · m̂ / (sqrt(v̂) + eps).
+   */
+  adamUpdate(params: Float32Array, grads: Float32Array, m: Float32Array, v: Float32Array,
+             n: number, lr: number, beta1: number, beta2: number, eps: number, t: number): void;
+}

@@ -1,0 +1,123 @@
+import type { ModelConfig } from './config.js';
+import { Rng } from '../util/rng.js';
+
+/** One block's parameter views; weights in HF's Conv1D layout [in, out]. */
+export interface BlockParameters {
+  ln1: Float32Array;      // [d]
+  attnW: Float32Array;    // [d, 3d]  c_attn
+  attnB: Float32Array;    // [3d]
+  attnProjW: Float32Array; // [d, d]  attn.c_proj
+  attnProjB: Float32Array; // [d]
+  ln2: Float32Array;      // [d]
+  fcW: Float32Array;      // [d, 4d]  mlp.c_fc
+  fcB: Float32Array;      // [4d]
+  mlpProjW: Float32Array; // [4d, d]  mlp.c_proj
+  mlpProjB: Float32Array; // [d]
+}
+
+export interface NamedTensor { name: string; shape: number[]; offset: number; size: number }
+
+/** Hugging Face tensor names and shapes, in the order they sit in our flat buffer. */
+export function tensorLayout(cfg: ModelConfig): NamedTensor[] {
+  const d = cfg.nEmbd;
+  const shapes: [string, number[]][] = [
+    ['transformer.wte.weight', [cfg.vocabSize, d]],
+    ['transformer.wpe.weight', [cfg.nPositions, d]],
+  ];
+  for (let l = 0; l < cfg.nLayer; l++) {
+    const p = `transformer.h.${l}.`;
+    shapes.push(
+      [p + 'ln_1.weight', [d]],
+      [p + 'attn.c_attn.weight', [d, 3 * d]], [p + 'attn.c_attn.bias', [3 * d]],
+      [p + 'attn.c_proj.weight', [d, d]], [p + 'attn.c_proj.bias', [d]],
+      [p + 'ln_2.weight', [d]],
+      [p + 'mlp.c_fc.weight', [d, 4 * d]], [p + 'mlp.c_fc.bias', [4 * d]],
+      [p + 'mlp.c_proj.weight', [4 * d, d]], [p + 'mlp.c_proj.bias', [d]],
+    );
+  }
+  shapes.push(['transformer.ln_f.weight', [d]], ['lm_head.weight', [cfg.vocabSize - 1, d]]);
+  if (cfg.numLabels > 0) shapes.push(['score.weight', [cfg.numLabels, d]]);
+  let offset = 0;
+  return shapes.map(([name, shape]) => {
+    const size = shape.reduce((a, b) => a * b, 1);
+    const t = { name, shape, offset, size };
+    offset += size;
+    return t;
+  });
+}
+
+/**
+ * All parameters (or all gradients, or an Adam moment) of a model in one Float32Array, with
+ * named views into it. The same class serves for each, so they share one layout.
+ */
+export class ParameterTensors {
+  readonly data: Float32Array;
+  readonly layout: NamedTensor[];
+  readonly wte: Float32Array;   // [V, d], row k is SOS
+  readonly wpe: Float32Array;   // [P, d]
+  readonly blocks: BlockParameters[];
+  readonly lnF: Float32Array;   // [d]
+  readonly lmHead: Float32Array; // [k, d] (nn.Linear layout [out, in])
+  readonly score: Float32Array;  // [C, d], empty when numLabels = 0
+
+  constructor(readonly config: ModelConfig, data?: Float32Array) {
+    this.layout = tensorLayout(config);
+    const total = this.layout.reduce((s, t) => s + t.size, 0);
+    if (data && data.length !== total) {
+      throw new Error(`parameter buffer holds ${data.length} floats, the config needs ${total}`);
+    }
+    this.data = data ?? new Float32Array(total);
+    const byName = new Map(this.layout.map((t) => [t.name, this.data.subarray(t.offset, t.offset + t.size)]));
+    const get = (name: string): Float32Array => byName.get(name) ?? new Float32Array(0);
+    this.wte = get('transformer.wte.weight');
+    this.wpe = get('transformer.wpe.weight');
+    this.blocks = [];
+    for (let l = 0; l < config.nLayer; l++) {
+      const p = `transformer.h.${l}.`;
+      this.blocks.push({
+        ln1: get(p + 'ln_1.weight'),
+        attnW: get(p + 'attn.c_attn.weight'), attnB: get(p + 'attn.c_attn.bias'),
+        attnProjW: get(p + 'attn.c_proj.weight'), attnProjB: get(p + 'attn.c_proj.bias'),
+        ln2: get(p + 'ln_2.weight'),
+        fcW: get(p + 'mlp.c_fc.weight'), fcB: get(p + 'mlp.c_fc.bias'),
+        mlpProjW: get(p + 'mlp.c_proj.weight'), mlpProjB: get(p + 'mlp.c_proj.bias'),
+      });
+    }
+    this.lnF = get('transformer.ln_f.weight');
+    this.lmHead = get('lm_head.weight');
+    this.score = get('score.weight');
+  }
+
+  get count(): number { return this.data.length; }
+
+  /** The view of one tensor by its Hugging Face name, or undefined. */
+  tensor(name: string): Float32Array | undefined {
+    const t = this.layout.find((x) => x.name === name);
+    return t ? this.data.subarray(t.offset, t.offset + t.size) : undefined;
+  }
+}
+
+/**
+ * OpenAI's initialization: wte N(0, .02), wpe N(0, .01), q/k/v N(0, 1/sqrt(d)), attention
+ * out-projection N(0, 1/sqrt(d·L)), MLP N(0, .02), biases 0, gains 1, lm_head and score 0.
+ */
+export function initParameters(p: ParameterTensors, seed: number): void {
+  const rng = new Rng(seed);
+  const { nEmbd: d, nLayer: L } = p.config;
+  p.data.fill(0);
+  rng.fillNormal(p.wte, 0.02);
+  rng.fillNormal(p.wpe, 0.01);
+  for (const b of p.blocks) {
+    b.ln1.fill(1);
+    b.ln2.fill(1);
+    rng.fillNormal(b.attnW, 1 / Math.sqrt(d));
+    rng.fillNormal(b.attnProjW, 1 / Math.sqrt(d * L));
+    rng.fillNormal(b.fcW, 0.02);
+    rng.fillNormal(b.mlpProjW, 0.02);
+  }
+  p.lnF.fill(1);
+}
+
+export function parameterCount(cfg: ModelConfig): number {
+  return tensorLayout(cfg).reduce((s, t) => s + t.size, 0);
+}
