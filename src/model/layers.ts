@@ -1,0 +1,101 @@
+/**
+ * The layers of iGPT, each a forward and a backward function over flat Float32Arrays
+ * (llm.c style). Heavy arithmetic goes through `Kernels`; what is left here is indexing.
+ * `rows` is batch·time. Backward functions accumulate parameter gradients (`+=`).
+ */
+import type { Kernels } from '../kernels/kernels.js';
+
+/**
+ * h0[b, t, :] = wte[token] + wpe[t]. A token of -1 is masked (BERT): its content embedding is
+ * left out and only the position embedding remains.
+ */
+export function embeddingForward(out: Float32Array, tokens: Int32Array, wte: Float32Array,
+                                 wpe: Float32Array, B: number, T: number, d: number): void {
+  for (let b = 0; b < B; b++) {
+    for (let t = 0; t < T; t++) {
+      const row = (b * T + t) * d;
+      const token = tokens[b * T + t]!;
+      const pos = t * d;
+      if (token < 0) {
+        for (let i = 0; i < d; i++) out[row + i] = wpe[pos + i]!;
+      } else {
+        const tok = token * d;
+        for (let i = 0; i < d; i++) out[row + i] = wte[tok + i]! + wpe[pos + i]!;
+      }
+    }
+  }
+}
+
+export function embeddingBackward(dwte: Float32Array, dwpe: Float32Array, dout: Float32Array,
+                                  tokens: Int32Array, B: number, T: number, d: number): void {
+  for (let b = 0; b < B; b++) {
+    for (let t = 0; t < T; t++) {
+      const row = (b * T + t) * d;
+      const token = tokens[b * T + t]!;
+      const pos = t * d;
+      for (let i = 0; i < d; i++) dwpe[pos + i]! += dout[row + i]!;
+      if (token >= 0) {
+        const tok = token * d;
+        for (let i = 0; i < d; i++) dwte[tok + i]! += dout[row + i]!;
+      }
+    }
+  }
+}
+
+/**
+ * out[r, :] = x[r, :] · w + b, w is [nIn, nOut] (HF's Conv1D layout). With `accumulate`, adds to
+ * what `out` holds (used to fold the residual connection into the projection).
+ */
+export function linearForward(k: Kernels, out: Float32Array, x: Float32Array, w: Float32Array,
+                              b: Float32Array | null, rows: number, nIn: number, nOut: number,
+                              accumulate = false): void {
+  k.sgemm(false, false, rows, nOut, nIn, 1, x, nIn, w, nOut, accumulate ? 1 : 0, out, nOut);
+  if (b) k.biasForward(out, b, rows, nOut);
+}
+
+/** Writes dx (when given), accumulates dw and db. Needs only the forward input x. */
+export function linearBackward(k: Kernels, dx: Float32Array | null, dw: Float32Array,
+                               db: Float32Array | null, dout: Float32Array, x: Float32Array,
+                               w: Float32Array, rows: number, nIn: number, nOut: number): void {
+  if (dx) k.sgemm(false, true, rows, nIn, nOut, 1, dout, nOut, w, nOut, 0, dx, nIn);
+  k.sgemm(true, false, nIn, nOut, rows, 1, x, nIn, dout, nOut, 1, dw, nOut);
+  if (db) k.biasBackward(db, dout, rows, nOut);
+}
+
+/** logits[r, :] = x[r, :] · headᵀ, head is [nOut, nIn] (nn.Linear layout, no bias). */
+export function headForward(k: Kernels, logits: Float32Array, x: Float32Array, head: Float32Array,
+                            rows: number, nIn: number, nOut: number): void {
+  k.sgemm(false, true, rows, nOut, nIn, 1, x, nIn, head, nIn, 0, logits, nOut);
+}
+
+/** Accumulates dx (+=) and dhead. */
+export function headBackward(k: Kernels, dx: Float32Array, dhead: Float32Array,
+                             dlogits: Float32Array, x: Float32Array, head: Float32Array,
+                             rows: number, nIn: number, nOut: number): void {
+  k.sgemm(false, false, rows, nIn, nOut, 1, dlogits, nOut, head, nIn, 1, dx, nIn);
+  k.sgemm(true, false, nOut, nIn, rows, 1, dlogits, nOut, x, nIn, 1, dhead, nIn);
+}
+
+/** pooled[b, :] = mean over t of x[b, t, :]. */
+export function meanPoolForward(pooled: Float32Array, x: Float32Array, B: number, T: number,
+                                d: number): void {
+  pooled.fill(0, 0, B * d);
+  for (let b = 0; b < B; b++) {
+    for (let t = 0; t < T; t++) {
+      const row = (b * T + t) * d;
+      for (let i = 0; i < d; i++) pooled[b * d + i]! += x[row + i]!;
+    }
+    for (let i = 0; i < d; i++) pooled[b * d + i]! /= T;
+  }
+}
+
+/** Accumulates dx[b, t, :] += dpooled[b, :] / T. */
+export function meanPoolBackward(dx: Float32Array, dpooled: Float32Array, B: number, T: number,
+                                 d: number): void {
+  for (let b = 0; b < B; b++) {
+    for (let t = 0; t < T; t++) {
+      const row = (b * T + t) * d;
+      for (let i = 0; i < d; i++) dx[row + i]! += dpooled[b * d + i]! / T;
+    }
+  }
+}
