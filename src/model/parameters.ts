@@ -121,3 +121,17 @@ export function initParameters(p: ParameterTensors, seed: number): void {
 export function parameterCount(cfg: ModelConfig): number {
   return tensorLayout(cfg).reduce((s, t) => s + t.size, 0);
 }
+
+/**
+ * The same model with a class head of `numLabels` outputs: every other tensor is copied, and the
+ * head is kept when its size already matches, else zero-initialized (as the paper's is).
+ */
+export function withClassHead(p: ParameterTensors, numLabels: number): ParameterTensors {
+  if (p.config.numLabels === numLabels) return p;
+  const out = new ParameterTensors({ ...p.config, numLabels });
+  for (const t of out.layout) {
+    if (t.name === 'score.weight') continue;
+    out.data.set(p.tensor(t.name)!, t.offset);
+  }
+  return out;
+}

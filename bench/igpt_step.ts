@@ -1,0 +1,55 @@
+/**
+ * Our side of the peer comparison: the reference config (784 pixels, vocab 16 + SOS, d 256,
+ * 8 heads, 8 layers) timed in its own process, so that peak memory is the step's alone.
+ * Mirrors ../shared/bench/pytorch_igpt.py:
+ *   node --import tsx bench/igpt_step.ts --mode train|infer|sample [--batch 8] [--steps 3] [--backend native|portable]
+ * Prints one JSON line: {"mode", "median_s", "min_s", "steps", "peak_rss_mib", "backend", ...}.
+ */
+import { parseArgs } from 'node:util';
+import { loadKernels } from '../src/kernels/select.js';
+import { makeConfig, presetShape } from '../src/model/config.js';
+import { ImageGPT } from '../src/model/model.js';
+import { initParameters, ParameterTensors } from '../src/model/parameters.js';
+import { sampleAutoregressive } from '../src/sample/sampler.js';
+import { Adam } from '../src/train/adam.js';
+import { Rng } from '../src/util/rng.js';
+
+const { values: a } = parseArgs({ options: {
+  mode: { type: 'string', default: 'train' }, batch: { type: 'string', default: '8' },
+  steps: { type: 'string', default: '3' }, backend: { type: 'string', default: 'auto' },
+  pixels: { type: 'string', default: '784' },
+} });
+const kernels = loadKernels(a.backend as 'auto' | 'native' | 'portable');
+const B = Number(a.batch), steps = Number(a.steps), T = Number(a.pixels);
+const cfg = makeConfig(presetShape('cpu-m'), 16, T, 0);
+const params = new ParameterTensors(cfg);
+initParameters(params, 0);
+const rng = new Rng(1);
+params.lmHead.forEach((_, i) => { params.lmHead[i] = rng.normal() * 0.02; });
+const model = new ImageGPT(kernels, cfg, params);
+const inputs = Int32Array.from({ length: B * T }, (_, i) => (i % T === 0 ? 16 : rng.int(16)));
+const targets = Int32Array.from({ length: B * T }, () => rng.int(16));
+const adam = new Adam(params.count);
+const times: number[] = [];
+const runs = a.mode === 'sample' ? steps : steps + 1; // one warm-up step, as the peer does
+for (let s = 0; s < runs; s++) {
+  const t0 = performance.now();
+  if (a.mode === 'train') {
+    model.zeroGrad();
+    model.forward({ B, T, inputs, targets, causal: true }, true);
+    model.backward();
+    adam.update(kernels, params.data, model.grads.data, 1e-3);
+  } else if (a.mode === 'infer') {
+    model.forward({ B, T, inputs, causal: true }, false);
+  } else {
+    sampleAutoregressive(kernels, params, { count: B, knownPixels: 0 }, { temperature: 1, topK: 0, topP: 1, seed: s });
+  }
+  const dt = (performance.now() - t0) / 1000;
+  if (a.mode === 'sample' || s > 0) times.push(dt);
+}
+times.sort((x, y) => x - y);
+console.log(JSON.stringify({
+  peer: 'igpt', backend: kernels.name, mode: a.mode, batch: B, threads: kernels.threads,
+  median_s: +times[times.length >> 1]!.toFixed(4), min_s: +times[0]!.toFixed(4), steps: times.length,
+  peak_rss_mib: Math.round(process.resourceUsage().maxRSS / 1024), params: params.count,
+}));

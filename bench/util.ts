@@ -1,0 +1,33 @@
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const repoRoot = join(dirname(fileURLToPath(import.meta.url)), '..');
+/** The shared peer scripts (../shared/bench beside the checkout). */
+export const sharedBench = join(repoRoot, '..', 'shared', 'bench');
+export const python = '/usr/bin/python3';
+
+/** Runs a command and parses the last line of its stdout as JSON; null (with a reason) on failure. */
+export function runJson<T>(cmd: string, args: string[], opts: { env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}): T | { error: string } {
+  const r = spawnSync(cmd, args, { cwd: repoRoot, encoding: 'utf8', env: { ...process.env, ...opts.env }, timeout: opts.timeoutMs ?? 30 * 60_000, maxBuffer: 64 << 20 });
+  if (r.status !== 0) return { error: `${cmd} ${args.join(' ')} exited ${r.status}: ${(r.stderr || '').trim().split('\n').slice(-3).join(' | ')}` };
+  const lines = r.stdout.trim().split('\n');
+  try {
+    return JSON.parse(lines[lines.length - 1]!) as T;
+  } catch {
+    return { error: `no JSON from ${cmd}: ${lines.slice(-2).join(' | ')}` };
+  }
+}
+
+export const isError = (x: unknown): x is { error: string } => typeof x === 'object' && x !== null && 'error' in x;
+
+export function hasTorch(): boolean {
+  return existsSync(python) && spawnSync(python, ['-c', 'import torch'], { stdio: 'ignore' }).status === 0;
+}
+
+/** Median of a list of numbers. */
+export function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)]!;
+}

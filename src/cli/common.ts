@@ -1,0 +1,22 @@
+/** Options and helpers several commands share. */
+import type { Command } from 'commander';
+import type { Kernels } from '../kernels/kernels.js';
+import { loadKernels, type KernelChoice } from '../kernels/select.js';
+
+export function backendOption(cmd: Command): Command {
+  return cmd.option('--backend <name>', 'kernels: auto, native (OpenBLAS addon) or portable (TypeScript)', 'auto');
+}
+
+export function kernelsFromFlags(flags: { backend?: string }): Kernels {
+  const choice = flags.backend ?? 'auto';
+  if (choice !== 'auto' && choice !== 'native' && choice !== 'portable') {
+    throw new Error(`--backend must be auto, native or portable, got "${choice}"`);
+  }
+  return loadKernels(choice as KernelChoice);
+}
+
+export function parseNumberOption(name: string, value: string, min: number, max = Infinity): number {
+  const v = Number(value);
+  if (!Number.isFinite(v) || v < min || v > max) throw new Error(`${name} must be a number in ${min}..${max}, got "${value}"`);
+  return v;
+}

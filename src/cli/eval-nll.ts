@@ -1,0 +1,42 @@
+/** `igpt eval-nll`: the generative loss of a checkpoint on a split (test by default). */
+import type { Command } from 'commander';
+import type { CommandModule } from './command.js';
+import { loadTokenDataset, SPLITS, type SplitName } from '../data/tokens.js';
+import { evaluateNll } from '../train/evaluate.js';
+import { backendOption, kernelsFromFlags } from './common.js';
+import { parseIntOption } from './data-options.js';
+import { checkModelMatchesData, openModel } from './open-model.js';
+import { createProgress } from './progress.js';
+
+interface Flags { model: string; data: string; split: string; batch: string; maxImages?: string; objective?: string; backend?: string; json?: boolean }
+
+export const evalNllCommand: CommandModule = {
+  register(program: Command): void {
+    backendOption(program.command('eval-nll')
+      .description('negative log-likelihood (nats/pixel, bits/dim) of a model on a token dataset split')
+      .requiredOption('--model <dir>', 'model folder (HF ImageGPT)')
+      .requiredOption('--data <dir>', 'token dataset folder')
+      .option('--split <name>', 'train, val or test', 'test')
+      .option('--batch <n>', 'images per forward pass', '16')
+      .option('--max-images <n>', 'evaluate at most this many images')
+      .option('--objective <ar|bert>', 'override the objective recorded with the model')
+      .option('--json', 'print the result as JSON'))
+      .action((flags: Flags) => {
+        if (!(SPLITS as readonly string[]).includes(flags.split)) throw new Error(`--split must be one of ${SPLITS.join(', ')}`);
+        const kernels = kernelsFromFlags(flags);
+        const data = loadTokenDataset(flags.data);
+        const m = openModel(flags.model, kernels, flags.objective);
+        checkModelMatchesData(m, data, flags.data);
+        const split = data[flags.split as SplitName];
+        const maxImages = flags.maxImages ? parseIntOption('--max-images', flags.maxImages, 1) : undefined;
+        const bar = createProgress('eval-nll', Math.min(split.count, maxImages ?? split.count), 'images');
+        const r = evaluateNll(m.model, split, m.objective, {
+          batch: parseIntOption('--batch', flags.batch, 1), maxImages, channels: data.meta.channels,
+          onBatch: (done) => bar.update(done),
+        });
+        bar.stop();
+        if (flags.json) console.log(JSON.stringify({ model: flags.model, split: flags.split, objective: m.objective, ...r }));
+        else console.log(`${flags.split}: ${r.natsPerPixel.toFixed(4)} nats/pixel, ${r.bitsPerDim.toFixed(4)} bits/dim over ${r.images} images (${m.objective.toUpperCase()})`);
+      });
+  },
+};

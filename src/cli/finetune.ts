@@ -1,0 +1,81 @@
+/** `igpt finetune`: class head + L_CLF + L_GEN, early stopping, best model saved. */
+import { join } from 'node:path';
+import type { Command } from 'commander';
+import type { CommandModule } from './command.js';
+import { loadTokenDataset } from '../data/tokens.js';
+import { finetune } from '../eval/finetune.js';
+import { saveModelFolder } from '../io/hf.js';
+import { ImageGPT } from '../model/model.js';
+import { withClassHead } from '../model/parameters.js';
+import { writeRunFile } from '../train/checkpoint.js';
+import { backendOption, kernelsFromFlags, parseNumberOption } from './common.js';
+import { parseIntOption } from './data-options.js';
+import { checkModelMatchesData, openModel } from './open-model.js';
+import { createProgress } from './progress.js';
+
+interface Flags {
+  model: string; data: string; out: string; lr: string; batch: string; steps?: string; epochs: string;
+  genWeight: string; evalEvery?: string; patience: string; evalImages: string; augment: string;
+  seed: string; objective?: string; evalMasks: string; backend?: string;
+}
+
+export const finetuneCommand: CommandModule = {
+  register(program: Command): void {
+    backendOption(program.command('finetune')
+      .description('fine-tune a pretrained model for classification (L_CLF + L_GEN, early stopping)')
+      .requiredOption('--model <dir>', 'pretrained model folder')
+      .requiredOption('--data <dir>', 'labelled token dataset (same palette and size)')
+      .requiredOption('--out <dir>', 'folder for the fine-tuned model (HF ImageGPT with score head) and finetune.json')
+      .option('--lr <x>', 'Adam learning rate (constant after warmup)', '0.0003')
+      .option('--batch <n>', 'images per step', '16')
+      .option('--steps <n>', 'at most this many steps (default: --epochs)')
+      .option('--epochs <x>', 'at most this many passes over the training split', '3')
+      .option('--gen-weight <w>', 'weight of the generative loss L_GEN (0: L_CLF alone)', '1')
+      .option('--eval-every <n>', 'validate every n steps (default: 10 times per epoch)')
+      .option('--patience <n>', 'stop after this many validations without improvement', '5')
+      .option('--eval-images <n>', 'validation images per evaluation (0: all)', '2000')
+      .option('--augment <mode>', 'auto (on for color 32×32), on, off', 'auto')
+      .option('--eval-masks <n>', 'BERT: masks per image at evaluation (modal prediction)', '5')
+      .option('--objective <ar|bert>', 'override the objective recorded with the model')
+      .option('--seed <n>', 'seed', '0'))
+      .action(async (flags: Flags) => {
+        const kernels = kernelsFromFlags(flags);
+        const data = loadTokenDataset(flags.data);
+        const opened = openModel(flags.model, kernels, flags.objective);
+        checkModelMatchesData(opened, data, flags.data);
+        if (data.meta.numClasses < 2) throw new Error(`${flags.data}: fine-tuning needs labelled data (found ${data.meta.numClasses} classes)`);
+        const params = withClassHead(opened.model.params, data.meta.numClasses);
+        const model = new ImageGPT(kernels, params.config, params);
+        const batch = parseIntOption('--batch', flags.batch, 1);
+        const stepsPerEpoch = Math.ceil(data.train.count / batch);
+        const steps = flags.steps ? parseIntOption('--steps', flags.steps, 1) : Math.max(1, Math.round(parseNumberOption('--epochs', flags.epochs, 0) * stepsPerEpoch));
+        const augment = flags.augment === 'on' || (flags.augment === 'auto' && data.meta.channels === 3 && data.meta.side === 32);
+        if (!['auto', 'on', 'off'].includes(flags.augment)) throw new Error(`--augment must be auto, on or off, got "${flags.augment}"`);
+        const options = {
+          objective: opened.objective, lr: parseNumberOption('--lr', flags.lr, 0), batch, steps,
+          warmup: Math.min(100, Math.ceil(steps / 20)), genWeight: parseNumberOption('--gen-weight', flags.genWeight, 0),
+          evalEvery: flags.evalEvery ? parseIntOption('--eval-every', flags.evalEvery, 1) : Math.max(1, Math.ceil(stepsPerEpoch / 10)),
+          patience: parseIntOption('--patience', flags.patience, 1), evalImages: parseIntOption('--eval-images', flags.evalImages, 0),
+          augment, seed: parseIntOption('--seed', flags.seed, 0), maskProb: 0.15, evalMasks: parseIntOption('--eval-masks', flags.evalMasks, 1),
+        };
+        let stop = false;
+        const onSigint = (): void => { if (stop) process.exit(130); stop = true; process.stderr.write('\nigpt: stopping; the best model so far is saved\n'); };
+        process.on('SIGINT', onSigint);
+        const bar = createProgress('finetune', steps, 'steps', ['loss', 'clf', 'acc', 'val']);
+        let val = '-';
+        const r = await finetune(model, data, options, {
+          onStep: (s) => bar.update(s.step, { loss: s.loss.toFixed(3), clf: (s.clfLoss ?? NaN).toFixed(3), acc: (s.clfAccuracy ?? NaN).toFixed(2), val }),
+          onValidate: (acc, _step, best) => { val = `${(100 * acc).toFixed(2)}%${best ? '*' : ''}`; },
+          shouldStop: () => stop,
+        });
+        bar.stop();
+        process.off('SIGINT', onSigint);
+        const modelDir = join(flags.out, 'model');
+        saveModelFolder(modelDir, model.params, opened.palette ?? data.palette, { labels: data.meta.classNames });
+        writeRunFile(flags.out, 'finetune.json', JSON.stringify({ model: flags.model, data: flags.data, options, ...r }, null, 1));
+        console.log(`validation accuracy ${(100 * r.initialValAccuracy).toFixed(2)}% (zero head) → ${(100 * r.bestValAccuracy).toFixed(2)}% at step ${r.bestStep}; ` +
+          `test accuracy ${(100 * r.testAccuracy).toFixed(2)}%; ${r.steps} steps in ${r.seconds.toFixed(0)} s`);
+        console.log(`model: ${modelDir}; results: ${join(flags.out, 'finetune.json')}`);
+      });
+  },
+};

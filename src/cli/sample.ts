@@ -1,0 +1,95 @@
+/** `igpt sample`: unconditional samples or completions of test images, as a PNG grid + JSON. */
+import type { Command } from 'commander';
+import type { CommandModule } from './command.js';
+import { loadTokenDataset, SPLITS, type SplitName } from '../data/tokens.js';
+import { sampleAutoregressive, sampleBert, type SamplingOptions } from '../sample/sampler.js';
+import { writeCompletionGrid } from '../sample/grid.js';
+import { writeRunFile } from '../train/checkpoint.js';
+import { backendOption, kernelsFromFlags, parseNumberOption } from './common.js';
+import { parseIntOption } from './data-options.js';
+import { checkModelMatchesData, openModel } from './open-model.js';
+import { createProgress } from './progress.js';
+import { dirname, basename, join } from 'node:path';
+
+interface Flags {
+  model: string; data?: string; split: string; count: string; samples: string; rows?: string;
+  temperature: string; topK: string; topP: string; seed: string; out: string; scale: string;
+  objective?: string; passes: string; order: string; backend?: string; first: string;
+}
+
+export const sampleCommand: CommandModule = {
+  register(program: Command): void {
+    backendOption(program.command('sample')
+      .description('sample images, or complete the bottom of test images (KV-cache decoding; BERT in-filling)')
+      .requiredOption('--model <dir>', 'model folder (HF ImageGPT, ours or converted)')
+      .option('--data <dir>', 'token dataset whose images are completed (omit for unconditional samples)')
+      .option('--split <name>', 'split of --data to take images from', 'test')
+      .option('--first <i>', 'index of the first image taken from the split', '0')
+      .option('--count <n>', 'images (rows of the grid)', '8')
+      .option('--samples <n>', 'completions per image', '4')
+      .option('--rows <r>', 'rows kept from the top of each image (default: half)')
+      .option('--temperature <t>', 'softmax temperature; 0 is greedy', '1')
+      .option('--top-k <k>', 'sample among the k likeliest colors (0: all)', '0')
+      .option('--top-p <p>', 'nucleus sampling mass (1: all)', '1')
+      .option('--seed <n>', 'sampling seed', '0')
+      .option('--objective <ar|bert>', 'override the objective recorded with the model')
+      .option('--passes <n>', 'BERT: forward passes to fill the hidden pixels', '16')
+      .option('--order <o>', 'BERT: confident (most confident pixels first) or random', 'confident')
+      .option('--scale <s>', 'PNG upscaling factor', '4')
+      .requiredOption('--out <file.png>', 'grid to write; the ids go to the same name with .json'))
+      .action(async (flags: Flags) => {
+        const kernels = kernelsFromFlags(flags);
+        const m = openModel(flags.model, kernels, flags.objective);
+        const cfg = m.model.config;
+        const side = Math.round(Math.sqrt(cfg.nPositions));
+        if (side * side !== cfg.nPositions) throw new Error(`${flags.model}: ${cfg.nPositions} positions is not a square image`);
+        const count = parseIntOption('--count', flags.count, 1, 1024);
+        const samples = parseIntOption('--samples', flags.samples, 1, 64);
+        const o: SamplingOptions = {
+          temperature: parseNumberOption('--temperature', flags.temperature, 0),
+          topK: parseIntOption('--top-k', flags.topK, 0), topP: parseNumberOption('--top-p', flags.topP, 0, 1),
+          seed: parseIntOption('--seed', flags.seed, 0),
+        };
+        let palette = m.palette;
+        let originals: Int32Array | null = null;
+        let knownPixels = 0;
+        if (flags.data) {
+          const data = loadTokenDataset(flags.data);
+          checkModelMatchesData(m, data, flags.data);
+          palette ??= data.palette;
+          if (!(SPLITS as readonly string[]).includes(flags.split)) throw new Error(`--split must be one of ${SPLITS.join(', ')}`);
+          const split = data[flags.split as SplitName];
+          const first = parseIntOption('--first', flags.first, 0);
+          if (first + count > split.count) throw new Error(`${flags.data}: the ${flags.split} split has ${split.count} images, cannot take ${count} from ${first}`);
+          originals = Int32Array.from(split.tokens.subarray(first * cfg.nPositions, (first + count) * cfg.nPositions));
+          knownPixels = side * (flags.rows !== undefined ? parseIntOption('--rows', flags.rows, 0, side) : Math.floor(side / 2));
+        }
+        if (!palette) throw new Error(`${flags.model} has no palette (preprocessor_config.json clusters); pass --data to use a dataset's`);
+        const n = cfg.nPositions;
+        const B = count * samples;
+        const prefix = new Int32Array(B * n);
+        if (originals) for (let i = 0; i < count; i++) for (let s = 0; s < samples; s++) prefix.set(originals.subarray(i * n, (i + 1) * n), (i * samples + s) * n);
+        const t0 = performance.now();
+        let tokens: Int32Array;
+        if (m.objective === 'bert') {
+          const known = new Uint8Array(B * n);
+          for (let i = 0; i < B; i++) known.fill(1, i * n, i * n + knownPixels);
+          tokens = sampleBert(kernels, m.model.params, prefix, known, B, { ...o, passes: parseIntOption('--passes', flags.passes, 1), order: flags.order === 'random' ? 'random' : 'confident' });
+        } else {
+          const bar = createProgress('sample', n, 'pixels');
+          tokens = sampleAutoregressive(kernels, m.model.params, { count: B, prefix, knownPixels }, o, (t) => bar.update(t + 1));
+          bar.stop();
+        }
+        const seconds = (performance.now() - t0) / 1000;
+        const known = originals ? new Uint8Array(count * n) : null;
+        if (known) for (let i = 0; i < count; i++) known.fill(1, i * n, i * n + knownPixels);
+        await writeCompletionGrid(flags.out, { side, originals, completions: tokens, known, count, samples }, palette, parseIntOption('--scale', flags.scale, 1, 32));
+        const jsonPath = join(dirname(flags.out), basename(flags.out).replace(/\.png$/i, '') + '.json');
+        writeRunFile(dirname(jsonPath), basename(jsonPath), JSON.stringify({
+          model: flags.model, objective: m.objective, side, count, samples, knownPixels, sampling: o, seconds,
+          originals: originals ? Array.from(originals) : null, samplesIds: Array.from(tokens),
+        }));
+        console.log(`${flags.out}: ${count} × ${samples} ${originals ? `completions (top ${knownPixels / side} rows kept)` : 'samples'} in ${seconds.toFixed(1)} s; ids in ${jsonPath}`);
+      });
+  },
+};

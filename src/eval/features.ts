@@ -1,0 +1,45 @@
+/**
+ * Probe features: for every layer l, f^l = mean over positions of norm(h^l) (the block's own
+ * first norm; ln_f for the last), all layers from one forward pass per batch.
+ */
+import type { TokenSplit } from '../data/tokens.js';
+import { sosTokenOf } from '../model/config.js';
+import type { ImageGPT } from '../model/model.js';
+import { BatchBuilder, maskRngFor, type Objective } from '../train/objectives.js';
+
+export interface FeatureOptions {
+  batch: number;
+  objective: Objective;
+  /** BERT: mask probability, and how many independent masks are averaged. */
+  maskProb?: number;
+  masks?: number;
+  seed?: number;
+  maxImages?: number;
+  onBatch?: (done: number, total: number) => void;
+}
+
+/** L+1 matrices [count, d], layer 0 = the embeddings' norm, layer L = ln_f. */
+export function extractFeatures(model: ImageGPT, split: TokenSplit, o: FeatureOptions): Float32Array[] {
+  const { nEmbd: d, nLayer: L, nPositions: T } = model.config;
+  const count = Math.min(split.count, o.maxImages ?? split.count);
+  const masks = o.objective === 'bert' ? Math.max(1, o.masks ?? 1) : 1;
+  const layers = Array.from({ length: L + 1 }, () => new Float32Array(count * d));
+  const builder = new BatchBuilder(o.batch, T, o.objective, sosTokenOf(model.config), o.maskProb ?? 0.15);
+  const perBatch = new Float32Array((L + 1) * o.batch * d);
+  const indices = new Int32Array(o.batch);
+  for (let start = 0; start < count; start += o.batch) {
+    const B = Math.min(o.batch, count - start);
+    for (let b = 0; b < B; b++) indices[b] = start + b;
+    for (let m = 0; m < masks; m++) {
+      const batch = builder.fill(split, indices.subarray(0, B), maskRngFor((o.seed ?? 0) + 7 * m, start));
+      model.forward(batch, false, perBatch.subarray(0, (L + 1) * B * d));
+      for (let l = 0; l <= L; l++) {
+        const src = perBatch.subarray(l * B * d, (l + 1) * B * d);
+        const dst = layers[l]!.subarray(start * d, (start + B) * d);
+        for (let i = 0; i < B * d; i++) dst[i]! += src[i]! / masks;
+      }
+    }
+    o.onBatch?.(start + B, count);
+  }
+  return layers;
+}

@@ -1,0 +1,127 @@
+/**
+ * Fine-tuning (the paper's §3.4): the class head on mean-pooled ln_f output, loss
+ * L_CLF + genWeight · L_GEN, Adam without cosine decay, early stopping on validation accuracy.
+ * BERT models are evaluated with several independent masks and the modal prediction.
+ */
+import type { TokenDataset, TokenSplit } from '../data/tokens.js';
+import { sosTokenOf } from '../model/config.js';
+import { argmax, type ImageGPT } from '../model/model.js';
+import { BatchBuilder, maskRngFor, type Objective } from '../train/objectives.js';
+import { Trainer, type PretrainOptions, type StepReport } from '../train/trainer.js';
+
+export interface FinetuneOptions {
+  objective: Objective;
+  lr: number;
+  batch: number;
+  /** Most steps; early stopping usually ends sooner. */
+  steps: number;
+  warmup: number;
+  /** Weight of L_GEN (0: classification loss alone). */
+  genWeight: number;
+  /** Validate every this many steps; stop after `patience` validations without improvement. */
+  evalEvery: number;
+  patience: number;
+  evalImages: number;
+  augment: boolean;
+  seed: number;
+  maskProb: number;
+  /** BERT: masks per evaluated image (the paper: 5). */
+  evalMasks: number;
+}
+
+export interface FinetuneHooks {
+  onStep?(r: StepReport): void;
+  onValidate?(accuracy: number, step: number, best: boolean): void;
+  shouldStop?(): boolean;
+}
+
+export interface FinetuneResult {
+  /** Validation accuracy with the zero-initialized head, before any step. */
+  initialValAccuracy: number;
+  bestValAccuracy: number;
+  bestStep: number;
+  steps: number;
+  testAccuracy: number;
+  history: { step: number; valAccuracy: number }[];
+  seconds: number;
+}
+
+/** Accuracy of the class head; BERT: modal prediction over `masks` random masks. */
+export function classificationAccuracy(model: ImageGPT, split: TokenSplit, o: {
+  objective: Objective; batch: number; maxImages?: number; masks?: number; maskProb?: number; seed?: number;
+}): number {
+  const C = model.config.numLabels;
+  if (C < 1) throw new Error('the model has no class head (numLabels is 0)');
+  const count = Math.min(split.count, o.maxImages ?? split.count);
+  if (count === 0) return NaN;
+  const masks = o.objective === 'bert' ? Math.max(1, o.masks ?? 5) : 1;
+  const builder = new BatchBuilder(o.batch, model.config.nPositions, o.objective, sosTokenOf(model.config), o.maskProb ?? 0.15);
+  const indices = new Int32Array(o.batch);
+  const votes = new Int32Array(o.batch * C);
+  let correct = 0;
+  for (let start = 0; start < count; start += o.batch) {
+    const B = Math.min(o.batch, count - start);
+    for (let b = 0; b < B; b++) indices[b] = start + b;
+    votes.fill(0);
+    for (let m = 0; m < masks; m++) {
+      const batch = builder.fill(split, indices.subarray(0, B), maskRngFor((o.seed ?? 0) + 101 * m, start), true);
+      model.forward(batch, false);
+      const logits = model.activations.classLogits;
+      for (let b = 0; b < B; b++) votes[b * C + argmax(logits, b * C, C)]!++;
+    }
+    for (let b = 0; b < B; b++) {
+      let best = 0;
+      for (let c = 1; c < C; c++) if (votes[b * C + c]! > votes[b * C + best]!) best = c;
+      if (best === split.labels[start + b]) correct++;
+    }
+  }
+  return correct / count;
+}
+
+/** Fine-tunes `model` in place; on return it holds the parameters of the best validation step. */
+export async function finetune(model: ImageGPT, data: TokenDataset, o: FinetuneOptions,
+                               hooks: FinetuneHooks = {}): Promise<FinetuneResult> {
+  if (model.config.numLabels < data.meta.numClasses) {
+    throw new Error(`the model's class head has ${model.config.numLabels} outputs, the data has ${data.meta.numClasses} classes`);
+  }
+  const trainOptions: PretrainOptions = {
+    objective: o.objective, batch: o.batch, lr: o.lr, steps: o.steps, warmup: o.warmup, cosine: false,
+    seed: o.seed, maskProb: o.maskProb, evalEvery: o.evalEvery, evalImages: o.evalImages, checkpointEvery: 0,
+    classify: { genWeight: o.genWeight }, augment: o.augment,
+  };
+  const trainer = new Trainer(model, data, trainOptions);
+  const validate = (): number => classificationAccuracy(model, data.val, {
+    objective: o.objective, batch: o.batch, maxImages: o.evalImages || undefined, masks: o.evalMasks, maskProb: o.maskProb, seed: o.seed,
+  });
+  const initialValAccuracy = validate();
+  const history = [{ step: 0, valAccuracy: initialValAccuracy }];
+  let best = { accuracy: initialValAccuracy, step: 0, params: model.params.data.slice() };
+  let sinceBest = 0;
+  while (trainer.state.step < o.steps && sinceBest < o.patience) {
+    hooks.onStep?.(trainer.step());
+    const step = trainer.state.step;
+    if (step % o.evalEvery === 0 || step === o.steps) {
+      const accuracy = validate();
+      history.push({ step, valAccuracy: accuracy });
+      const improved = accuracy > best.accuracy;
+      if (improved) {
+        best = { accuracy, step, params: best.params };
+        best.params.set(model.params.data);
+        sinceBest = 0;
+      } else {
+        sinceBest++;
+      }
+      hooks.onValidate?.(accuracy, step, improved);
+    }
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    if (hooks.shouldStop?.()) break;
+  }
+  model.params.data.set(best.params);
+  const testAccuracy = classificationAccuracy(model, data.test, {
+    objective: o.objective, batch: o.batch, masks: o.evalMasks, maskProb: o.maskProb, seed: o.seed + 1,
+  });
+  return {
+    initialValAccuracy, bestValAccuracy: best.accuracy, bestStep: best.step, steps: trainer.state.step,
+    testAccuracy, history, seconds: trainer.state.seconds,
+  };
+}

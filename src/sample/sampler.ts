@@ -1,0 +1,156 @@
+/**
+ * Sampling and completion. AR checkpoints decode pixel by pixel through the KV cache; BERT
+ * checkpoints fill a mask iteratively with full (non-causal) passes.
+ */
+import type { Kernels } from '../kernels/kernels.js';
+import { paletteSizeOf, sosTokenOf } from '../model/config.js';
+import { KvDecoder } from '../model/decode.js';
+import { ImageGPT } from '../model/model.js';
+import type { ParameterTensors } from '../model/parameters.js';
+import { Rng } from '../util/rng.js';
+
+export interface SamplingOptions {
+  /** 0 means greedy (argmax). */
+  temperature: number;
+  /** Keep only the k most likely colors (0: all). */
+  topK: number;
+  /** Keep the smallest set of colors whose probability reaches p (1: all). */
+  topP: number;
+  seed: number;
+}
+
+export const defaultSampling: SamplingOptions = { temperature: 1, topK: 0, topP: 1, seed: 0 };
+
+/**
+ * Draws one id from logits[offset .. offset+V) under the options. `probs` and `order` are
+ * scratch of length ≥ V (no allocation per pixel).
+ */
+export function samplePixel(logits: Float32Array, offset: number, V: number, o: SamplingOptions,
+                            rng: Rng, probs: Float64Array, order: Int32Array): number {
+  let best = 0;
+  for (let i = 1; i < V; i++) if (logits[offset + i]! > logits[offset + best]!) best = i;
+  if (o.temperature <= 0) return best;
+  const max = logits[offset + best]!;
+  let total = 0;
+  for (let i = 0; i < V; i++) {
+    probs[i] = Math.exp((logits[offset + i]! - max) / o.temperature);
+    total += probs[i]!;
+  }
+  let n = V;
+  if ((o.topK > 0 && o.topK < V) || o.topP < 1) {
+    for (let i = 0; i < V; i++) order[i] = i;
+    const sorted = order.subarray(0, V).sort((a, b) => probs[b]! - probs[a]!);
+    n = o.topK > 0 ? Math.min(o.topK, V) : V;
+    if (o.topP < 1) {
+      let mass = 0;
+      for (let i = 0; i < n; i++) {
+        mass += probs[sorted[i]!]! / total;
+        if (mass >= o.topP) { n = i + 1; break; }
+      }
+    }
+    let kept = 0;
+    for (let i = 0; i < n; i++) kept += probs[sorted[i]!]!;
+    let u = rng.next() * kept;
+    for (let i = 0; i < n; i++) {
+      u -= probs[sorted[i]!]!;
+      if (u <= 0) return sorted[i]!;
+    }
+    return sorted[n - 1]!;
+  }
+  let u = rng.next() * total;
+  for (let i = 0; i < V; i++) {
+    u -= probs[i]!;
+    if (u <= 0) return i;
+  }
+  return V - 1;
+}
+
+export interface CompletionRequest {
+  /** Number of images. */
+  count: number;
+  /** count × n² ids; positions below `knownPixels` are kept (may be omitted when 0). */
+  prefix?: Uint8Array | Uint16Array | Int32Array;
+  /** How many leading pixels (raster order) of each image are given. */
+  knownPixels: number;
+}
+
+/**
+ * AR sampling with the KV cache: images whose first `knownPixels` pixels are given (0 for
+ * unconditional samples). `onPixel(t)` is called after pixel t of every image is decided.
+ * Returns count × n² ids.
+ */
+export function sampleAutoregressive(k: Kernels, params: ParameterTensors, req: CompletionRequest,
+                                     o: SamplingOptions, onPixel?: (t: number, tokens: Int32Array) => void): Int32Array {
+  const cfg = params.config;
+  const n = cfg.nPositions;
+  const V = paletteSizeOf(cfg);
+  const B = req.count;
+  if (req.knownPixels > 0 && (!req.prefix || req.prefix.length < B * n)) {
+    throw new Error(`completion needs ${B} × ${n} prefix ids`);
+  }
+  const rng = new Rng(o.seed);
+  const decoder = new KvDecoder(k, params, B, n);
+  const out = new Int32Array(B * n);
+  const feed = new Int32Array(B).fill(sosTokenOf(cfg));
+  const probs = new Float64Array(V);
+  const order = new Int32Array(V);
+  for (let t = 0; t < n; t++) {
+    // Known pixels need no logits from their own position, but feeding them is what fills the cache.
+    const logits = decoder.feed(feed);
+    for (let b = 0; b < B; b++) {
+      const pixel = t < req.knownPixels ? req.prefix![b * n + t]! : samplePixel(logits, b * V, V, o, rng, probs, order);
+      out[b * n + t] = pixel;
+      feed[b] = pixel;
+    }
+    onPixel?.(t, out);
+  }
+  return out;
+}
+
+/**
+ * BERT in-filling: positions where `known[i]` is 0 are unknown; `passes` full forward passes
+ * each fill an equal share of the remaining pixels, most confident first (or in random order).
+ */
+export function sampleBert(k: Kernels, params: ParameterTensors, tokens: Int32Array, known: Uint8Array,
+                           count: number, o: SamplingOptions & { passes: number; order: 'confident' | 'random' }): Int32Array {
+  const cfg = params.config;
+  const n = cfg.nPositions;
+  const V = paletteSizeOf(cfg);
+  const model = new ImageGPT(k, cfg, params);
+  const rng = new Rng(o.seed);
+  const probs = new Float64Array(V);
+  const order = new Int32Array(V);
+  const inputs = Int32Array.from(tokens, (v, i) => (known[i] ? v : -1));
+  const out = Int32Array.from(inputs);
+  for (let b = 0; b < count; b++) {
+    const unknown: number[] = [];
+    for (let t = 0; t < n; t++) if (!known[b * n + t]) unknown.push(t);
+    const passes = Math.max(1, Math.min(o.passes, unknown.length));
+    for (let pass = 0; pass < passes && unknown.length > 0; pass++) {
+      const row = inputs.subarray(b * n, (b + 1) * n);
+      model.forward({ B: 1, T: n, inputs: row, causal: false }, false);
+      const logits = model.activations.logits;
+      const take = Math.ceil(unknown.length / (passes - pass));
+      if (o.order === 'confident') {
+        const confidence = (t: number): number => maxSoftmax(logits, t * V, V);
+        unknown.sort((a, c) => confidence(c) - confidence(a));
+      } else {
+        rng.shuffle(unknown);
+      }
+      for (const t of unknown.splice(0, take)) {
+        const pixel = samplePixel(logits, t * V, V, o, rng, probs, order);
+        row[t] = pixel;
+        out[b * n + t] = pixel;
+      }
+    }
+  }
+  return out;
+}
+
+function maxSoftmax(logits: Float32Array, offset: number, V: number): number {
+  let max = -Infinity;
+  for (let i = 0; i < V; i++) max = Math.max(max, logits[offset + i]!);
+  let total = 0;
+  for (let i = 0; i < V; i++) total += Math.exp(logits[offset + i]! - max);
+  return 1 / total;
+}

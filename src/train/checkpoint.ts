@@ -1,0 +1,120 @@
+/**
+ * Run folders: every checkpoint is a complete Hugging Face ImageGPT folder plus the training state
+ * (Adam moments, step, history, options), written under a temporary name and renamed into place,
+ * so a crash at any moment leaves the previous checkpoint intact.
+ *
+ *   run/checkpoints/step-000500/   config.json, model.safetensors, preprocessor_config.json,
+ *                                  optimizer.safetensors, trainer_state.json
+ *   run/latest.json                which checkpoint is the newest complete one
+ *   run/model -> checkpoints/step-000500   (symlink: "the model" for other commands)
+ */
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, symlinkSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Palette } from '../palette/palette.js';
+import type { ParameterTensors } from '../model/parameters.js';
+import { loadModelFolder, saveModelFolder, type LoadedModel } from '../io/hf.js';
+import { readSafetensors, writeSafetensors } from '../io/safetensors.js';
+import { writeFileAtomic } from '../util/fs.js';
+import type { Adam } from './adam.js';
+
+const OPTIMIZER_FILE = 'optimizer.safetensors';
+const STATE_FILE = 'trainer_state.json';
+const LATEST_FILE = 'latest.json';
+const KEEP = 2;
+
+export interface Checkpoint<S> extends LoadedModel {
+  dir: string;
+  state: S;
+  adamM: Float32Array;
+  adamV: Float32Array;
+  adamStep: number;
+}
+
+const stepDirName = (step: number): string => `step-${String(step).padStart(6, '0')}`;
+
+/** Saves a checkpoint of step `step` and makes it the latest; returns its folder. */
+export function saveCheckpoint<S>(runDir: string, step: number, params: ParameterTensors, palette: Palette | null,
+                                  adam: Adam, state: S, labels?: string[]): string {
+  const root = join(runDir, 'checkpoints');
+  mkdirSync(root, { recursive: true });
+  const name = stepDirName(step);
+  const tmp = join(root, `.tmp-${name}-${process.pid}`);
+  rmSync(tmp, { recursive: true, force: true });
+  mkdirSync(tmp);
+  saveModelFolder(tmp, params, palette, { labels, metadata: { step: String(step) } });
+  writeSafetensors(join(tmp, OPTIMIZER_FILE), [
+    { name: 'adam.m', shape: [adam.size], data: adam.m },
+    { name: 'adam.v', shape: [adam.size], data: adam.v },
+  ], { step: String(adam.step) });
+  writeFileAtomic(join(tmp, STATE_FILE), JSON.stringify(state));
+  const final = join(root, name);
+  rmSync(final, { recursive: true, force: true });
+  renameSync(tmp, final);
+  writeFileAtomic(join(runDir, LATEST_FILE), JSON.stringify({ step, checkpoint: `checkpoints/${name}` }));
+  pointModelLink(runDir, `checkpoints/${name}`);
+  pruneCheckpoints(root, name);
+  return final;
+}
+
+/** `run/model` → the latest checkpoint, replaced atomically (a new link renamed over the old). */
+function pointModelLink(runDir: string, target: string): void {
+  const link = join(runDir, 'model');
+  const tmp = join(runDir, `.model-${process.pid}`);
+  rmSync(tmp, { force: true });
+  symlinkSync(target, tmp);
+  renameSync(tmp, link);
+}
+
+function pruneCheckpoints(root: string, newest: string): void {
+  const done = readdirSync(root).filter((n) => /^step-\d+$/.test(n)).sort();
+  for (const n of done.slice(0, Math.max(0, done.length - KEEP))) if (n !== newest) rmSync(join(root, n), { recursive: true, force: true });
+  for (const n of readdirSync(root)) {
+    if (n.startsWith('.tmp-') && !n.endsWith(`-${process.pid}`)) rmSync(join(root, n), { recursive: true, force: true });
+  }
+}
+
+/**
+ * The newest complete checkpoint of a run, or null when there is none. latest.json is trusted
+ * first; if it is missing or unreadable, the newest step folder that loads is used.
+ */
+export function loadLatestCheckpoint<S>(runDir: string): Checkpoint<S> | null {
+  const root = join(runDir, 'checkpoints');
+  const candidates: string[] = [];
+  try {
+    const latest = JSON.parse(readFileSync(join(runDir, LATEST_FILE), 'utf8')) as { checkpoint?: string };
+    if (latest.checkpoint) candidates.push(join(runDir, latest.checkpoint));
+  } catch { /* fall back to scanning */ }
+  if (existsSync(root)) {
+    for (const n of readdirSync(root).filter((x) => /^step-\d+$/.test(x)).sort().reverse()) candidates.push(join(root, n));
+  }
+  const errors: string[] = [];
+  for (const dir of candidates) {
+    try {
+      return loadCheckpoint<S>(dir);
+    } catch (err) {
+      errors.push(err instanceof Error ? err.message : String(err));
+    }
+  }
+  if (errors.length > 0) throw new Error(`${runDir}: no checkpoint could be loaded:\n  ${errors.join('\n  ')}`);
+  return null;
+}
+
+export function loadCheckpoint<S>(dir: string): Checkpoint<S> {
+  const model = loadModelFolder(dir);
+  const state = JSON.parse(readFileSync(join(dir, STATE_FILE), 'utf8')) as S;
+  const opt = readSafetensors(join(dir, OPTIMIZER_FILE));
+  const m = opt.tensors.get('adam.m')?.data;
+  const v = opt.tensors.get('adam.v')?.data;
+  if (!m || !v || m.length !== model.params.count || v.length !== model.params.count) {
+    throw new Error(`${join(dir, OPTIMIZER_FILE)}: Adam moments missing or of the wrong size`);
+  }
+  return { ...model, dir, state, adamM: m, adamV: v, adamStep: Number(opt.metadata.step ?? 0) };
+}
+
+/** Writes a small JSON or text artifact of a run atomically. */
+export function writeRunFile(runDir: string, name: string, text: string): string {
+  mkdirSync(runDir, { recursive: true });
+  const path = join(runDir, name);
+  writeFileAtomic(path, text);
+  return path;
+}

@@ -1,0 +1,125 @@
+/**
+ * A pretraining run: creates or resumes a run folder, steps the trainer, validates, checkpoints,
+ * and stops cleanly when asked (Ctrl-C) or on a numerical fault, keeping the last good checkpoint.
+ */
+import { join } from 'node:path';
+import type { Kernels } from '../kernels/kernels.js';
+import type { TokenDataset } from '../data/tokens.js';
+import { makeConfig, type ModelConfig, type ModelShape } from '../model/config.js';
+import { ImageGPT } from '../model/model.js';
+import { initParameters, ParameterTensors } from '../model/parameters.js';
+import { plotLines } from '../util/plot.js';
+import { loadLatestCheckpoint, saveCheckpoint, writeRunFile } from './checkpoint.js';
+import type { NllReport } from './evaluate.js';
+import { Trainer, type PretrainOptions, type StepReport, type TrainerState } from './trainer.js';
+
+/** What a run folder's trainer_state.json holds. */
+export interface RunState extends TrainerState {
+  options: PretrainOptions;
+  shape: ModelShape;
+  /** The token dataset the run trains on. */
+  data: string;
+}
+
+export interface PretrainHooks {
+  onStart?(info: { resumedFrom: number; config: ModelConfig; params: number }): void;
+  onStep?(r: StepReport, trainer: Trainer): void;
+  onValidate?(r: NllReport, step: number): void;
+  onCheckpoint?(dir: string, step: number): void;
+  /** Polled after every step; true ends the run after a checkpoint. */
+  shouldStop?(): boolean;
+}
+
+export interface PretrainResult {
+  model: ImageGPT;
+  state: RunState;
+  /** The latest checkpoint folder. */
+  checkpoint: string;
+  stoppedEarly: boolean;
+  finalValidation: NllReport | null;
+}
+
+/**
+ * Trains until `options.steps` (continuing a run found in `runDir` when `resume`). Data order,
+ * BERT masks and Adam state are restored exactly, so a resumed run matches an uninterrupted one.
+ */
+export async function pretrain(kernels: Kernels, data: TokenDataset, dataPath: string, runDir: string,
+                         shape: ModelShape, options: PretrainOptions, resume: boolean,
+                         hooks: PretrainHooks = {}): Promise<PretrainResult> {
+  const ckpt = resume ? loadLatestCheckpoint<RunState>(runDir) : null;
+  let model: ImageGPT;
+  let state: RunState;
+  if (ckpt) {
+    model = new ImageGPT(kernels, ckpt.config, ckpt.params);
+    state = ckpt.state;
+    // The run's own options win, except the step budget, which a resume may extend.
+    options = { ...ckpt.state.options, steps: options.steps };
+    state.options = options;
+  } else {
+    const config = makeConfig(shape, data.palette.k, data.meta.pixels, data.meta.numClasses);
+    const params = new ParameterTensors(config);
+    initParameters(params, options.seed);
+    model = new ImageGPT(kernels, config, params);
+    state = { step: 0, seconds: 0, history: [], options, shape, data: dataPath };
+  }
+  const trainer = new Trainer(model, data, options);
+  Object.assign(trainer.state, { step: state.step, seconds: state.seconds, history: state.history });
+  if (ckpt) {
+    trainer.adam.m.set(ckpt.adamM);
+    trainer.adam.v.set(ckpt.adamV);
+    trainer.adam.step = ckpt.adamStep;
+  }
+  hooks.onStart?.({ resumedFrom: ckpt ? state.step : -1, config: model.config, params: model.params.count });
+
+  const snapshot = (): RunState => ({ ...state, ...trainer.state });
+  const checkpoint = async (): Promise<string> => {
+    const dir = saveCheckpoint(runDir, trainer.state.step, model.params, data.palette, trainer.adam, snapshot(), data.meta.classNames);
+    await writeLossCurve(runDir, snapshot());
+    hooks.onCheckpoint?.(dir, trainer.state.step);
+    return dir;
+  };
+  let last = ckpt?.dir ?? '';
+  let stoppedEarly = false;
+  while (trainer.state.step < options.steps) {
+    const r = trainer.step();
+    hooks.onStep?.(r, trainer);
+    const step = trainer.state.step;
+    if (options.evalEvery > 0 && step % options.evalEvery === 0 && step < options.steps) {
+      hooks.onValidate?.(trainer.validate(), step);
+    }
+    if (options.checkpointEvery > 0 && step % options.checkpointEvery === 0 && step < options.steps) last = await checkpoint();
+    // Yield to the event loop so that signals (Ctrl-C) are delivered between steps.
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    if (hooks.shouldStop?.()) { stoppedEarly = true; break; }
+  }
+  let finalValidation: NllReport | null = null;
+  if (!stoppedEarly) {
+    finalValidation = trainer.validate();
+    hooks.onValidate?.(finalValidation, trainer.state.step);
+  }
+  if (trainer.state.step !== Number(last.match(/step-(\d+)$/)?.[1] ?? -1)) last = await checkpoint();
+  return { model, state: snapshot(), checkpoint: last, stoppedEarly, finalValidation };
+}
+
+/** loss.png: training loss (smoothed) and validation NLL against the step. */
+export async function writeLossCurve(runDir: string, state: TrainerState): Promise<string> {
+  const train = state.history.filter((h) => h.loss !== undefined);
+  const val = state.history.filter((h) => h.valLoss !== undefined);
+  const window = Math.max(1, Math.floor(train.length / 50));
+  const smooth = train.map((_, i) => {
+    const from = Math.max(0, i - window + 1);
+    let s = 0;
+    for (let j = from; j <= i; j++) s += train[j]!.loss!;
+    return s / (i - from + 1);
+  });
+  const path = join(runDir, 'loss.png');
+  await plotLines(path, {
+    title: 'Pretraining loss', xLabel: 'step', yLabel: 'nats / pixel',
+    series: [
+      { name: 'train', x: train.map((h) => h.step), y: smooth },
+      { name: 'validation', x: val.map((h) => h.step), y: val.map((h) => h.valLoss!) },
+    ],
+  });
+  writeRunFile(runDir, 'history.json', JSON.stringify(state.history));
+  return path;
+}

@@ -1,0 +1,175 @@
+/**
+ * Generative pretraining: one Adam step at a time over a token dataset, with validation,
+ * NaN/inf detection and state that resumes exactly (data order and masks are functions of
+ * (seed, step); Adam moments are saved).
+ */
+import type { TokenDataset, TokenSplit } from '../data/tokens.js';
+import type { Batch, ImageGPT } from '../model/model.js';
+import { Rng } from '../util/rng.js';
+import { augmentImage } from './augment.js';
+import { sosTokenOf } from '../model/config.js';
+import { Adam, gradientNorm } from './adam.js';
+import { evaluateNll, type NllReport } from './evaluate.js';
+import { BatchBuilder, DataOrder, maskRngFor, type Objective } from './objectives.js';
+import { learningRateAt, type Schedule } from './schedule.js';
+
+export interface PretrainOptions {
+  objective: Objective;
+  batch: number;
+  lr: number;
+  steps: number;
+  /** Warmup steps (the paper: one epoch). */
+  warmup: number;
+  /** Cosine decay to 0 after warmup (pretraining); flat for fine-tuning. */
+  cosine: boolean;
+  seed: number;
+  /** BERT mask probability. */
+  maskProb: number;
+  /** Validate every this many steps (0: only at the end). */
+  evalEvery: number;
+  /** Validation images per evaluation (0: the whole split). */
+  evalImages: number;
+  /** Save a checkpoint every this many steps (0: only at the end). */
+  checkpointEvery: number;
+  /**
+   * Fine-tuning: train the class head too, with loss L_CLF + genWeight · L_GEN (genWeight 0:
+   * the classification loss alone).
+   */
+  classify?: { genWeight: number };
+  /** Augment training images (reflect-pad 4, random crop, horizontal flip), for color 32×32. */
+  augment?: boolean;
+}
+
+export interface HistoryPoint {
+  step: number;
+  /** Training loss of that step (nats/pixel). */
+  loss?: number;
+  /** Validation NLL (nats/pixel). */
+  valLoss?: number;
+  lr?: number;
+  gradNorm?: number;
+}
+
+/** Everything besides parameters and Adam moments that a resumed run needs. */
+export interface TrainerState {
+  step: number;
+  /** Seconds spent training, summed over resumed runs. */
+  seconds: number;
+  history: HistoryPoint[];
+}
+
+export interface StepReport {
+  step: number;
+  /** The generative loss (nats/pixel). */
+  loss: number;
+  /** The classification loss and batch accuracy, when fine-tuning. */
+  clfLoss?: number;
+  clfAccuracy?: number;
+  lr: number;
+  gradNorm: number;
+  seconds: number;
+}
+
+/** Training stopped on a NaN or inf; names the step and the first tensor at fault. */
+export class NumericalFault extends Error {
+  constructor(readonly step: number, what: string) {
+    super(`training stopped at step ${step}: ${what}; the last good checkpoint is kept`);
+  }
+}
+
+export class Trainer {
+  readonly adam: Adam;
+  readonly state: TrainerState = { step: 0, seconds: 0, history: [] };
+  private readonly order: DataOrder;
+  private readonly builder: BatchBuilder;
+  private readonly schedule: Schedule;
+  /** Scratch for one augmented batch, and the indices 0..B-1 into it. */
+  private readonly augmented: TokenSplit | null;
+  private identity: Int32Array | null = null;
+
+  constructor(readonly model: ImageGPT, readonly data: TokenDataset, readonly opts: PretrainOptions) {
+    const T = data.meta.pixels;
+    if (T !== model.config.nPositions) {
+      throw new Error(`the dataset has ${T} pixels per image but the model has ${model.config.nPositions} positions`);
+    }
+    if (data.palette.k !== model.config.vocabSize - 1) {
+      throw new Error(`the dataset's palette has ${data.palette.k} colors but the model expects ${model.config.vocabSize - 1}`);
+    }
+    this.adam = new Adam(model.params.count);
+    this.order = new DataOrder(data.train.count, opts.batch, opts.seed);
+    this.builder = new BatchBuilder(opts.batch, T, opts.objective, sosTokenOf(model.config), opts.maskProb);
+    this.schedule = { lr: opts.lr, warmup: opts.warmup, total: opts.steps, cosine: opts.cosine };
+    this.augmented = opts.augment ? {
+      count: opts.batch, tokens: new (data.train.tokens.constructor as Uint8ArrayConstructor)(opts.batch * T),
+      labels: new Int32Array(opts.batch),
+    } : null;
+  }
+
+  get epoch(): number { return this.order.epochOf(this.state.step); }
+
+  /** One step: forward, backward, NaN check, Adam. */
+  step(): StepReport {
+    const t0 = performance.now();
+    const { model, state } = this;
+    const step = state.step;
+    const batch = this.nextBatch(step);
+    model.zeroGrad();
+    const r = model.forward(batch, true);
+    const loss = (this.opts.classify ? r.clfLoss : 0) + (r.genCount > 0 ? r.genLoss : 0);
+    if (!Number.isFinite(loss)) throw new NumericalFault(step, `the loss is ${loss}`);
+    model.backward();
+    const gradNorm = gradientNorm(model.grads.data);
+    if (!Number.isFinite(gradNorm)) {
+      throw new NumericalFault(step, `the gradient of ${firstNonFinite(model)} is not finite`);
+    }
+    const lr = learningRateAt(this.schedule, step);
+    this.adam.update(model.kernels, model.params.data, model.grads.data, lr);
+    const seconds = (performance.now() - t0) / 1000;
+    state.step++;
+    state.seconds += seconds;
+    state.history.push({ step: state.step, loss: r.genLoss, lr, gradNorm });
+    const clf = this.opts.classify ? { clfLoss: r.clfLoss, clfAccuracy: r.clfCorrect / batch.B } : {};
+    return { step: state.step, loss: r.genLoss, lr, gradNorm, seconds, ...clf };
+  }
+
+  /** The batch of a step: a pure function of (seed, step), also when augmenting. */
+  private nextBatch(step: number): Batch {
+    const indices = this.order.indices(step);
+    const withLabels = this.opts.classify !== undefined;
+    let split = this.data.train;
+    let take: ArrayLike<number> = indices;
+    if (this.augmented) {
+      const rng = new Rng(this.opts.seed * 31 + step);
+      const side = this.data.meta.side;
+      for (let b = 0; b < indices.length; b++) {
+        const i = indices[b]!;
+        augmentImage(this.augmented.tokens.subarray(b * side * side, (b + 1) * side * side),
+                     this.data.train.tokens.subarray(i * side * side, (i + 1) * side * side), side, rng);
+        this.augmented.labels[b] = this.data.train.labels[i]!;
+      }
+      split = this.augmented;
+      take = this.identity ??= Int32Array.from({ length: indices.length }, (_, b) => b);
+    }
+    const batch = this.builder.fill(split, take, maskRngFor(this.opts.seed, step), withLabels);
+    if (this.opts.classify) batch.genWeight = this.opts.classify.genWeight;
+    return batch;
+  }
+
+  /** Validation NLL; recorded in the history. */
+  validate(evalBatch = this.opts.batch): NllReport {
+    const report = evaluateNll(this.model, this.data.val, this.opts.objective, {
+      batch: evalBatch, maxImages: this.opts.evalImages || undefined, channels: this.data.meta.channels,
+      maskProb: this.opts.maskProb, seed: this.opts.seed,
+    });
+    this.state.history.push({ step: this.state.step, valLoss: report.natsPerPixel });
+    return report;
+  }
+}
+
+function firstNonFinite(model: ImageGPT): string {
+  const g = model.grads;
+  for (const t of g.layout) {
+    for (let i = t.offset; i < t.offset + t.size; i++) if (!Number.isFinite(g.data[i]!)) return t.name;
+  }
+  return 'an unknown tensor';
+}

@@ -1,0 +1,38 @@
+import { closeSync, fsyncSync, openSync, renameSync, unlinkSync, writeSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
+
+/** Largest single write; fs calls take 32-bit lengths. */
+const IO_CHUNK_BYTES = 1 << 28;
+
+/**
+ * Writes a file atomically: to a temp file beside `path`, fsynced, then renamed into place, so a
+ * crash leaves the old file or the new one, never half of one. `data` is the content, or a
+ * function that streams it into the open file descriptor.
+ */
+export function writeFileAtomic(path: string, data: string | Uint8Array | ((fd: number) => void)): void {
+  const tmp = join(dirname(path), `.${basename(path)}.tmp-${process.pid}-${Math.random().toString(36).slice(2, 10)}`);
+  let fd: number | null = null;
+  try {
+    fd = openSync(tmp, 'w');
+    if (typeof data === 'function') data(fd);
+    else writeAll(fd, typeof data === 'string' ? Buffer.from(data, 'utf8') : data);
+    fsyncSync(fd);
+    closeSync(fd);
+    fd = null;
+    renameSync(tmp, path);
+  } catch (err) {
+    if (fd !== null) closeSync(fd);
+    try { unlinkSync(tmp); } catch { /* already gone */ }
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code) throw new Error(`${path}: cannot write (${code}: ${(err as Error).message})`);
+    throw err;
+  }
+}
+
+/** Writes all of `bytes` at the current position of `fd`, in chunks. */
+export function writeAll(fd: number, bytes: Uint8Array): void {
+  let done = 0;
+  while (done < bytes.length) {
+    done += writeSync(fd, bytes, done, Math.min(bytes.length - done, IO_CHUNK_BYTES));
+  }
+}
