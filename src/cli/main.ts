@@ -1,14 +1,36 @@
 #!/usr/bin/env node
 /** The `igpt` command line: one file per command under src/cli/, each exporting `register`. */
 import { Command } from 'commander';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import type { CommandModule } from './command.js';
+import { paletteCommand } from './palette.js';
+import { encodeCommand } from './encode.js';
+import { showCommand } from './show.js';
+import { infoCommand } from './info.js';
+import { pretrainCommand } from './pretrain.js';
+import { lrSweepCommand } from './lr-sweep.js';
+import { evalNllCommand } from './eval-nll.js';
+import { sampleCommand } from './sample.js';
+import { finetuneCommand } from './finetune.js';
+import { probeCommand } from './probe.js';
 
 const commands: CommandModule[] = [
   // Each command module adds itself here, in the order `igpt --help` lists them.
+  paletteCommand,
+  encodeCommand,
+  showCommand,
+  pretrainCommand,
+  lrSweepCommand,
+  evalNllCommand,
+  probeCommand,
+  finetuneCommand,
+  sampleCommand,
+  infoCommand,
 ];
 
-const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
+const pkg = JSON.parse(readFileSync(findPackageJson(), 'utf8')) as { version: string };
 const program = new Command('igpt')
   .description('Image-GPT in TypeScript: palettes, pixel tokens, pretraining, probes, fine-tuning, sampling')
   .version(pkg.version)
@@ -21,3 +43,10 @@ program.parseAsync(process.argv).catch((err: unknown) => {
   if (process.env.IGPT_DEBUG && err instanceof Error) console.error(err.stack);
   process.exit(1);
 });
+
+/** package.json above this file: dist/src/cli when built, src/cli under tsx. */
+function findPackageJson(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  while (!existsSync(join(dir, 'package.json')) && dirname(dir) !== dir) dir = dirname(dir);
+  return join(dir, 'package.json');
+}
