@@ -15,9 +15,11 @@ import { evalNllCommand } from './eval-nll.js';
 import { sampleCommand } from './sample.js';
 import { finetuneCommand } from './finetune.js';
 import { probeCommand } from './probe.js';
+import { demoCommand } from './demo.js';
 
 const commands: CommandModule[] = [
   // Each command module adds itself here, in the order `igpt --help` lists them.
+  demoCommand,
   paletteCommand,
   encodeCommand,
   showCommand,

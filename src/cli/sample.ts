@@ -2,7 +2,8 @@
 import type { Command } from 'commander';
 import type { CommandModule } from './command.js';
 import { loadTokenDataset, SPLITS, type SplitName } from '../data/tokens.js';
-import { sampleAutoregressive, sampleBert, type SamplingOptions } from '../sample/sampler.js';
+import type { SamplingOptions } from '../sample/sampler.js';
+import { completeImages } from '../sample/complete.js';
 import { writeCompletionGrid } from '../sample/grid.js';
 import { writeRunFile } from '../train/checkpoint.js';
 import { backendOption, kernelsFromFlags, parseNumberOption } from './common.js';
@@ -65,29 +66,20 @@ export const sampleCommand: CommandModule = {
           knownPixels = side * (flags.rows !== undefined ? parseIntOption('--rows', flags.rows, 0, side) : Math.floor(side / 2));
         }
         if (!palette) throw new Error(`${flags.model} has no palette (preprocessor_config.json clusters); pass --data to use a dataset's`);
-        const n = cfg.nPositions;
-        const B = count * samples;
-        const prefix = new Int32Array(B * n);
-        if (originals) for (let i = 0; i < count; i++) for (let s = 0; s < samples; s++) prefix.set(originals.subarray(i * n, (i + 1) * n), (i * samples + s) * n);
+        const bar = createProgress('sample', cfg.nPositions, 'pixels');
         const t0 = performance.now();
-        let tokens: Int32Array;
-        if (m.objective === 'bert') {
-          const known = new Uint8Array(B * n);
-          for (let i = 0; i < B; i++) known.fill(1, i * n, i * n + knownPixels);
-          tokens = sampleBert(kernels, m.model.params, prefix, known, B, { ...o, passes: parseIntOption('--passes', flags.passes, 1), order: flags.order === 'random' ? 'random' : 'confident' });
-        } else {
-          const bar = createProgress('sample', n, 'pixels');
-          tokens = sampleAutoregressive(kernels, m.model.params, { count: B, prefix, knownPixels }, o, (t) => bar.update(t + 1));
-          bar.stop();
-        }
+        const fig = completeImages(kernels, m.model.params, originals, {
+          ...o, objective: m.objective, count, samples, rows: knownPixels / side,
+          passes: parseIntOption('--passes', flags.passes, 1), order: flags.order === 'random' ? 'random' : 'confident',
+          onPixel: (t) => bar.update(t + 1),
+        });
+        bar.stop();
         const seconds = (performance.now() - t0) / 1000;
-        const known = originals ? new Uint8Array(count * n) : null;
-        if (known) for (let i = 0; i < count; i++) known.fill(1, i * n, i * n + knownPixels);
-        await writeCompletionGrid(flags.out, { side, originals, completions: tokens, known, count, samples }, palette, parseIntOption('--scale', flags.scale, 1, 32));
+        await writeCompletionGrid(flags.out, fig, palette, parseIntOption('--scale', flags.scale, 1, 32));
         const jsonPath = join(dirname(flags.out), basename(flags.out).replace(/\.png$/i, '') + '.json');
         writeRunFile(dirname(jsonPath), basename(jsonPath), JSON.stringify({
           model: flags.model, objective: m.objective, side, count, samples, knownPixels, sampling: o, seconds,
-          originals: originals ? Array.from(originals) : null, samplesIds: Array.from(tokens),
+          originals: originals ? Array.from(originals) : null, completions: Array.from(fig.completions),
         }));
         console.log(`${flags.out}: ${count} × ${samples} ${originals ? `completions (top ${knownPixels / side} rows kept)` : 'samples'} in ${seconds.toFixed(1)} s; ids in ${jsonPath}`);
       });

@@ -1,0 +1,47 @@
+/**
+ * Completions in the paper's layout: `samples` completions of each of `count` images whose top
+ * `rows` rows are kept (or unconditional samples), AR through the KV cache or BERT in-filling.
+ */
+import type { Kernels } from '../kernels/kernels.js';
+import type { ParameterTensors } from '../model/parameters.js';
+import type { Objective } from '../train/objectives.js';
+import type { CompletionFigure } from './grid.js';
+import { sampleAutoregressive, sampleBert, type SamplingOptions } from './sampler.js';
+
+export interface CompleteOptions extends SamplingOptions {
+  objective: Objective;
+  count: number;
+  samples: number;
+  /** Rows kept from the top (0 with no originals: unconditional). */
+  rows: number;
+  /** BERT in-filling passes and order. */
+  passes?: number;
+  order?: 'confident' | 'random';
+  onPixel?: (t: number) => void;
+}
+
+export function completeImages(k: Kernels, params: ParameterTensors, originals: Int32Array | null,
+                               o: CompleteOptions): CompletionFigure {
+  const n = params.config.nPositions;
+  const side = Math.round(Math.sqrt(n));
+  if (side * side !== n) throw new Error(`a model of ${n} positions does not read square images`);
+  const knownPixels = originals ? o.rows * side : 0;
+  const B = o.count * o.samples;
+  const prefix = new Int32Array(B * n);
+  if (originals) {
+    for (let i = 0; i < o.count; i++) {
+      for (let s = 0; s < o.samples; s++) prefix.set(originals.subarray(i * n, (i + 1) * n), (i * o.samples + s) * n);
+    }
+  }
+  let completions: Int32Array;
+  if (o.objective === 'bert') {
+    const known = new Uint8Array(B * n);
+    for (let i = 0; i < B; i++) known.fill(1, i * n, i * n + knownPixels);
+    completions = sampleBert(k, params, prefix, known, B, { ...o, passes: o.passes ?? 16, order: o.order ?? 'confident' });
+  } else {
+    completions = sampleAutoregressive(k, params, { count: B, prefix, knownPixels }, o, o.onPixel);
+  }
+  const known = originals ? new Uint8Array(o.count * n) : null;
+  if (known) for (let i = 0; i < o.count; i++) known.fill(1, i * n, i * n + knownPixels);
+  return { side, originals, completions, known, count: o.count, samples: o.samples };
+}
