@@ -15,6 +15,7 @@ import { evalNllCommand } from './eval-nll.js';
 import { sampleCommand } from './sample.js';
 import { finetuneCommand } from './finetune.js';
 import { probeCommand } from './probe.js';
+import { lowdataCommand } from './lowdata.js';
 import { demoCommand } from './demo.js';
 
 const commands: CommandModule[] = [
@@ -27,6 +28,7 @@ const commands: CommandModule[] = [
   lrSweepCommand,
   evalNllCommand,
   probeCommand,
+  lowdataCommand,
   finetuneCommand,
   sampleCommand,
   infoCommand,
