@@ -26,7 +26,7 @@ before(async () => {
 });
 
 const options = (o: Partial<PretrainOptions> = {}): PretrainOptions => ({
-  objective: 'ar', batch: 16, lr: 0.005, steps: 150, warmup: 10, cosine: true, seed: 3, maskProb: 0.15,
+  objective: 'ar', batch: 16, lr: 0.01, steps: 300, warmup: 20, cosine: true, seed: 3, maskProb: 0.15,
   evalEvery: 0, evalImages: 0, checkpointEvery: 0, ...o,
 });
 
