@@ -3,14 +3,16 @@ import { join } from 'node:path';
 import type { Command } from 'commander';
 import type { CommandModule } from './command.js';
 import { loadTokenDataset } from '../data/tokens.js';
-import { finetune } from '../eval/finetune.js';
+import { finetune, type FinetuneOptions, type FinetuneResult } from '../eval/finetune.js';
+import type { TokenDataset } from '../data/tokens.js';
+import type { Kernels } from '../kernels/kernels.js';
 import { saveModelFolder } from '../io/hf.js';
 import { ImageGPT } from '../model/model.js';
 import { withClassHead } from '../model/parameters.js';
 import { writeRunFile } from '../train/checkpoint.js';
 import { backendOption, kernelsFromFlags, parseNumberOption } from './common.js';
 import { parseIntOption } from './data-options.js';
-import { checkModelMatchesData, openModel } from './open-model.js';
+import { checkModelMatchesData, openModel, type OpenedModel } from './open-model.js';
 import { createProgress } from './progress.js';
 
 interface Flags {
@@ -44,8 +46,6 @@ export const finetuneCommand: CommandModule = {
         const opened = openModel(flags.model, kernels, flags.objective);
         checkModelMatchesData(opened, data, flags.data);
         if (data.meta.numClasses < 2) throw new Error(`${flags.data}: fine-tuning needs labelled data (found ${data.meta.numClasses} classes)`);
-        const params = withClassHead(opened.model.params, data.meta.numClasses);
-        const model = new ImageGPT(kernels, params.config, params);
         const batch = parseIntOption('--batch', flags.batch, 1);
         const stepsPerEpoch = Math.ceil(data.train.count / batch);
         const steps = flags.steps ? parseIntOption('--steps', flags.steps, 1) : Math.max(1, Math.round(parseNumberOption('--epochs', flags.epochs, 0) * stepsPerEpoch));
@@ -58,24 +58,38 @@ export const finetuneCommand: CommandModule = {
           patience: parseIntOption('--patience', flags.patience, 1), evalImages: parseIntOption('--eval-images', flags.evalImages, 0),
           augment, seed: parseIntOption('--seed', flags.seed, 0), maskProb: 0.15, evalMasks: parseIntOption('--eval-masks', flags.evalMasks, 1),
         };
-        let stop = false;
-        const onSigint = (): void => { if (stop) process.exit(130); stop = true; process.stderr.write('\nigpt: stopping; the best model so far is saved\n'); };
-        process.on('SIGINT', onSigint);
-        const bar = createProgress('finetune', steps, 'steps', ['loss', 'clf', 'acc', 'val']);
-        let val = '-';
-        const r = await finetune(model, data, options, {
-          onStep: (s) => bar.update(s.step, { loss: s.loss.toFixed(3), clf: (s.clfLoss ?? NaN).toFixed(3), acc: (s.clfAccuracy ?? NaN).toFixed(2), val }),
-          onValidate: (acc, _step, best) => { val = `${(100 * acc).toFixed(2)}%${best ? '*' : ''}`; },
-          shouldStop: () => stop,
-        });
-        bar.stop();
-        process.off('SIGINT', onSigint);
-        const modelDir = join(flags.out, 'model');
-        saveModelFolder(modelDir, model.params, opened.palette ?? data.palette, { labels: data.meta.classNames });
-        writeRunFile(flags.out, 'finetune.json', JSON.stringify({ model: flags.model, data: flags.data, options, ...r }, null, 1));
+        const r = await runFinetuning(kernels, opened, data, options, flags.out, { model: flags.model, data: flags.data });
         console.log(`validation accuracy ${(100 * r.initialValAccuracy).toFixed(2)}% (zero head) → ${(100 * r.bestValAccuracy).toFixed(2)}% at step ${r.bestStep}; ` +
           `test accuracy ${(100 * r.testAccuracy).toFixed(2)}%; ${r.steps} steps in ${r.seconds.toFixed(0)} s`);
-        console.log(`model: ${modelDir}; results: ${join(flags.out, 'finetune.json')}`);
+        console.log(`model: ${join(flags.out, 'model')}; results: ${join(flags.out, 'finetune.json')}`);
       });
   },
 };
+
+/**
+ * Fine-tunes an opened model on `data` with a progress bar and Ctrl-C handling; saves the best
+ * model to `<outDir>/model` and the results to `<outDir>/finetune.json`.
+ */
+export async function runFinetuning(kernels: Kernels, opened: OpenedModel, data: TokenDataset, options: FinetuneOptions,
+                                    outDir: string, about: Record<string, string>): Promise<FinetuneResult> {
+  const params = withClassHead(opened.model.params, data.meta.numClasses);
+  const model = new ImageGPT(kernels, params.config, params);
+  let stop = false;
+  const onSigint = (): void => { if (stop) process.exit(130); stop = true; process.stderr.write('\nigpt: stopping; the best model so far is saved\n'); };
+  process.on('SIGINT', onSigint);
+  const bar = createProgress('finetune', options.steps, 'steps', ['loss', 'clf', 'acc', 'val']);
+  let val = '-';
+  try {
+    const r = await finetune(model, data, options, {
+      onStep: (s) => bar.update(s.step, { loss: s.loss.toFixed(3), clf: (s.clfLoss ?? NaN).toFixed(3), acc: (s.clfAccuracy ?? NaN).toFixed(2), val }),
+      onValidate: (acc, _step, best) => { val = `${(100 * acc).toFixed(2)}%${best ? '*' : ''}`; },
+      shouldStop: () => stop,
+    });
+    saveModelFolder(join(outDir, 'model'), model.params, opened.palette ?? data.palette, { labels: data.meta.classNames });
+    writeRunFile(outDir, 'finetune.json', JSON.stringify({ ...about, options, ...r }, null, 1));
+    return r;
+  } finally {
+    bar.stop();
+    process.off('SIGINT', onSigint);
+  }
+}

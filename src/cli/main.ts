@@ -15,12 +15,15 @@ import { evalNllCommand } from './eval-nll.js';
 import { sampleCommand } from './sample.js';
 import { finetuneCommand } from './finetune.js';
 import { probeCommand } from './probe.js';
+import { serveCommand } from './serve.js';
 import { lowdataCommand } from './lowdata.js';
 import { demoCommand } from './demo.js';
+import { experimentCommand } from './experiment.js';
 
 const commands: CommandModule[] = [
   // Each command module adds itself here, in the order `igpt --help` lists them.
   demoCommand,
+  experimentCommand,
   paletteCommand,
   encodeCommand,
   showCommand,
@@ -31,6 +34,7 @@ const commands: CommandModule[] = [
   lowdataCommand,
   finetuneCommand,
   sampleCommand,
+  serveCommand,
   infoCommand,
 ];
 

@@ -1,0 +1,65 @@
+"""Single-threaded PyTorch peer for bench/portable.ts (the portable kernels are single-threaded).
+
+Times float32 matmuls of the given shapes and causal attention forward + backward (autograd over
+q·kᵀ·scale, causal mask, softmax, ·v). Prints one JSON line: {"gemm": [GFLOP/s...], "attention":
+{"forwardMs", "backwardMs"}}.
+
+    /usr/bin/python3 bench/portable_torch.py '{"gemm": [[transA, transB, m, n, k], ...],
+                                               "attention": [B, T, H, hs], "reps": 3}'
+"""
+import json
+import sys
+import time
+
+import torch
+
+
+def best_seconds(fn, reps):
+    fn()
+    best = float("inf")
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def main():
+    spec = json.loads(sys.argv[1])
+    reps = spec.get("reps", 3)
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    gemm = []
+    for trans_a, trans_b, m, n, k in spec["gemm"]:
+        a = torch.randn(k, m).t() if trans_a else torch.randn(m, k)
+        b = torch.randn(n, k).t() if trans_b else torch.randn(k, n)
+        c = torch.empty(m, n)
+        seconds = best_seconds(lambda: torch.mm(a, b, out=c), reps)
+        gemm.append(2 * m * n * k / seconds / 1e9)
+
+    B, T, H, hs = spec["attention"]
+    qkv = torch.randn(B, T, 3, H, hs)
+    q, k, v = (qkv[:, :, i].transpose(1, 2).contiguous().requires_grad_() for i in range(3))
+    mask = torch.ones(T, T, dtype=torch.bool).triu(1)
+    dout = torch.randn(B, H, T, hs)
+
+    def forward():
+        att = (q @ k.transpose(-1, -2)) * hs ** -0.5
+        att = att.masked_fill(mask, float("-inf")).softmax(-1)
+        return att @ v
+
+    with torch.no_grad():
+        forward_s = best_seconds(forward, reps)
+    backward_s = float("inf")
+    for _ in range(reps + 1):
+        q.grad = k.grad = v.grad = None
+        out = forward()
+        t0 = time.perf_counter()
+        torch.autograd.backward(out, dout)
+        backward_s = min(backward_s, time.perf_counter() - t0)
+    print(json.dumps({"gemm": gemm, "attention": {"forwardMs": forward_s * 1e3,
+                                                  "backwardMs": backward_s * 1e3}}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,33 @@
+/** The dataset options shared by `igpt palette` and `igpt encode`. */
+import type { Command } from 'commander';
+import type { PrepareOptions } from '../data/prepare.js';
+
+export interface DataFlags { data: string; dataDir?: string; side?: string; channels?: string; cifar100Labels?: string }
+
+export function dataOptions(cmd: Command): Command {
+  return cmd
+    .requiredOption('--data <name|dir>', 'fashion-mnist, mnist, cifar10, cifar100, stl10, or a dataset folder (IDX, CIFAR, STL-10 binaries or images)')
+    .option('--data-dir <dir>', 'folder for cifar10/cifar100/stl10, or another place for fashion-mnist')
+    .option('--side <n>', 'input resolution n: resize to n×n (shorter side, then center crop); default native side if ≤ 32, else 32')
+    .option('--channels <c>', 'convert images to 1 (gray) or 3 (RGB) channels')
+    .option('--cifar100-labels <kind>', 'CIFAR-100 labels: fine (100 classes) or coarse (20)', 'fine');
+}
+
+export function parseIntOption(name: string, value: string, min: number, max = Number.MAX_SAFE_INTEGER): number {
+  const v = Number(value);
+  if (!Number.isInteger(v) || v < min || v > max) throw new Error(`${name} must be an integer in ${min}..${max === Number.MAX_SAFE_INTEGER ? '∞' : max}, got "${value}"`);
+  return v;
+}
+
+export function parseDataOptions(flags: DataFlags): PrepareOptions {
+  const channels = flags.channels === undefined ? undefined : parseIntOption('--channels', flags.channels, 1, 3);
+  if (channels === 2) throw new Error('--channels must be 1 or 3');
+  const label = flags.cifar100Labels ?? 'fine';
+  if (label !== 'fine' && label !== 'coarse') throw new Error(`--cifar100-labels must be fine or coarse, got "${label}"`);
+  return {
+    dir: flags.dataDir,
+    side: flags.side === undefined ? undefined : parseIntOption('--side', flags.side, 1, 1024),
+    channels: channels as 1 | 3 | undefined,
+    cifar100Label: label,
+  };
+}

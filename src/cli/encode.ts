@@ -1,0 +1,48 @@
+/** `igpt encode`: images → palette ids, split into train / validation / test, saved as a token dataset. */
+import type { Command } from 'commander';
+import type { CommandModule } from './command.js';
+import { buildTokenDataset } from '../data/build.js';
+import { saveTokenDataset } from '../data/tokens.js';
+import { DEFAULT_SAMPLE_PIXELS } from '../palette/kmeans.js';
+import { loadPalette } from '../palette/files.js';
+import { dataOptions, parseDataOptions, parseIntOption, type DataFlags } from './data-options.js';
+
+interface EncodeFlags extends DataFlags { palette?: string; k?: string; samplePixels: string; valFraction: string; seed: string; maxTrain?: string; maxTest?: string; out: string }
+
+export const encodeCommand: CommandModule = {
+  register(program: Command): void {
+    const cmd = program
+      .command('encode')
+      .description('quantize a dataset to palette ids and write a token dataset (train/val/test)');
+    dataOptions(cmd)
+      .option('--palette <file>', 'palette (.json from `igpt palette`, or kmeans_centers.npy); default: fit one on the training split')
+      .option('--k <k>', 'palette size when fitting one (default 512 RGB, 16 gray)')
+      .option('--sample-pixels <n>', 'pixels sampled when fitting a palette', String(DEFAULT_SAMPLE_PIXELS))
+      .option('--val-fraction <f>', 'share of the training set held out for validation', '0.1')
+      .option('--seed <seed>', 'seed of the train/validation split (and of palette fitting)', '0')
+      .option('--max-train <n>', 'keep only the first n training images (before the validation split)')
+      .option('--max-test <n>', 'keep only the first n test images')
+      .requiredOption('--out <dir>', 'folder to write (meta.json, {train,val,test}.{tokens,labels})')
+      .action(async (flags: EncodeFlags) => {
+        const started = Date.now();
+        const valFraction = Number(flags.valFraction);
+        if (!(valFraction >= 0 && valFraction < 1)) throw new Error(`--val-fraction must be in [0, 1), got "${flags.valFraction}"`);
+        const ds = await buildTokenDataset(flags.data, {
+          ...parseDataOptions(flags),
+          palette: flags.palette ? loadPalette(flags.palette) : undefined,
+          paletteSource: flags.palette,
+          k: flags.k === undefined ? undefined : parseIntOption('--k', flags.k, 1, 65535),
+          samplePixels: parseIntOption('--sample-pixels', flags.samplePixels, 1),
+          valFraction,
+          seed: parseIntOption('--seed', flags.seed, 0),
+          maxTrain: flags.maxTrain === undefined ? undefined : parseIntOption('--max-train', flags.maxTrain, 1),
+          maxTest: flags.maxTest === undefined ? undefined : parseIntOption('--max-test', flags.maxTest, 0),
+        });
+        if (ds.fittedPalette) console.log(`fitted a ${ds.palette.k}-color palette on the training split`);
+        saveTokenDataset(flags.out, ds);
+        const { side, pixels, numClasses } = ds.meta;
+        console.log(`${flags.out}: ${ds.train.count} train, ${ds.val.count} val, ${ds.test.count} test images of ${side}×${side} ` +
+          `(${pixels} tokens, vocabulary ${ds.palette.k}), ${numClasses} classes, ${((Date.now() - started) / 1000).toFixed(1)} s`);
+      });
+  },
+};

@@ -1,0 +1,111 @@
+/**
+ * A folder of images (PNG, JPEG, WebP, decoded by sharp). Layouts:
+ *   dir/*.png                  unlabeled (labels -1)
+ *   dir/<class>/*.png          one subfolder per class; classes sorted by name → labels 0..C-1
+ * Images are converted to RGB or gray; they must share one size unless `side` is given, in which
+ * case each is resized (shorter side to `side`, then center crop).
+ */
+import { readdirSync, statSync, existsSync } from 'node:fs';
+import { join, extname } from 'node:path';
+import sharp from 'sharp';
+import type { ImageSet } from './images.js';
+
+const IMAGE_EXTENSIONS = new Set(['.png', '.jpg', '.jpeg', '.webp']);
+
+export interface FolderOptions {
+  /** 1 = gray, 3 = RGB; default: 1 if every image is gray, else 3. */
+  channels?: 1 | 3;
+  /** Resize every image to side × side (cover, center crop). */
+  side?: number;
+}
+
+interface FileEntry { path: string; label: number }
+
+function isImageFile(name: string): boolean {
+  return IMAGE_EXTENSIONS.has(extname(name).toLowerCase());
+}
+
+function listDir(dir: string): string[] {
+  try {
+    return readdirSync(dir).filter((n) => !n.startsWith('.')).sort();
+  } catch (err) {
+    throw new Error(`${dir}: cannot list folder (${(err as NodeJS.ErrnoException).code ?? String(err)})`);
+  }
+}
+
+/** The image files of the folder and, if it has class subfolders, their labels. */
+function listImageFiles(dir: string): { files: FileEntry[]; classNames?: string[] } {
+  if (!existsSync(dir)) throw new Error(`${dir}: folder not found`);
+  const names = listDir(dir);
+  const subdirs = names.filter((n) => statSync(join(dir, n)).isDirectory());
+  const direct = names.filter((n) => isImageFile(n) && statSync(join(dir, n)).isFile());
+  if (subdirs.length > 0 && direct.length === 0) {
+    const files: FileEntry[] = [];
+    subdirs.forEach((cls, label) => {
+      for (const n of listDir(join(dir, cls))) if (isImageFile(n)) files.push({ path: join(dir, cls, n), label });
+    });
+    if (files.length === 0) throw new Error(`${dir}: no PNG/JPEG/WebP images in its class subfolders`);
+    return { files, classNames: subdirs };
+  }
+  if (direct.length === 0) throw new Error(`${dir}: no PNG/JPEG/WebP images found`);
+  return { files: direct.map((n) => ({ path: join(dir, n), label: -1 })) };
+}
+
+async function isGrayImage(path: string): Promise<boolean> {
+  try {
+    const m = await sharp(path).metadata();
+    return m.space === 'b-w' || (m.channels ?? 3) <= 2;
+  } catch (err) {
+    throw new Error(`${path}: cannot decode image (${err instanceof Error ? err.message : String(err)})`);
+  }
+}
+
+/** Decodes one image to raw bytes of the wanted channels, resized if `side` is set. */
+async function decodeImage(path: string, channels: 1 | 3, side?: number): Promise<{ data: Buffer; width: number; height: number }> {
+  try {
+    let img = sharp(path).removeAlpha();
+    if (side !== undefined) img = img.resize(side, side, { fit: 'cover', position: 'centre' });
+    img = img.toColourspace(channels === 1 ? 'b-w' : 'srgb');
+    const { data, info } = await img.raw().toBuffer({ resolveWithObject: true });
+    if (info.channels !== channels) throw new Error(`decoded to ${info.channels} channels, wanted ${channels}`);
+    return { data, width: info.width, height: info.height };
+  } catch (err) {
+    throw new Error(`${path}: cannot decode image (${err instanceof Error ? err.message : String(err)})`);
+  }
+}
+
+/** Runs `fn` over `items` with at most `limit` in flight, keeping order. */
+async function mapLimited<T, R>(items: T[], limit: number, fn: (item: T, i: number) => Promise<R>): Promise<R[]> {
+  const out = new Array<R>(items.length);
+  let next = 0;
+  const workers = Array.from({ length: Math.min(limit, items.length) }, async () => {
+    while (next < items.length) {
+      const i = next++;
+      out[i] = await fn(items[i], i);
+    }
+  });
+  await Promise.all(workers);
+  return out;
+}
+
+export async function readImageFolder(dir: string, opts: FolderOptions = {}): Promise<ImageSet> {
+  const { files, classNames } = listImageFiles(dir);
+  let channels = opts.channels;
+  if (channels === undefined) {
+    const gray = await mapLimited(files, 8, (f) => isGrayImage(f.path));
+    channels = gray.every((g) => g) ? 1 : 3;
+  }
+  const ch = channels;
+  const decoded = await mapLimited(files, 8, (f) => decodeImage(f.path, ch, opts.side));
+  const { width, height } = decoded[0];
+  const size = width * height * ch;
+  const pixels = new Uint8Array(files.length * size);
+  decoded.forEach((d, i) => {
+    if (d.width !== width || d.height !== height) {
+      throw new Error(`${files[i].path}: image is ${d.width}×${d.height} but ${files[0].path} is ${width}×${height}; pass a side to resize them all`);
+    }
+    pixels.set(d.data, i * size);
+  });
+  const labels = Int32Array.from(files, (f) => f.label);
+  return { count: files.length, height, width, channels: ch, pixels, labels, classNames };
+}

@@ -1,0 +1,218 @@
+/**
+ * The browser demo: model loading from bytes (the browser path) against the Node loader, the
+ * `igpt serve` routes, and a real completion in Debian's Chromium driven by playwright-core.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { loadModelFolder } from '../src/io/hf.js';
+import { modelFromFiles } from '../src/io/hf-format.js';
+import { parseTestImages } from '../src/io/test-images.js';
+import { saveTokenDataset, type TokenDataset } from '../src/data/tokens.js';
+import { Quantizer } from '../src/palette/quantize.js';
+import { startServer } from '../src/cli/serve.js';
+
+const ROOT = dirname(dirname(fileURLToPath(import.meta.url)));
+const MODEL_DIR = join(ROOT, 'web', 'public', 'model');
+const TEST_IMAGES = join(ROOT, 'web', 'public', 'test-images.json');
+const WEB_DIR = join(ROOT, 'dist', 'web');
+const CHROMIUM = '/usr/bin/chromium';
+const SCREENSHOT = join(ROOT, 'test', 'artifacts', 'browser-completion.png');
+/** The page paints hidden pixels in this color (web/main.ts). */
+const OCCLUDED = [46, 64, 96];
+
+function newestMtime(dir: string): number {
+  let newest = 0;
+  for (const e of readdirSync(dir, { withFileTypes: true })) {
+    const p = join(dir, e.name);
+    newest = Math.max(newest, e.isDirectory() ? newestMtime(p) : statSync(p).mtimeMs);
+  }
+  return newest;
+}
+
+/** Builds dist/web unless it is newer than every file of web/ and src/. */
+function buildPageIfNeeded(): void {
+  const index = join(WEB_DIR, 'index.html');
+  if (existsSync(index) && statSync(index).mtimeMs >= Math.max(newestMtime(join(ROOT, 'web')), newestMtime(join(ROOT, 'src')))) return;
+  const r = spawnSync(process.execPath, [join(ROOT, 'node_modules', 'vite', 'bin', 'vite.js'), 'build', 'web', '--logLevel', 'warn'],
+                      { cwd: ROOT, encoding: 'utf8' });
+  assert.equal(r.status, 0, `vite build failed:\n${r.stdout}\n${r.stderr}`);
+}
+
+function readJson(file: string): unknown { return JSON.parse(readFileSync(file, 'utf8')); }
+
+test('browser loader: modelFromFiles gives the same model as loadModelFolder', () => {
+  const node = loadModelFolder(MODEL_DIR);
+  const web = modelFromFiles(MODEL_DIR, readJson(join(MODEL_DIR, 'config.json')),
+                             readFileSync(join(MODEL_DIR, 'model.safetensors')),
+                             readJson(join(MODEL_DIR, 'preprocessor_config.json')));
+  assert.deepEqual(web.config, node.config);
+  assert.deepEqual(web.params.data, node.params.data);
+  assert.deepEqual(web.palette, node.palette);
+  assert.throws(() => modelFromFiles('http://x/model', readJson(join(MODEL_DIR, 'config.json')), new Uint8Array(4), null),
+                /http:\/\/x\/model\/model\.safetensors: malformed safetensors file/);
+});
+
+test('shipped test images fit the shipped model', () => {
+  const set = parseTestImages(readJson(TEST_IMAGES), TEST_IMAGES);
+  const node = loadModelFolder(MODEL_DIR);
+  assert.equal(set.side * set.side, node.config.nPositions);
+  assert.equal(set.channels, node.palette!.channels);
+  assert.ok(set.images.length >= 8);
+  assert.throws(() => parseTestImages({ side: 2, channels: 1, images: [{ pixels: [1, 2, 3] }] }, 'x.json'),
+                /x\.json: image 0 must hold 4 pixel bytes/);
+});
+
+test('igpt serve: page, model files and test images; nothing else', async () => {
+  const web = mkdtempSync(join(tmpdir(), 'igpt-web-'));
+  try {
+    mkdirSync(join(web, 'assets'));
+    const page = '<!doctype html><title>t</title>';
+    writeFileSync(join(web, 'index.html'), page);
+    writeFileSync(join(web, 'assets', 'a.js'), 'x');
+    const testImages = parseTestImages(readJson(TEST_IMAGES), TEST_IMAGES);
+    const { server, url } = await startServer({ webDir: web, modelDir: MODEL_DIR, testImages, port: 0, host: '127.0.0.1' });
+    try {
+      const get = (path: string): Promise<Response> => fetch(new URL(path, url));
+      assert.equal(await (await get('/')).text(), page);
+      assert.equal((await get('/assets/a.js')).headers.get('content-type'), 'text/javascript; charset=utf-8');
+      const weights = await get('/model/model.safetensors');
+      assert.equal(weights.status, 200);
+      assert.deepEqual(new Uint8Array(await weights.arrayBuffer()), new Uint8Array(readFileSync(join(MODEL_DIR, 'model.safetensors'))));
+      assert.deepEqual(await (await get('/model/config.json')).json(), readJson(join(MODEL_DIR, 'config.json')));
+      assert.equal((await (await get('/test-images.json')).json() as { images: unknown[] }).images.length, testImages.images.length);
+      assert.equal((await get('/model/trainer_state.json')).status, 404);
+      assert.equal((await get('/%2e%2e/package.json')).status, 404);
+      assert.equal((await get('/missing.js')).status, 404);
+      assert.equal((await fetch(new URL('/', url), { method: 'POST' })).status, 405);
+    } finally {
+      server.close();
+      server.closeAllConnections();
+    }
+  } finally {
+    rmSync(web, { recursive: true, force: true });
+  }
+});
+
+/** A token dataset of a few shipped test images, so the server's --data path is what the page reads. */
+function writeSmallDataset(dir: string, images: number): void {
+  const set = parseTestImages(readJson(TEST_IMAGES), TEST_IMAGES);
+  const palette = loadModelFolder(MODEL_DIR).palette!;
+  const n = set.side * set.side;
+  const q = new Quantizer(palette);
+  const tokens = new Uint8Array(images * n);
+  for (let i = 0; i < images; i++) q.quantize(Uint8Array.from(set.images[i]!.pixels), tokens.subarray(i * n, (i + 1) * n));
+  const split = { count: images, tokens, labels: Int32Array.from(set.images.slice(0, images), (im) => im.label) };
+  const empty = { count: 0, tokens: new Uint8Array(0), labels: new Int32Array(0) };
+  const ds: TokenDataset = {
+    meta: { source: 'fixture', side: set.side, pixels: n, channels: set.channels, numClasses: 10, splitSeed: 0 },
+    palette, train: empty, val: empty, test: split,
+  };
+  saveTokenDataset(dir, ds);
+}
+
+/** Starts `igpt serve` on a free port; resolves with its URL once it listens. */
+function spawnServe(args: string[]): Promise<{ child: ChildProcess; url: string }> {
+  const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'src', 'cli', 'main.ts'), 'serve', '--port', '0', ...args],
+                      { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+  return new Promise((resolve, reject) => {
+    let out = '', err = '';
+    const timer = setTimeout(() => { child.kill(); reject(new Error(`igpt serve did not start:\n${out}${err}`)); }, 30_000);
+    child.stderr!.on('data', (d: Buffer) => { err += d.toString(); });
+    child.stdout!.on('data', (d: Buffer) => {
+      out += d.toString();
+      const m = /igpt serve: (http:\/\/\S+)/.exec(out);
+      if (m) { clearTimeout(timer); resolve({ child, url: m[1]! }); }
+    });
+    child.on('exit', (code) => { clearTimeout(timer); reject(new Error(`igpt serve exited (${code}):\n${out}${err}`)); });
+  });
+}
+
+test('in Chromium: completes an image pixel by pixel and can stop', { timeout: 120_000 }, async (t) => {
+  if (!existsSync(CHROMIUM)) {
+    t.skip(`${CHROMIUM} is absent (apt-get install -y chromium); the browser test needs Debian's Chromium`);
+    return;
+  }
+  buildPageIfNeeded();
+  const { chromium } = await import('playwright-core');
+  const tmp = mkdtempSync(join(tmpdir(), 'igpt-browser-'));
+  const data = join(tmp, 'tokens');
+  writeSmallDataset(data, 3);
+  const { child, url } = await spawnServe(['--model', MODEL_DIR, '--data', data]);
+  const context = await chromium.launchPersistentContext(join(tmp, 'profile'), {
+    executablePath: CHROMIUM,
+    headless: true,
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+           '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    viewport: { width: 1000, height: 760 },
+  });
+  try {
+    const page = context.pages()[0] ?? await context.newPage();
+    const errors: string[] = [];
+    page.on('pageerror', (e) => errors.push(e.message));
+    await page.goto(url);
+    await page.waitForFunction(() => document.querySelectorAll('#strip canvas').length > 0 &&
+                                     document.body.dataset.state === 'ready', undefined, { timeout: 30_000 });
+    assert.equal(await page.locator('#strip canvas').count(), 3, 'the strip shows the --data images');
+    assert.match(await page.locator('#model-info').textContent() ?? '', /Kernels: portable/);
+
+    // Keep 22 of 28 rows and sample 2 completions: 168 pixels each, seconds on a shared CPU.
+    const keep = 22;
+    await page.locator('#strip canvas').nth(1).click();
+    await page.evaluate((rows) => {
+      const r = document.getElementById('rows') as HTMLInputElement;
+      r.value = String(rows);
+      r.dispatchEvent(new Event('input'));
+      (document.getElementById('count') as HTMLInputElement).value = '2';
+    }, keep);
+    await page.click('#complete');
+    await page.waitForFunction(() => document.body.dataset.state === 'done', undefined, { timeout: 60_000 });
+
+    const canvases = await page.evaluate(() => Array.from(document.querySelectorAll<HTMLCanvasElement>('#input, canvas.completion'))
+      .map((c) => Array.from(c.getContext('2d')!.getImageData(0, 0, c.width, c.height).data)));
+    assert.equal(canvases.length, 3);
+    const [input, ...completions] = canvases as [number[], ...number[][]];
+    const side = 28, boundary = keep * side;
+    const rgbAt = (img: number[], p: number): number[] => img.slice(4 * p, 4 * p + 3);
+    for (let p = boundary; p < side * side; p++) assert.deepEqual(rgbAt(input, p), OCCLUDED, 'the input hides the bottom rows');
+    for (const img of completions) {
+      for (let p = 0; p < boundary; p++) assert.deepEqual(rgbAt(img, p), rgbAt(input, p), 'kept rows are kept');
+      let changed = 0;
+      for (let p = boundary; p < side * side; p++) {
+        const [r, g, b] = rgbAt(img, p);
+        assert.ok(r === g && g === b, `pixel ${p} is a gray palette color, got ${r},${g},${b}`);
+        if (r !== OCCLUDED[0]) changed++;
+      }
+      assert.equal(changed, side * side - boundary, 'every hidden pixel was sampled');
+    }
+    assert.notDeepEqual(completions[0], completions[1], 'two samples differ');
+    const perImage = Number(await page.locator('#timing').getAttribute('data-seconds-per-image'));
+    assert.ok(perImage > 0 && perImage < 60, `seconds per image: ${perImage}`);
+    mkdirSync(dirname(SCREENSHOT), { recursive: true });
+    await page.screenshot({ path: SCREENSHOT, fullPage: true });
+    t.diagnostic(`in-browser: ${(perImage * 1000).toFixed(0)} ms per completed image (${side * side - boundary} sampled pixels, ` +
+                 `batch of 2); screenshot ${SCREENSHOT}`);
+
+    // Stop: a long run (no rows kept, 8 completions) ends early, leaving hidden pixels unpainted.
+    await page.evaluate(() => {
+      const r = document.getElementById('rows') as HTMLInputElement;
+      r.value = '0';
+      r.dispatchEvent(new Event('input'));
+      (document.getElementById('count') as HTMLInputElement).value = '8';
+    });
+    await page.click('#complete');
+    await page.waitForFunction(() => document.body.dataset.state === 'running');
+    await page.click('#stop');
+    await page.waitForFunction(() => document.body.dataset.state === 'done', undefined, { timeout: 30_000 });
+    assert.equal(await page.locator('#timing').getAttribute('data-stopped'), 'true');
+    assert.deepEqual(errors, []);
+  } finally {
+    await context.close();
+    child.kill();
+    rmSync(tmp, { recursive: true, force: true });
+  }
+});
