@@ -19,7 +19,7 @@ import { initParameters, ParameterTensors } from '../model/parameters.js';
 import { completeImages } from '../sample/complete.js';
 import { writeCompletionGrid } from '../sample/grid.js';
 import { writeRunFile } from '../train/checkpoint.js';
-import { evaluateNll, type NllReport } from '../train/evaluate.js';
+import type { NllReport } from '../train/evaluate.js';
 import { backendOption, kernelsFromFlags, parseNumberOption } from './common.js';
 import { parseIntOption } from './data-options.js';
 import { runFinetuning } from './finetune.js';
@@ -27,7 +27,6 @@ import { runLowData } from './lowdata.js';
 import { openModel } from './open-model.js';
 import { parseTrainingOptions, runPretraining, type TrainFlags } from './pretrain.js';
 import { featuresForProbe, probeAndReport, probeReportMarkdown } from './probe.js';
-import { createProgress } from './progress.js';
 
 interface Flags {
   out: string; budget: string; finetuneMinutes: string; objective: string; preset: string; side: string;
@@ -143,30 +142,26 @@ export const experimentCommand: CommandModule = {
         }
         const opened = openModel(modelDir, kernels);
 
-        // 3. Test NLL.
-        const nllPath = join(out, 'nll.json');
-        const nll: NllReport = existsSync(nllPath) ? JSON.parse(readFileSync(nllPath, 'utf8')) as NllReport : await timed('nll', state, () => {
-          const bar = createProgress('test NLL', data.test.count, 'images');
-          const r = evaluateNll(opened.model, data.test, opened.objective, { batch: 32, channels: 1, onBatch: (d) => bar.update(d) });
-          bar.stop();
-          writeRunFile(out, 'nll.json', JSON.stringify(r));
-          return r;
-        });
-        console.log(`test NLL ${nll.natsPerPixel.toFixed(4)} nats/pixel (${nll.bitsPerDim.toFixed(3)} bits/dim)`);
-
+        // 3. Features of every layer; the test NLL comes from the same forward passes.
         // 4. Linear probe at every layer, 5. low-data on the best layer.
         const probeDir = join(out, 'probe');
+        const nllPath = join(out, 'nll.json');
         let probe: LayerProbeReport;
-        if (existsSync(join(probeDir, 'probe.json')) && existsSync(join(probeDir, 'lowdata.json'))) {
+        let nll: NllReport;
+        if ([join(probeDir, 'probe.json'), join(probeDir, 'lowdata.json'), nllPath].every((f) => existsSync(f))) {
           probe = JSON.parse(readFileSync(join(probeDir, 'probe.json'), 'utf8')) as LayerProbeReport;
+          nll = JSON.parse(readFileSync(nllPath, 'utf8')) as NllReport;
         } else {
-          probe = await timed('probe', state, async () => {
+          [probe, nll] = await timed('probe', state, async () => {
             const features = featuresForProbe(opened, data, tokensDir, { batch: '32', masks: '1', maxTrain: flags.probeTrain, backend: flags.backend }, probeDir);
+            const testNll: NllReport = { natsPerPixel: features.testNatsPerPixel, bitsPerDim: features.testNatsPerPixel / Math.LN2, images: data.test.count };
+            writeRunFile(out, 'nll.json', JSON.stringify(testNll));
             const report = await probeAndReport(kernels, features, data.meta.numClasses, probeDir, 3);
             runLowData(kernels, features, data, report.bestLayer, [1, 4, 10, 25, 100], 5, 0, probeDir);
-            return report;
+            return [report, testNll] as const;
           });
         }
+        console.log(`test NLL ${nll.natsPerPixel.toFixed(4)} nats/pixel (${nll.bitsPerDim.toFixed(3)} bits/dim)`);
         console.log(probeReportMarkdown(probe));
 
         // 6. Fine-tuning within its budget (early stopping may end it sooner).
@@ -176,7 +171,7 @@ export const experimentCommand: CommandModule = {
           : await timed('finetune', state, () => {
             const steps = Math.max(10, Math.floor((parseNumberOption('--finetune-minutes', flags.finetuneMinutes, 0) * 60) / (state.secondsPerStep * 1.15)));
             return runFinetuning(kernels, openModel(modelDir, kernels), data, {
-              objective: opened.objective, lr: state.lr / 4, batch: state.batch, steps, warmup: Math.min(50, Math.ceil(steps / 20)),
+              objective: opened.objective, lr: state.lr, batch: state.batch, steps, warmup: Math.min(50, Math.ceil(steps / 20)),
               genWeight: 1, evalEvery: Math.max(10, Math.ceil(steps / 12)), patience: 4, evalImages: 1000, augment: false,
               seed: 0, maskProb: 0.15, evalMasks: 5,
             }, ftDir, { model: modelDir, data: tokensDir });

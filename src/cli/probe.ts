@@ -4,6 +4,7 @@ import type { Command } from 'commander';
 import type { CommandModule } from './command.js';
 import { loadTokenDataset, type TokenDataset, type TokenSplit } from '../data/tokens.js';
 import { cachedFeatures, featureCacheKey } from '../eval/feature-cache.js';
+import type { ExtractedFeatures } from '../eval/features.js';
 import { probeLayers, type LayerProbeReport } from '../eval/probe.js';
 import type { Kernels } from '../kernels/kernels.js';
 import { writeRunFile } from '../train/checkpoint.js';
@@ -26,14 +27,19 @@ export function featureOptions(cmd: Command): Command {
     .option('--objective <ar|bert>', 'override the objective recorded with the model'));
 }
 
-export interface SplitFeatures { train: Float32Array[]; val: Float32Array[]; test: Float32Array[]; labels: { train: Int32Array; val: Int32Array; test: Int32Array } }
+export interface SplitFeatures {
+  train: Float32Array[]; val: Float32Array[]; test: Float32Array[];
+  labels: { train: Int32Array; val: Int32Array; test: Int32Array };
+  /** The test split's NLL (nats/pixel), computed in the same forward passes. */
+  testNatsPerPixel: number;
+}
 
 /** Features of every layer for train (maybe capped), validation and test, with a progress bar and a cache. */
 export function featuresForProbe(m: OpenedModel, data: TokenDataset, dataDir: string, flags: FeatureFlags, cacheDir: string): SplitFeatures {
   const batch = parseIntOption('--batch', flags.batch, 1);
   const maxTrain = flags.maxTrain ? parseIntOption('--max-train', flags.maxTrain, 1) : undefined;
   const masks = parseIntOption('--masks', flags.masks, 1);
-  const one = (name: 'train' | 'val' | 'test', split: TokenSplit, maxImages?: number): Float32Array[] => {
+  const one = (name: 'train' | 'val' | 'test', split: TokenSplit, maxImages?: number): ExtractedFeatures => {
     const o = { batch, objective: m.objective, masks, maxImages };
     const key = featureCacheKey(m.dir, dataDir, name, o);
     const total = Math.min(split.count, maxImages ?? split.count);
@@ -41,12 +47,13 @@ export function featuresForProbe(m: OpenedModel, data: TokenDataset, dataDir: st
     const r = cachedFeatures(m.model, split, name, cacheDir, key, { ...o, onBatch: (done) => bar.update(done) });
     bar.stop();
     if (r.cached) process.stderr.write(`features ${name}: from the cache in ${cacheDir}\n`);
-    return r.layers;
+    return r;
   };
-  const train = one('train', data.train, maxTrain);
+  const train = one('train', data.train, maxTrain).layers;
+  const test = one('test', data.test);
   const count = train[0]!.length / m.model.config.nEmbd;
   return {
-    train, val: one('val', data.val), test: one('test', data.test),
+    train, val: one('val', data.val).layers, test: test.layers, testNatsPerPixel: test.natsPerPixel,
     labels: { train: data.train.labels.subarray(0, count), val: data.val.labels, test: data.test.labels },
   };
 }

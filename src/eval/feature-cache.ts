@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import type { TokenSplit } from '../data/tokens.js';
 import type { ImageGPT } from '../model/model.js';
 import { readSafetensors, writeSafetensors } from '../io/safetensors.js';
-import { extractFeatures, type FeatureOptions } from './features.js';
+import { extractFeatures, type ExtractedFeatures, type FeatureOptions } from './features.js';
 
 /** What identifies a set of features: if any of it changes, they are computed again. */
 export function featureCacheKey(modelDir: string, dataDir: string, split: string, o: FeatureOptions): string {
@@ -20,7 +20,7 @@ export function featureCacheKey(modelDir: string, dataDir: string, split: string
 
 /** Features of one split: from `cacheDir` when the key matches, else extracted and stored. */
 export function cachedFeatures(model: ImageGPT, split: TokenSplit, splitName: string, cacheDir: string,
-                               key: string, o: FeatureOptions): { layers: Float32Array[]; cached: boolean } {
+                               key: string, o: FeatureOptions): ExtractedFeatures & { cached: boolean } {
   const file = join(cacheDir, `features-${splitName}.safetensors`);
   const L = model.config.nLayer;
   if (existsSync(file)) {
@@ -28,13 +28,16 @@ export function cachedFeatures(model: ImageGPT, split: TokenSplit, splitName: st
       const stored = readSafetensors(file);
       if (stored.metadata.key === key) {
         const layers = Array.from({ length: L + 1 }, (_, l) => stored.tensors.get(`layer.${l}`)?.data);
-        if (layers.every((x): x is Float32Array => x !== undefined)) return { layers, cached: true };
+        if (layers.every((x): x is Float32Array => x !== undefined)) {
+          return { layers, natsPerPixel: Number(stored.metadata.natsPerPixel), cached: true };
+        }
       }
     } catch { /* a damaged cache is recomputed */ }
   }
-  const layers = extractFeatures(model, split, o);
+  const extracted = extractFeatures(model, split, o);
   mkdirSync(cacheDir, { recursive: true });
-  const count = layers[0]!.length / model.config.nEmbd;
-  writeSafetensors(file, layers.map((data, l) => ({ name: `layer.${l}`, shape: [count, model.config.nEmbd], data })), { key });
-  return { layers, cached: false };
+  const count = extracted.layers[0]!.length / model.config.nEmbd;
+  writeSafetensors(file, extracted.layers.map((data, l) => ({ name: `layer.${l}`, shape: [count, model.config.nEmbd], data })),
+                   { key, natsPerPixel: String(extracted.natsPerPixel) });
+  return { ...extracted, cached: false };
 }

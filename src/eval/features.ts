@@ -18,8 +18,14 @@ export interface FeatureOptions {
   onBatch?: (done: number, total: number) => void;
 }
 
-/** L+1 matrices [count, d], layer 0 = the embeddings' norm, layer L = ln_f. */
-export function extractFeatures(model: ImageGPT, split: TokenSplit, o: FeatureOptions): Float32Array[] {
+export interface ExtractedFeatures {
+  /** L+1 matrices [count, d], layer 0 = the embeddings' norm, layer L = ln_f. */
+  layers: Float32Array[];
+  /** The generative loss of the same passes (nats/pixel): the NLL comes free with the features. */
+  natsPerPixel: number;
+}
+
+export function extractFeatures(model: ImageGPT, split: TokenSplit, o: FeatureOptions): ExtractedFeatures {
   const { nEmbd: d, nLayer: L, nPositions: T } = model.config;
   const count = Math.min(split.count, o.maxImages ?? split.count);
   const masks = o.objective === 'bert' ? Math.max(1, o.masks ?? 1) : 1;
@@ -27,12 +33,15 @@ export function extractFeatures(model: ImageGPT, split: TokenSplit, o: FeatureOp
   const builder = new BatchBuilder(o.batch, T, o.objective, sosTokenOf(model.config), o.maskProb ?? 0.15);
   const perBatch = new Float32Array((L + 1) * o.batch * d);
   const indices = new Int32Array(o.batch);
+  let nllSum = 0, nllCount = 0;
   for (let start = 0; start < count; start += o.batch) {
     const B = Math.min(o.batch, count - start);
     for (let b = 0; b < B; b++) indices[b] = start + b;
     for (let m = 0; m < masks; m++) {
       const batch = builder.fill(split, indices.subarray(0, B), maskRngFor((o.seed ?? 0) + 7 * m, start));
-      model.forward(batch, false, perBatch.subarray(0, (L + 1) * B * d));
+      const r = model.forward(batch, false, perBatch.subarray(0, (L + 1) * B * d));
+      nllSum += r.genLoss * r.genCount;
+      nllCount += r.genCount;
       for (let l = 0; l <= L; l++) {
         const src = perBatch.subarray(l * B * d, (l + 1) * B * d);
         const dst = layers[l]!.subarray(start * d, (start + B) * d);
@@ -41,5 +50,5 @@ export function extractFeatures(model: ImageGPT, split: TokenSplit, o: FeatureOp
     }
     o.onBatch?.(start + B, count);
   }
-  return layers;
+  return { layers, natsPerPixel: nllSum / Math.max(nllCount, 1) };
 }

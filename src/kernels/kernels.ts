@@ -61,6 +61,15 @@ export interface Kernels {
                     B: number, T: number, H: number, hs: number, causal: boolean): void;
 
   /**
+   * One step of cached (incremental) causal attention for B sequences at position t (0-based).
+   * qkv: [B, 3·H·hs], the new token's q, k, v (layout as in attentionForward); its k and v are
+   * first copied into the caches at position t. kCache, vCache: [B, H, maxT, hs].
+   * Writes out: [B, H·hs], each head attending to cached keys 0..t with scale 1/sqrt(hs).
+   */
+  attentionDecode(out: Float32Array, qkv: Float32Array, kCache: Float32Array, vCache: Float32Array,
+                  B: number, H: number, hs: number, t: number, maxT: number): void;
+
+  /**
    * Softmax cross-entropy over rows of logits [rows, V]. targets[r] < 0 means "ignore row r".
    * Writes losses[r] (NLL in nats, 0 for ignored rows) and, when dlogits is given,
    * dlogits[r, :] = (softmax(logits[r, :]) - onehot(target)) · gradScale (0 for ignored rows).

@@ -81,6 +81,20 @@ export interface CompletionRequest {
  */
 export function sampleAutoregressive(k: Kernels, params: ParameterTensors, req: CompletionRequest,
                                      o: SamplingOptions, onPixel?: (t: number, tokens: Int32Array) => void): Int32Array {
+  const steps = autoregressiveSteps(k, params, req, o);
+  for (let step = steps.next(); ; step = steps.next()) {
+    if (step.done) return step.value;
+    onPixel?.(step.value.t, step.value.tokens);
+  }
+}
+
+/**
+ * The same sampling, one pixel at a time: yields after pixel t of every image is decided (tokens
+ * is the count × n² output so far) and returns the output. A caller that must stay responsive
+ * (the browser worker) can pause between pixels or stop early.
+ */
+export function* autoregressiveSteps(k: Kernels, params: ParameterTensors, req: CompletionRequest,
+                                     o: SamplingOptions): Generator<{ t: number; tokens: Int32Array }, Int32Array> {
   const cfg = params.config;
   const n = cfg.nPositions;
   const V = paletteSizeOf(cfg);
@@ -102,7 +116,7 @@ export function sampleAutoregressive(k: Kernels, params: ParameterTensors, req: 
       out[b * n + t] = pixel;
       feed[b] = pixel;
     }
-    onPixel?.(t, out);
+    yield { t, tokens: out };
   }
   return out;
 }
