@@ -1,1 +1,26 @@
+/** The public API of igpt (Node.js). The browser page imports the portable pieces directly. */
 export * from './model/config.js';
+export { ParameterTensors, initParameters, parameterCount, tensorLayout, withClassHead } from './model/parameters.js';
+export { ImageGPT, computeLogits, type Batch, type ForwardResult } from './model/model.js';
+export { KvDecoder } from './model/decode.js';
+export type { Kernels } from './kernels/kernels.js';
+export { loadKernels, type KernelChoice } from './kernels/select.js';
+export { createPortableKernels } from './kernels/portable.js';
+export type { Palette } from './palette/palette.js';
+export { fitPalette } from './palette/kmeans.js';
+export { quantize, dequantize } from './palette/quantize.js';
+export { loadPalette, savePalette } from './palette/files.js';
+export { loadImageDataset } from './data/datasets.js';
+export { buildTokenDataset } from './data/build.js';
+export { loadTokenDataset, saveTokenDataset, type TokenDataset, type TokenSplit } from './data/tokens.js';
+export { loadModelFolder, saveModelFolder } from './io/hf.js';
+export { readSafetensors, writeSafetensors } from './io/safetensors.js';
+export { pretrain } from './train/pretrain.js';
+export { Trainer, type PretrainOptions } from './train/trainer.js';
+export { evaluateNll } from './train/evaluate.js';
+export { extractFeatures } from './eval/features.js';
+export { probeLayers, probeFeatures, trainLogisticRegression, accuracy } from './eval/probe.js';
+export { lowDataProbe, pixelFeatures } from './eval/lowdata.js';
+export { finetune, classificationAccuracy } from './eval/finetune.js';
+export { sampleAutoregressive, sampleBert, samplePixel } from './sample/sampler.js';
+export { completeImages } from './sample/complete.js';
