@@ -197,6 +197,21 @@ test('in Chromium: completes an image pixel by pixel and can stop', { timeout: 1
     t.diagnostic(`in-browser: ${(perImage * 1000).toFixed(0)} ms per completed image (${side * side - boundary} sampled pixels, ` +
                  `batch of 2); screenshot ${SCREENSHOT}`);
 
+    // An upload: a 60×40 white bar on black is center-cropped to 40×40, resized to 28×28 and quantized.
+    const { default: sharp } = await import('sharp');
+    const raw = Buffer.alloc(60 * 40 * 3);
+    for (let y = 10; y < 30; y++) for (let x = 0; x < 60; x++) raw.fill(255, 3 * (y * 60 + x), 3 * (y * 60 + x) + 3);
+    const png = await sharp(raw, { raw: { width: 60, height: 40, channels: 3 } }).png().toBuffer();
+    await page.setInputFiles('#file', { name: 'bar.png', mimeType: 'image/png', buffer: png });
+    await page.waitForFunction(() => document.querySelectorAll('#strip canvas').length === 4);
+    const uploaded = await page.evaluate(() => {
+      const c = document.querySelector<HTMLCanvasElement>('#strip canvas')!;
+      const d = c.getContext('2d')!.getImageData(0, 0, c.width, c.height).data;
+      return { selected: c.classList.contains('selected'), top: d[4 * (2 * 28 + 14)]!, middle: d[4 * (14 * 28 + 14)]! };
+    });
+    assert.deepEqual(uploaded.selected, true, 'the upload is selected');
+    assert.ok(uploaded.top < 40 && uploaded.middle > 200, `the bar is quantized to palette grays: ${JSON.stringify(uploaded)}`);
+
     // Stop: a long run (no rows kept, 8 completions) ends early, leaving hidden pixels unpainted.
     await page.evaluate(() => {
       const r = document.getElementById('rows') as HTMLInputElement;
@@ -215,4 +230,31 @@ test('in Chromium: completes an image pixel by pixel and can stop', { timeout: 1
     child.kill();
     rmSync(tmp, { recursive: true, force: true });
   }
+});
+
+test('autoregressiveSteps: the worker\'s pixel-by-pixel sampling is sampleAutoregressive, stoppable', async () => {
+  const { autoregressiveSteps, sampleAutoregressive } = await import('../src/sample/sampler.js');
+  const { createPortableKernels } = await import('../src/kernels/portable.js');
+  const m = loadModelFolder(MODEL_DIR);
+  const k = createPortableKernels();
+  const n = m.config.nPositions, known = n - 2 * 28;
+  const set = parseTestImages(readJson(TEST_IMAGES), TEST_IMAGES);
+  const image = Int32Array.from(new Quantizer(m.palette!).quantize(Uint8Array.from(set.images[0]!.pixels)));
+  const prefix = new Int32Array(2 * n);
+  prefix.set(image, 0);
+  prefix.set(image, n);
+  const o = { temperature: 1, topK: 4, topP: 1, seed: 7 };
+  const full = sampleAutoregressive(k, m.params, { count: 2, prefix, knownPixels: known }, o);
+  const seen: number[] = [];
+  const steps = autoregressiveSteps(k, m.params, { count: 2, prefix, knownPixels: known }, o);
+  let partial: Int32Array | null = null;
+  for (let s = steps.next(); !s.done; s = steps.next()) {
+    seen.push(s.value.t);
+    if (s.value.t === known + 9) { partial = s.value.tokens; break; } // the page's Stop
+  }
+  assert.deepEqual(seen, Array.from({ length: known + 10 }, (_, t) => t));
+  for (let b = 0; b < 2; b++) {
+    assert.deepEqual(partial!.subarray(b * n, b * n + known + 10), full.subarray(b * n, b * n + known + 10));
+  }
+  assert.deepEqual(full.subarray(0, known), image.subarray(0, known));
 });

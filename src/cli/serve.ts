@@ -167,11 +167,15 @@ function handle(o: ServeOptions, testImagesText: string | null, req: IncomingMes
   sendFile(req, res, file, path.startsWith('/assets/') ? 'public, max-age=31536000, immutable' : 'no-cache');
 }
 
+function checkBuiltPage(webDir: string): void {
+  if (!existsSync(join(webDir, 'index.html'))) {
+    throw new Error(`${webDir}: the page is not built (no index.html); run \`npm run build\` first`);
+  }
+}
+
 /** Starts the server; resolves once it listens (port 0 picks a free port). */
 export async function startServer(o: ServeOptions): Promise<{ server: Server; url: string }> {
-  if (!existsSync(join(o.webDir, 'index.html'))) {
-    throw new Error(`${o.webDir}: the page is not built (no index.html); run \`npm run build\` first`);
-  }
+  checkBuiltPage(o.webDir);
   const testImagesText = o.testImages ? JSON.stringify(o.testImages) : null;
   const server = createServer((req, res) => handle(o, testImagesText, req, res));
   await new Promise<void>((resolveListen, reject) => {
@@ -207,6 +211,7 @@ export const serveCommand: CommandModule = {
                                             '(e.g. web/public/test-images.json) instead of serving')
       .action(async (flags: Flags) => {
         const webDir = flags.web ?? defaultWebDir();
+        if (!flags.writeTestImages) checkBuiltPage(webDir);
         const modelDir = flags.model ?? join(webDir, 'model');
         const model = checkServableModel(modelDir);
         if (!(SPLITS as readonly string[]).includes(flags.split)) {
