@@ -2,7 +2,7 @@
  * Our side of the peer comparison: the reference config (784 pixels, vocab 16 + SOS, d 256,
  * 8 heads, 8 layers) timed in its own process, so that peak memory is the step's alone.
  * Mirrors ../shared/bench/pytorch_igpt.py:
- *   node --import tsx bench/igpt_step.ts --mode train|infer|sample [--batch 8] [--steps 3] [--backend native|portable]
+ *   node --import tsx bench/igpt_step.ts --mode train|infer|sample [--batch 8] [--steps 3] [--backend native|portable] [--recompute]
  * Prints one JSON line: {"mode", "median_s", "min_s", "steps", "peak_rss_mib", "backend", ...}.
  */
 import { parseArgs } from 'node:util';
@@ -17,7 +17,7 @@ import { Rng } from '../src/util/rng.js';
 const { values: a } = parseArgs({ options: {
   mode: { type: 'string', default: 'train' }, batch: { type: 'string', default: '8' },
   steps: { type: 'string', default: '3' }, backend: { type: 'string', default: 'auto' },
-  pixels: { type: 'string', default: '784' },
+  pixels: { type: 'string', default: '784' }, recompute: { type: 'boolean', default: false },
 } });
 const kernels = loadKernels(a.backend as 'auto' | 'native' | 'portable');
 const B = Number(a.batch), steps = Number(a.steps), T = Number(a.pixels);
@@ -27,6 +27,7 @@ initParameters(params, 0);
 const rng = new Rng(1);
 params.lmHead.forEach((_, i) => { params.lmHead[i] = rng.normal() * 0.02; });
 const model = new ImageGPT(kernels, cfg, params);
+model.recompute = a.recompute;
 const inputs = Int32Array.from({ length: B * T }, (_, i) => (i % T === 0 ? 16 : rng.int(16)));
 const targets = Int32Array.from({ length: B * T }, () => rng.int(16));
 const adam = new Adam(params.count);
@@ -49,7 +50,7 @@ for (let s = 0; s < runs; s++) {
 }
 times.sort((x, y) => x - y);
 console.log(JSON.stringify({
-  peer: 'igpt', backend: kernels.name, mode: a.mode, batch: B, threads: kernels.threads,
+  peer: 'igpt', backend: kernels.name, mode: a.mode, recompute: a.recompute, batch: B, threads: kernels.threads,
   median_s: +times[times.length >> 1]!.toFixed(4), min_s: +times[0]!.toFixed(4), steps: times.length,
   peak_rss_mib: Math.round(process.resourceUsage().maxRSS / 1024), params: params.count,
 }));

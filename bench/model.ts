@@ -33,9 +33,9 @@ export function gemmPeakGflops(): number {
   return (2 * n * n * n) / Math.min(...times.slice(1)) / 1e9;
 }
 
-const ours = (mode: string, batch: number, steps: number, backend = 'auto'): StepJson | { error: string } =>
+const ours = (mode: string, batch: number, steps: number, backend = 'auto', extra: string[] = []): StepJson | { error: string } =>
   runJson<StepJson>(process.execPath, ['--import', 'tsx', join(repoRoot, 'bench', 'igpt_step.ts'),
-    '--mode', mode, '--batch', String(batch), '--steps', String(steps), '--backend', backend], { env: { IGPT_QUIET: '1' } });
+    '--mode', mode, '--batch', String(batch), '--steps', String(steps), '--backend', backend, ...extra], { env: { IGPT_QUIET: '1' } });
 const torch = (mode: string, batch: number, steps: number, extra: string[] = []): StepJson | { error: string } =>
   runJson<StepJson>(python, [join(sharedBench, 'pytorch_igpt.py'), '--mode', mode, '--batch', String(batch), '--steps', String(steps), ...extra]);
 
@@ -67,6 +67,11 @@ export async function run(opts: { quick: boolean }): Promise<BenchResult[]> {
     name: 'train step peak memory', value: train.peak_rss_mib, unit: 'MiB',
     ...(isError(ptTrain) ? {} : { peer: 'PyTorch', peerValue: ptTrain.peak_rss_mib, ratio: +(ptTrain.peak_rss_mib / train.peak_rss_mib).toFixed(2), note: 'ratio = PyTorch / ours; target ≥ 1' }),
   });
+  const recompute = ours('train', 8, steps, 'auto', ['--recompute']);
+  if (!isError(recompute)) {
+    out.push({ name: 'train step with --recompute (activation checkpointing)', value: recompute.median_s, unit: 's', peer: 'ours, activations kept', peerValue: train.median_s,
+      ratio: +(recompute.median_s / train.median_s).toFixed(2), note: `time ratio (cost); peak memory ${recompute.peak_rss_mib} MiB vs ${train.peak_rss_mib} MiB` });
+  }
   if (!opts.quick) {
     const portable = ours('train', 8, 1, 'portable');
     if (!isError(portable)) {

@@ -94,6 +94,25 @@ test('training and inference forward agree, and backward needs a training forwar
   assert.throws(() => model.backward(), /training forward/);
 });
 
+test('recomputing block activations in backward gives the same gradients with less memory', () => {
+  for (const { kernels } of availableBackends()) {
+    const params = randomParameters(cfg, 11);
+    const batch = randomBatch(new Rng(12), 2, cfg.nPositions, 'ar', true);
+    const grads = (recompute: boolean): Float32Array => {
+      const model = new ImageGPT(kernels, cfg, params);
+      model.recompute = recompute;
+      model.zeroGrad();
+      model.forward(batch, true);
+      model.backward();
+      return model.grads.data;
+    };
+    assert.deepEqual(grads(true), grads(false));
+    const [B, T] = [8, 784];
+    const big = makeConfig({ nEmbd: 256, nLayer: 8, nHead: 8 }, 16, T, 0);
+    assert.ok(ImageGPT.activationBytes(big, B, T, 'recompute') < 0.3 * ImageGPT.activationBytes(big, B, T, 'train'));
+  }
+});
+
 function gradientCheck(kernels: Kernels, objective: 'ar' | 'bert'): void {
   const params = randomParameters(cfg, 7);
   const batch = randomBatch(new Rng(8), 2, cfg.nPositions, objective, true);

@@ -18,6 +18,7 @@ export interface TrainFlags {
   data: string; out: string; objective: string; preset: string; d?: string; layers?: string; heads?: string;
   batch: string; lr: string; steps?: string; epochs?: string; warmup?: string; maskProb: string;
   evalEvery?: string; evalImages: string; checkpointEvery?: string; seed: string; resume?: boolean; backend?: string;
+  recompute?: boolean;
 }
 
 /** The options `pretrain` and `lr-sweep` share. */
@@ -36,7 +37,8 @@ export function trainingOptions(cmd: Command): Command {
     .option('--warmup <n>', 'linear warmup steps (default: one epoch, at most 10% of the steps)')
     .option('--mask-prob <p>', 'BERT mask probability', '0.15')
     .option('--eval-images <n>', 'validation images per evaluation (0: all)', '1000')
-    .option('--seed <n>', 'seed of the initialization, data order and masks', '0'));
+    .option('--seed <n>', 'seed of the initialization, data order and masks', '0')
+    .option('--recompute', 'recompute block activations in backward: much less memory, about a third more time'));
 }
 
 export function parseShape(flags: TrainFlags): ModelShape {
@@ -65,18 +67,19 @@ export function parseTrainingOptions(flags: TrainFlags, data: TokenDataset): Pre
     evalEvery: flags.evalEvery !== undefined ? parseIntOption('--eval-every', flags.evalEvery, 0) : Math.max(1, Math.ceil(steps / 10)),
     evalImages: parseIntOption('--eval-images', flags.evalImages, 0),
     checkpointEvery: flags.checkpointEvery !== undefined ? parseIntOption('--checkpoint-every', flags.checkpointEvery, 0) : Math.max(1, Math.ceil(steps / 10)),
+    recompute: flags.recompute === true,
   };
 }
 
 /** Refuses up front a model and batch that will not fit in memory, with the estimate. */
-export function checkMemory(shape: ModelShape, data: TokenDataset, batch: number): void {
+export function checkMemory(shape: ModelShape, data: TokenDataset, batch: number, recompute: boolean): void {
   const cfg = makeConfig(shape, data.palette.k, data.meta.pixels, data.meta.numClasses);
-  const need = 4 * 4 * parameterCount(cfg) + ImageGPT.activationBytes(cfg, batch, cfg.nPositions, true);
+  const need = 4 * 4 * parameterCount(cfg) + ImageGPT.activationBytes(cfg, batch, cfg.nPositions, recompute ? 'recompute' : 'train');
   const limit = Math.min(totalmem() * 0.9, freemem() + 512 * 2 ** 20);
   if (need > limit) {
     const gib = (x: number): string => (x / 2 ** 30).toFixed(1);
     throw new Error(`this model and batch need about ${gib(need)} GiB (parameters, gradients, Adam, activations) ` +
-      `but only ${gib(limit)} GiB is available; lower --batch or choose a smaller --preset`);
+      `but only ${gib(limit)} GiB is available; lower --batch, choose a smaller --preset${recompute ? '' : ' or add --recompute'}`);
   }
 }
 
@@ -84,7 +87,7 @@ export function checkMemory(shape: ModelShape, data: TokenDataset, batch: number
 export async function runPretraining(kernels: Kernels, data: TokenDataset, flags: TrainFlags, options: PretrainOptions,
                                      outDir: string, resume: boolean, label = 'pretrain'): Promise<PretrainResult> {
   const shape = parseShape(flags);
-  checkMemory(shape, data, options.batch);
+  checkMemory(shape, data, options.batch, options.recompute ?? false);
   let stopRequested = false;
   const onSigint = (): void => {
     if (stopRequested) process.exit(130);

@@ -51,9 +51,13 @@ interface LayerActivations {
 }
 
 /**
- * Everything forward keeps for backward, sized for one (B, T). Training keeps every layer's
- * activations; inference keeps one layer's and runs the residual stream in place.
+ * How much forward keeps: 'train' every layer's activations; 'recompute' only each block's input
+ * (the rest is recomputed block by block during backward: less memory, one more forward pass);
+ * 'inference' one layer's, with the residual stream updated in place.
  */
+export type ActivationMode = 'train' | 'recompute' | 'inference';
+
+/** Everything forward keeps for backward, sized for one (B, T). */
 class Activations {
   readonly residual: Float32Array[];  // training: L+1 block inputs/outputs; inference: 1
   readonly layers: LayerActivations[];
@@ -61,11 +65,12 @@ class Activations {
   readonly logits: Float32Array; readonly losses: Float32Array;
   readonly pooled: Float32Array; readonly classLogits: Float32Array; readonly classLosses: Float32Array;
 
-  constructor(cfg: ModelConfig, readonly B: number, readonly T: number, readonly training: boolean) {
+  constructor(cfg: ModelConfig, readonly B: number, readonly T: number, readonly mode: ActivationMode) {
     const { nEmbd: d, nHead: H, nLayer: L } = cfg;
     const rows = B * T;
     const f = (n: number): Float32Array => new Float32Array(n);
-    const kept = training ? L : 1;
+    const training = mode !== 'inference';
+    const kept = mode === 'train' ? L : 1;
     this.residual = Array.from({ length: training ? L + 1 : 1 }, () => f(rows * d));
     this.layers = Array.from({ length: kept }, (): LayerActivations => ({
       ln1: f(rows * d), ln1Rstd: f(rows), qkv: f(rows * 3 * d), atty: f(rows * d),
@@ -82,6 +87,8 @@ class Activations {
     this.classLogits = f(B * Math.max(cfg.numLabels, 1));
     this.classLosses = f(B);
   }
+
+  get training(): boolean { return this.mode !== 'inference'; }
 
   /** Bytes held, for memory reports. */
   get bytes(): number {
@@ -120,6 +127,9 @@ export class ImageGPT {
   private scratch: GradientScratch | null = null;
   private last: { batch: Batch; genScale: number; clfScale: number } | null = null;
 
+  /** Recompute each block's activations in backward instead of keeping them (checkpointing). */
+  recompute = false;
+
   constructor(readonly kernels: Kernels, readonly config: ModelConfig, params?: ParameterTensors) {
     this.params = params ?? new ParameterTensors(config);
   }
@@ -137,11 +147,12 @@ export class ImageGPT {
   }
 
   /** Activation bytes for a batch shape, without allocating (for memory checks). */
-  static activationBytes(cfg: ModelConfig, B: number, T: number, training: boolean): number {
+  static activationBytes(cfg: ModelConfig, B: number, T: number, mode: ActivationMode): number {
     const { nEmbd: d, nHead: H, nLayer: L } = cfg;
     const rows = B * T;
+    const training = mode !== 'inference';
     const perLayer = rows * (d + 1 + 3 * d + d + d + 1 + 8 * d) + (training ? rows * d : 0) + B * H * T * T;
-    const layers = training ? L : 1;
+    const layers = mode === 'train' ? L : 1;
     const scratch = training ? rows * (d + d + 3 * d + d + 4 * d + paletteSizeOf(cfg)) : 0;
     return 4 * (perLayer * layers + rows * d * (training ? L + 1 : 1) + rows * (d + 1 + paletteSizeOf(cfg) + 1) + scratch);
   }
@@ -150,10 +161,11 @@ export class ImageGPT {
     if (T > this.config.nPositions) {
       throw new Error(`sequence of ${T} tokens is longer than the model's ${this.config.nPositions} positions`);
     }
+    const mode: ActivationMode = !training ? 'inference' : this.recompute ? 'recompute' : 'train';
     const a = this.acts;
-    if (!a || a.B !== B || a.T !== T || a.training !== training) {
+    if (!a || a.B !== B || a.T !== T || a.mode !== mode) {
       this.acts = null; // let the old buffers go before the new ones are allocated
-      this.acts = new Activations(this.config, B, T, training);
+      this.acts = new Activations(this.config, B, T, mode);
     }
     return this.acts!;
   }
@@ -168,7 +180,7 @@ export class ImageGPT {
     const cfg = this.config;
     const p = this.params;
     const { B, T } = batch;
-    const { nEmbd: d, nHead: H, nLayer: L, layerNormEpsilon: eps } = cfg;
+    const { nEmbd: d, nLayer: L, layerNormEpsilon: eps } = cfg;
     const V = paletteSizeOf(cfg);
     const rows = B * T;
     if (batch.inputs.length < rows) throw new Error(`batch inputs hold ${batch.inputs.length} ids, need ${rows}`);
@@ -176,21 +188,10 @@ export class ImageGPT {
 
     embeddingForward(acts.residual[0]!, batch.inputs, p.wte, p.wpe, B, T, d);
     for (let l = 0; l < L; l++) {
-      const w = p.blocks[l]!;
-      const a = acts.layers[training ? l : 0]!;
+      const a = acts.layers[acts.mode === 'train' ? l : 0]!;
       const x = acts.residual[training ? l : 0]!;
-      const out = acts.residual[training ? l + 1 : 0]!;
-      k.normForward(a.ln1, a.ln1Rstd, x, w.ln1, rows, d, eps);
+      this.blockForward(l, a, x, acts.residual[training ? l + 1 : 0]!, B, T, batch.causal);
       if (features) meanPoolForward(features.subarray(l * B * d, (l + 1) * B * d), a.ln1, B, T, d);
-      linearForward(k, a.qkv, a.ln1, w.attnW, w.attnB, rows, d, 3 * d);
-      k.attentionForward(a.atty, a.att, a.qkv, B, T, H, d / H, batch.causal);
-      if (a.res2 !== x) a.res2.set(x);
-      linearForward(k, a.res2, a.atty, w.attnProjW, w.attnProjB, rows, d, d, true);
-      k.normForward(a.ln2, a.ln2Rstd, a.res2, w.ln2, rows, d, eps);
-      linearForward(k, a.fch, a.ln2, w.fcW, w.fcB, rows, d, 4 * d);
-      k.geluForward(a.fchGelu, a.fch, rows * 4 * d);
-      if (out !== a.res2) out.set(a.res2);
-      linearForward(k, out, a.fchGelu, w.mlpProjW, w.mlpProjB, rows, 4 * d, d, true);
     }
     const hL = acts.residual[training ? L : 0]!;
     k.normForward(acts.lnf, acts.lnfRstd, hL, p.lnF, rows, d, eps);
@@ -219,6 +220,30 @@ export class ImageGPT {
     }
     this.last = training ? { batch, genScale, clfScale } : null;
     return result;
+  }
+
+  /**
+   * Block l: a = x + attn(norm1(x)); out = a + mlp(norm2(a)), keeping what backward needs in `a`.
+   * With `out` null (recomputation in backward) the last projection, which backward does not
+   * need, is skipped.
+   */
+  private blockForward(l: number, a: LayerActivations, x: Float32Array, out: Float32Array | null,
+                       B: number, T: number, causal: boolean): void {
+    const k = this.kernels;
+    const w = this.params.blocks[l]!;
+    const { nEmbd: d, nHead: H, layerNormEpsilon: eps } = this.config;
+    const rows = B * T;
+    k.normForward(a.ln1, a.ln1Rstd, x, w.ln1, rows, d, eps);
+    linearForward(k, a.qkv, a.ln1, w.attnW, w.attnB, rows, d, 3 * d);
+    k.attentionForward(a.atty, a.att, a.qkv, B, T, H, d / H, causal);
+    if (a.res2 !== x) a.res2.set(x);
+    linearForward(k, a.res2, a.atty, w.attnProjW, w.attnProjB, rows, d, d, true);
+    k.normForward(a.ln2, a.ln2Rstd, a.res2, w.ln2, rows, d, eps);
+    linearForward(k, a.fch, a.ln2, w.fcW, w.fcB, rows, d, 4 * d);
+    k.geluForward(a.fchGelu, a.fch, rows * 4 * d);
+    if (!out) return;
+    if (out !== a.res2) out.set(a.res2);
+    linearForward(k, out, a.fchGelu, w.mlpProjW, w.mlpProjB, rows, 4 * d, d, true);
   }
 
   private scratchFor(B: number, T: number): GradientScratch {
@@ -257,8 +282,9 @@ export class ImageGPT {
     for (let l = L - 1; l >= 0; l--) {
       const w = p.blocks[l]!;
       const gw = g.blocks[l]!;
-      const a = acts.layers[l]!;
       const x = acts.residual[l]!;
+      const a = acts.layers[acts.mode === 'train' ? l : 0]!;
+      if (acts.mode === 'recompute') this.blockForward(l, a, x, null, B, T, last.batch.causal);
       // MLP branch: out = res2 + c_proj(gelu(c_fc(norm2(res2)))).
       linearBackward(k, s.dfch, gw.mlpProjW, gw.mlpProjB, s.dresidual, a.fchGelu, w.mlpProjW, rows, 4 * d, d);
       k.geluBackward(s.dfch, s.dfch, a.fch, rows * 4 * d);

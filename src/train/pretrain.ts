@@ -52,8 +52,9 @@ export async function pretrain(kernels: Kernels, data: TokenDataset, dataPath: s
   if (ckpt) {
     model = new ImageGPT(kernels, ckpt.config, ckpt.params);
     state = ckpt.state;
-    // The run's own options win, except the step budget, which a resume may extend.
-    options = { ...ckpt.state.options, steps: options.steps };
+    // The run's own options win, except the step budget, which a resume may extend, and how
+    // memory is traded for time, which does not change the results.
+    options = { ...ckpt.state.options, steps: options.steps, recompute: options.recompute };
     state.options = options;
   } else {
     const config = makeConfig(shape, data.palette.k, data.meta.pixels, data.meta.numClasses);

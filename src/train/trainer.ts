@@ -38,6 +38,8 @@ export interface PretrainOptions {
   classify?: { genWeight: number };
   /** Augment training images (reflect-pad 4, random crop, horizontal flip), for color 32×32. */
   augment?: boolean;
+  /** Recompute block activations in backward (less memory, about a third more time). */
+  recompute?: boolean;
 }
 
 export interface HistoryPoint {
@@ -95,6 +97,7 @@ export class Trainer {
     if (data.palette.k !== model.config.vocabSize - 1) {
       throw new Error(`the dataset's palette has ${data.palette.k} colors but the model expects ${model.config.vocabSize - 1}`);
     }
+    model.recompute = opts.recompute ?? false;
     this.adam = new Adam(model.params.count);
     this.order = new DataOrder(data.train.count, opts.batch, opts.seed);
     this.builder = new BatchBuilder(opts.batch, T, opts.objective, sosTokenOf(model.config), opts.maskProb);
