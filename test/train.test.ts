@@ -13,6 +13,7 @@ import { loadLatestCheckpoint } from '../src/train/checkpoint.js';
 import { BatchBuilder } from '../src/train/objectives.js';
 import { pretrain, type RunState } from '../src/train/pretrain.js';
 import { NumericalFault, Trainer, type PretrainOptions } from '../src/train/trainer.js';
+import { finetune } from '../src/eval/finetune.js';
 import { Rng } from '../src/util/rng.js';
 
 process.env.IGPT_QUIET = '1';
@@ -46,6 +47,18 @@ test('AR pretraining on real digits learns: validation NLL falls well below the 
   const baseline = unigramNats(data);
   const nll = r.finalValidation!.natsPerPixel;
   assert.ok(nll < 0.7 * baseline, `validation NLL ${nll.toFixed(3)} vs unigram ${baseline.toFixed(3)} nats/pixel`);
+});
+
+test('fine-tuning (L_CLF + L_GEN) lifts validation accuracy far above the zero-initialized head', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'igpt-ft-'));
+  const pre = await pretrain(kernels, data, 'mnist', dir, shape, options({ steps: 60 }), false);
+  const r = await finetune(pre.model, data, {
+    objective: 'ar', lr: 0.003, batch: 16, steps: 400, warmup: 10, genWeight: 1, headLrScale: 10, evalEvery: 50, patience: 3,
+    evalImages: 0, augment: false, seed: 0, maskProb: 0.15, evalMasks: 5,
+  });
+  assert.ok(r.initialValAccuracy < 0.2, `a zero head predicts one class: ${r.initialValAccuracy}`);
+  assert.ok(r.bestValAccuracy > r.initialValAccuracy + 0.25, `validation accuracy ${r.initialValAccuracy} → ${r.bestValAccuracy}`);
+  assert.ok(r.testAccuracy > 0.35, `test accuracy ${r.testAccuracy}`);
 });
 
 test('BERT pretraining learns too, scoring only masked pixels', async () => {

@@ -172,7 +172,7 @@ export const experimentCommand: CommandModule = {
             const steps = Math.max(10, Math.floor((parseNumberOption('--finetune-minutes', flags.finetuneMinutes, 0) * 60) / (state.secondsPerStep * 1.15)));
             return runFinetuning(kernels, openModel(modelDir, kernels), data, {
               objective: opened.objective, lr: state.lr, batch: state.batch, steps, warmup: Math.min(50, Math.ceil(steps / 20)),
-              genWeight: 1, evalEvery: Math.max(10, Math.ceil(steps / 12)), patience: 4, evalImages: 1000, augment: false,
+              genWeight: 1, headLrScale: 10, evalEvery: Math.max(10, Math.ceil(steps / 12)), patience: 4, evalImages: 1000, augment: false,
               seed: 0, maskProb: 0.15, evalMasks: 5,
             }, ftDir, { model: modelDir, data: tokensDir });
           });

@@ -17,7 +17,7 @@ import { createProgress } from './progress.js';
 
 interface Flags {
   model: string; data: string; out: string; lr: string; batch: string; steps?: string; epochs: string;
-  genWeight: string; evalEvery?: string; patience: string; evalImages: string; augment: string;
+  genWeight: string; headLrScale: string; evalEvery?: string; patience: string; evalImages: string; augment: string;
   seed: string; objective?: string; evalMasks: string; backend?: string;
 }
 
@@ -33,6 +33,7 @@ export const finetuneCommand: CommandModule = {
       .option('--steps <n>', 'at most this many steps (default: --epochs)')
       .option('--epochs <x>', 'at most this many passes over the training split', '3')
       .option('--gen-weight <w>', 'weight of the generative loss L_GEN (0: L_CLF alone)', '1')
+      .option('--head-lr-scale <x>', 'class head learning rate relative to --lr (the head starts from zero)', '10')
       .option('--eval-every <n>', 'validate every n steps (default: 10 times per epoch)')
       .option('--patience <n>', 'stop after this many validations without improvement', '5')
       .option('--eval-images <n>', 'validation images per evaluation (0: all)', '2000')
@@ -54,6 +55,7 @@ export const finetuneCommand: CommandModule = {
         const options = {
           objective: opened.objective, lr: parseNumberOption('--lr', flags.lr, 0), batch, steps,
           warmup: Math.min(100, Math.ceil(steps / 20)), genWeight: parseNumberOption('--gen-weight', flags.genWeight, 0),
+          headLrScale: parseNumberOption('--head-lr-scale', flags.headLrScale, 0),
           evalEvery: flags.evalEvery ? parseIntOption('--eval-every', flags.evalEvery, 1) : Math.max(1, Math.ceil(stepsPerEpoch / 10)),
           patience: parseIntOption('--patience', flags.patience, 1), evalImages: parseIntOption('--eval-images', flags.evalImages, 0),
           augment, seed: parseIntOption('--seed', flags.seed, 0), maskProb: 0.15, evalMasks: parseIntOption('--eval-masks', flags.evalMasks, 1),

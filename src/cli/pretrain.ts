@@ -148,7 +148,9 @@ export const pretrainCommand: CommandModule = {
       .action(async (flags: TrainFlags) => {
         const kernels = kernelsFromFlags(flags);
         const data = loadTokenDataset(flags.data);
-        await runPretraining(kernels, data, flags, parseTrainingOptions(flags, data), flags.out, flags.resume === true);
+        const result = await runPretraining(kernels, data, flags, parseTrainingOptions(flags, data), flags.out, flags.resume === true);
+        // Stopped by Ctrl-C: the checkpoint is saved, and the exit code says "interrupted" (128 + SIGINT).
+        if (result.stoppedEarly) process.exitCode = 130;
       });
   },
 };

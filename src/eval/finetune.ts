@@ -18,6 +18,11 @@ export interface FinetuneOptions {
   warmup: number;
   /** Weight of L_GEN (0: classification loss alone). */
   genWeight: number;
+  /**
+   * The class head's learning rate relative to the body's. The head starts at zero and must grow
+   * to the scale of the pooled features' small class differences while the body only adjusts.
+   */
+  headLrScale: number;
   /** Validate every this many steps; stop after `patience` validations without improvement. */
   evalEvery: number;
   patience: number;
@@ -87,7 +92,7 @@ export async function finetune(model: ImageGPT, data: TokenDataset, o: FinetuneO
   const trainOptions: PretrainOptions = {
     objective: o.objective, batch: o.batch, lr: o.lr, steps: o.steps, warmup: o.warmup, cosine: false,
     seed: o.seed, maskProb: o.maskProb, evalEvery: o.evalEvery, evalImages: o.evalImages, checkpointEvery: 0,
-    classify: { genWeight: o.genWeight }, augment: o.augment,
+    classify: { genWeight: o.genWeight, headLrScale: o.headLrScale }, augment: o.augment,
   };
   const trainer = new Trainer(model, data, trainOptions);
   const validate = (): number => classificationAccuracy(model, data.val, {
@@ -98,7 +103,8 @@ export async function finetune(model: ImageGPT, data: TokenDataset, o: FinetuneO
   let best = { accuracy: initialValAccuracy, step: 0, params: model.params.data.slice() };
   let sinceBest = 0;
   while (trainer.state.step < o.steps && sinceBest < o.patience) {
-    hooks.onStep?.(trainer.step());
+    const report = trainer.step(); // not inside `onStep?.(…)`: that would skip the step without a hook
+    hooks.onStep?.(report);
     const step = trainer.state.step;
     if (step % o.evalEvery === 0 || step === o.steps) {
       const accuracy = validate();

@@ -12,9 +12,20 @@ export class Adam {
     this.v = new Float32Array(size);
   }
 
-  update(k: Kernels, params: Float32Array, grads: Float32Array, lr: number): void {
+  /**
+   * One step with learning rate `lr`; parameters from `tail.start` on (the class head, which the
+   * flat layout keeps last) use `tail.lr` instead.
+   */
+  update(k: Kernels, params: Float32Array, grads: Float32Array, lr: number, tail?: { start: number; lr: number }): void {
     this.step++;
-    k.adamUpdate(params, grads, this.m, this.v, this.size, lr, this.beta1, this.beta2, this.eps, this.step);
+    const end = tail ? tail.start : this.size;
+    const range = (from: number, to: number, rate: number): void => {
+      if (to <= from) return;
+      k.adamUpdate(params.subarray(from, to), grads.subarray(from, to), this.m.subarray(from, to), this.v.subarray(from, to),
+                   to - from, rate, this.beta1, this.beta2, this.eps, this.step);
+    };
+    range(0, end, lr);
+    if (tail) range(tail.start, this.size, tail.lr);
   }
 }
 

@@ -11,7 +11,7 @@ import { initParameters, ParameterTensors } from '../model/parameters.js';
 import { plotLines } from '../util/plot.js';
 import { loadLatestCheckpoint, saveCheckpoint, writeRunFile } from './checkpoint.js';
 import type { NllReport } from './evaluate.js';
-import { Trainer, type PretrainOptions, type StepReport, type TrainerState } from './trainer.js';
+import { firstNonFiniteTensor, NumericalFault, Trainer, type PretrainOptions, type StepReport, type TrainerState } from './trainer.js';
 
 /** What a run folder's trainer_state.json holds. */
 export interface RunState extends TrainerState {
@@ -74,6 +74,9 @@ export async function pretrain(kernels: Kernels, data: TokenDataset, dataPath: s
 
   const snapshot = (): RunState => ({ ...state, ...trainer.state });
   const checkpoint = async (): Promise<string> => {
+    // Never replace the last good checkpoint with weights an update has broken.
+    const bad = firstNonFiniteTensor(model.params);
+    if (bad) throw new NumericalFault(trainer.state.step - 1, `the update made parameter ${bad} NaN or inf`);
     const dir = saveCheckpoint(runDir, trainer.state.step, model.params, data.palette, trainer.adam, snapshot(), data.meta.classNames);
     await writeLossCurve(runDir, snapshot());
     hooks.onCheckpoint?.(dir, trainer.state.step);
@@ -86,7 +89,8 @@ export async function pretrain(kernels: Kernels, data: TokenDataset, dataPath: s
     hooks.onStep?.(r, trainer);
     const step = trainer.state.step;
     if (options.evalEvery > 0 && step % options.evalEvery === 0 && step < options.steps) {
-      hooks.onValidate?.(trainer.validate(), step);
+      const report = trainer.validate(); // outside `onValidate?.(…)`, which would skip it without a hook
+      hooks.onValidate?.(report, step);
     }
     if (options.checkpointEvery > 0 && step % options.checkpointEvery === 0 && step < options.steps) last = await checkpoint();
     // Yield to the event loop so that signals (Ctrl-C) are delivered between steps.

@@ -5,6 +5,7 @@
  */
 import type { TokenDataset, TokenSplit } from '../data/tokens.js';
 import type { Batch, ImageGPT } from '../model/model.js';
+import type { ParameterTensors } from '../model/parameters.js';
 import { Rng } from '../util/rng.js';
 import { augmentImage } from './augment.js';
 import { sosTokenOf } from '../model/config.js';
@@ -35,7 +36,7 @@ export interface PretrainOptions {
    * Fine-tuning: train the class head too, with loss L_CLF + genWeight · L_GEN (genWeight 0:
    * the classification loss alone).
    */
-  classify?: { genWeight: number };
+  classify?: { genWeight: number; headLrScale: number };
   /** Augment training images (reflect-pad 4, random crop, horizontal flip), for color 32×32. */
   augment?: boolean;
   /** Recompute block activations in backward (less memory, about a third more time). */
@@ -119,14 +120,20 @@ export class Trainer {
     model.zeroGrad();
     const r = model.forward(batch, true);
     const loss = (this.opts.classify ? r.clfLoss : 0) + (r.genCount > 0 ? r.genLoss : 0);
-    if (!Number.isFinite(loss)) throw new NumericalFault(step, `the loss is ${loss}`);
+    if (!Number.isFinite(loss)) {
+      // Usually a weight went bad (a poisoned checkpoint, an overflowing update): name it.
+      const bad = firstNonFiniteTensor(model.params);
+      throw new NumericalFault(step, `the loss is ${loss}${bad ? ` (parameter ${bad} holds NaN or inf)` : ''}`);
+    }
     model.backward();
     const gradNorm = gradientNorm(model.grads.data);
     if (!Number.isFinite(gradNorm)) {
       throw new NumericalFault(step, `the gradient of ${firstNonFinite(model)} is not finite`);
     }
     const lr = learningRateAt(this.schedule, step);
-    this.adam.update(model.kernels, model.params.data, model.grads.data, lr);
+    const head = this.opts.classify ? model.params.layout.find((t) => t.name === 'score.weight') : undefined;
+    this.adam.update(model.kernels, model.params.data, model.grads.data, lr,
+                     head ? { start: head.offset, lr: lr * this.opts.classify!.headLrScale } : undefined);
     const seconds = (performance.now() - t0) / 1000;
     state.step++;
     state.seconds += seconds;
@@ -170,9 +177,13 @@ export class Trainer {
 }
 
 function firstNonFinite(model: ImageGPT): string {
-  const g = model.grads;
-  for (const t of g.layout) {
-    for (let i = t.offset; i < t.offset + t.size; i++) if (!Number.isFinite(g.data[i]!)) return t.name;
+  return firstNonFiniteTensor(model.grads) ?? 'an unknown tensor';
+}
+
+/** The name of the first tensor holding a NaN or inf, or null when all values are finite. */
+export function firstNonFiniteTensor(tensors: ParameterTensors): string | null {
+  for (const t of tensors.layout) {
+    for (let i = t.offset; i < t.offset + t.size; i++) if (!Number.isFinite(tensors.data[i]!)) return t.name;
   }
-  return 'an unknown tensor';
+  return null;
 }
