@@ -106,11 +106,10 @@ export async function runPretraining(kernels: Kernels, data: TokenDataset, flags
         process.stderr.write(`${label}: ${options.objective.toUpperCase()} objective, d ${config.nEmbd}, ${config.nLayer} layers, ` +
           `${config.nHead} heads, ${(params / 1e6).toFixed(2)}M parameters, ${data.train.count} training images, ` +
           `batch ${options.batch}, ${options.steps} steps${resumedFrom >= 0 ? `, resumed at step ${resumedFrom}` : ''}\n`);
-        bar = createProgress(label, options.steps, 'steps', ['loss', 'lr', 'px/s', 'val']);
-        if (resumedFrom > 0) bar.update(resumedFrom);
+        bar = createProgress(label, options.steps, 'steps', ['loss', 'lr', 'gnorm', 'px/s', 'val'], Math.max(0, resumedFrom));
       },
       onStep: (r) => bar.update(r.step, {
-        loss: r.loss.toFixed(4), lr: r.lr.toExponential(2), 'px/s': Math.round((options.batch * pixels) / r.seconds), val: valText,
+        loss: r.loss.toFixed(4), lr: r.lr.toExponential(2), gnorm: r.gradNorm.toFixed(2), 'px/s': Math.round((options.batch * pixels) / r.seconds), val: valText,
       }),
       onValidate: (r) => { valText = `${r.natsPerPixel.toFixed(4)} nats (${r.bitsPerDim.toFixed(3)} bpd)`; },
       onCheckpoint: (dir) => { lastCheckpoint = dir; },

@@ -8,9 +8,10 @@ export interface Progress {
 
 /**
  * A bar over `total` units of `unit` (steps, images, pixels). `fields` are shown after the bar,
- * e.g. the loss. Falls back to a line every few seconds when stderr is not a terminal (CI, logs).
+ * e.g. the loss. `initial` units are already done (a resumed run): rate and ETA count from there.
+ * Falls back to a line every few seconds when stderr is not a terminal (CI, logs).
  */
-export function createProgress(label: string, total: number, unit: string, fields: string[] = []): Progress {
+export function createProgress(label: string, total: number, unit: string, fields: string[] = [], initial = 0): Progress {
   const extra = fields.map((f) => `${f} {${f}}`).join(' | ');
   const start = performance.now();
   if (!process.stderr.isTTY) {
@@ -20,7 +21,7 @@ export function createProgress(label: string, total: number, unit: string, field
         const now = performance.now();
         if (now - lastPrint < 5000 && done < total) return;
         lastPrint = now;
-        const rate = done / ((now - start) / 1000);
+        const rate = (done - initial) / ((now - start) / 1000);
         const eta = rate > 0 ? (total - done) / rate : 0;
         const shown = fields.map((f) => `${f} ${values[f] ?? ''}`).join(' | ');
         process.stderr.write(`${label} ${done}/${total} ${unit} | ${rate.toFixed(2)} ${unit}/s | ETA ${formatSeconds(eta)}${shown ? ' | ' + shown : ''}\n`);
@@ -29,14 +30,15 @@ export function createProgress(label: string, total: number, unit: string, field
     };
   }
   const bar = new cliProgress.SingleBar({
-    format: `${label} [{bar}] {value}/{total} ${unit} | {rate} ${unit}/s | ETA {eta_formatted}${extra ? ' | ' + extra : ''}`,
+    format: `${label} [{bar}] {value}/{total} ${unit} | {rate} ${unit}/s | ETA {eta_text}${extra ? ' | ' + extra : ''}`,
     barsize: 24, hideCursor: true, stream: process.stderr, etaBuffer: 20,
   }, cliProgress.Presets.shades_classic);
-  bar.start(total, 0, { rate: '0', ...Object.fromEntries(fields.map((f) => [f, ''])) });
+  bar.start(total, initial, { rate: '0', eta_text: '?', ...Object.fromEntries(fields.map((f) => [f, ''])) });
   return {
     update(done, values = {}) {
-      const rate = done / Math.max(1e-9, (performance.now() - start) / 1000);
-      bar.update(done, { rate: rate.toFixed(rate < 10 ? 2 : 0), ...values });
+      const rate = (done - initial) / Math.max(1e-9, (performance.now() - start) / 1000);
+      const eta = rate > 0 ? formatSeconds((total - done) / rate) : '?';
+      bar.update(done, { rate: rate.toFixed(rate < 10 ? 2 : 0), eta_text: eta, ...values });
     },
     stop() { bar.stop(); },
   };
