@@ -1,8 +1,10 @@
 /**
  * Portable-kernel benchmark (single-threaded, browser-safe code): GEMM GFLOP/s at 1024³ and at the
  * reference model's shapes (batch 8 × 784+1 positions = 6272 rows, d 256), and causal attention
- * forward + backward at B=8 T=785 H=8 hs=32, each next to single-threaded PyTorch
- * (bench/portable_torch.py) in the same run. Ratios > 1 mean the portable kernels are faster.
+ * forward + backward at B=8 T=785 H=8 hs=32. Peers, measured in the same run: TensorFlow.js's WebAssembly
+ * backend (XNNPACK, SIMD, one thread in Node: the like-for-like browser peer) for GEMM, and
+ * single-threaded PyTorch (bench/portable_torch.py, native AVX code) for GEMM and attention.
+ * Ratios > 1 mean the portable kernels are faster.
  *
  *   node --import tsx bench/portable.ts [--quick]
  */
@@ -27,6 +29,40 @@ function gemmShapes(quick: boolean): GemmShape[] {
     { label: `c_attn backward dx ${rows}×768·(256×768)ᵀ`, transA: false, transB: true, m: rows, n: 256, k: 768 },
     { label: `c_attn backward dw (${rows}×256)ᵀ·${rows}×768`, transA: true, transB: false, m: 256, n: 768, k: rows },
   ];
+}
+
+/** Minimal view of @tensorflow/tfjs-core used here (a devDependency, imported only when present). */
+interface Tfjs {
+  setBackend(name: string): Promise<boolean>;
+  ready(): Promise<void>;
+  randomNormal(shape: number[]): TfTensor;
+  matMul(a: TfTensor, b: TfTensor, transposeA: boolean, transposeB: boolean): TfTensor;
+}
+interface TfTensor { dataSync(): unknown; dispose(): void }
+
+/** GFLOP/s of tfjs-wasm's matMul for each shape, or why it could not run. */
+async function tfjsGemm(shapes: GemmShape[], reps: number): Promise<number[] | { error: string }> {
+  let tf: Tfjs;
+  try {
+    tf = (await import('@tensorflow/tfjs-core')) as unknown as Tfjs;
+    await import('@tensorflow/tfjs-backend-wasm');
+    if (!(await tf.setBackend('wasm'))) return { error: 'tfjs wasm backend did not initialize' };
+    await tf.ready();
+  } catch (e) {
+    return { error: `tfjs-wasm unavailable (${(e as Error).message.split('\n')[0]})` };
+  }
+  return shapes.map((s) => {
+    const a = tf.randomNormal(s.transA ? [s.k, s.m] : [s.m, s.k]);
+    const b = tf.randomNormal(s.transB ? [s.n, s.k] : [s.k, s.n]);
+    const ms = bestMs(reps, () => {
+      const c = tf.matMul(a, b, s.transA, s.transB);
+      c.dataSync();
+      c.dispose();
+    });
+    a.dispose();
+    b.dispose();
+    return (2 * s.m * s.n * s.k) / ms / 1e6;
+  });
 }
 
 /** Best wall time (ms) of `reps` runs after one warm-up. */
@@ -60,6 +96,7 @@ export async function run(opts: { quick: boolean }): Promise<BenchResult[]> {
     return { ...r, peer: peerName, peerValue, ratio: higherIsBetter ? r.value / peerValue : peerValue / r.value };
   };
 
+  const tfjs = await tfjsGemm(shapes, reps);
   const results: BenchResult[] = [];
   shapes.forEach((s, i) => {
     const a = new Float32Array(s.m * s.k);
@@ -71,8 +108,12 @@ export async function run(opts: { quick: boolean }): Promise<BenchResult[]> {
     const ldb = s.transB ? s.k : s.n;
     const ms = bestMs(reps, () => kernels.sgemm(s.transA, s.transB, s.m, s.n, s.k, 1, a, lda, b, ldb, 0, c, s.n));
     const gflops = (2 * s.m * s.n * s.k) / ms / 1e6;
-    results.push(withPeer({ name: `portable sgemm ${s.label}`, value: gflops, unit: 'GFLOP/s' },
-                          isError(peer) ? undefined : peer.gemm[i], true));
+    const r: BenchResult = { name: `portable sgemm ${s.label}`, value: gflops, unit: 'GFLOP/s' };
+    if (!isError(tfjs)) Object.assign(r, { peer: 'tfjs-wasm 4.22 (1 thread)', peerValue: tfjs[i], ratio: gflops / tfjs[i] });
+    const torchNote = isError(peer) ? `PyTorch: ${peer.error}`
+      : `PyTorch 1 thread ${peer.gemm[i].toFixed(1)} GFLOP/s (ratio ${(gflops / peer.gemm[i]).toFixed(2)})`;
+    r.note = isError(tfjs) ? `${tfjs.error}; ${torchNote}` : torchNote;
+    results.push(r);
   });
 
   const { B, T, H, hs } = attention;

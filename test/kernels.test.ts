@@ -27,7 +27,7 @@ function loadNative(): Kernels | string {
 const portable = createPortableKernels();
 const nativeOrReason = loadNative();
 const native = typeof nativeOrReason === 'string' ? null : nativeOrReason;
-/** Portable twice: with its WebAssembly GEMM and with the plain-loop fallback browsers may get. */
+/** Portable twice: with its WebAssembly SIMD kernels and with the plain loops it falls back to. */
 const backends: { label: string; kernels: Kernels }[] = [
   { label: 'portable', kernels: portable },
   { label: 'portable (no SIMD)', kernels: createPortableKernels({ simd: false }) },
@@ -119,7 +119,7 @@ function gemmOperands(rng: Rng, g: GemmCase) {
 function gemmCases(): GemmCase[] {
   const shapes: [number, number, number][] = [
     [1, 1, 1], [1, 9, 5], [7, 1, 3], [3, 5, 1], [13, 17, 11], [8, 8, 8], [33, 9, 70],
-    [64, 40, 31], [67, 129, 45], [150, 300, 270], [5, 520, 3], [3, 2100, 5],
+    [64, 40, 31], [40, 100, 37], [67, 129, 45], [150, 300, 270], [5, 520, 3], [3, 2100, 5],
   ];
   const cases: GemmCase[] = [];
   let variant = 0;
@@ -289,6 +289,35 @@ for (const { label, kernels } of backends) {
       const refDx = Float64Array.from(fdX, (v, i) => v + dx0[i]);
       assertClose(dx, refDx, `normBackward dx accumulates ${rows}×${d}`, 1e-4);
     }
+    // Many rows (kernels may work in chunks of rows): the analytic float64 gradient, which the
+    // finite differences above vouch for.
+    const [rows, d] = [300, 67];
+    const x = randomArray(rng, rows * d);
+    const g = randomArray(rng, d);
+    const dout = randomArray(rng, rows * d);
+    const out = poisoned(rows * d);
+    const rstd = poisoned(rows);
+    kernels.normForward(out, rstd, x, g, rows, d, eps);
+    const ref = referenceNorm(x, g, rows, d, eps);
+    assertClose(out, ref.out, `normForward out ${rows}×${d}`);
+    assertClose(rstd, ref.rstd, `normForward rstd ${rows}×${d}`);
+    const dx = randomArray(rng, rows * d);
+    const dg = randomArray(rng, d);
+    const refDx = Float64Array.from(dx);
+    const refDg = Float64Array.from(dg);
+    for (let r = 0; r < rows; r++) {
+      const rs = ref.rstd[r];
+      let dot = 0;
+      for (let j = 0; j < d; j++) dot += dout[r * d + j] * g[j] * x[r * d + j];
+      for (let j = 0; j < d; j++) {
+        const i = r * d + j;
+        refDx[i] += rs * (dout[i] * g[j] - x[i] * rs * rs * dot / d);
+        refDg[j] += dout[i] * x[i] * rs;
+      }
+    }
+    kernels.normBackward(dx, dg, dout, x, rstd, g, rows, d);
+    assertClose(dx, refDx, `normBackward dx ${rows}×${d}`);
+    assertClose(dg, refDg, `normBackward dg ${rows}×${d}`);
   });
 }
 

@@ -145,3 +145,18 @@ test('fused kernels give bit-identical results on 1, 2 and 3 threads', { skip },
   assert.equal(prints[2], prints[0]);
   assert.match(prints[0]!, /^[0-9a-f]{64}$/);
 });
+
+test('the AVX2 and BLAS attention paths pass the shared attention tests too', { skip }, () => {
+  // On AVX-512 machines the default path is the AVX-512 one; IGPT_ATTENTION_ISA forces the others.
+  // A fresh runner: NODE_TEST_CONTEXT (set for files run by a parent runner) would redirect its report.
+  const env: NodeJS.ProcessEnv = { ...process.env };
+  delete env.NODE_TEST_CONTEXT;
+  for (const isa of ['avx2', 'none']) {
+    const r = spawnSync(process.execPath, ['--import', 'tsx', '--test', '--test-name-pattern=native: attention',
+                                           'test/kernels.test.ts'],
+                        { cwd: root, encoding: 'utf8', env: { ...env, IGPT_ATTENTION_ISA: isa } });
+    assert.equal(r.status, 0, `IGPT_ATTENTION_ISA=${isa}:\n${r.stdout.slice(-2000)}`);
+    assert.match(r.stdout, /^ok \d+ - native: attentionForward\/Backward match float64/m);
+    assert.match(r.stdout, /# fail 0/);
+  }
+});

@@ -70,6 +70,10 @@ export function createPortableKernels(options: { simd?: boolean } = {}): Kernels
     },
 
     normForward(out, rstd, x, g, rows, d, eps) {
+      if (engine) {
+        engine.normForward(out, rstd, x, g, rows, d, eps);
+        return;
+      }
       for (let r = 0; r < rows; r++) {
         const row = r * d;
         let sumSq = 0;
@@ -81,6 +85,10 @@ export function createPortableKernels(options: { simd?: boolean } = {}): Kernels
     },
 
     normBackward(dx, dg, dout, x, rstd, g, rows, d) {
+      if (engine) {
+        engine.normBackward(dx, dg, dout, x, rstd, g, rows, d);
+        return;
+      }
       for (let r = 0; r < rows; r++) {
         const row = r * d;
         const rs = rstd[r];

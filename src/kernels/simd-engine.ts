@@ -15,7 +15,7 @@ const PACKED_B = 1 << 23;
 /** Products with fewer multiply-adds than this skip packing and use the plain loops. */
 const SMALL_GEMM = 512;
 /** Products with fewer rows than this (and more columns) are computed transposed. */
-const SWAP_ROWS = 32;
+const SWAP_ROWS = 64;
 
 export interface SimdEngine {
   gemm: Gemm;
@@ -27,6 +27,10 @@ export interface SimdEngine {
   geluBackward(dx: Float32Array, dout: Float32Array, x: Float32Array, n: number): void;
   attentionDecode(out: Float32Array, qkv: Float32Array, kCache: Float32Array, vCache: Float32Array,
                   B: number, H: number, hs: number, t: number, maxT: number): void;
+  normForward(out: Float32Array, rstd: Float32Array, x: Float32Array, g: Float32Array,
+              rows: number, d: number, eps: number): void;
+  normBackward(dx: Float32Array, dg: Float32Array, dout: Float32Array, x: Float32Array,
+               rstd: Float32Array, g: Float32Array, rows: number, d: number): void;
 }
 
 /** Floats per chunk of an elementwise map (inputs and output chunks sit side by side in wasm memory). */
@@ -42,10 +46,16 @@ export function createSimdEngine(simd: SimdKernels): SimdEngine {
   const mr = MR;
   const nr = NR;
   let heap = new Float32Array(simd.memory.buffer);
+  /** Grows the wasm memory to hold at least `floats` floats (it never shrinks). */
   const reserve = (floats: number): void => {
     const needed = floats * 4;
-    if (needed > simd.memory.buffer.byteLength) {
-      simd.memory.grow(Math.ceil((needed - simd.memory.buffer.byteLength) / 65536));
+    const have = simd.memory.buffer.byteLength;
+    if (needed > have) {
+      try {
+        simd.memory.grow(Math.ceil((needed - have) / 65536));
+      } catch {
+        throw new Error(`portable kernels: cannot grow WebAssembly memory to ${Math.ceil(needed / 2 ** 20)} MB`);
+      }
     }
     if (heap.buffer !== simd.memory.buffer) heap = new Float32Array(simd.memory.buffer);
   };
@@ -110,31 +120,27 @@ export function createSimdEngine(simd: SimdKernels): SimdEngine {
         const mTiles = Math.ceil(mc / mr);
         for (let pc = 0; pc < k; pc += KC) {
           const kc = Math.min(KC, k - pc);
-          // Copy op(A)[ic..ic+mc, pc..pc+kc) as stored (rows of A, or rows of Aᵀ when transposed);
-          // the kernel reads either layout through its row and step strides. Padding rows are zero.
+          // Copy op(A)[ic..ic+mc, pc..pc+kc) as stored, a memcpy per row: rows of A, or rows of Aᵀ
+          // when transposed; the kernel reads either layout through its strides. Padding is zero.
           const mcPad = mTiles * mr;
           let aRowBytes: number;
           let aStepBytes: number;
           if (!transA) {
-            for (let i = 0; i < mc; i++) {
-              const src = aOff + (ic + i) * lda + pc;
-              copyFloats(h, aBase + i * kc, a, src, kc);
-            }
+            for (let i = 0; i < mc; i++) copyFloats(h, aBase + i * kc, a, aOff + (ic + i) * lda + pc, kc);
             h.fill(0, aBase + mc * kc, aBase + mcPad * kc);
             aRowBytes = kc * 4;
             aStepBytes = 4;
           } else {
             for (let p = 0; p < kc; p++) {
-              const src = aOff + (pc + p) * lda + ic;
               const dst = aBase + p * mcPad;
-              copyFloats(h, dst, a, src, mc);
-              if (mc < mcPad) h.fill(0, dst + mc, dst + mcPad);
+              copyFloats(h, dst, a, aOff + (pc + p) * lda + ic, mc);
+              h.fill(0, dst + mc, dst + mcPad);
             }
             aRowBytes = 4;
             aStepBytes = mcPad * 4;
           }
-          simd.gemmBlock(aBase * 4, aRowBytes, aStepBytes, (bBase + pc * ncPad) * 4, kc * nr * 4, cBase * 4,
-                         mTiles, nTiles, kc, ncPad * 4, pc > 0 ? 1 : 0);
+          simd.gemmBlock(aBase * 4, mr * aRowBytes, aRowBytes, aStepBytes, (bBase + pc * ncPad) * 4, kc * nr * 4,
+                         cBase * 4, mTiles, nTiles, kc, ncPad * 4, pc > 0 ? 1 : 0);
         }
 
         // Merge the block into C.
@@ -248,7 +254,7 @@ export function createSimdEngine(simd: SimdKernels): SimdEngine {
           const mTiles = Math.ceil(rows / mr);
           const keys = causal ? t0 + rows : T;
           // S = (scale·Q)·Kᵀ, softmax (zeros after each row's last key), P out to att, then P·V.
-          simd.gemmBlock((qRows + t0 * hs) * 4, hs * 4, 4, kT * 4, hs * nr * 4, S * 4,
+          simd.gemmBlock((qRows + t0 * hs) * 4, mr * hs * 4, hs * 4, 4, kT * 4, hs * nr * 4, S * 4,
                          mTiles, Math.ceil(keys / nr), hs, Tc * 4, 0);
           simd.softmaxRows(S * 4, rows, Tc * 4, causal ? t0 + 1 : T, causal ? 1 : 0, keys);
           for (let i = 0; i < rows; i++) {
@@ -256,7 +262,7 @@ export function createSimdEngine(simd: SimdKernels): SimdEngine {
             att.set(heap.subarray(S + i * Tc, S + i * Tc + keys), row);
             if (keys < T) att.fill(0, row + keys, row + T);
           }
-          simd.gemmBlock(S * 4, Tc * 4, 4, vPanels * 4, Tr * nr * 4, O * 4, mTiles, hsTiles, keys, hsPad * 4, 0);
+          simd.gemmBlock(S * 4, mr * Tc * 4, Tc * 4, 4, vPanels * 4, Tr * nr * 4, O * 4, mTiles, hsTiles, keys, hsPad * 4, 0);
           copyOut(out, oOff + t0 * C, C, O, hsPad, rows, hs);
         }
       }
@@ -304,10 +310,10 @@ export function createSimdEngine(simd: SimdKernels): SimdEngine {
           const rows = Math.min(block, T - t0);
           const mTiles = Math.ceil(rows / mr);
           const keys = causal ? t0 + rows : T;
-          simd.gemmBlock((dORows + t0 * hs) * 4, hs * 4, 4, vT * 4, hs * nr * 4, (dS + t0 * Tc) * 4,
+          simd.gemmBlock((dORows + t0 * hs) * 4, mr * hs * 4, hs * 4, 4, vT * 4, hs * nr * 4, (dS + t0 * Tc) * 4,
                          mTiles, Math.ceil(keys / nr), hs, Tc * 4, 0);
           simd.softmaxBackwardRows((P + t0 * Tc) * 4, (dS + t0 * Tc) * 4, rows, Tc * 4, keys, scale);
-          simd.gemmBlock((dS + t0 * Tc) * 4, Tc * 4, 4, kPanels * 4, Tr * nr * 4, O * 4,
+          simd.gemmBlock((dS + t0 * Tc) * 4, mr * Tc * 4, Tc * 4, 4, kPanels * 4, Tr * nr * 4, O * 4,
                          mTiles, hsTiles, keys, hsPad * 4, 0);
           copyOut(dqkv, qOff + t0 * C3, C3, O, hsPad, rows, hs);
         }
@@ -316,10 +322,10 @@ export function createSimdEngine(simd: SimdKernels): SimdEngine {
           const rows = Math.min(block, T - s0);
           const mTiles = Math.ceil(rows / mr);
           const tStart = causal ? s0 : 0;
-          simd.gemmBlock((dS + tStart * Tc + s0) * 4, 4, Tc * 4, (qPanels + tStart * nr) * 4, Tr * nr * 4, O * 4,
+          simd.gemmBlock((dS + tStart * Tc + s0) * 4, mr * 4, 4, Tc * 4, (qPanels + tStart * nr) * 4, Tr * nr * 4, O * 4,
                          mTiles, hsTiles, T - tStart, hsPad * 4, 0);
           copyOut(dqkv, kOff + s0 * C3, C3, O, hsPad, rows, hs);
-          simd.gemmBlock((P + tStart * Tc + s0) * 4, 4, Tc * 4, (dOPanels + tStart * nr) * 4, Tr * nr * 4, O * 4,
+          simd.gemmBlock((P + tStart * Tc + s0) * 4, mr * 4, 4, Tc * 4, (dOPanels + tStart * nr) * 4, Tr * nr * 4, O * 4,
                          mTiles, hsTiles, T - tStart, hsPad * 4, 0);
           copyOut(dqkv, vOff + s0 * C3, C3, O, hsPad, rows, hs);
         }
@@ -375,5 +381,49 @@ export function createSimdEngine(simd: SimdKernels): SimdEngine {
     }
   };
 
-  return { gemm, attentionForward, attentionBackward, geluForward, geluBackward, attentionDecode };
+  // The norm runs on chunks of whole rows, with g (and the accumulating dg) resident throughout.
+  const normForward = (out: Float32Array, rstd: Float32Array, x: Float32Array, g: Float32Array,
+                       rows: number, d: number, eps: number): void => {
+    const chunkRows = Math.max(1, Math.floor(CHUNK / d));
+    const gw = 0;
+    const xw = gw + d;
+    const ow = xw + chunkRows * d;
+    const rw = ow + chunkRows * d;
+    reserve(rw + chunkRows);
+    heap.set(g.subarray(0, d), gw);
+    for (let r0 = 0; r0 < rows; r0 += chunkRows) {
+      const n = Math.min(chunkRows, rows - r0);
+      heap.set(x.subarray(r0 * d, (r0 + n) * d), xw);
+      simd.normForwardRows(xw * 4, gw * 4, ow * 4, rw * 4, n, d, eps);
+      out.set(heap.subarray(ow, ow + n * d), r0 * d);
+      rstd.set(heap.subarray(rw, rw + n), r0);
+    }
+  };
+
+  const normBackward = (dx: Float32Array, dg: Float32Array, dout: Float32Array, x: Float32Array,
+                        rstd: Float32Array, g: Float32Array, rows: number, d: number): void => {
+    const chunkRows = Math.max(1, Math.floor(CHUNK / d));
+    const gw = 0;
+    const dgw = gw + d;
+    const dxw = dgw + d;
+    const dow = dxw + chunkRows * d;
+    const xw = dow + chunkRows * d;
+    const rw = xw + chunkRows * d;
+    reserve(rw + chunkRows);
+    heap.set(g.subarray(0, d), gw);
+    heap.set(dg.subarray(0, d), dgw);
+    for (let r0 = 0; r0 < rows; r0 += chunkRows) {
+      const n = Math.min(chunkRows, rows - r0);
+      heap.set(dx.subarray(r0 * d, (r0 + n) * d), dxw);
+      heap.set(dout.subarray(r0 * d, (r0 + n) * d), dow);
+      heap.set(x.subarray(r0 * d, (r0 + n) * d), xw);
+      heap.set(rstd.subarray(r0, r0 + n), rw);
+      simd.normBackwardRows(dxw * 4, dgw * 4, dow * 4, xw * 4, rw * 4, gw * 4, n, d);
+      dx.set(heap.subarray(dxw, dxw + n * d), r0 * d);
+    }
+    dg.set(heap.subarray(dgw, dgw + d), 0);
+  };
+
+  return { gemm, attentionForward, attentionBackward, geluForward, geluBackward, attentionDecode,
+           normForward, normBackward };
 }

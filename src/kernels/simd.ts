@@ -3,11 +3,11 @@
  * toolchain needed, works in browsers and Node alike). They work on the module's own memory; the
  * caller (simd-engine.ts) copies operands in and results out. Exports:
  *
- *   gemmBlock(aPtr, aRowBytes, aStepBytes, bPtr, bPanelBytes, cPtr, mTiles, nTiles, kc, ldcBytes,
- *             accumulate)
+ *   gemmBlock(aPtr, aTileBytes, aRowBytes, aStepBytes, bPtr, bPanelBytes, cPtr, mTiles, nTiles, kc,
+ *             ldcBytes, accumulate)
  *     C[mTiles·MR, nTiles·NR] (+)= A · Bpacked with a 4×8 register tile (8 f32x4 accumulators), where
- *     - A[i, p] is the float at byte aPtr + i·aRowBytes + p·aStepBytes (row-major or transposed:
- *       either way a plain copy of the caller's rows, no repacking),
+ *     - A[ir·MR + r, p] is the float at byte aPtr + ir·aTileBytes + r·aRowBytes + p·aStepBytes
+ *       (row-major rows, columns of a transposed matrix, or MR-row panels: any plain layout),
  *     - Bpacked holds nTiles panels of ≥ kc×NR floats, bPanelBytes apart: panel j, step p, col c at
  *       byte bPtr + j·bPanelBytes + (p·NR + c)·4 (a longer panel can serve a shorter kc),
  *     - C is row-major with a row stride of ldcBytes bytes; accumulate ≠ 0 adds to C, else writes it.
@@ -15,6 +15,7 @@
  *   softmaxRows, softmaxBackwardRows   row softmax (with a vectorized exp) and its backward
  *   geluForward, geluBackward          quick GELU over n floats
  *   decodeAttend                       one query against cached keys and values
+ *   normForwardRows, normBackwardRows  the gain-only norm and its backward
  */
 
 /** Rows of C computed per micro-tile. */
@@ -90,7 +91,8 @@ const op = {
   f32Load: (offset: number) => [0x2a, 2, ...uleb(offset)],
   f32Store: (offset: number) => [0x38, 2, ...uleb(offset)],
   f32Const: (v: number) => [0x43, ...f32Bytes(v)],
-  f32Add: [0x92], f32Sub: [0x93], f32Mul: [0x94], f32Div: [0x95], f32Max: [0x97],
+  f32Add: [0x92], f32Sub: [0x93], f32Mul: [0x94], f32Div: [0x95], f32Max: [0x97], f32Sqrt: [0x91],
+  f32ConvertI32S: [0xb2],
 };
 
 function f32Bytes(v: number): number[] {
@@ -134,12 +136,12 @@ function loopWhileBelow(p: number, end: number, step: number, body: Code): Code 
 function gemmBlockBody(): number[] {
   const NV = NR / 4; // f32x4 vectors per row of a tile
   // Parameters 0..9, then locals.
-  const [aPtr, aRowBytes, aStepBytes, bPtr, bPanelBytes, cPtr, mTiles, nTiles, kc, ldcBytes, accumulate] =
-    [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10];
-  const [jr, ir, p, bp, cp] = [11, 12, 13, 14, 15];
-  const aRow = (r: number) => 16 + r; // one pointer per row of the tile
+  const [aPtr, aTileBytes, aRowBytes, aStepBytes, bPtr, bPanelBytes, cPtr, mTiles, nTiles, kc, ldcBytes,
+         accumulate] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11];
+  const [jr, ir, p, bp, cp] = [12, 13, 14, 15, 16];
+  const aRow = (r: number) => 17 + r; // one pointer per row of the tile
   const i32Count = 5 + MR;
-  const firstV128 = 11 + i32Count;
+  const firstV128 = 12 + i32Count;
   const acc = (r: number, v: number) => firstV128 + r * NV + v;
   const bReg = (v: number) => firstV128 + MR * NV + v;
   const aReg = firstV128 + MR * NV + NV;
@@ -159,10 +161,10 @@ function gemmBlockBody(): number[] {
     emit(op.i32Const(0), op.localSet(ir));
     emit(op.loop); // over row panels ir
     {
-      // aRow[r] = aPtr + (ir·MR + r)·aRowBytes; bp = bPtr + jr·bPanelBytes; cp = cPtr + ir·MR·ldcBytes + jr·NR·4
+      // aRow[r] = aPtr + ir·aTileBytes + r·aRowBytes; bp = bPtr + jr·bPanelBytes; cp = cPtr + ir·MR·ldcBytes + jr·NR·4
       for (let r = 0; r < MR; r++) {
-        emit(op.localGet(aPtr), op.localGet(ir), op.i32Const(MR), op.i32Mul, op.i32Const(r), op.i32Add,
-             op.localGet(aRowBytes), op.i32Mul, op.i32Add, op.localSet(aRow(r)));
+        emit(op.localGet(aPtr), op.localGet(ir), op.localGet(aTileBytes), op.i32Mul, op.i32Add,
+             op.i32Const(r), op.localGet(aRowBytes), op.i32Mul, op.i32Add, op.localSet(aRow(r)));
       }
       emit(op.localGet(bPtr), op.localGet(jr), op.localGet(bPanelBytes), op.i32Mul, op.i32Add, op.localSet(bp));
       emit(op.localGet(cPtr), op.localGet(ir), op.i32Const(MR), op.i32Mul, op.localGet(ldcBytes), op.i32Mul,
@@ -450,18 +452,118 @@ function decodeAttendBody(softmaxRowsIndex: number): number[] {
   return functionBody([[5, I32], [2, F32], [2, V128]], flat(code));
 }
 
+/** `for (i = 0; i < end; i += 16 or 4)`: a vector loop to vecEnd, then a scalar one to end. */
+function vectorThenScalar(i: number, vecEnd: number, end: number, vectorBody: Code, scalarBody: Code): Code {
+  return [op.i32Const(0), op.localSet(i), ...loopWhileBelow(i, vecEnd, 16, vectorBody),
+          ...loopWhileBelow(i, end, 4, scalarBody)];
+}
+
+/** Pushes the float (scalar) or f32x4 (vector) at byte ptr + i. */
+const at = (ptr: number, i: number, vector: boolean): Code =>
+  [op.localGet(ptr), op.localGet(i), op.i32Add, vector ? op.v128Load(0) : op.f32Load(0)];
+
+/**
+ * normForwardRows(xPtr, gPtr, outPtr, rstdPtr, rows, d, eps): per row of d floats,
+ * rstd = 1/sqrt(mean(x²) + eps) and out = x·rstd·g.
+ */
+function normForwardRowsBody(): number[] {
+  const [xPtr, gPtr, outPtr, rstdPtr, rows, d, eps] = [0, 1, 2, 3, 4, 5, 6];
+  const [row, i, vecEnd, end] = [7, 8, 9, 10];
+  const [ss, rs] = [11, 12];
+  const [acc, vrs] = [13, 14];
+  const mulAdd = (vector: boolean): Code => vector
+    ? [op.localGet(acc), ...at(xPtr, i, true), ...at(xPtr, i, true), op.f32x4Mul, op.f32x4Add, op.localSet(acc)]
+    : [op.localGet(ss), ...at(xPtr, i, false), ...at(xPtr, i, false), op.f32Mul, op.f32Add, op.localSet(ss)];
+  const scaleOut = (vector: boolean): Code => [
+    op.localGet(outPtr), op.localGet(i), op.i32Add, ...at(xPtr, i, vector),
+    vector ? op.localGet(vrs) : op.localGet(rs), vector ? op.f32x4Mul : op.f32Mul,
+    ...at(gPtr, i, vector), vector ? op.f32x4Mul : op.f32Mul, vector ? op.v128Store(0) : op.f32Store(0)];
+  const code: Code = [
+    op.localGet(d), op.i32Const(2), op.i32Shl, op.localSet(end),
+    op.localGet(d), op.i32Const(-4), op.i32And, op.i32Const(2), op.i32Shl, op.localSet(vecEnd),
+    op.i32Const(0), op.localSet(row),
+    op.block, op.loop, op.localGet(row), op.localGet(rows), op.i32GeU, op.brIf(1),
+    op.f32x4Const(0), op.localSet(acc),
+    op.i32Const(0), op.localSet(i), ...loopWhileBelow(i, vecEnd, 16, mulAdd(true)),
+    ...horizontal(acc, op.f32Add), op.localSet(ss),
+    ...loopWhileBelow(i, end, 4, mulAdd(false)),
+    op.f32Const(1), op.localGet(ss), op.localGet(d), op.f32ConvertI32S, op.f32Div, op.localGet(eps), op.f32Add,
+    op.f32Sqrt, op.f32Div, op.localTee(rs), op.f32x4Splat, op.localSet(vrs),
+    op.localGet(rstdPtr), op.localGet(row), op.i32Const(2), op.i32Shl, op.i32Add, op.localGet(rs), op.f32Store(0),
+    ...vectorThenScalar(i, vecEnd, end, scaleOut(true), scaleOut(false)),
+    op.localGet(xPtr), op.localGet(end), op.i32Add, op.localSet(xPtr),
+    op.localGet(outPtr), op.localGet(end), op.i32Add, op.localSet(outPtr),
+    op.localGet(row), op.i32Const(1), op.i32Add, op.localSet(row),
+    op.br(0), op.end, op.end,
+  ];
+  return functionBody([[4, I32], [2, F32], [2, V128]], flat(code));
+}
+
+/**
+ * normBackwardRows(dxPtr, dgPtr, doutPtr, xPtr, rstdPtr, gPtr, rows, d): per row, accumulates
+ * dx += rstd·(dout·g - x·rstd²·mean(dout·g·x)) and dg += dout·x·rstd.
+ */
+function normBackwardRowsBody(): number[] {
+  const [dxPtr, dgPtr, doutPtr, xPtr, rstdPtr, gPtr, rows, d] = [0, 1, 2, 3, 4, 5, 6, 7];
+  const [row, i, vecEnd, end] = [8, 9, 10, 11];
+  const [dot, rs, coef] = [12, 13, 14];
+  const [acc, vrs, vcoef] = [15, 16, 17];
+  const dotStep = (vector: boolean): Code => vector
+    ? [op.localGet(acc), ...at(doutPtr, i, true), ...at(gPtr, i, true), op.f32x4Mul, ...at(xPtr, i, true),
+       op.f32x4Mul, op.f32x4Add, op.localSet(acc)]
+    : [op.localGet(dot), ...at(doutPtr, i, false), ...at(gPtr, i, false), op.f32Mul, ...at(xPtr, i, false),
+       op.f32Mul, op.f32Add, op.localSet(dot)];
+  const update = (vector: boolean): Code => {
+    const [mul, add, sub] = vector ? [op.f32x4Mul, op.f32x4Add, op.f32x4Sub] : [op.f32Mul, op.f32Add, op.f32Sub];
+    const store = vector ? op.v128Store(0) : op.f32Store(0);
+    const rsv = vector ? op.localGet(vrs) : op.localGet(rs);
+    return [
+      // dx += rs·(dout·g - x·coef)
+      op.localGet(dxPtr), op.localGet(i), op.i32Add, ...at(dxPtr, i, vector),
+      rsv, ...at(doutPtr, i, vector), ...at(gPtr, i, vector), mul,
+      ...at(xPtr, i, vector), vector ? op.localGet(vcoef) : op.localGet(coef), mul, sub, mul, add, store,
+      // dg += dout·x·rs
+      op.localGet(dgPtr), op.localGet(i), op.i32Add, ...at(dgPtr, i, vector),
+      ...at(doutPtr, i, vector), ...at(xPtr, i, vector), mul, rsv, mul, add, store,
+    ];
+  };
+  const code: Code = [
+    op.localGet(d), op.i32Const(2), op.i32Shl, op.localSet(end),
+    op.localGet(d), op.i32Const(-4), op.i32And, op.i32Const(2), op.i32Shl, op.localSet(vecEnd),
+    op.i32Const(0), op.localSet(row),
+    op.block, op.loop, op.localGet(row), op.localGet(rows), op.i32GeU, op.brIf(1),
+    op.localGet(rstdPtr), op.localGet(row), op.i32Const(2), op.i32Shl, op.i32Add, op.f32Load(0), op.localTee(rs),
+    op.f32x4Splat, op.localSet(vrs),
+    op.f32x4Const(0), op.localSet(acc),
+    op.i32Const(0), op.localSet(i), ...loopWhileBelow(i, vecEnd, 16, dotStep(true)),
+    ...horizontal(acc, op.f32Add), op.localSet(dot),
+    ...loopWhileBelow(i, end, 4, dotStep(false)),
+    op.localGet(rs), op.localGet(rs), op.f32Mul, op.localGet(dot), op.f32Mul, op.localGet(d), op.f32ConvertI32S,
+    op.f32Div, op.localTee(coef), op.f32x4Splat, op.localSet(vcoef),
+    ...vectorThenScalar(i, vecEnd, end, update(true), update(false)),
+    op.localGet(dxPtr), op.localGet(end), op.i32Add, op.localSet(dxPtr),
+    op.localGet(doutPtr), op.localGet(end), op.i32Add, op.localSet(doutPtr),
+    op.localGet(xPtr), op.localGet(end), op.i32Add, op.localSet(xPtr),
+    op.localGet(row), op.i32Const(1), op.i32Add, op.localSet(row),
+    op.br(0), op.end, op.end,
+  ];
+  return functionBody([[4, I32], [3, F32], [3, V128]], flat(code));
+}
+
 function moduleBytes(): Uint8Array<ArrayBuffer> {
   const magic = [0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00];
   const funcType = (params: number[]) => [0x60, ...uleb(params.length), ...params, ...uleb(0)];
   const i32s = (count: number) => new Array<number>(count).fill(I32);
   // Exported functions: [name, parameter types, body].
   const functions: [string, number[], number[]][] = [
-    ['gemmBlock', i32s(11), gemmBlockBody()],
+    ['gemmBlock', i32s(12), gemmBlockBody()],
     ['softmaxRows', i32s(6), softmaxRowsBody()],
     ['softmaxBackwardRows', [...i32s(5), F32], softmaxBackwardRowsBody()],
     ['geluForward', i32s(3), geluForwardBody()],
     ['geluBackward', i32s(4), geluBackwardBody()],
     ['decodeAttend', [...i32s(5), F32, I32, I32], decodeAttendBody(1)],
+    ['normForwardRows', [...i32s(6), F32], normForwardRowsBody()],
+    ['normBackwardRows', i32s(8), normBackwardRowsBody()],
   ];
   const count = uleb(functions.length);
   const types = section(1, [...count, ...functions.flatMap(([, params]) => funcType(params))]);
@@ -474,7 +576,7 @@ function moduleBytes(): Uint8Array<ArrayBuffer> {
   return new Uint8Array([...magic, ...types, ...funcs, ...memory, ...exports, ...code]);
 }
 
-export type GemmBlock = (aPtr: number, aRowBytes: number, aStepBytes: number, bPtr: number,
+export type GemmBlock = (aPtr: number, aTileBytes: number, aRowBytes: number, aStepBytes: number, bPtr: number,
                          bPanelBytes: number, cPtr: number, mTiles: number, nTiles: number, kc: number,
                          ldcBytes: number, accumulate: number) => void;
 
@@ -492,6 +594,10 @@ export interface SimdKernels {
   geluBackward(doutPtr: number, xPtr: number, dxPtr: number, n: number): void;
   decodeAttend(qPtr: number, kPtr: number, vPtr: number, n: number, hs: number, scale: number,
                scoresPtr: number, outPtr: number): void;
+  normForwardRows(xPtr: number, gPtr: number, outPtr: number, rstdPtr: number, rows: number, d: number,
+                  eps: number): void;
+  normBackwardRows(dxPtr: number, dgPtr: number, doutPtr: number, xPtr: number, rstdPtr: number,
+                   gPtr: number, rows: number, d: number): void;
 }
 
 /**

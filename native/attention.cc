@@ -1,0 +1,195 @@
+// Multi-head attention core. The fast path is attention_simd.cc (AVX2/AVX-512, head size a multiple
+// of 8); this file holds the entry points, the portable fallback built on OpenBLAS, and the cached
+// decoding step.
+//
+// Fallback: one (batch, head) at a time in blocks of query rows. Within a block the scores come
+// from one small GEMM against the keys the block can see (with `causal`, keys up to the block's
+// last row: the masked half above the diagonal is never computed), the softmax runs in place in the
+// caller's `att` rows while they are still in cache, and one more GEMM applies them to the values.
+// Blocks are handed to the pool's threads; OpenBLAS runs single-threaded inside them.
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "attention_simd.h"
+#include "kernels.h"
+#include "thread_pool.h"
+#include "vecmath.h"
+
+namespace igpt {
+
+namespace {
+
+constexpr int kBlockRows = 64;
+
+/** Softmax over p[0..n) in place (p holds scaled scores), zeroes p[n..width). */
+IGPT_MULTIVERSION
+void softmaxRow(float* p, int n, int width) {
+  float max = p[0];
+#pragma omp simd reduction(max : max)
+  for (int s = 1; s < n; s++) max = p[s] > max ? p[s] : max;
+  float sum = 0;
+#pragma omp simd reduction(+ : sum)
+  for (int s = 0; s < n; s++) {
+    const float e = expApprox(p[s] - max);
+    p[s] = e;
+    sum += e;
+  }
+  const float inv = 1.0f / sum;
+  for (int s = 0; s < n; s++) p[s] *= inv;
+  for (int s = n; s < width; s++) p[s] = 0.0f;
+}
+
+/**
+ * Softmax backward for one row: ds[s] = p[s]·(dp[s] − Σ p·dp)·scale for s < n, 0 up to width.
+ * Written in place over dp.
+ */
+IGPT_MULTIVERSION
+void softmaxBackwardRow(float* dp, const float* p, int n, int width, float scale) {
+  float weighted = 0;
+#pragma omp simd reduction(+ : weighted)
+  for (int s = 0; s < n; s++) weighted += p[s] * dp[s];
+  for (int s = 0; s < n; s++) dp[s] = p[s] * (dp[s] - weighted) * scale;
+  for (int s = n; s < width; s++) dp[s] = 0.0f;
+}
+
+struct HeadView {
+  const float* q;  // rows of stride ld
+  const float* k;
+  const float* v;
+  int ld;
+};
+
+HeadView headView(const float* qkv, int b, int h, int T, int H, int hs) {
+  const int C = H * hs;
+  const float* base = qkv + static_cast<int64_t>(b) * T * 3 * C + static_cast<int64_t>(h) * hs;
+  return {base, base + C, base + 2 * C, 3 * C};
+}
+
+}  // namespace
+
+void attentionForward(float* out, float* att, const float* qkv, int B, int T, int H, int hs,
+                      bool causal) {
+  if (B <= 0 || T <= 0 || H <= 0 || hs <= 0) return;
+  if (attentionForwardSimd(out, att, qkv, B, T, H, hs, causal)) return;
+  const int C = H * hs;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(hs));
+  const int blocks = (T + kBlockRows - 1) / kBlockRows;
+  const int64_t items = static_cast<int64_t>(B) * H * blocks;
+  SingleThreadedBlas single;
+  pool().run(items, [&](int64_t item) {
+    // Last blocks first: under `causal` they are the most work, so the tail of the job is short.
+    const int block = blocks - 1 - static_cast<int>(item % blocks);
+    const int bh = static_cast<int>(item / blocks);
+    const int b = bh / H, h = bh % H;
+    const HeadView hv = headView(qkv, b, h, T, H, hs);
+    const int i0 = block * kBlockRows;
+    const int rows = std::min(kBlockRows, T - i0);
+    const int keys = causal ? i0 + rows : T;
+    float* scores = att + (static_cast<int64_t>(bh) * T + i0) * T;
+    sgemm(false, true, rows, keys, hs, scale, hv.q + static_cast<int64_t>(i0) * hv.ld, hv.ld, hv.k,
+          hv.ld, 0.0f, scores, T);
+    for (int r = 0; r < rows; r++) {
+      softmaxRow(scores + static_cast<int64_t>(r) * T, causal ? i0 + r + 1 : T, T);
+    }
+    float* o = out + (static_cast<int64_t>(b) * T + i0) * C + static_cast<int64_t>(h) * hs;
+    sgemm(false, false, rows, hs, keys, 1.0f, scores, T, hv.v, hv.ld, 0.0f, o, C);
+  });
+}
+
+void attentionBackward(float* dqkv, const float* dout, const float* qkv, const float* att, int B,
+                       int T, int H, int hs, bool causal) {
+  if (B <= 0 || T <= 0 || H <= 0 || hs <= 0) return;
+  if (attentionBackwardSimd(dqkv, dout, qkv, att, B, T, H, hs, causal)) return;
+  const int C = H * hs;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(hs));
+  const int blocks = (T + kBlockRows - 1) / kBlockRows;
+  SingleThreadedBlas single;
+  // One (batch, head) per item: dk and dv sum over all query blocks, so a head stays on one thread.
+  pool().run(static_cast<int64_t>(B) * H, [&](int64_t bh64) {
+    const int bh = static_cast<int>(bh64);
+    const int b = bh / H, h = bh % H;
+    const HeadView hv = headView(qkv, b, h, T, H, hs);
+    float* dq = dqkv + static_cast<int64_t>(b) * T * 3 * C + static_cast<int64_t>(h) * hs;
+    float* dk = dq + C;
+    float* dv = dq + 2 * C;
+    for (int t = 0; t < T; t++) {
+      std::fill(dk + static_cast<int64_t>(t) * hv.ld, dk + static_cast<int64_t>(t) * hv.ld + hs, 0.0f);
+      std::fill(dv + static_cast<int64_t>(t) * hv.ld, dv + static_cast<int64_t>(t) * hv.ld + hs, 0.0f);
+    }
+    thread_local std::vector<float> scratch;
+    scratch.resize(static_cast<size_t>(kBlockRows) * T);
+    float* dscores = scratch.data();
+    const float* dO = dout + static_cast<int64_t>(b) * T * C + static_cast<int64_t>(h) * hs;
+    for (int block = 0; block < blocks; block++) {
+      const int i0 = block * kBlockRows;
+      const int rows = std::min(kBlockRows, T - i0);
+      const int keys = causal ? i0 + rows : T;
+      const float* p = att + (static_cast<int64_t>(bh) * T + i0) * T;
+      const float* dOBlock = dO + static_cast<int64_t>(i0) * C;
+      // dP = dO·Vᵀ, then through the softmax (and the 1/sqrt(hs) scale) into dS.
+      sgemm(false, true, rows, keys, hs, 1.0f, dOBlock, C, hv.v, hv.ld, 0.0f, dscores, keys);
+      for (int r = 0; r < rows; r++) {
+        softmaxBackwardRow(dscores + static_cast<int64_t>(r) * keys, p + static_cast<int64_t>(r) * T,
+                           causal ? i0 + r + 1 : T, keys, scale);
+      }
+      // dQ = dS·K; dK += dSᵀ·Q; dV += Pᵀ·dO.
+      sgemm(false, false, rows, hs, keys, 1.0f, dscores, keys, hv.k, hv.ld, 0.0f,
+            dq + static_cast<int64_t>(i0) * hv.ld, hv.ld);
+      sgemm(true, false, keys, hs, rows, 1.0f, dscores, keys, hv.q + static_cast<int64_t>(i0) * hv.ld,
+            hv.ld, 1.0f, dk, hv.ld);
+      sgemm(true, false, keys, hs, rows, 1.0f, p, T, dOBlock, C, 1.0f, dv, hv.ld);
+    }
+  });
+}
+
+}  // namespace igpt
+
+namespace igpt {
+
+namespace {
+
+IGPT_MULTIVERSION
+float dotProduct(const float* a, const float* b, int n) {
+  float sum = 0;
+#pragma omp simd reduction(+ : sum)
+  for (int i = 0; i < n; i++) sum += a[i] * b[i];
+  return sum;
+}
+
+IGPT_MULTIVERSION
+void addScaled(float* y, const float* x, float alpha, int n) {
+  for (int i = 0; i < n; i++) y[i] += alpha * x[i];
+}
+
+}  // namespace
+
+void attentionDecode(float* out, const float* qkv, float* kCache, float* vCache, int B, int H, int hs,
+                     int t, int maxT) {
+  if (B <= 0 || H <= 0 || hs <= 0) return;
+  const int C = H * hs;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(hs));
+  const int64_t heads = static_cast<int64_t>(B) * H;
+  auto decodeHead = [&](int64_t bh) {
+    const int b = static_cast<int>(bh / H), h = static_cast<int>(bh % H);
+    const float* q = qkv + static_cast<int64_t>(b) * 3 * C + static_cast<int64_t>(h) * hs;
+    float* keys = kCache + bh * maxT * hs;
+    float* values = vCache + bh * maxT * hs;
+    std::copy(q + C, q + C + hs, keys + static_cast<int64_t>(t) * hs);
+    std::copy(q + 2 * C, q + 2 * C + hs, values + static_cast<int64_t>(t) * hs);
+    thread_local std::vector<float> scores;
+    scores.resize(static_cast<size_t>(t) + 1);
+    for (int s = 0; s <= t; s++) scores[s] = dotProduct(q, keys + static_cast<int64_t>(s) * hs, hs) * scale;
+    softmaxRow(scores.data(), t + 1, t + 1);
+    float* o = out + static_cast<int64_t>(b) * C + static_cast<int64_t>(h) * hs;
+    std::fill(o, o + hs, 0.0f);
+    for (int s = 0; s <= t; s++) addScaled(o, values + static_cast<int64_t>(s) * hs, scores[s], hs);
+  };
+  if (heads * (t + 1) * hs < 65536) {
+    for (int64_t bh = 0; bh < heads; bh++) decodeHead(bh);
+  } else {
+    pool().run(heads, decodeHead);
+  }
+}
+
+}  // namespace igpt

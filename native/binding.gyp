@@ -1,0 +1,16 @@
+{
+  "targets": [
+    {
+      "target_name": "igpt_native",
+      "sources": ["addon.cc", "thread_pool.cc", "gemm.cc", "attention.cc", "attention_simd.cc", "pointwise.cc"],
+      "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
+      "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS"],
+      "cflags!": ["-fno-exceptions", "-O2"],
+      "cflags_cc!": ["-fno-exceptions", "-std=gnu++17", "-O2"],
+      "cflags": ["-O3", "-fopenmp-simd", "-fno-math-errno", "-fno-trapping-math", "-Wno-psabi"],
+      "cflags_cc": ["-std=c++17", "-fexceptions", "-O3", "-fopenmp-simd", "-fno-math-errno", "-fno-trapping-math", "-Wno-psabi"],
+      "include_dirs+": ["/usr/include/x86_64-linux-gnu/openblas-pthread", "/usr/include/openblas"],
+      "libraries": ["-lopenblas", "-lpthread"]
+    }
+  ]
+}

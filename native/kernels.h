@@ -1,0 +1,54 @@
+// The kernels on raw pointers. Argument checking happens in addon.cc; these trust their inputs.
+// Conventions follow src/kernels/kernels.ts: row-major float32, "accumulates" means +=.
+#pragma once
+
+#include <cstdint>
+
+namespace igpt {
+
+/** C = alpha·op(A)·op(B) + beta·C (row-major); beta = 0 never reads C. */
+void sgemm(bool transA, bool transB, int m, int n, int k, float alpha, const float* a, int lda,
+           const float* b, int ldb, float beta, float* c, int ldc);
+
+void sgemmStridedBatched(bool transA, bool transB, int m, int n, int k, float alpha,
+                         const float* a, int lda, int64_t strideA, const float* b, int ldb,
+                         int64_t strideB, float beta, float* c, int ldc, int64_t strideC,
+                         int batch);
+
+/** While alive, OpenBLAS runs single-threaded (for GEMMs issued from the pool's own threads). */
+class SingleThreadedBlas {
+ public:
+  SingleThreadedBlas();
+  ~SingleThreadedBlas();
+  SingleThreadedBlas(const SingleThreadedBlas&) = delete;
+  SingleThreadedBlas& operator=(const SingleThreadedBlas&) = delete;
+};
+
+void biasForward(float* out, const float* bias, int64_t rows, int64_t n);
+void biasBackward(float* dbias, const float* dout, int64_t rows, int64_t n);
+void normForward(float* out, float* rstd, const float* x, const float* g, int64_t rows, int64_t d,
+                 float eps);
+void normBackward(float* dx, float* dg, const float* dout, const float* x, const float* rstd,
+                  const float* g, int64_t rows, int64_t d);
+void geluForward(float* out, const float* x, int64_t n);
+void geluBackward(float* dx, const float* dout, const float* x, int64_t n);
+/** Returns the summed loss over rows with target >= 0; targets must be < V (checked by caller). */
+double crossEntropy(float* losses, float* dlogits, const float* logits, const int32_t* targets,
+                    int64_t rows, int64_t V, float gradScale);
+void adamUpdate(float* params, const float* grads, float* m, float* v, int64_t n, double lr,
+                double beta1, double beta2, double eps, double t);
+
+void attentionForward(float* out, float* att, const float* qkv, int B, int T, int H, int hs,
+                      bool causal);
+void attentionBackward(float* dqkv, const float* dout, const float* qkv, const float* att, int B,
+                       int T, int H, int hs, bool causal);
+/** One cached decoding step at position t: appends the token's k, v to the caches, attends to 0..t. */
+void attentionDecode(float* out, const float* qkv, float* kCache, float* vCache, int B, int H, int hs,
+                     int t, int maxT);
+
+/** How a large GEMM is spread over cores: OpenBLAS's own threads, or split over our pool. */
+enum class GemmThreading { Blas, Pool };
+void setGemmThreading(GemmThreading mode);
+GemmThreading gemmThreading();
+
+}  // namespace igpt
