@@ -20,3 +20,9 @@ export function parseNumberOption(name: string, value: string, min: number, max 
   if (!Number.isFinite(v) || v < min || v > max) throw new Error(`${name} must be a number in ${min}..${max}, got "${value}"`);
   return v;
 }
+
+export function parseIntOption(name: string, value: string, min: number, max = Number.MAX_SAFE_INTEGER): number {
+  const v = Number(value);
+  if (!Number.isInteger(v) || v < min || v > max) throw new Error(`${name} must be an integer in ${min}..${max === Number.MAX_SAFE_INTEGER ? '∞' : max}, got "${value}"`);
+  return v;
+}

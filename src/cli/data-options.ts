@@ -1,6 +1,7 @@
 /** The dataset options shared by `igpt palette` and `igpt encode`. */
 import type { Command } from 'commander';
 import type { PrepareOptions } from '../data/prepare.js';
+import { parseIntOption } from './common.js';
 
 export interface DataFlags { data: string; dataDir?: string; side?: string; channels?: string; cifar100Labels?: string }
 
@@ -11,12 +12,6 @@ export function dataOptions(cmd: Command): Command {
     .option('--side <n>', 'input resolution n: resize to n×n (shorter side, then center crop); default native side if ≤ 32, else 32')
     .option('--channels <c>', 'convert images to 1 (gray) or 3 (RGB) channels')
     .option('--cifar100-labels <kind>', 'CIFAR-100 labels: fine (100 classes) or coarse (20)', 'fine');
-}
-
-export function parseIntOption(name: string, value: string, min: number, max = Number.MAX_SAFE_INTEGER): number {
-  const v = Number(value);
-  if (!Number.isInteger(v) || v < min || v > max) throw new Error(`${name} must be an integer in ${min}..${max === Number.MAX_SAFE_INTEGER ? '∞' : max}, got "${value}"`);
-  return v;
 }
 
 export function parseDataOptions(flags: DataFlags): PrepareOptions {

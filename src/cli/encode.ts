@@ -5,7 +5,8 @@ import { buildTokenDataset } from '../data/build.js';
 import { saveTokenDataset } from '../data/tokens.js';
 import { DEFAULT_SAMPLE_PIXELS } from '../palette/kmeans.js';
 import { loadPalette } from '../palette/files.js';
-import { dataOptions, parseDataOptions, parseIntOption, type DataFlags } from './data-options.js';
+import { parseIntOption } from './common.js';
+import { dataOptions, parseDataOptions, type DataFlags } from './data-options.js';
 
 interface EncodeFlags extends DataFlags { palette?: string; k?: string; samplePixels: string; valFraction: string; seed: string; maxTrain?: string; maxTest?: string; out: string }
 

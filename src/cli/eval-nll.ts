@@ -3,8 +3,7 @@ import type { Command } from 'commander';
 import type { CommandModule } from './command.js';
 import { loadTokenDataset, SPLITS, type SplitName } from '../data/tokens.js';
 import { evaluateNll } from '../train/evaluate.js';
-import { backendOption, kernelsFromFlags } from './common.js';
-import { parseIntOption } from './data-options.js';
+import { backendOption, kernelsFromFlags, parseIntOption } from './common.js';
 import { checkModelMatchesData, openModel } from './open-model.js';
 import { createProgress } from './progress.js';
 

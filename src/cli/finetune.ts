@@ -10,8 +10,7 @@ import { saveModelFolder } from '../io/hf.js';
 import { ImageGPT } from '../model/model.js';
 import { withClassHead } from '../model/parameters.js';
 import { writeRunFile } from '../train/checkpoint.js';
-import { backendOption, kernelsFromFlags, parseNumberOption } from './common.js';
-import { parseIntOption } from './data-options.js';
+import { backendOption, kernelsFromFlags, parseIntOption, parseNumberOption } from './common.js';
 import { checkModelMatchesData, openModel, type OpenedModel } from './open-model.js';
 import { createProgress } from './progress.js';
 

@@ -14,8 +14,7 @@ import { DEFAULT_L2_GRID, type LayerProbeReport } from '../eval/probe.js';
 import type { Palette } from '../palette/palette.js';
 import { dequantize } from '../palette/quantize.js';
 import { writeRunFile } from '../train/checkpoint.js';
-import { kernelsFromFlags } from './common.js';
-import { parseIntOption } from './data-options.js';
+import { kernelsFromFlags, parseIntOption } from './common.js';
 import { checkModelMatchesData, openModel } from './open-model.js';
 import { featureOptions, featuresForProbe, probeAndReport, type FeatureFlags, type SplitFeatures } from './probe.js';
 

@@ -7,8 +7,7 @@ import type { Command } from 'commander';
 import type { CommandModule } from './command.js';
 import { loadTokenDataset } from '../data/tokens.js';
 import { writeRunFile } from '../train/checkpoint.js';
-import { kernelsFromFlags, parseNumberOption } from './common.js';
-import { parseIntOption } from './data-options.js';
+import { kernelsFromFlags, parseIntOption, parseNumberOption } from './common.js';
 import { parseTrainingOptions, runPretraining, trainingOptions, type TrainFlags } from './pretrain.js';
 
 interface SweepFlags extends TrainFlags { start: string; maxTrials: string }

@@ -5,7 +5,8 @@ import { prepareDataset } from '../data/prepare.js';
 import { fitPalette, DEFAULT_SAMPLE_PIXELS } from '../palette/kmeans.js';
 import { savePalette } from '../palette/files.js';
 import { writeNpy } from '../io/npy.js';
-import { dataOptions, parseDataOptions, parseIntOption, type DataFlags } from './data-options.js';
+import { parseIntOption } from './common.js';
+import { dataOptions, parseDataOptions, type DataFlags } from './data-options.js';
 
 interface PaletteFlags extends DataFlags { k?: string; samplePixels: string; seed: string; out: string }
 

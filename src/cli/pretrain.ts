@@ -10,8 +10,7 @@ import { pretrain, type PretrainResult } from '../train/pretrain.js';
 import { NumericalFault, type PretrainOptions } from '../train/trainer.js';
 import type { Objective } from '../train/objectives.js';
 import type { Kernels } from '../kernels/kernels.js';
-import { backendOption, kernelsFromFlags, parseNumberOption } from './common.js';
-import { parseIntOption } from './data-options.js';
+import { backendOption, kernelsFromFlags, parseIntOption, parseNumberOption } from './common.js';
 import { createProgress } from './progress.js';
 
 export interface TrainFlags {

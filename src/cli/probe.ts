@@ -9,8 +9,7 @@ import { probeLayers, type LayerProbeReport } from '../eval/probe.js';
 import type { Kernels } from '../kernels/kernels.js';
 import { writeRunFile } from '../train/checkpoint.js';
 import { plotLines } from '../util/plot.js';
-import { backendOption, kernelsFromFlags } from './common.js';
-import { parseIntOption } from './data-options.js';
+import { backendOption, kernelsFromFlags, parseIntOption } from './common.js';
 import { checkModelMatchesData, openModel, type OpenedModel } from './open-model.js';
 import { createProgress } from './progress.js';
 

@@ -10,7 +10,7 @@ import { dirname, extname, join, normalize, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
 import type { CommandModule } from './command.js';
-import { parseIntOption } from './data-options.js';
+import { parseIntOption } from './common.js';
 import { loadTokenDataset, SPLITS, type SplitName } from '../data/tokens.js';
 import { CONFIG_FILE, configFromHf, PREPROCESSOR_FILE, readPreprocessorPalette, WEIGHTS_FILE } from '../io/hf.js';
 import { testImagesFromSplit, type TestImages } from '../io/test-images.js';

@@ -1,10 +1,10 @@
 /** `igpt show`: a PNG grid of decoded images from a token dataset. */
 import type { Command } from 'commander';
 import type { CommandModule } from './command.js';
+import { parseIntOption } from './common.js';
 import { loadTokenDataset, SPLITS, type SplitName } from '../data/tokens.js';
 import { dequantize } from '../palette/quantize.js';
 import { writeImageGrid } from '../util/image.js';
-import { parseIntOption } from './data-options.js';
 
 interface ShowFlags { tokens: string; split: string; count: string; start: string; cols?: string; scale: string; labels?: boolean; out: string }
 
