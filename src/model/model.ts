@@ -89,15 +89,6 @@ class Activations {
   }
 
   get training(): boolean { return this.mode !== 'inference'; }
-
-  /** Bytes held, for memory reports. */
-  get bytes(): number {
-    let n = this.residual.reduce((s, a) => s + a.byteLength, 0);
-    for (const a of this.layers) {
-      for (const v of Object.values(a) as Float32Array[]) if (v !== this.residual[0]) n += v.byteLength;
-    }
-    return n + this.lnf.byteLength + this.logits.byteLength + this.losses.byteLength;
-  }
 }
 
 /** Gradient scratch for the backward pass; one layer's worth, reused down the stack. */
