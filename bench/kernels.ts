@@ -14,7 +14,7 @@ import { createNativeKernels, nativeAvailable } from '../src/kernels/native.js';
 import { createPortableKernels } from '../src/kernels/portable.js';
 import { Rng } from '../src/util/rng.js';
 import type { BenchResult } from './types.js';
-import { hasTorch, isError, python, repoRoot, runJson } from './util.js';
+import { bestMs, hasTorch, isError, python, repoRoot, runJson } from './util.js';
 
 interface GemmShape { label: string; transA: boolean; transB: boolean; m: number; n: number; k: number }
 interface TorchJson { gemm: number[]; threads: number; attention?: { forwardMs: number; backwardMs: number } }
@@ -39,17 +39,6 @@ function gemmShapes(): GemmShape[] {
   ];
 }
 
-/** Best wall time (ms) of `reps` runs after one warm-up. */
-function bestMs(reps: number, fn: () => void): number {
-  fn();
-  let best = Infinity;
-  for (let i = 0; i < reps; i++) {
-    const t0 = performance.now();
-    fn();
-    best = Math.min(best, performance.now() - t0);
-  }
-  return best;
-}
 
 function randomArray(rng: Rng, n: number): Float32Array {
   const a = new Float32Array(n);

@@ -3,7 +3,7 @@
  * reference model's shapes (batch 8 × 784+1 positions = 6272 rows, d 256), and causal attention
  * forward + backward at B=8 T=785 H=8 hs=32. Peers, measured in the same run: TensorFlow.js's WebAssembly
  * backend (XNNPACK, SIMD, one thread in Node: the like-for-like browser peer) for GEMM, and
- * single-threaded PyTorch (bench/portable_torch.py, native AVX code) for GEMM and attention.
+ * single-threaded PyTorch (bench/torch_matmul.py with threads 1, native AVX code) for GEMM and attention.
  * Ratios > 1 mean the portable kernels are faster.
  *
  *   node --import tsx bench/portable.ts [--quick]
@@ -13,7 +13,7 @@ import { pathToFileURL } from 'node:url';
 import { createPortableKernels } from '../src/kernels/portable.js';
 import { Rng } from '../src/util/rng.js';
 import type { BenchResult } from './types.js';
-import { hasTorch, isError, python, repoRoot, runJson } from './util.js';
+import { bestMs, hasTorch, isError, python, repoRoot, runJson } from './util.js';
 
 interface GemmShape { label: string; transA: boolean; transB: boolean; m: number; n: number; k: number }
 
@@ -65,17 +65,6 @@ async function tfjsGemm(shapes: GemmShape[], reps: number): Promise<number[] | {
   });
 }
 
-/** Best wall time (ms) of `reps` runs after one warm-up. */
-function bestMs(reps: number, fn: () => void): number {
-  fn();
-  let best = Infinity;
-  for (let i = 0; i < reps; i++) {
-    const t0 = performance.now();
-    fn();
-    best = Math.min(best, performance.now() - t0);
-  }
-  return best;
-}
 
 export async function run(opts: { quick: boolean }): Promise<BenchResult[]> {
   const reps = opts.quick ? 2 : 4;
@@ -87,8 +76,8 @@ export async function run(opts: { quick: boolean }): Promise<BenchResult[]> {
   let peer: TorchJson | { error: string } = { error: 'PyTorch not installed' };
   if (hasTorch()) {
     const spec = { gemm: shapes.map((s) => [s.transA, s.transB, s.m, s.n, s.k]),
-                   attention: [attention.B, attention.T, attention.H, attention.hs], reps };
-    peer = runJson<TorchJson>(python, [join(repoRoot, 'bench', 'portable_torch.py'), JSON.stringify(spec)]);
+                   attention: [attention.B, attention.T, attention.H, attention.hs], reps, threads: 1 };
+    peer = runJson<TorchJson>(python, [join(repoRoot, 'bench', 'torch_matmul.py'), JSON.stringify(spec)]);
   }
   const peerName = 'PyTorch 1 thread';
   const withPeer = (r: BenchResult, peerValue: number | undefined, higherIsBetter: boolean): BenchResult => {
