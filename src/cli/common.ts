@@ -4,11 +4,13 @@ import type { Kernels } from '../kernels/kernels.js';
 import { loadKernels, type KernelChoice } from '../kernels/select.js';
 
 export function backendOption(cmd: Command): Command {
-  return cmd.option('--backend <name>', 'kernels: auto, native (OpenBLAS addon) or portable (TypeScript)', 'auto');
+  return cmd.option('--backend <name>', 'kernels: auto, native (OpenBLAS addon) or portable (TypeScript); default: $IGPT_KERNELS or auto');
 }
 
+/** The kernels a command asked for: --backend, else IGPT_KERNELS, else auto. */
 export function kernelsFromFlags(flags: { backend?: string }): Kernels {
-  const choice = flags.backend ?? 'auto';
+  const choice = flags.backend;
+  if (choice === undefined) return loadKernels();
   if (choice !== 'auto' && choice !== 'native' && choice !== 'portable') {
     throw new Error(`--backend must be auto, native or portable, got "${choice}"`);
   }

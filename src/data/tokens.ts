@@ -118,6 +118,7 @@ interface StoredMeta {
 }
 
 function readSplit(dir: string, name: SplitName, count: number, pixels: number, k: number, numClasses: number, dtype: string, labelDtype: string): TokenSplit {
+  const metaPath = join(dir, 'meta.json');
   const tokenPath = join(dir, `${name}.tokens`);
   const labelPath = join(dir, `${name}.labels`);
   const tokenSize = dtype === 'uint8' ? 1 : 2;
@@ -128,10 +129,10 @@ function readSplit(dir: string, name: SplitName, count: number, pixels: number, 
   };
   const tb = read(tokenPath);
   if (tb.length !== count * pixels * tokenSize) {
-    throw new Error(`${tokenPath}: ${tb.length} bytes, expected ${count} images × ${pixels} pixels × ${tokenSize} bytes = ${count * pixels * tokenSize}`);
+    throw new Error(`${tokenPath}: ${tb.length} bytes, but ${metaPath} lists ${count} images × ${pixels} pixels × ${tokenSize} bytes = ${count * pixels * tokenSize}`);
   }
   const lb = read(labelPath);
-  if (lb.length !== count * labelSize) throw new Error(`${labelPath}: ${lb.length} bytes, expected ${count} labels × ${labelSize} bytes`);
+  if (lb.length !== count * labelSize) throw new Error(`${labelPath}: ${lb.length} bytes, but ${metaPath} lists ${count} labels × ${labelSize} bytes`);
   // Copy into aligned buffers (Buffer slices need not be aligned for uint16/int32 views).
   const tcopy = new Uint8Array(tb.length); tcopy.set(tb);
   const lcopy = new Uint8Array(lb.length); lcopy.set(lb);
@@ -160,8 +161,9 @@ export function loadTokenDataset(dir: string): TokenDataset {
   if (stored.format !== TOKEN_FORMAT) throw new Error(`${metaPath}: format is ${JSON.stringify(stored.format)}, expected "${TOKEN_FORMAT}"`);
   if (stored.version !== TOKEN_FORMAT_VERSION) throw new Error(`${metaPath}: unsupported version ${String(stored.version)}`);
   const meta = stored.meta;
-  if (!meta || typeof meta.side !== 'number' || typeof meta.pixels !== 'number' || meta.pixels !== meta.side * meta.side || typeof meta.numClasses !== 'number') {
-    throw new Error(`${metaPath}: "meta" needs numeric side, pixels = side², numClasses`);
+  const isCount = (x: unknown, min: number): boolean => typeof x === 'number' && Number.isSafeInteger(x) && x >= min;
+  if (!meta || !isCount(meta.side, 1) || meta.pixels !== meta.side * meta.side || !isCount(meta.numClasses, 0)) {
+    throw new Error(`${metaPath}: "meta" needs an integer side ≥ 1, pixels = side², an integer numClasses ≥ 0`);
   }
   const palette = paletteFromJson(stored.palette, `${metaPath} (palette)`);
   if (palette.channels !== meta.channels) throw new Error(`${metaPath}: palette has ${palette.channels} channels, meta says ${meta.channels}`);

@@ -225,6 +225,25 @@ export function fillParameters(params: ParameterTensors, source: StoredTensors, 
   return used;
 }
 
+/** The number of parameters of a config, by formula (no layout is built: the config may be forged). */
+export function parameterCountOf(c: ModelConfig): number {
+  const d = c.nEmbd;
+  return (2 * c.vocabSize - 1 + c.nPositions + c.numLabels + 1) * d + c.nLayer * (12 * d * d + 11 * d);
+}
+
+/**
+ * Refuses, before anything is allocated, a config.json that describes a far bigger model than the
+ * weights hold: a corrupt or forged n_layer or n_embd would otherwise ask for terabytes. Folders
+ * that merely lack a few tensors pass here and get the precise "missing tensor" error later.
+ */
+export function checkConfigFitsWeights(config: ModelConfig, storedValues: number, configFile: string, where: string): void {
+  const count = parameterCountOf(config);
+  if (count > 2 * storedValues + 1024) {
+    throw new Error(`${configFile}: describes a model of ${count} parameters, but ${where} holds only ${storedValues} ` +
+                    'values (the config does not belong to these weights, or one of them is corrupt)');
+  }
+}
+
 /** Throws unless the palette fits the model's vocabulary (k colors + SOS). */
 export function checkPaletteMatchesConfig(palette: Palette, config: ModelConfig, where: string,
                                           configFile: string): void {
@@ -255,6 +274,9 @@ export function modelFromFiles(folder: string, configJson: unknown, weights: Uin
   const config = { ...declared };
   const score = tensors.get('score.weight');
   if (!declaredLabels && score) config.numLabels = score.shape[0] ?? 0;
+  let stored = 0;
+  for (const t of tensors.values()) stored += t.data.length;
+  checkConfigFitsWeights(config, stored, configFile, weightsFile);
   const params = new ParameterTensors(config);
   fillParameters(params, {
     has: (name) => tensors.has(name),

@@ -13,11 +13,11 @@ import { type ModelConfig, validateConfig } from '../model/config.js';
 import { ParameterTensors, tensorLayout, type NamedTensor } from '../model/parameters.js';
 import type { Palette } from '../palette/palette.js';
 import {
-  candidateNames, checkPaletteMatchesConfig, CONFIG_FILE, configFromHf, configToHf, fillParameters, MASK_BUFFER,
+  candidateNames, checkConfigFitsWeights, checkPaletteMatchesConfig, CONFIG_FILE, configFromHf, configToHf, fillParameters, MASK_BUFFER,
   paletteFromPreprocessor, PREPROCESSOR_FILE, preprocessorJson, PYTORCH_FILE, WEIGHTS_FILE, WEIGHTS_INDEX_FILE,
 } from './hf-format.js';
 import { OPENAI_CLUSTERS_FILE, readOpenAiClusters } from './openai.js';
-import { SafetensorsReader, type TensorToWrite, writeAll, writeFileAtomic, encodeHeader } from './safetensors.js';
+import { SafetensorsReader, type TensorToWrite, writeAll, writeFileAtomic, encodeHeader, numel } from './safetensors.js';
 
 export {
   CONFIG_FILE, configFromHf, configToHf, float32Json, PREPROCESSOR_FILE, preprocessorJson, PYTORCH_FILE,
@@ -165,6 +165,17 @@ function findWeights(dir: string): WeightSource {
   throw new Error(`${dir}: no ${WEIGHTS_FILE} or ${WEIGHTS_INDEX_FILE} found (is this an ImageGPT model folder?)`);
 }
 
+/** How many values the weight files hold (headers only). */
+function storedValueCount(source: WeightSource): number {
+  let n = 0;
+  for (const file of source.files) {
+    const r = SafetensorsReader.open(file);
+    for (const e of r.entries) if (source.locate.get(e.name) === file) n += numel(e.shape);
+    r.close();
+  }
+  return n;
+}
+
 /** Reads config.json, the weights and the palette of a Hugging Face ImageGPT folder. */
 export function loadModelFolder(dir: string, options: LoadModelOptions = {}): LoadedModel {
   if (!existsSync(dir)) throw new Error(`${dir}: model folder does not exist`);
@@ -181,6 +192,8 @@ export function loadModelFolder(dir: string, options: LoadModelOptions = {}): Lo
     config.numLabels = r.entry('score.weight')!.shape[0] ?? 0;
     r.close();
   }
+  const where = source.files.length === 1 ? source.files[0]! : join(dir, WEIGHTS_INDEX_FILE);
+  checkConfigFitsWeights(config, storedValueCount(source), configFile, where);
 
   const params = new ParameterTensors(config);
   const readers = new Map<string, SafetensorsReader>();
@@ -189,7 +202,6 @@ export function loadModelFolder(dir: string, options: LoadModelOptions = {}): Lo
     if (!r) { r = SafetensorsReader.open(file); readers.set(file, r); }
     return r;
   };
-  const where = source.files.length === 1 ? source.files[0]! : join(dir, WEIGHTS_INDEX_FILE);
   let used: Set<string>;
   try {
     used = fillParameters(params, {
@@ -250,6 +262,8 @@ export function inspectModelFolder(dir: string): ModelFolderSummary {
   }
   const score = tensors.find((t) => t.name === 'score.weight');
   if (!declaredLabels && score) config.numLabels = score.shape[0] ?? 0;
+  const where = source.files.length === 1 ? source.files[0]! : join(dir, WEIGHTS_INDEX_FILE);
+  checkConfigFitsWeights(config, tensors.reduce((s, t) => s + numel(t.shape), 0), configFile, where);
   const stored = new Set(tensors.map((t) => t.name));
   const used = new Set<string>();
   const missing: string[] = [];

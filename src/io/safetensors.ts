@@ -5,9 +5,8 @@
  * Reading goes through a file descriptor, one tensor at a time, so a multi-GB checkpoint is never
  * held in memory twice. Floating tensors (F32, F16, BF16, F64) are returned as float32.
  */
-import { closeSync, fstatSync, fsyncSync, openSync, readFileSync, readSync, renameSync, unlinkSync,
-         writeSync } from 'node:fs';
-import { basename, dirname, join } from 'node:path';
+import { closeSync, fstatSync, openSync, readFileSync, readSync } from 'node:fs';
+import { writeAll, writeFileAtomic } from '../util/fs.js';
 import {
   assertLittleEndianHost, decodeFloats, DTYPE_BYTES, FLOAT_DTYPES, float32ToBfloat16Bits, float32ToHalfBits,
   headerLengthOf, numel, parseHeader, parseSafetensors, shapeText,
@@ -204,33 +203,8 @@ function encodeTensorData(t: TensorToWrite): Uint8Array {
   return new Uint8Array(bits.buffer);
 }
 
-/** Runs `write` on a temp file beside `path`, fsyncs, and renames it into place (removing it on failure). */
-export function writeFileAtomic(path: string, write: (fd: number) => void): void {
-  const tmp = join(dirname(path), `.${basename(path)}.tmp-${process.pid}-${Math.random().toString(36).slice(2, 10)}`);
-  let fd: number | null = null;
-  try {
-    fd = openSync(tmp, 'w');
-    write(fd);
-    fsyncSync(fd);
-    closeSync(fd);
-    fd = null;
-    renameSync(tmp, path);
-  } catch (err) {
-    if (fd !== null) closeSync(fd);
-    try { unlinkSync(tmp); } catch { /* already gone */ }
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code) throw new Error(`${path}: cannot write (${code}: ${(err as Error).message})`);
-    throw err;
-  }
-}
-
-/** Writes all of `bytes` at the current position of `fd`, in chunks. */
-export function writeAll(fd: number, bytes: Uint8Array): void {
-  let done = 0;
-  while (done < bytes.length) {
-    done += writeSync(fd, bytes, done, Math.min(bytes.length - done, IO_CHUNK_BYTES));
-  }
-}
+// The atomic writer lives in util/fs; re-exported for this module's users.
+export { writeAll, writeFileAtomic };
 
 /**
  * Writes a safetensors file atomically (temp file + rename). Tensors keep the given order; each

@@ -63,6 +63,8 @@ function pointModelLink(runDir: string, target: string): void {
   rmSync(tmp, { force: true });
   symlinkSync(target, tmp);
   renameSync(tmp, link);
+  // A run killed between the two calls above leaves its temporary link behind.
+  for (const n of readdirSync(runDir)) if (n.startsWith('.model-')) rmSync(join(runDir, n), { force: true });
 }
 
 function pruneCheckpoints(root: string, newest: string): void {

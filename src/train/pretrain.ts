@@ -71,6 +71,9 @@ export async function pretrain(kernels: Kernels, data: TokenDataset, dataPath: s
     trainer.adam.step = ckpt.adamStep;
   }
   hooks.onStart?.({ resumedFrom: ckpt ? state.step : -1, config: model.config, params: model.params.count });
+  // history.json and loss.png are written after latest.json: a crash in between leaves them behind
+  // the checkpoint, so a resumed run rewrites them from the checkpoint's own history.
+  if (ckpt) await writeLossCurve(runDir, state);
 
   const snapshot = (): RunState => ({ ...state, ...trainer.state });
   const checkpoint = async (): Promise<string> => {
