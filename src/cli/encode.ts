@@ -4,7 +4,10 @@ import type { CommandModule } from './command.js';
 import { buildTokenDataset } from '../data/build.js';
 import { saveTokenDataset } from '../data/tokens.js';
 import { DEFAULT_SAMPLE_PIXELS } from '../palette/kmeans.js';
+import { statSync } from 'node:fs';
 import { loadPalette } from '../palette/files.js';
+import type { Palette } from '../palette/palette.js';
+import { readFolderPalette, readPreprocessorPalette } from '../io/hf.js';
 import { parseIntOption } from './common.js';
 import { dataOptions, parseDataOptions, type DataFlags } from './data-options.js';
 
@@ -16,7 +19,7 @@ export const encodeCommand: CommandModule = {
       .command('encode')
       .description('quantize a dataset to palette ids and write a token dataset (train/val/test)');
     dataOptions(cmd)
-      .option('--palette <file>', 'palette (.json from `igpt palette`, or kmeans_centers.npy); default: fit one on the training split')
+      .option('--palette <file>', 'palette: .json from `igpt palette`, kmeans_centers.npy, an HF preprocessor_config.json or a model folder; default: fit one on the training split')
       .option('--k <k>', 'palette size when fitting one (default 512 RGB, 16 gray)')
       .option('--sample-pixels <n>', 'pixels sampled when fitting a palette', String(DEFAULT_SAMPLE_PIXELS))
       .option('--val-fraction <f>', 'share of the training set held out for validation', '0.1')
@@ -30,7 +33,7 @@ export const encodeCommand: CommandModule = {
         if (!(valFraction >= 0 && valFraction < 1)) throw new Error(`--val-fraction must be in [0, 1), got "${flags.valFraction}"`);
         const ds = await buildTokenDataset(flags.data, {
           ...parseDataOptions(flags),
-          palette: flags.palette ? loadPalette(flags.palette) : undefined,
+          palette: flags.palette ? paletteFromPath(flags.palette) : undefined,
           paletteSource: flags.palette,
           k: flags.k === undefined ? undefined : parseIntOption('--k', flags.k, 1, 65535),
           samplePixels: parseIntOption('--sample-pixels', flags.samplePixels, 1),
@@ -47,3 +50,15 @@ export const encodeCommand: CommandModule = {
       });
   },
 };
+
+/** A palette file (.json, .npy), an HF preprocessor_config.json, or a model folder's palette. */
+function paletteFromPath(path: string): Palette {
+  let isDir = false;
+  try { isDir = statSync(path).isDirectory(); } catch { /* loadPalette names the missing file */ }
+  if (isDir) {
+    const p = readFolderPalette(path);
+    if (!p) throw new Error(`${path}: a folder without preprocessor_config.json or kmeans_centers.npy has no palette`);
+    return p;
+  }
+  return path.endsWith('preprocessor_config.json') ? readPreprocessorPalette(path) : loadPalette(path);
+}
