@@ -2,6 +2,7 @@
 import type { Command } from 'commander';
 import type { Kernels } from '../kernels/kernels.js';
 import { loadKernels, type KernelChoice } from '../kernels/select.js';
+import { SPLITS, type SplitName } from '../data/tokens.js';
 
 export function backendOption(cmd: Command): Command {
   return cmd.option('--backend <name>', 'kernels: auto, native (OpenBLAS addon) or portable (TypeScript); default: $IGPT_KERNELS or auto');
@@ -27,4 +28,25 @@ export function parseIntOption(name: string, value: string, min: number, max = N
   const v = Number(value);
   if (!Number.isInteger(v) || v < min || v > max) throw new Error(`${name} must be an integer in ${min}..${max === Number.MAX_SAFE_INTEGER ? '∞' : max}, got "${value}"`);
   return v;
+}
+
+/** --split as a split name, or a clear error. */
+export function parseSplitOption(value: string): SplitName {
+  if (!(SPLITS as readonly string[]).includes(value)) throw new Error(`--split must be one of ${SPLITS.join(', ')}, got "${value}"`);
+  return value as SplitName;
+}
+
+/**
+ * Ctrl-C for long work: the first press asks the work to stop at its next safe point (it polls
+ * `requested()`), saying `message`; a second press quits at once. `dispose()` removes the handler.
+ */
+export function stopOnInterrupt(message: string): { requested(): boolean; dispose(): void } {
+  let stop = false;
+  const onSigint = (): void => {
+    if (stop) process.exit(130);
+    stop = true;
+    process.stderr.write(`\nigpt: ${message} (Ctrl-C again to quit at once)\n`);
+  };
+  process.on('SIGINT', onSigint);
+  return { requested: () => stop, dispose: () => { process.off('SIGINT', onSigint); } };
 }

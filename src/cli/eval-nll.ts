@@ -1,9 +1,9 @@
 /** `igpt eval-nll`: the generative loss of a checkpoint on a split (test by default). */
 import type { Command } from 'commander';
 import type { CommandModule } from './command.js';
-import { loadTokenDataset, SPLITS, type SplitName } from '../data/tokens.js';
+import { loadTokenDataset } from '../data/tokens.js';
 import { evaluateNll } from '../train/evaluate.js';
-import { backendOption, kernelsFromFlags, parseIntOption } from './common.js';
+import { backendOption, kernelsFromFlags, parseIntOption, parseSplitOption } from './common.js';
 import { checkModelMatchesData, openModel } from './open-model.js';
 import { createProgress } from './progress.js';
 
@@ -21,12 +21,11 @@ export const evalNllCommand: CommandModule = {
       .option('--objective <ar|bert>', 'override the objective recorded with the model')
       .option('--json', 'print the result as JSON'))
       .action((flags: Flags) => {
-        if (!(SPLITS as readonly string[]).includes(flags.split)) throw new Error(`--split must be one of ${SPLITS.join(', ')}`);
         const kernels = kernelsFromFlags(flags);
         const data = loadTokenDataset(flags.data);
         const m = openModel(flags.model, kernels, flags.objective);
         checkModelMatchesData(m, data, flags.data);
-        const split = data[flags.split as SplitName];
+        const split = data[parseSplitOption(flags.split)];
         const maxImages = flags.maxImages ? parseIntOption('--max-images', flags.maxImages, 1) : undefined;
         const bar = createProgress('eval-nll', Math.min(split.count, maxImages ?? split.count), 'images');
         const r = evaluateNll(m.model, split, m.objective, {

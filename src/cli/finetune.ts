@@ -10,7 +10,7 @@ import { saveModelFolder } from '../io/hf.js';
 import { ImageGPT } from '../model/model.js';
 import { withClassHead } from '../model/parameters.js';
 import { writeRunFile } from '../train/checkpoint.js';
-import { backendOption, kernelsFromFlags, parseIntOption, parseNumberOption } from './common.js';
+import { backendOption, kernelsFromFlags, parseIntOption, parseNumberOption, stopOnInterrupt } from './common.js';
 import { checkModelMatchesData, openModel, type OpenedModel } from './open-model.js';
 import { createProgress } from './progress.js';
 
@@ -75,22 +75,20 @@ export async function runFinetuning(kernels: Kernels, opened: OpenedModel, data:
                                     outDir: string, about: Record<string, string>): Promise<FinetuneResult> {
   const params = withClassHead(opened.model.params, data.meta.numClasses);
   const model = new ImageGPT(kernels, params.config, params);
-  let stop = false;
-  const onSigint = (): void => { if (stop) process.exit(130); stop = true; process.stderr.write('\nigpt: stopping; the best model so far is saved\n'); };
-  process.on('SIGINT', onSigint);
+  const interrupt = stopOnInterrupt('stopping; the best model so far is saved');
   const bar = createProgress('finetune', options.steps, 'steps', ['loss', 'clf', 'acc', 'val']);
   let val = '-';
   try {
     const r = await finetune(model, data, options, {
       onStep: (s) => bar.update(s.step, { loss: s.loss.toFixed(3), clf: (s.clfLoss ?? NaN).toFixed(3), acc: (s.clfAccuracy ?? NaN).toFixed(2), val }),
       onValidate: (acc, _step, best) => { val = `${(100 * acc).toFixed(2)}%${best ? '*' : ''}`; },
-      shouldStop: () => stop,
+      shouldStop: interrupt.requested,
     });
     saveModelFolder(join(outDir, 'model'), model.params, opened.palette ?? data.palette, { labels: data.meta.classNames });
     writeRunFile(outDir, 'finetune.json', JSON.stringify({ ...about, options, ...r }, null, 1));
     return r;
   } finally {
     bar.stop();
-    process.off('SIGINT', onSigint);
+    interrupt.dispose();
   }
 }

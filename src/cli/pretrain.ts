@@ -10,7 +10,7 @@ import { pretrain, type PretrainResult } from '../train/pretrain.js';
 import { NumericalFault, type PretrainOptions } from '../train/trainer.js';
 import type { Objective } from '../train/objectives.js';
 import type { Kernels } from '../kernels/kernels.js';
-import { backendOption, kernelsFromFlags, parseIntOption, parseNumberOption } from './common.js';
+import { backendOption, kernelsFromFlags, parseIntOption, parseNumberOption, stopOnInterrupt } from './common.js';
 import { createProgress } from './progress.js';
 
 export interface TrainFlags {
@@ -87,13 +87,7 @@ export async function runPretraining(kernels: Kernels, data: TokenDataset, flags
                                      outDir: string, resume: boolean, label = 'pretrain'): Promise<PretrainResult> {
   const shape = parseShape(flags);
   checkMemory(shape, data, options.batch, options.recompute ?? false);
-  let stopRequested = false;
-  const onSigint = (): void => {
-    if (stopRequested) process.exit(130);
-    stopRequested = true;
-    process.stderr.write('\nigpt: stopping after this step and saving a checkpoint (Ctrl-C again to quit at once)\n');
-  };
-  process.on('SIGINT', onSigint);
+  const interrupt = stopOnInterrupt('stopping after this step and saving a checkpoint');
   const pixels = data.meta.pixels;
   let bar = createProgress(label, options.steps, 'steps', ['loss', 'lr', 'px/s', 'val']);
   let valText = '-';
@@ -112,7 +106,7 @@ export async function runPretraining(kernels: Kernels, data: TokenDataset, flags
       }),
       onValidate: (r) => { valText = `${r.natsPerPixel.toFixed(4)} nats (${r.bitsPerDim.toFixed(3)} bpd)`; },
       onCheckpoint: (dir) => { lastCheckpoint = dir; },
-      shouldStop: () => stopRequested,
+      shouldStop: interrupt.requested,
     });
     bar.stop();
     const v = result.finalValidation;
@@ -131,7 +125,7 @@ export async function runPretraining(kernels: Kernels, data: TokenDataset, flags
     }
     throw err;
   } finally {
-    process.off('SIGINT', onSigint);
+    interrupt.dispose();
   }
 }
 

@@ -1,12 +1,12 @@
 /** `igpt sample`: unconditional samples or completions of test images, as a PNG grid + JSON. */
 import type { Command } from 'commander';
 import type { CommandModule } from './command.js';
-import { loadTokenDataset, SPLITS, type SplitName } from '../data/tokens.js';
+import { loadTokenDataset } from '../data/tokens.js';
 import type { SamplingOptions } from '../sample/sampler.js';
 import { completeImages } from '../sample/complete.js';
 import { writeCompletionGrid } from '../sample/grid.js';
 import { writeRunFile } from '../train/checkpoint.js';
-import { backendOption, kernelsFromFlags, parseIntOption, parseNumberOption } from './common.js';
+import { backendOption, kernelsFromFlags, parseIntOption, parseNumberOption, parseSplitOption } from './common.js';
 import { checkModelMatchesData, openModel } from './open-model.js';
 import { createProgress } from './progress.js';
 import { dirname, basename, join } from 'node:path';
@@ -57,8 +57,7 @@ export const sampleCommand: CommandModule = {
           const data = loadTokenDataset(flags.data);
           checkModelMatchesData(m, data, flags.data);
           palette ??= data.palette;
-          if (!(SPLITS as readonly string[]).includes(flags.split)) throw new Error(`--split must be one of ${SPLITS.join(', ')}`);
-          const split = data[flags.split as SplitName];
+          const split = data[parseSplitOption(flags.split)];
           const first = parseIntOption('--first', flags.first, 0);
           if (first + count > split.count) throw new Error(`${flags.data}: the ${flags.split} split has ${split.count} images, cannot take ${count} from ${first}`);
           originals = Int32Array.from(split.tokens.subarray(first * cfg.nPositions, (first + count) * cfg.nPositions));

@@ -10,8 +10,8 @@ import { dirname, extname, join, normalize, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
 import type { CommandModule } from './command.js';
-import { parseIntOption } from './common.js';
-import { loadTokenDataset, SPLITS, type SplitName } from '../data/tokens.js';
+import { parseIntOption, parseSplitOption } from './common.js';
+import { loadTokenDataset, type SplitName } from '../data/tokens.js';
 import { CONFIG_FILE, configFromHf, PREPROCESSOR_FILE, readPreprocessorPalette, WEIGHTS_FILE } from '../io/hf.js';
 import { testImagesFromSplit, type TestImages } from '../io/test-images.js';
 
@@ -214,13 +214,11 @@ export const serveCommand: CommandModule = {
         if (!flags.writeTestImages) checkBuiltPage(webDir);
         const modelDir = flags.model ?? join(webDir, 'model');
         const model = checkServableModel(modelDir);
-        if (!(SPLITS as readonly string[]).includes(flags.split)) {
-          throw new Error(`--split must be one of ${SPLITS.join(', ')}, got "${flags.split}"`);
-        }
+        const split = parseSplitOption(flags.split);
         const first = parseIntOption('--first', flags.first, 0);
         const count = parseIntOption('--images', flags.images, 1, 256);
         const testImages = flags.data
-          ? testImagesForModel(flags.data, flags.split as SplitName, first, count, model) : null;
+          ? testImagesForModel(flags.data, split, first, count, model) : null;
         if (flags.writeTestImages) {
           if (!testImages) throw new Error('--write-test-images needs --data');
           const tmp = `${flags.writeTestImages}.tmp-${process.pid}`;

@@ -1,8 +1,8 @@
 /** `igpt show`: a PNG grid of decoded images from a token dataset. */
 import type { Command } from 'commander';
 import type { CommandModule } from './command.js';
-import { parseIntOption } from './common.js';
-import { loadTokenDataset, SPLITS, type SplitName } from '../data/tokens.js';
+import { parseIntOption, parseSplitOption } from './common.js';
+import { loadTokenDataset } from '../data/tokens.js';
 import { dequantize } from '../palette/quantize.js';
 import { writeImageGrid } from '../util/image.js';
 
@@ -22,9 +22,8 @@ export const showCommand: CommandModule = {
       .option('--labels', 'write each image\'s class under it')
       .requiredOption('--out <file>', 'PNG file to write')
       .action(async (flags: ShowFlags) => {
-        if (!(SPLITS as readonly string[]).includes(flags.split)) throw new Error(`--split must be one of ${SPLITS.join(', ')}, got "${flags.split}"`);
         const ds = loadTokenDataset(flags.tokens);
-        const split = ds[flags.split as SplitName];
+        const split = ds[parseSplitOption(flags.split)];
         const start = parseIntOption('--start', flags.start, 0);
         const count = Math.min(parseIntOption('--count', flags.count, 1), split.count - start);
         if (count <= 0) throw new Error(`${flags.tokens}: the ${flags.split} split has ${split.count} images, nothing from index ${start}`);

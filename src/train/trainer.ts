@@ -89,6 +89,8 @@ export class Trainer {
   /** Scratch for one augmented batch, and the indices 0..B-1 into it. */
   private readonly augmented: TokenSplit | null;
   private identity: Int32Array | null = null;
+  /** Fine-tuning: where the class head starts in the flat buffer (kept last) and its rate scale. */
+  private readonly classHead: { offset: number; lrScale: number } | null;
 
   constructor(readonly model: ImageGPT, readonly data: TokenDataset, readonly opts: PretrainOptions) {
     const T = data.meta.pixels;
@@ -99,6 +101,8 @@ export class Trainer {
       throw new Error(`the dataset's palette has ${data.palette.k} colors but the model expects ${model.config.vocabSize - 1}`);
     }
     model.recompute = opts.recompute ?? false;
+    const score = model.params.layout.find((t) => t.name === 'score.weight');
+    this.classHead = opts.classify && score ? { offset: score.offset, lrScale: opts.classify.headLrScale } : null;
     this.adam = new Adam(model.params.count);
     this.order = new DataOrder(data.train.count, opts.batch, opts.seed);
     this.builder = new BatchBuilder(opts.batch, T, opts.objective, sosTokenOf(model.config), opts.maskProb);
@@ -131,9 +135,9 @@ export class Trainer {
       throw new NumericalFault(step, `the gradient of ${firstNonFinite(model)} is not finite`);
     }
     const lr = learningRateAt(this.schedule, step);
-    const head = this.opts.classify ? model.params.layout.find((t) => t.name === 'score.weight') : undefined;
+    const head = this.classHead;
     this.adam.update(model.kernels, model.params.data, model.grads.data, lr,
-                     head ? { start: head.offset, lr: lr * this.opts.classify!.headLrScale } : undefined);
+                     head ? { start: head.offset, lr: lr * head.lrScale } : undefined);
     const seconds = (performance.now() - t0) / 1000;
     state.step++;
     state.seconds += seconds;
