@@ -8,6 +8,7 @@
 #include <limits>
 #include <string>
 
+#include "gemm_packed.h"
 #include "kernels.h"
 #include "thread_pool.h"
 
@@ -58,6 +59,26 @@ class Args {
       fail(std::string(name) + " must be an Int32Array");
     }
     Napi::Int32Array a = v.As<Napi::Int32Array>();
+    return {a.Data(), a.ElementLength()};
+  }
+
+  struct U16 {
+    uint16_t* data;
+    size_t length;
+  };
+
+  bool isHalves(size_t i) const {
+    const Napi::Value v = info_[i];
+    return v.IsTypedArray() && v.As<Napi::TypedArray>().TypedArrayType() == napi_uint16_array;
+  }
+
+  /** A Uint16Array (half floats). */
+  U16 halves(size_t i, const char* name) const {
+    const Napi::Value v = info_[i];
+    if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_uint16_array) {
+      fail(std::string(name) + " must be a Uint16Array");
+    }
+    Napi::Uint16Array a = v.As<Napi::Uint16Array>();
     return {a.Data(), a.ElementLength()};
   }
 
@@ -134,6 +155,47 @@ Napi::Value Sgemm(const Napi::CallbackInfo& info) {
   igpt::sgemm(ta, tb, static_cast<int>(m), static_cast<int>(n), static_cast<int>(k), alpha, a.data,
               static_cast<int>(std::max<int64_t>(lda, 1)), b.data, static_cast<int>(std::max<int64_t>(ldb, 1)),
               beta, c.data, static_cast<int>(ldc));
+  return info.Env().Undefined();
+}
+
+Napi::Value PackMatrix(const Napi::CallbackInfo& info) {
+  Args args(info, "packMatrix", 4);
+  const auto b = args.floats(0, "b");
+  const int64_t k = args.count(1, "k"), n = args.count(2, "n");
+  const bool half = args.flag(3, "half") && igpt::halfFloatsSupported();
+  args.needs("b", b.length, static_cast<uint64_t>(k) * n);
+  const auto size = static_cast<size_t>(igpt::packedStripsSize(static_cast<int>(k), static_cast<int>(n)));
+  if (half) {
+    Napi::Uint16Array packed = Napi::Uint16Array::New(info.Env(), size);
+    igpt::packStripsHalf(packed.Data(), b.data, static_cast<int>(k), static_cast<int>(n));
+    return packed;
+  }
+  Napi::Float32Array packed = Napi::Float32Array::New(info.Env(), size);
+  igpt::packStrips(packed.Data(), b.data, static_cast<int>(k), static_cast<int>(n));
+  return packed;
+}
+
+Napi::Value SgemmPacked(const Napi::CallbackInfo& info) {
+  Args args(info, "sgemmPacked", 7);
+  igpt::FlushDenormals flush;
+  const int64_t m = args.count(0, "m"), n = args.count(1, "n"), k = args.count(2, "k");
+  const auto a = args.floats(3, "a");
+  const auto c = args.floats(5, "c");
+  const bool accumulate = args.flag(6, "accumulate");
+  args.needs("a", a.length, static_cast<uint64_t>(m) * k);
+  args.needs("c", c.length, static_cast<uint64_t>(m) * n);
+  const auto need = static_cast<uint64_t>(igpt::packedStripsSize(static_cast<int>(k), static_cast<int>(n)));
+  const int mi = static_cast<int>(m), ni = static_cast<int>(n), ki = static_cast<int>(k);
+  if (args.isHalves(4)) {
+    if (!igpt::halfFloatsSupported()) args.fail("this CPU has no half-float conversions (F16C)");
+    const auto packed = args.halves(4, "packed");
+    args.needs("packed", packed.length, need);
+    igpt::sgemmPackedHalf(mi, ni, ki, a.data, packed.data, c.data, accumulate);
+  } else {
+    const auto packed = args.floats(4, "packed");
+    args.needs("packed", packed.length, need);
+    igpt::sgemmPacked(mi, ni, ki, a.data, packed.data, c.data, accumulate);
+  }
   return info.Env().Undefined();
 }
 
@@ -305,6 +367,25 @@ Napi::Value AttentionBackward(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+/** The checks and shape shared by both cache types; `Cache` is a typed array view. */
+struct DecodeArgs {
+  int B, H, hs, t, maxT;
+};
+
+template <class Cache>
+DecodeArgs decodeArgs(const Args& args, size_t outLength, size_t qkvLength, const Cache& kCache, const Cache& vCache) {
+  const int64_t B = args.count(4, "B"), H = args.count(5, "H"), hs = args.count(6, "hs");
+  const int64_t t = args.count(7, "t"), maxT = args.count(8, "maxT");
+  if (3 * H * hs > std::numeric_limits<int32_t>::max()) args.fail("H·hs is too large");
+  if (t >= maxT) args.fail("position t=" + std::to_string(t) + " is not below maxT=" + std::to_string(maxT));
+  const uint64_t C = static_cast<uint64_t>(H) * hs;
+  args.needs("out", outLength, B * C);
+  args.needs("qkv", qkvLength, B * 3 * C);
+  args.needs("kCache", kCache.length, B * C * maxT);
+  args.needs("vCache", vCache.length, B * C * maxT);
+  return {static_cast<int>(B), static_cast<int>(H), static_cast<int>(hs), static_cast<int>(t), static_cast<int>(maxT)};
+}
+
 Napi::Value AttentionDecode(const Napi::CallbackInfo& info) {
   Args args(info, "attentionDecode", 9);
   igpt::FlushDenormals flush;
@@ -312,18 +393,26 @@ Napi::Value AttentionDecode(const Napi::CallbackInfo& info) {
   const auto qkv = args.floats(1, "qkv");
   const auto kCache = args.floats(2, "kCache");
   const auto vCache = args.floats(3, "vCache");
-  const int64_t B = args.count(4, "B"), H = args.count(5, "H"), hs = args.count(6, "hs");
-  const int64_t t = args.count(7, "t"), maxT = args.count(8, "maxT");
-  if (3 * H * hs > std::numeric_limits<int32_t>::max()) args.fail("H·hs is too large");
-  if (t >= maxT) args.fail("position t=" + std::to_string(t) + " is not below maxT=" + std::to_string(maxT));
-  const uint64_t C = static_cast<uint64_t>(H) * hs;
-  args.needs("out", out.length, B * C);
-  args.needs("qkv", qkv.length, B * 3 * C);
-  args.needs("kCache", kCache.length, B * C * maxT);
-  args.needs("vCache", vCache.length, B * C * maxT);
-  igpt::attentionDecode(out.data, qkv.data, kCache.data, vCache.data, static_cast<int>(B), static_cast<int>(H),
-                        static_cast<int>(hs), static_cast<int>(t), static_cast<int>(maxT));
+  const DecodeArgs d = decodeArgs(args, out.length, qkv.length, kCache, vCache);
+  igpt::attentionDecode(out.data, qkv.data, kCache.data, vCache.data, d.B, d.H, d.hs, d.t, d.maxT);
   return info.Env().Undefined();
+}
+
+Napi::Value AttentionDecodeHalf(const Napi::CallbackInfo& info) {
+  Args args(info, "attentionDecodeHalf", 9);
+  if (!igpt::halfFloatsSupported()) args.fail("this CPU has no half-float conversions (F16C)");
+  igpt::FlushDenormals flush;
+  const auto out = args.floats(0, "out");
+  const auto qkv = args.floats(1, "qkv");
+  const auto kCache = args.halves(2, "kCache");
+  const auto vCache = args.halves(3, "vCache");
+  const DecodeArgs d = decodeArgs(args, out.length, qkv.length, kCache, vCache);
+  igpt::attentionDecodeHalf(out.data, qkv.data, kCache.data, vCache.data, d.B, d.H, d.hs, d.t, d.maxT);
+  return info.Env().Undefined();
+}
+
+Napi::Value HalfCache(const Napi::CallbackInfo& info) {
+  return Napi::Boolean::New(info.Env(), igpt::halfFloatsSupported());
 }
 
 Napi::Value CrossEntropy(const Napi::CallbackInfo& info) {
@@ -388,6 +477,8 @@ Napi::Value GemmThreadingMode(const Napi::CallbackInfo& info) {
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("sgemm", Napi::Function::New(env, Sgemm, "sgemm"));
+  exports.Set("packMatrix", Napi::Function::New(env, PackMatrix, "packMatrix"));
+  exports.Set("sgemmPacked", Napi::Function::New(env, SgemmPacked, "sgemmPacked"));
   exports.Set("sgemmStridedBatched", Napi::Function::New(env, SgemmStridedBatched, "sgemmStridedBatched"));
   exports.Set("biasForward", Napi::Function::New(env, BiasForward, "biasForward"));
   exports.Set("biasBackward", Napi::Function::New(env, BiasBackward, "biasBackward"));
@@ -398,6 +489,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("attentionForward", Napi::Function::New(env, AttentionForward, "attentionForward"));
   exports.Set("attentionBackward", Napi::Function::New(env, AttentionBackward, "attentionBackward"));
   exports.Set("attentionDecode", Napi::Function::New(env, AttentionDecode, "attentionDecode"));
+  exports.Set("attentionDecodeHalf", Napi::Function::New(env, AttentionDecodeHalf, "attentionDecodeHalf"));
+  exports.Set("halfCache", Napi::Function::New(env, HalfCache, "halfCache"));
   exports.Set("crossEntropy", Napi::Function::New(env, CrossEntropy, "crossEntropy"));
   exports.Set("adamUpdate", Napi::Function::New(env, AdamUpdate, "adamUpdate"));
   exports.Set("threads", Napi::Function::New(env, Threads, "threads"));

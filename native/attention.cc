@@ -1,6 +1,6 @@
 // Multi-head attention core. The fast path is attention_simd.cc (AVX2/AVX-512, head size a multiple
-// of 8); this file holds the entry points, the portable fallback built on OpenBLAS, and the cached
-// decoding step.
+// of 8); this file holds the entry points and the portable fallback built on OpenBLAS. The cached
+// decoding step is in decode.cc.
 //
 // Fallback: one (batch, head) at a time in blocks of query rows. Within a block the scores come
 // from one small GEMM against the keys the block can see (with `causal`, keys up to the block's
@@ -141,55 +141,6 @@ void attentionBackward(float* dqkv, const float* dout, const float* qkv, const f
       sgemm(true, false, keys, hs, rows, 1.0f, p, T, dOBlock, C, 1.0f, dv, hv.ld);
     }
   });
-}
-
-}  // namespace igpt
-
-namespace igpt {
-
-namespace {
-
-IGPT_MULTIVERSION
-float dotProduct(const float* a, const float* b, int n) {
-  float sum = 0;
-#pragma omp simd reduction(+ : sum)
-  for (int i = 0; i < n; i++) sum += a[i] * b[i];
-  return sum;
-}
-
-IGPT_MULTIVERSION
-void addScaled(float* y, const float* x, float alpha, int n) {
-  for (int i = 0; i < n; i++) y[i] += alpha * x[i];
-}
-
-}  // namespace
-
-void attentionDecode(float* out, const float* qkv, float* kCache, float* vCache, int B, int H, int hs,
-                     int t, int maxT) {
-  if (B <= 0 || H <= 0 || hs <= 0) return;
-  const int C = H * hs;
-  const float scale = 1.0f / std::sqrt(static_cast<float>(hs));
-  const int64_t heads = static_cast<int64_t>(B) * H;
-  auto decodeHead = [&](int64_t bh) {
-    const int b = static_cast<int>(bh / H), h = static_cast<int>(bh % H);
-    const float* q = qkv + static_cast<int64_t>(b) * 3 * C + static_cast<int64_t>(h) * hs;
-    float* keys = kCache + bh * maxT * hs;
-    float* values = vCache + bh * maxT * hs;
-    std::copy(q + C, q + C + hs, keys + static_cast<int64_t>(t) * hs);
-    std::copy(q + 2 * C, q + 2 * C + hs, values + static_cast<int64_t>(t) * hs);
-    thread_local std::vector<float> scores;
-    scores.resize(static_cast<size_t>(t) + 1);
-    for (int s = 0; s <= t; s++) scores[s] = dotProduct(q, keys + static_cast<int64_t>(s) * hs, hs) * scale;
-    softmaxRow(scores.data(), t + 1, t + 1);
-    float* o = out + static_cast<int64_t>(b) * C + static_cast<int64_t>(h) * hs;
-    std::fill(o, o + hs, 0.0f);
-    for (int s = 0; s <= t; s++) addScaled(o, values + static_cast<int64_t>(s) * hs, scores[s], hs);
-  };
-  if (heads * (t + 1) * hs < 65536) {
-    for (int64_t bh = 0; bh < heads; bh++) decodeHead(bh);
-  } else {
-    pool().run(heads, decodeHead);
-  }
 }
 
 }  // namespace igpt

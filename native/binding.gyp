@@ -2,7 +2,7 @@
   "targets": [
     {
       "target_name": "igpt_native",
-      "sources": ["addon.cc", "thread_pool.cc", "gemm.cc", "attention.cc", "attention_simd.cc", "pointwise.cc"],
+      "sources": ["addon.cc", "thread_pool.cc", "gemm.cc", "gemm_packed.cc", "attention.cc", "attention_simd.cc", "decode.cc", "cpu.cc", "pointwise.cc"],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS"],
       "cflags!": ["-fno-exceptions", "-O2"],

@@ -42,9 +42,17 @@ void attentionForward(float* out, float* att, const float* qkv, int B, int T, in
                       bool causal);
 void attentionBackward(float* dqkv, const float* dout, const float* qkv, const float* att, int B,
                        int T, int H, int hs, bool causal);
-/** One cached decoding step at position t: appends the token's k, v to the caches, attends to 0..t. */
+/**
+ * One cached decoding step at position t: appends the token's k, v to the caches ([B, H, hs, maxT]),
+ * attends to 0..t.
+ */
 void attentionDecode(float* out, const float* qkv, float* kCache, float* vCache, int B, int H, int hs,
                      int t, int maxT);
+/** Whether this CPU converts IEEE half floats in hardware (x86 F16C + AVX2 + FMA), for caches and packed weights. */
+bool halfFloatsSupported();
+/** attentionDecode with half-float caches; does nothing unless halfFloatsSupported(). */
+void attentionDecodeHalf(float* out, const float* qkv, uint16_t* kCache, uint16_t* vCache, int B, int H, int hs,
+                         int t, int maxT);
 
 /** How a large GEMM is spread over cores: OpenBLAS's own threads, or split over our pool. */
 enum class GemmThreading { Blas, Pool };

@@ -1,6 +1,7 @@
 #include "thread_pool.h"
 
 #include <algorithm>
+#include <chrono>
 
 #include <cstdio>
 #include <cstdlib>
@@ -18,7 +19,29 @@ namespace igpt {
 
 namespace {
 thread_local bool insidePool = false;
+
+/** How long a thread spins on a condition before it blocks. */
+constexpr auto kSpinTime = std::chrono::microseconds(200);
+
+inline void cpuRelax() {
+#if IGPT_HAS_MXCSR
+  _mm_pause();
+#else
+  std::this_thread::yield();
+#endif
 }
+
+/** Spins until done() or kSpinTime has passed; returns done(). */
+template <class Done>
+bool spinUntil(Done done) {
+  const auto until = std::chrono::steady_clock::now() + kSpinTime;
+  for (int i = 0;; i++) {
+    if (done()) return true;
+    cpuRelax();
+    if ((i & 63) == 63 && std::chrono::steady_clock::now() > until) return done();
+  }
+}
+}  // namespace
 
 ThreadPool::ThreadPool(int threads) {
   for (int i = 1; i < threads; i++) workers_.emplace_back([this] { workerLoop(); });
@@ -45,16 +68,17 @@ void ThreadPool::workerLoop() {
   insidePool = true;
   FlushDenormals flush;  // for the thread's lifetime: it only ever runs kernels
   uint64_t seen = 0;
+  const auto jobPosted = [&] { return generation_.load(std::memory_order_acquire) != seen; };
   for (;;) {
-    {
+    if (!spinUntil(jobPosted)) {
       std::unique_lock<std::mutex> lock(mutex_);
-      wake_.wait(lock, [&] { return generation_ != seen; });
-      seen = generation_;
+      wake_.wait(lock, jobPosted);
     }
+    seen = generation_.load(std::memory_order_acquire);
     drain();
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      if (--busyWorkers_ == 0) done_.notify_one();
+    if (busyWorkers_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+      std::lock_guard<std::mutex> lock(mutex_);  // the caller checks busyWorkers_ under this lock
+      done_.notify_one();
     }
   }
 }
@@ -66,20 +90,24 @@ void ThreadPool::run(int64_t n, const std::function<void(int64_t)>& fn) {
     return;
   }
   std::lock_guard<std::mutex> serialize(callerMutex_);
+  job_ = &fn;
+  jobSize_ = n;
+  next_.store(0, std::memory_order_relaxed);
+  busyWorkers_.store(static_cast<int>(workers_.size()), std::memory_order_relaxed);
   {
+    // The release publishes the job to spinning workers; the lock orders it with sleeping ones.
     std::lock_guard<std::mutex> lock(mutex_);
-    job_ = &fn;
-    jobSize_ = n;
-    next_.store(0, std::memory_order_relaxed);
-    busyWorkers_ = static_cast<int>(workers_.size());
-    generation_++;
+    generation_.fetch_add(1, std::memory_order_release);
   }
   wake_.notify_all();
   insidePool = true;
   drain();
   insidePool = false;
-  std::unique_lock<std::mutex> lock(mutex_);
-  done_.wait(lock, [&] { return busyWorkers_ == 0; });
+  const auto finished = [&] { return busyWorkers_.load(std::memory_order_acquire) == 0; };
+  if (!spinUntil(finished)) {
+    std::unique_lock<std::mutex> lock(mutex_);
+    done_.wait(lock, finished);
+  }
   job_ = nullptr;
 }
 

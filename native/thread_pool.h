@@ -1,6 +1,8 @@
 // A small persistent thread pool for the fused loops. The calling thread takes part, so a pool of
 // size N owns N-1 worker threads. Work is handed out as item indices claimed from an atomic
-// counter, which balances uneven items (causal attention rows) without any tuning.
+// counter, which balances uneven items (causal attention rows) without any tuning. Between jobs
+// the workers spin for a moment before they sleep: decoding hands out a job every few
+// microseconds, and waking a sleeping thread costs tens of them.
 #pragma once
 
 #include <atomic>
@@ -37,8 +39,8 @@ class ThreadPool {
   std::mutex mutex_;
   std::condition_variable wake_;
   std::condition_variable done_;
-  uint64_t generation_ = 0;
-  int busyWorkers_ = 0;
+  std::atomic<uint64_t> generation_{0};
+  std::atomic<int> busyWorkers_{0};
   const std::function<void(int64_t)>* job_ = nullptr;
   int64_t jobSize_ = 0;
   std::atomic<int64_t> next_{0};

@@ -70,6 +70,14 @@ function assertClose(got: ArrayLike<number>, ref: ArrayLike<number>, what: strin
   assert.ok(err < tolerance, `${what}: relative error ${err.toExponential(2)} ≥ ${tolerance}`);
 }
 
+/** x rounded to the nearest IEEE half float (ties to even), as the half-float kernels store it. */
+function toHalf(x: number): number {
+  if (x === 0 || !Number.isFinite(x)) return x;
+  const ulp = 2 ** (Math.max(Math.floor(Math.log2(Math.abs(x))), -14) - 10);
+  const r = x / ulp, f = Math.floor(r), rest = r - f;
+  return (rest > 0.5 || (rest === 0.5 && f % 2 !== 0) ? f + 1 : f) * ulp;
+}
+
 // ---------------------------------------------------------------------------------------------
 // GEMM
 
@@ -201,6 +209,40 @@ for (const { label, kernels } of backends) {
 // Bias, norm, GELU
 
 for (const { label, kernels } of backends) {
+  test(`${label}: sgemmPacked (a few rows against a packed matrix) matches float64, writing or accumulating`, () => {
+    const rng = new Rng(3);
+    // Row counts around the register tiles (6 and 8 rows), widths around the 32-column strips.
+    for (const [m, n, k] of [[1, 1, 1], [3, 33, 7], [7, 31, 5], [9, 100, 129], [16, 96, 64], [17, 64, 20]] as const) {
+      const b = randomArray(rng, k * n);
+      const packed = kernels.packMatrix(b, k, n);
+      const a = randomArray(rng, m * k);
+      for (const accumulate of [false, true]) {
+        const c = accumulate ? randomArray(rng, m * n) : poisoned(m * n);
+        const g: GemmCase = { transA: false, transB: false, m, n, k, alpha: 1, beta: accumulate ? 1 : 0,
+                              padA: 0, padB: 0, padC: 0, offset: 0 };
+        const ref = referenceGemm(g, a, k, b, n, c, n);
+        kernels.sgemmPacked(m, a, packed, c, accumulate);
+        assertClose(c, ref, `m${m} n${n} k${k}${accumulate ? ' accumulating' : ''}`);
+      }
+    }
+  });
+
+  // Half floats exist only where the CPU converts them (native on x86 with F16C).
+  if (kernels.attentionDecodeHalf) test(`${label}: half-float packing is exact rounding to halves, and products with it match float64`, () => {
+    const rng = new Rng(4);
+    for (const [m, n, k] of [[1, 5, 3], [8, 64, 32], [13, 70, 33]] as const) {
+      const b = randomArray(rng, k * n);
+      const packed = kernels.packMatrix(b, k, n, true);
+      assert.ok(packed.data instanceof Uint16Array, 'packMatrix(half) gives half floats');
+      const rounded = Float32Array.from(b, toHalf);
+      const a = randomArray(rng, m * k);
+      const c = poisoned(m * n);
+      const g: GemmCase = { transA: false, transB: false, m, n, k, alpha: 1, beta: 0, padA: 0, padB: 0, padC: 0, offset: 0 };
+      kernels.sgemmPacked(m, a, packed, c, false);
+      assertClose(c, referenceGemm(g, a, k, rounded, n, c, n), `half m${m} n${n} k${k}`);
+    }
+  });
+
   test(`${label}: biasForward and biasBackward accumulate`, () => {
     const rng = new Rng(3);
     for (const [rows, n] of [[1, 1], [7, 13], [33, 256], [3, 1031]]) {
@@ -514,7 +556,7 @@ for (const { label, kernels } of backends) {
         for (let h = 0; h < s.H; h++) {
           for (let t = 0; t < s.T; t++) {
             for (let i = 0; i < s.hs; i++) {
-              const cache = ((b * s.H + h) * maxT + t) * s.hs + i;
+              const cache = ((b * s.H + h) * s.hs + i) * maxT + t;
               const src = (b * s.T + t) * 3 * C + h * s.hs + i;
               assert.equal(kCache[cache], qkv[src + C], `${what}: k cache`);
               assert.equal(vCache[cache], qkv[src + 2 * C], `${what}: v cache`);
@@ -522,6 +564,30 @@ for (const { label, kernels } of backends) {
           }
         }
       }
+    }
+  });
+
+  const decodeHalf = kernels.attentionDecodeHalf;
+  if (decodeHalf) test(`${label}: attentionDecodeHalf equals float64 attention over keys and values rounded to halves`, () => {
+    const rng = new Rng(12);
+    // Head sizes off and on the vector widths; positions past the 64-wide register blocks.
+    for (const s of [{ B: 2, T: 13, H: 3, hs: 5 }, { B: 1, T: 150, H: 2, hs: 32 }, { B: 3, T: 70, H: 1, hs: 12 }]) {
+      const C = s.H * s.hs;
+      const maxT = s.T + 3;
+      const qkv = randomArray(rng, s.B * s.T * 3 * C);
+      const rounded = Float32Array.from(qkv, (x, i) => (i % (3 * C) >= C ? toHalf(x) : x));
+      const ref = referenceAttention(rounded, s, true).out;
+      const kCache = new Uint16Array(s.B * s.H * maxT * s.hs), vCache = new Uint16Array(s.B * s.H * maxT * s.hs);
+      const got = new Float32Array(s.B * s.T * C);
+      const step = new Float32Array(s.B * 3 * C);
+      const out = poisoned(s.B * C);
+      for (let t = 0; t < s.T; t++) {
+        for (let b = 0; b < s.B; b++) step.set(qkv.subarray((b * s.T + t) * 3 * C, (b * s.T + t + 1) * 3 * C), b * 3 * C);
+        out.fill(NaN);
+        decodeHalf(out, step, kCache, vCache, s.B, s.H, s.hs, t, maxT);
+        for (let b = 0; b < s.B; b++) got.set(out.subarray(b * C, (b + 1) * C), (b * s.T + t) * C);
+      }
+      assertClose(got, ref, `attentionDecodeHalf B${s.B} T${s.T} H${s.H} hs${s.hs}`);
     }
   });
 }

@@ -76,6 +76,14 @@ test('the addon rejects wrong types, short buffers and bad sizes with a clear er
   assert.throws(() => k.crossEntropy(f(2), null, f(4), Int32Array.of(0, 2), 2, 2, 1),
                 /target 2 of row 1 is not below V=2/);
   assert.throws(() => k.attentionDecode(f(4), f(12), f(8), f(8), 1, 1, 4, 2, 2), /position t=2 is not below maxT=2/);
+  const packed = k.packMatrix(f(8), 2, 4);
+  assert.throws(() => k.sgemmPacked(3, f(6), { ...packed, data: packed.data.subarray(1) }, f(12), false),
+                /igpt native sgemmPacked: packed has 63 elements, needs 64/);
+  assert.throws(() => k.sgemmPacked(3, f(5), packed, f(12), false), /a has 5 elements, needs 6/);
+  if (k.attentionDecodeHalf) {
+    assert.throws(() => k.attentionDecodeHalf!(f(4), f(12), f(8) as unknown as Uint16Array, new Uint16Array(8), 1, 1, 4, 0, 2),
+                  { name: 'TypeError', message: 'igpt native attentionDecodeHalf: kCache must be a Uint16Array' });
+  }
   // A subarray view is bounded by its own length, not by the buffer behind it.
   const big = f(100);
   assert.throws(() => k.biasForward(big.subarray(90), f(4), 3, 4), /out has 10 elements, needs 12/);
@@ -146,15 +154,16 @@ test('fused kernels give bit-identical results on 1, 2 and 3 threads', { skip },
   assert.match(prints[0]!, /^[0-9a-f]{64}$/);
 });
 
-test('the AVX2 and BLAS attention paths pass the shared attention tests too', { skip }, () => {
-  // On AVX-512 machines the default path is the AVX-512 one; IGPT_ATTENTION_ISA forces the others.
+test('the AVX2 and BLAS attention paths (and AVX2 decoding products) pass the shared tests too', { skip }, () => {
+  // On AVX-512 machines the default path is the AVX-512 one; IGPT_ATTENTION_ISA (attention and
+  // cached decoding) and IGPT_PACKED_ISA (products with packed matrices) force the others.
   // A fresh runner: NODE_TEST_CONTEXT (set for files run by a parent runner) would redirect its report.
   const env: NodeJS.ProcessEnv = { ...process.env };
   delete env.NODE_TEST_CONTEXT;
   for (const isa of ['avx2', 'none']) {
-    const r = spawnSync(process.execPath, ['--import', 'tsx', '--test', '--test-name-pattern=native: attention',
+    const r = spawnSync(process.execPath, ['--import', 'tsx', '--test', '--test-name-pattern=native: (attention|sgemmPacked|half)',
                                            'test/kernels.test.ts'],
-                        { cwd: root, encoding: 'utf8', env: { ...env, IGPT_ATTENTION_ISA: isa } });
+                        { cwd: root, encoding: 'utf8', env: { ...env, IGPT_ATTENTION_ISA: isa, IGPT_PACKED_ISA: isa } });
     assert.equal(r.status, 0, `IGPT_ATTENTION_ISA=${isa}:\n${r.stdout.slice(-2000)}`);
     assert.match(r.stdout, /^ok \d+ - native: attentionForward\/Backward match float64/m);
     assert.match(r.stdout, /# fail 0/);

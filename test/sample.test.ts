@@ -1,7 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { makeConfig } from '../src/model/config.js';
-import { KvDecoder } from '../src/model/decode.js';
+import type { Kernels } from '../src/kernels/kernels.js';
+import { KvDecoder, type KvCachePrecision } from '../src/model/decode.js';
 import { computeLogits } from '../src/model/model.js';
 import { initParameters, ParameterTensors } from '../src/model/parameters.js';
 import { sampleAutoregressive, sampleBert, samplePixel } from '../src/sample/sampler.js';
@@ -18,29 +19,45 @@ function randomParameters(seed: number): ParameterTensors {
   return p;
 }
 
-for (const { name, kernels } of availableBackends()) {
-  test(`${name}: the KV-cache decoder gives the full forward's logits at every position`, () => {
-    const params = randomParameters(1);
-    const B = 3, T = cfg.nPositions, V = cfg.vocabSize - 1;
-    const rng = new Rng(2);
-    const inputs = Int32Array.from({ length: B * T }, (_, i) => (i % T === 0 ? V : rng.int(V)));
-    const full = computeLogits(kernels, params, inputs, B, T);
-    const decoder = new KvDecoder(kernels, params, B);
-    const feed = new Int32Array(B);
-    let maxDiff = 0, maxRef = 0;
-    for (let t = 0; t < T; t++) {
-      for (let b = 0; b < B; b++) feed[b] = inputs[b * T + t]!;
-      const logits = decoder.feed(feed);
-      for (let b = 0; b < B; b++) {
-        for (let v = 0; v < V; v++) {
-          const ref = full[(b * T + t) * V + v]!;
-          maxDiff = Math.max(maxDiff, Math.abs(logits[b * V + v]! - ref));
-          maxRef = Math.max(maxRef, Math.abs(ref));
-        }
+/** Feeds random sequences through a KvDecoder and compares every position's logits with the full forward pass. */
+function decoderAgainstFullForward(kernels: Kernels, precision: KvCachePrecision) {
+  const params = randomParameters(1);
+  const B = 3, T = cfg.nPositions, V = cfg.vocabSize - 1;
+  const rng = new Rng(2);
+  const inputs = Int32Array.from({ length: B * T }, (_, i) => (i % T === 0 ? V : rng.int(V)));
+  const full = computeLogits(kernels, params, inputs, B, T);
+  const decoder = new KvDecoder(kernels, params, B, T, precision);
+  const feed = new Int32Array(B);
+  let maxDiff = 0, maxRef = 0;
+  for (let t = 0; t < T; t++) {
+    for (let b = 0; b < B; b++) feed[b] = inputs[b * T + t]!;
+    const logits = decoder.feed(feed);
+    for (let b = 0; b < B; b++) {
+      for (let v = 0; v < V; v++) {
+        const ref = full[(b * T + t) * V + v]!;
+        maxDiff = Math.max(maxDiff, Math.abs(logits[b * V + v]! - ref));
+        maxRef = Math.max(maxRef, Math.abs(ref));
       }
     }
+  }
+  return { maxDiff, maxRef, decoder, feed };
+}
+
+for (const { name, kernels } of availableBackends()) {
+  test(`${name}: the KV-cache decoder gives the full forward's logits at every position`, () => {
+    const { maxDiff, maxRef, decoder, feed } = decoderAgainstFullForward(kernels, 'f32');
+    assert.equal(decoder.precision, 'f32');
     assert.ok(maxDiff <= 1e-5 * maxRef, `max |diff| ${maxDiff} vs max |logit| ${maxRef}`);
     assert.throws(() => decoder.feed(feed), /full/);
+  });
+
+  // Half floats exist only where the CPU converts them (native on x86 with F16C).
+  if (kernels.attentionDecodeHalf) test(`${name}: the half-float decoder stays within half-float rounding of the full forward`, () => {
+    const { maxDiff, maxRef, decoder } = decoderAgainstFullForward(kernels, 'f16');
+    assert.equal(decoder.precision, 'f16');
+    // Weights and cached keys/values rounded to 11 significant bits (relative 2^-11 each).
+    assert.ok(maxDiff <= 5e-3 * maxRef, `max |diff| ${maxDiff} vs max |logit| ${maxRef}`);
+    assert.ok(maxDiff > 1e-7 * maxRef, 'the half-float decoder computed exactly what the float one does: halves unused?');
   });
 
   test(`${name}: sampling keeps the given rows, is greedy at temperature 0 and follows the seed`, () => {

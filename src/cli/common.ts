@@ -3,6 +3,7 @@ import type { Command } from 'commander';
 import type { Kernels } from '../kernels/kernels.js';
 import { loadKernels, type KernelChoice } from '../kernels/select.js';
 import { SPLITS, type SplitName } from '../data/tokens.js';
+import type { KvCachePrecision } from '../model/decode.js';
 
 export function backendOption(cmd: Command): Command {
   return cmd.option('--backend <name>', 'kernels: auto, native (OpenBLAS addon) or portable (TypeScript); default: $IGPT_KERNELS or auto');
@@ -28,6 +29,12 @@ export function parseIntOption(name: string, value: string, min: number, max = N
   const v = Number(value);
   if (!Number.isInteger(v) || v < min || v > max) throw new Error(`${name} must be an integer in ${min}..${max === Number.MAX_SAFE_INTEGER ? '∞' : max}, got "${value}"`);
   return v;
+}
+
+/** --precision of AR decoding, or a clear error. */
+export function parsePrecision(value: string): KvCachePrecision {
+  if (value !== 'f16' && value !== 'f32') throw new Error(`--precision must be f16 or f32, got "${value}"`);
+  return value;
 }
 
 /** --split as a split name, or a clear error. */

@@ -64,7 +64,7 @@ export const demoCommand: CommandModule = {
         const originals = Int32Array.from(data.test.tokens.subarray(0, count * data.meta.pixels));
         const bar = createProgress('sample', data.meta.pixels, 'pixels');
         const fig = completeImages(kernels, opened.model.params, originals, {
-          temperature: 1, topK: 0, topP: 1, seed: 0, objective: 'ar', count, samples, rows: Math.floor(side / 2),
+          temperature: 1, topK: 0, topP: 1, seed: 0, precision: 'f16', objective: 'ar', count, samples, rows: Math.floor(side / 2),
           onPixel: (t) => bar.update(t + 1),
         });
         bar.stop();

@@ -26,11 +26,15 @@ import { runLowData } from './lowdata.js';
 import { openModel } from './open-model.js';
 import { parseTrainingOptions, runPretraining, type TrainFlags } from './pretrain.js';
 import { featuresForProbe, probeAndReport, probeReportMarkdown } from './probe.js';
+import { curveMarkdown, probeCurve, type CurveSizes, type ProbeCurve } from './probe-curve.js';
 
 interface Flags {
   out: string; budget: string; finetuneMinutes: string; objective: string; preset: string; side: string;
-  batch: string; lr: string; probeTrain: string; backend?: string; seed: string;
+  batch: string; lr: string; probeTrain: string; probeVal?: string; backend?: string; seed: string;
 }
+
+/** Images each kept checkpoint is probed on for the accuracy-against-pretraining-time curve. */
+const CURVE_SIZES: CurveSizes = { train: 1000, val: 500, test: 1000 };
 
 /** What the study decided and how long each stage took, kept across resumed invocations. */
 interface StudyState {
@@ -78,6 +82,7 @@ export const experimentCommand: CommandModule = {
       .option('--batch <n>', 'images per step', '16')
       .option('--lr <x>', 'peak learning rate', '0.002')
       .option('--probe-train <n>', 'training images whose features the probe uses', '10000')
+      .option('--probe-val <n>', 'validation images that choose the probe\'s layer and L2 (default: all)')
       .option('--seed <n>', 'seed', '0'))
       .action(async (dataset: string, flags: Flags) => {
         const kernels = kernelsFromFlags(flags);
@@ -126,10 +131,13 @@ export const experimentCommand: CommandModule = {
         }
         const runDir = join(out, 'pretrain');
         const modelDir = join(runDir, 'model');
+        // Six checkpoints are kept along the way, for the probe-against-pretraining-time curve.
+        const checkpointEvery = Math.max(1, Math.ceil(state.steps / 12));
         const trainFlags: TrainFlags = {
           data: tokensDir, out: runDir, objective: state.objective, preset: flags.preset, d: String(state.shape.nEmbd),
           layers: String(state.shape.nLayer), heads: String(state.shape.nHead), batch: String(state.batch), lr: String(state.lr),
           steps: String(state.steps), maskProb: '0.15', evalImages: '1000', seed: flags.seed,
+          checkpointEvery: String(checkpointEvery), keepEvery: String(2 * checkpointEvery),
         };
         const finished = (() => {
           try { return (JSON.parse(readFileSync(join(runDir, 'latest.json'), 'utf8')) as { step: number }).step >= state.steps; } catch { return false; }
@@ -152,7 +160,7 @@ export const experimentCommand: CommandModule = {
           nll = JSON.parse(readFileSync(nllPath, 'utf8')) as NllReport;
         } else {
           [probe, nll] = await timed('probe', state, async () => {
-            const features = featuresForProbe(opened, data, tokensDir, { batch: '32', masks: '1', maxTrain: flags.probeTrain, backend: flags.backend }, probeDir);
+            const features = featuresForProbe(opened, data, tokensDir, { batch: '32', masks: '1', maxTrain: flags.probeTrain, maxVal: flags.probeVal, backend: flags.backend }, probeDir);
             const testNll: NllReport = { natsPerPixel: features.testNatsPerPixel, bitsPerDim: features.testNatsPerPixel / Math.LN2, images: data.test.count };
             writeRunFile(out, 'nll.json', JSON.stringify(testNll));
             const report = await probeAndReport(kernels, features, data.meta.numClasses, probeDir, 3);
@@ -162,6 +170,12 @@ export const experimentCommand: CommandModule = {
         }
         console.log(`test NLL ${nll.natsPerPixel.toFixed(4)} nats/pixel (${nll.bitsPerDim.toFixed(3)} bits/dim)`);
         console.log(probeReportMarkdown(probe));
+
+        // 5b. Probe accuracy against pretraining time, from the checkpoints kept along the way.
+        const curveDir = join(out, 'curve');
+        const curve = existsSync(join(curveDir, 'curve.md'))
+          ? JSON.parse(readFileSync(join(curveDir, 'curve.json'), 'utf8')) as ProbeCurve
+          : await timed('curve', state, () => probeCurve(kernels, data, runDir, curveDir, CURVE_SIZES));
 
         // 6. Fine-tuning within its budget (early stopping may end it sooner).
         const ftDir = join(out, 'finetune');
@@ -184,18 +198,19 @@ export const experimentCommand: CommandModule = {
             const count = 10, samples = 5;
             const originals = Int32Array.from(data.test.tokens.subarray(0, count * data.meta.pixels));
             const fig = completeImages(kernels, opened.model.params, originals, {
-              temperature: 1, topK: 0, topP: 1, seed: 0, objective: opened.objective, count, samples, rows: Math.floor(side / 2),
+              temperature: 1, topK: 0, topP: 1, seed: 0, precision: 'f16', objective: opened.objective, count, samples, rows: Math.floor(side / 2),
             });
             await writeCompletionGrid(gridPath, fig, data.palette, 4);
           });
         }
-        writeRunFile(out, 'RESULTS.md', resultsMarkdown(out, state, data, nll, probe, ft));
+        writeRunFile(out, 'RESULTS.md', resultsMarkdown(out, state, data, nll, probe, curve, ft));
         console.log(`study done: ${join(out, 'RESULTS.md')}`);
       });
   },
 };
 
-function resultsMarkdown(out: string, s: StudyState, data: TokenDataset, nll: NllReport, probe: LayerProbeReport, ft: FinetuneResult): string {
+function resultsMarkdown(out: string, s: StudyState, data: TokenDataset, nll: NllReport, probe: LayerProbeReport,
+                         curve: ProbeCurve, ft: FinetuneResult): string {
   const pct = (x: number): string => (100 * x).toFixed(2);
   const lowdata = readFileSync(join(out, 'probe', 'lowdata.md'), 'utf8');
   const minutes = (k: string): string => ((s.stages[k] ?? 0) / 60).toFixed(1);
@@ -226,6 +241,14 @@ Fine-tuning raised validation accuracy from ${pct(ft.initialValAccuracy)}% (zero
 ![depth curve](probe/depth.png)
 
 ${probeReportMarkdown(probe)}
+## Probe accuracy against pretraining time
+
+Every kept checkpoint, probed at every layer on small subsets (so below the full probe above);
+what more pretraining buys.
+
+![probe accuracy vs pretraining time](curve/curve.png)
+
+${curveMarkdown(curve)}
 ## Low-data (the paper's Table 4 protocol, 5 random subsets)
 
 ${lowdata}

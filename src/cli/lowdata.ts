@@ -21,7 +21,7 @@ import { featureOptions, featuresForProbe, probeAndReport, type FeatureFlags, ty
 interface Flags extends FeatureFlags { model: string; data: string; out?: string; labels: string; subsets: string; layer?: string; seed: string }
 
 /** The split's images through the palette, as [0, 1] features (the raw-pixel baseline). */
-function paletteImageFeatures(split: TokenSplit, palette: Palette, pixels: number, count = split.count): Float32Array {
+export function paletteImageFeatures(split: TokenSplit, palette: Palette, pixels: number, count = split.count): Float32Array {
   const bytes = dequantize(palette, split.tokens.subarray(0, count * pixels));
   return pixelFeatures(bytes, count, pixels * palette.channels);
 }

@@ -19,6 +19,7 @@ import { serveCommand } from './serve.js';
 import { lowdataCommand } from './lowdata.js';
 import { demoCommand } from './demo.js';
 import { experimentCommand } from './experiment.js';
+import { probeCurveCommand } from './probe-curve.js';
 
 const commands: CommandModule[] = [
   // Each command module adds itself here, in the order `igpt --help` lists them.
@@ -31,6 +32,7 @@ const commands: CommandModule[] = [
   lrSweepCommand,
   evalNllCommand,
   probeCommand,
+  probeCurveCommand,
   lowdataCommand,
   finetuneCommand,
   sampleCommand,

@@ -16,7 +16,7 @@ import { createProgress } from './progress.js';
 export interface TrainFlags {
   data: string; out: string; objective: string; preset: string; d?: string; layers?: string; heads?: string;
   batch: string; lr: string; steps?: string; epochs?: string; warmup?: string; maskProb: string;
-  evalEvery?: string; evalImages: string; checkpointEvery?: string; seed: string; resume?: boolean; backend?: string;
+  evalEvery?: string; evalImages: string; checkpointEvery?: string; keepEvery?: string; seed: string; resume?: boolean; backend?: string;
   recompute?: boolean;
 }
 
@@ -66,6 +66,7 @@ export function parseTrainingOptions(flags: TrainFlags, data: TokenDataset): Pre
     evalEvery: flags.evalEvery !== undefined ? parseIntOption('--eval-every', flags.evalEvery, 0) : Math.max(1, Math.ceil(steps / 10)),
     evalImages: parseIntOption('--eval-images', flags.evalImages, 0),
     checkpointEvery: flags.checkpointEvery !== undefined ? parseIntOption('--checkpoint-every', flags.checkpointEvery, 0) : Math.max(1, Math.ceil(steps / 10)),
+    keepEvery: flags.keepEvery !== undefined ? parseIntOption('--keep-every', flags.keepEvery, 0) : 0,
     recompute: flags.recompute === true,
   };
 }
@@ -136,6 +137,7 @@ export const pretrainCommand: CommandModule = {
       .requiredOption('--out <dir>', 'run folder: checkpoints, model (an HF ImageGPT folder), loss.png')
       .option('--eval-every <n>', 'validate every n steps (default: 10 times per run)')
       .option('--checkpoint-every <n>', 'checkpoint every n steps (default: 10 times per run)')
+      .option('--keep-every <n>', 'also keep every checkpoint whose step is a multiple of n (default: only the newest two)')
       .option('--resume', 'continue the run in --out from its latest checkpoint')
       .action(async (flags: TrainFlags) => {
         const kernels = kernelsFromFlags(flags);

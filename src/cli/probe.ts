@@ -13,7 +13,7 @@ import { backendOption, kernelsFromFlags, parseIntOption } from './common.js';
 import { checkModelMatchesData, openModel, type OpenedModel } from './open-model.js';
 import { createProgress } from './progress.js';
 
-export interface FeatureFlags { batch: string; maxTrain?: string; masks: string; backend?: string; objective?: string }
+export interface FeatureFlags { batch: string; maxTrain?: string; maxVal?: string; masks: string; backend?: string; objective?: string }
 
 /** Adds the options that feature extraction needs (shared by probe and lowdata). */
 export function featureOptions(cmd: Command): Command {
@@ -22,6 +22,7 @@ export function featureOptions(cmd: Command): Command {
     .requiredOption('--data <dir>', 'labelled token dataset encoded with the model\'s palette')
     .option('--batch <n>', 'images per forward pass', '32')
     .option('--max-train <n>', 'use at most this many training images')
+    .option('--max-val <n>', 'use at most this many validation images (they choose the layer and L2)')
     .option('--masks <n>', 'BERT models: average features over this many random masks', '1')
     .option('--objective <ar|bert>', 'override the objective recorded with the model'));
 }
@@ -37,6 +38,7 @@ export interface SplitFeatures {
 export function featuresForProbe(m: OpenedModel, data: TokenDataset, dataDir: string, flags: FeatureFlags, cacheDir: string): SplitFeatures {
   const batch = parseIntOption('--batch', flags.batch, 1);
   const maxTrain = flags.maxTrain ? parseIntOption('--max-train', flags.maxTrain, 1) : undefined;
+  const maxVal = flags.maxVal ? parseIntOption('--max-val', flags.maxVal, 1) : undefined;
   const masks = parseIntOption('--masks', flags.masks, 1);
   const one = (name: 'train' | 'val' | 'test', split: TokenSplit, maxImages?: number): ExtractedFeatures => {
     const o = { batch, objective: m.objective, masks, maxImages };
@@ -50,10 +52,11 @@ export function featuresForProbe(m: OpenedModel, data: TokenDataset, dataDir: st
   };
   const train = one('train', data.train, maxTrain).layers;
   const test = one('test', data.test);
-  const count = train[0]!.length / m.model.config.nEmbd;
+  const val = one('val', data.val, maxVal).layers;
+  const count = (f: Float32Array[]): number => f[0]!.length / m.model.config.nEmbd;
   return {
-    train, val: one('val', data.val).layers, test: test.layers, testNatsPerPixel: test.natsPerPixel,
-    labels: { train: data.train.labels.subarray(0, count), val: data.val.labels, test: data.test.labels },
+    train, val, test: test.layers, testNatsPerPixel: test.natsPerPixel,
+    labels: { train: data.train.labels.subarray(0, count(train)), val: data.val.labels.subarray(0, count(val)), test: data.test.labels },
   };
 }
 

@@ -6,14 +6,14 @@ import type { SamplingOptions } from '../sample/sampler.js';
 import { completeImages } from '../sample/complete.js';
 import { writeCompletionGrid } from '../sample/grid.js';
 import { writeRunFile } from '../train/checkpoint.js';
-import { backendOption, kernelsFromFlags, parseIntOption, parseNumberOption, parseSplitOption } from './common.js';
+import { backendOption, kernelsFromFlags, parseIntOption, parseNumberOption, parsePrecision, parseSplitOption } from './common.js';
 import { checkModelMatchesData, openModel } from './open-model.js';
 import { createProgress } from './progress.js';
 import { dirname, basename, join } from 'node:path';
 
 interface Flags {
   model: string; data?: string; split: string; count: string; samples: string; rows?: string;
-  temperature: string; topK: string; topP: string; seed: string; out: string; scale: string;
+  temperature: string; topK: string; topP: string; seed: string; out: string; scale: string; precision: string;
   objective?: string; passes: string; order: string; backend?: string; first: string;
 }
 
@@ -36,6 +36,7 @@ export const sampleCommand: CommandModule = {
       .option('--passes <n>', 'BERT: forward passes to fill the hidden pixels', '16')
       .option('--order <o>', 'BERT: confident (most confident pixels first) or random', 'confident')
       .option('--scale <s>', 'PNG upscaling factor', '4')
+      .option('--precision <p>', 'AR decoding: f16 (half-float caches and weights where the CPU has them, faster) or f32 (exact)', 'f16')
       .requiredOption('--out <file.png>', 'grid to write; the ids go to the same name with .json'))
       .action(async (flags: Flags) => {
         const kernels = kernelsFromFlags(flags);
@@ -48,7 +49,7 @@ export const sampleCommand: CommandModule = {
         const o: SamplingOptions = {
           temperature: parseNumberOption('--temperature', flags.temperature, 0),
           topK: parseIntOption('--top-k', flags.topK, 0), topP: parseNumberOption('--top-p', flags.topP, 0, 1),
-          seed: parseIntOption('--seed', flags.seed, 0),
+          seed: parseIntOption('--seed', flags.seed, 0), precision: parsePrecision(flags.precision),
         };
         let palette = m.palette;
         let originals: Int32Array | null = null;

@@ -20,6 +20,18 @@ export interface Kernels {
         a: Float32Array, lda: number, b: Float32Array, ldb: number,
         beta: number, c: Float32Array, ldc: number): void;
 
+  /**
+   * B [k, n] (row-major, as the linear layers store their weights) rearranged once for
+   * `sgemmPacked`, in the backend's own layout. For products of a few rows at a time (decoding),
+   * where packing B inside every sgemm call would cost as much as the product. With `half`, B is
+   * stored as IEEE half floats where the backend supports them (`data` is then a Uint16Array):
+   * half the bytes to read, B rounded to 11 significant bits.
+   */
+  packMatrix(b: Float32Array, k: number, n: number, half?: boolean): PackedMatrix;
+
+  /** C[m, n] = A[m, k]·B, or C += A·B with `accumulate`; B from packMatrix, A and C row-major. */
+  sgemmPacked(m: number, a: Float32Array, b: PackedMatrix, c: Float32Array, accumulate: boolean): void;
+
   /** `batch` independent sgemms; matrix i of A starts at element i·strideA (likewise B, C). */
   sgemmStridedBatched(transA: boolean, transB: boolean, m: number, n: number, k: number,
                       alpha: number, a: Float32Array, lda: number, strideA: number,
@@ -63,11 +75,21 @@ export interface Kernels {
   /**
    * One step of cached (incremental) causal attention for B sequences at position t (0-based).
    * qkv: [B, 3·H·hs], the new token's q, k, v (layout as in attentionForward); its k and v are
-   * first copied into the caches at position t. kCache, vCache: [B, H, maxT, hs].
+   * first copied into the caches at position t. kCache, vCache: [B, H, hs, maxT], each head's keys
+   * and values stored channel by channel, so that both products (q·Kᵀ and p·V) run along
+   * contiguous positions.
    * Writes out: [B, H·hs], each head attending to cached keys 0..t with scale 1/sqrt(hs).
    */
   attentionDecode(out: Float32Array, qkv: Float32Array, kCache: Float32Array, vCache: Float32Array,
                   B: number, H: number, hs: number, t: number, maxT: number): void;
+
+  /**
+   * attentionDecode with caches of IEEE half floats (same layout): decoding is bound by reading
+   * the caches, and this halves the bytes, at the cost of rounding the cached keys and values to
+   * 11 significant bits. Present only where the CPU converts halves in hardware.
+   */
+  attentionDecodeHalf?(out: Float32Array, qkv: Float32Array, kCache: Uint16Array, vCache: Uint16Array,
+                       B: number, H: number, hs: number, t: number, maxT: number): void;
 
   /**
    * Softmax cross-entropy over rows of logits [rows, V]. targets[r] < 0 means "ignore row r".
@@ -84,4 +106,11 @@ export interface Kernels {
    */
   adamUpdate(params: Float32Array, grads: Float32Array, m: Float32Array, v: Float32Array,
              n: number, lr: number, beta1: number, beta2: number, eps: number, t: number): void;
+}
+
+/** A matrix B [k, n] in a backend's packed layout (see Kernels.packMatrix). */
+export interface PackedMatrix {
+  readonly k: number;
+  readonly n: number;
+  readonly data: Float32Array | Uint16Array;
 }

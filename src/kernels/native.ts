@@ -8,8 +8,13 @@ import { fileURLToPath } from 'node:url';
 import type { Kernels } from './kernels.js';
 
 /** What the compiled addon exports: the kernel methods plus a few controls. */
-interface NativeAddon extends Omit<Kernels, 'name' | 'threads'> {
+interface NativeAddon extends Omit<Kernels, 'name' | 'threads' | 'packMatrix' | 'sgemmPacked' | 'attentionDecodeHalf'> {
   threads(): number;
+  halfCache(): boolean;
+  attentionDecodeHalf: NonNullable<Kernels['attentionDecodeHalf']>;
+  packMatrix(b: Float32Array, k: number, n: number, half: boolean): Float32Array | Uint16Array;
+  sgemmPacked(m: number, n: number, k: number, a: Float32Array, packed: Float32Array | Uint16Array, c: Float32Array,
+              accumulate: boolean): void;
   gemmThreading(mode?: GemmThreading): GemmThreading;
 }
 
@@ -72,6 +77,8 @@ export function createNativeKernels(): Kernels {
     threads: a.threads(),
     sgemm: a.sgemm,
     sgemmStridedBatched: a.sgemmStridedBatched,
+    packMatrix: (b, k, n, half = false) => ({ k, n, data: a.packMatrix(b, k, n, half) }),
+    sgemmPacked: (m, x, b, c, accumulate) => a.sgemmPacked(m, b.n, b.k, x, b.data, c, accumulate),
     biasForward: a.biasForward,
     biasBackward: a.biasBackward,
     normForward: a.normForward,
@@ -81,6 +88,7 @@ export function createNativeKernels(): Kernels {
     attentionForward: a.attentionForward,
     attentionBackward: a.attentionBackward,
     attentionDecode: a.attentionDecode,
+    ...(a.halfCache() ? { attentionDecodeHalf: a.attentionDecodeHalf } : {}),
     crossEntropy: a.crossEntropy,
     adamUpdate: a.adamUpdate,
   };

@@ -32,6 +32,14 @@ export function createPortableKernels(options: { simd?: boolean } = {}): Kernels
       gemm(transA, transB, m, n, k, alpha, a, 0, lda, b, 0, ldb, beta, c, 0, ldc);
     },
 
+    // The engine packs B inside every product; a packed matrix is the matrix itself, in floats.
+    packMatrix: (b, k, n) => ({ k, n, data: b }),
+
+    sgemmPacked(m, a, b, c, accumulate) {
+      if (!(b.data instanceof Float32Array)) throw new Error('portable sgemmPacked: the matrix was packed by another backend');
+      gemm(false, false, m, b.n, b.k, 1, a, 0, b.k, b.data, 0, b.n, accumulate ? 1 : 0, c, 0, b.n);
+    },
+
     sgemmStridedBatched(transA, transB, m, n, k, alpha, a, lda, strideA, b, ldb, strideB,
                         beta, c, ldc, strideC, batch) {
       for (let i = 0; i < batch; i++) {

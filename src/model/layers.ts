@@ -3,7 +3,7 @@
  * (llm.c style). Heavy arithmetic goes through `Kernels`; what is left here is indexing.
  * `rows` is batch·time. Backward functions accumulate parameter gradients (`+=`).
  */
-import type { Kernels } from '../kernels/kernels.js';
+import type { Kernels, PackedMatrix } from '../kernels/kernels.js';
 
 /**
  * h0[b, t, :] = wte[token] + wpe[t]. A token of -1 is masked (BERT): its content embedding is
@@ -51,6 +51,13 @@ export function linearForward(k: Kernels, out: Float32Array, x: Float32Array, w:
                               accumulate = false): void {
   k.sgemm(false, false, rows, nOut, nIn, 1, x, nIn, w, nOut, accumulate ? 1 : 0, out, nOut);
   if (b) k.biasForward(out, b, rows, nOut);
+}
+
+/** linearForward with the weight packed by `kernels.packMatrix` (decoding: a few rows at a time). */
+export function packedLinearForward(k: Kernels, out: Float32Array, x: Float32Array, w: PackedMatrix,
+                                    b: Float32Array | null, rows: number, accumulate = false): void {
+  k.sgemmPacked(rows, x, w, out, accumulate);
+  if (b) k.biasForward(out, b, rows, w.n);
 }
 
 /** Writes dx (when given), accumulates dw and db. Needs only the forward input x. */

@@ -4,7 +4,7 @@
  */
 import type { Kernels } from '../kernels/kernels.js';
 import { paletteSizeOf, sosTokenOf } from '../model/config.js';
-import { KvDecoder } from '../model/decode.js';
+import { KvDecoder, type KvCachePrecision } from '../model/decode.js';
 import { ImageGPT } from '../model/model.js';
 import type { ParameterTensors } from '../model/parameters.js';
 import { Rng } from '../util/rng.js';
@@ -17,6 +17,12 @@ export interface SamplingOptions {
   /** Keep the smallest set of colors whose probability reaches p (1: all). */
   topP: number;
   seed: number;
+  /**
+   * AR decoding precision (see KvDecoder): 'f32' (default) decodes exactly as the full forward
+   * pass; 'f16' holds the caches and weights in half floats where the kernels support it,
+   * moving the logits by ~1e-3, for about half the memory traffic per pixel.
+   */
+  precision?: KvCachePrecision;
 }
 
 export const defaultSampling: SamplingOptions = { temperature: 1, topK: 0, topP: 1, seed: 0 };
@@ -103,7 +109,7 @@ export function* autoregressiveSteps(k: Kernels, params: ParameterTensors, req: 
     throw new Error(`completion needs ${B} × ${n} prefix ids`);
   }
   const rng = new Rng(o.seed);
-  const decoder = new KvDecoder(k, params, B, n);
+  const decoder = new KvDecoder(k, params, B, n, o.precision ?? 'f32');
   const out = new Int32Array(B * n);
   const feed = new Int32Array(B).fill(sosTokenOf(cfg));
   const probs = new Float64Array(V);

@@ -32,9 +32,12 @@ export interface Checkpoint<S> extends LoadedModel {
 
 const stepDirName = (step: number): string => `step-${String(step).padStart(6, '0')}`;
 
-/** Saves a checkpoint of step `step` and makes it the latest; returns its folder. */
+/**
+ * Saves a checkpoint of step `step` and makes it the latest; returns its folder. Older checkpoints
+ * are removed except the newest two and those whose step is a multiple of `keepEvery` (when > 0).
+ */
 export function saveCheckpoint<S>(runDir: string, step: number, params: ParameterTensors, palette: Palette | null,
-                                  adam: Adam, state: S, labels?: string[]): string {
+                                  adam: Adam, state: S, labels?: string[], keepEvery = 0): string {
   const root = join(runDir, 'checkpoints');
   mkdirSync(root, { recursive: true });
   const name = stepDirName(step);
@@ -52,7 +55,7 @@ export function saveCheckpoint<S>(runDir: string, step: number, params: Paramete
   renameSync(tmp, final);
   writeFileAtomic(join(runDir, LATEST_FILE), JSON.stringify({ step, checkpoint: `checkpoints/${name}` }));
   pointModelLink(runDir, `checkpoints/${name}`);
-  pruneCheckpoints(root, name);
+  pruneCheckpoints(root, name, keepEvery);
   return final;
 }
 
@@ -67,9 +70,10 @@ function pointModelLink(runDir: string, target: string): void {
   for (const n of readdirSync(runDir)) if (n.startsWith('.model-')) rmSync(join(runDir, n), { force: true });
 }
 
-function pruneCheckpoints(root: string, newest: string): void {
+function pruneCheckpoints(root: string, newest: string, keepEvery: number): void {
   const done = readdirSync(root).filter((n) => /^step-\d+$/.test(n)).sort();
-  for (const n of done.slice(0, Math.max(0, done.length - KEEP))) if (n !== newest) rmSync(join(root, n), { recursive: true, force: true });
+  const kept = (n: string): boolean => n === newest || (keepEvery > 0 && Number(n.slice(5)) % keepEvery === 0);
+  for (const n of done.slice(0, Math.max(0, done.length - KEEP))) if (!kept(n)) rmSync(join(root, n), { recursive: true, force: true });
   for (const n of readdirSync(root)) {
     if (n.startsWith('.tmp-') && !n.endsWith(`-${process.pid}`)) rmSync(join(root, n), { recursive: true, force: true });
   }
@@ -99,6 +103,13 @@ export function loadLatestCheckpoint<S>(runDir: string): Checkpoint<S> | null {
   }
   if (errors.length > 0) throw new Error(`${runDir}: no checkpoint could be loaded:\n  ${errors.join('\n  ')}`);
   return null;
+}
+
+/** The step numbers of a run's complete checkpoints, oldest first. */
+export function listCheckpoints(runDir: string): { step: number; dir: string }[] {
+  const root = join(runDir, 'checkpoints');
+  if (!existsSync(root)) return [];
+  return readdirSync(root).filter((n) => /^step-\d+$/.test(n)).sort().map((n) => ({ step: Number(n.slice(5)), dir: join(root, n) }));
 }
 
 export function loadCheckpoint<S>(dir: string): Checkpoint<S> {

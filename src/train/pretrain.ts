@@ -80,7 +80,7 @@ export async function pretrain(kernels: Kernels, data: TokenDataset, dataPath: s
     // Never replace the last good checkpoint with weights an update has broken.
     const bad = firstNonFiniteTensor(model.params);
     if (bad) throw new NumericalFault(trainer.state.step - 1, `the update made parameter ${bad} NaN or inf`);
-    const dir = saveCheckpoint(runDir, trainer.state.step, model.params, data.palette, trainer.adam, snapshot(), data.meta.classNames);
+    const dir = saveCheckpoint(runDir, trainer.state.step, model.params, data.palette, trainer.adam, snapshot(), data.meta.classNames, options.keepEvery ?? 0);
     await writeLossCurve(runDir, snapshot());
     hooks.onCheckpoint?.(dir, trainer.state.step);
     return dir;

@@ -32,6 +32,8 @@ export interface PretrainOptions {
   evalImages: number;
   /** Save a checkpoint every this many steps (0: only at the end). */
   checkpointEvery: number;
+  /** Also keep, for good, every checkpoint whose step is a multiple of this (0: only the newest two). */
+  keepEvery?: number;
   /**
    * Fine-tuning: train the class head too, with loss L_CLF + genWeight · L_GEN (genWeight 0:
    * the classification loss alone).
