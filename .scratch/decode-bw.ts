@@ -4,7 +4,7 @@ const B = Number(process.env.B ?? 16), H = 8, hs = 32, maxT = 785, C = H * hs;
 const out = new Float32Array(B * C), qkv = new Float32Array(B * 3 * C).map(() => Math.random() - 0.5);
 for (const layers of [1, 8]) {
   for (const half of [false, true]) {
-    const caches = Array.from({ length: layers }, () => half ? [new Uint16Array(B * C * maxT), new Uint16Array(B * C * maxT)] : [new Float32Array(B * C * maxT), new Float32Array(B * C * maxT)]);
+    const caches = Array.from({ length: layers }, () => half ? [new Uint16Array(B * C * maxT).fill(0x3c00), new Uint16Array(B * C * maxT).fill(0x3c00)] : [new Float32Array(B * C * maxT).fill(1), new Float32Array(B * C * maxT).fill(1)]);
     const t = 600;
     const reps = 200;
     const t0 = performance.now();

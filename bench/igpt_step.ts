@@ -18,6 +18,7 @@ const { values: a } = parseArgs({ options: {
   mode: { type: 'string', default: 'train' }, batch: { type: 'string', default: '8' },
   steps: { type: 'string', default: '3' }, backend: { type: 'string', default: 'auto' },
   pixels: { type: 'string', default: '784' }, recompute: { type: 'boolean', default: false },
+  precision: { type: 'string', default: 'f32' },
 } });
 const kernels = loadKernels(a.backend as 'auto' | 'native' | 'portable');
 const B = Number(a.batch), steps = Number(a.steps), T = Number(a.pixels);
@@ -43,14 +44,15 @@ for (let s = 0; s < runs; s++) {
   } else if (a.mode === 'infer') {
     model.forward({ B, T, inputs, causal: true }, false);
   } else {
-    sampleAutoregressive(kernels, params, { count: B, knownPixels: 0 }, { temperature: 1, topK: 0, topP: 1, seed: s });
+    sampleAutoregressive(kernels, params, { count: B, knownPixels: 0 },
+                         { temperature: 1, topK: 0, topP: 1, seed: s, precision: a.precision === 'f16' ? 'f16' : 'f32' });
   }
   const dt = (performance.now() - t0) / 1000;
   if (a.mode === 'sample' || s > 0) times.push(dt);
 }
 times.sort((x, y) => x - y);
 console.log(JSON.stringify({
-  peer: 'igpt', backend: kernels.name, mode: a.mode, recompute: a.recompute, batch: B, threads: kernels.threads,
+  peer: 'igpt', backend: kernels.name, mode: a.mode, recompute: a.recompute, precision: a.precision, batch: B, threads: kernels.threads,
   median_s: +times[times.length >> 1]!.toFixed(4), min_s: +times[0]!.toFixed(4), steps: times.length,
   peak_rss_mib: Math.round(process.resourceUsage().maxRSS / 1024), params: params.count,
 }));

@@ -10,7 +10,7 @@ import { loadKernels } from '../src/kernels/select.js';
 import type { BenchResult } from './types.js';
 import { hasTorch, isError, python, repoRoot, runJson, sharedBench } from './util.js';
 
-interface StepJson { median_s: number; min_s: number; peak_rss_mib: number; backend?: string }
+interface StepJson { median_s: number; min_s: number; peak_rss_mib: number; backend?: string; precision?: string }
 
 const T = 784, D = 256, L = 8, K = 16;
 /** The design's nominal FLOP count: 3 × forward, attention counted over the full T×T square. */
@@ -95,11 +95,18 @@ export async function run(opts: { quick: boolean }): Promise<BenchResult[]> {
   out.push({ name: 'forward FLOP utilization', value: +(100 * nominalFlops(32, false) / infer.median_s / 1e9 / peak).toFixed(1), unit: '% of sgemm peak' });
 
   // Sampling 16 images with the KV cache vs one forward pass over the same batch.
-  const sample = ours('sample', 16, 1);
+  // Decoding reads every cached key/value and weight once per pixel, so it is bound by memory
+  // traffic: the f16 rows hold caches and weights in half floats (igpt sample's default).
   const fwd16 = ours('infer', 16, steps);
+  const sampleF16 = ours('sample', 16, 1, 'auto', ['--precision', 'f16']);
+  const sample = ours('sample', 16, 1, 'auto', ['--precision', 'f32']);
+  if (!isError(sampleF16) && !isError(fwd16) && sampleF16.precision === 'f16') {
+    out.push({ name: 'sample 16 images × 784 pixels (KV cache, f16 caches and weights)', value: sampleF16.median_s, unit: 's', peer: 'one forward pass, batch 16', peerValue: fwd16.median_s,
+      ratio: +(sampleF16.median_s / fwd16.median_s).toFixed(2), note: 'ratio = sampling / forward (same arithmetic); target ≤ 3' });
+  }
   if (!isError(sample) && !isError(fwd16)) {
-    out.push({ name: 'sample 16 images × 784 pixels (KV cache)', value: sample.median_s, unit: 's', peer: 'one forward pass, batch 16', peerValue: fwd16.median_s,
-      ratio: +(sample.median_s / fwd16.median_s).toFixed(2), note: 'ratio = sampling / forward (same arithmetic); target ≤ 3' });
+    out.push({ name: 'sample 16 images × 784 pixels (KV cache, f32: exact)', value: sample.median_s, unit: 's', peer: 'one forward pass, batch 16', peerValue: fwd16.median_s,
+      ratio: +(sample.median_s / fwd16.median_s).toFixed(2), note: 'ratio = sampling / forward; logits equal to the full forward\'s' });
     if (!opts.quick) {
       const pSample = ours('sample', 16, 1, 'portable');
       const pFwd = ours('infer', 16, 1, 'portable');

@@ -556,7 +556,8 @@ for (const { label, kernels } of backends) {
         for (let h = 0; h < s.H; h++) {
           for (let t = 0; t < s.T; t++) {
             for (let i = 0; i < s.hs; i++) {
-              const cache = ((b * s.H + h) * s.hs + i) * maxT + t;
+              const cache = kernels.kvLayout === 'channels' ? ((b * s.H + h) * s.hs + i) * maxT + t
+                                                            : ((b * s.H + h) * maxT + t) * s.hs + i;
               const src = (b * s.T + t) * 3 * C + h * s.hs + i;
               assert.equal(kCache[cache], qkv[src + C], `${what}: k cache`);
               assert.equal(vCache[cache], qkv[src + 2 * C], `${what}: v cache`);

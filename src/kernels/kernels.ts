@@ -75,13 +75,20 @@ export interface Kernels {
   /**
    * One step of cached (incremental) causal attention for B sequences at position t (0-based).
    * qkv: [B, 3·H·hs], the new token's q, k, v (layout as in attentionForward); its k and v are
-   * first copied into the caches at position t. kCache, vCache: [B, H, hs, maxT], each head's keys
-   * and values stored channel by channel, so that both products (q·Kᵀ and p·V) run along
-   * contiguous positions.
+   * first copied into the caches at position t. kCache, vCache: B·H·maxT·hs elements each, laid
+   * out as `kvLayout` says.
    * Writes out: [B, H·hs], each head attending to cached keys 0..t with scale 1/sqrt(hs).
    */
   attentionDecode(out: Float32Array, qkv: Float32Array, kCache: Float32Array, vCache: Float32Array,
                   B: number, H: number, hs: number, t: number, maxT: number): void;
+
+  /**
+   * How attentionDecode lays out its caches: 'channels' is [B, H, hs, maxT] (each head's keys and
+   * values channel by channel, so both products run down contiguous positions: native), and
+   * 'positions' is [B, H, maxT, hs] (each head's cache one contiguous run, which the portable
+   * backend copies into WebAssembly memory in one piece per step).
+   */
+  readonly kvLayout: 'channels' | 'positions';
 
   /**
    * attentionDecode with caches of IEEE half floats (same layout): decoding is bound by reading

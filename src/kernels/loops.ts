@@ -164,22 +164,21 @@ export function attentionDecodeLoops(scores: Float32Array, out: Float32Array, qk
     for (let h = 0; h < H; h++) {
       const qOff = b * 3 * C + h * hs;
       const cacheOff = (b * H + h) * maxT * hs;
-      for (let i = 0; i < hs; i++) {
-        kCache[cacheOff + i * maxT + t] = qkv[qOff + C + i];
-        vCache[cacheOff + i * maxT + t] = qkv[qOff + 2 * C + i];
-      }
-      scores.fill(0, 0, t + 1);
-      for (let i = 0; i < hs; i++) {
-        const qi = qkv[qOff + i] * scale;
-        const kOff = cacheOff + i * maxT;
-        for (let s = 0; s <= t; s++) scores[s] += qi * kCache[kOff + s];
+      kCache.set(qkv.subarray(qOff + C, qOff + C + hs), cacheOff + t * hs);
+      vCache.set(qkv.subarray(qOff + 2 * C, qOff + 2 * C + hs), cacheOff + t * hs);
+      for (let s = 0; s <= t; s++) {
+        const kOff = cacheOff + s * hs;
+        let dot = 0;
+        for (let i = 0; i < hs; i++) dot += qkv[qOff + i] * kCache[kOff + i];
+        scores[s] = dot * scale;
       }
       softmaxRow(scores, 0, t + 1);
-      for (let i = 0; i < hs; i++) {
-        const vOff = cacheOff + i * maxT;
-        let sum = 0;
-        for (let s = 0; s <= t; s++) sum += scores[s] * vCache[vOff + s];
-        out[b * C + h * hs + i] = sum;
+      const oOff = b * C + h * hs;
+      out.fill(0, oOff, oOff + hs);
+      for (let s = 0; s <= t; s++) {
+        const vOff = cacheOff + s * hs;
+        const p = scores[s];
+        for (let i = 0; i < hs; i++) out[oOff + i] += p * vCache[vOff + i];
       }
     }
   }

@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 import type { Kernels } from './kernels.js';
 
 /** What the compiled addon exports: the kernel methods plus a few controls. */
-interface NativeAddon extends Omit<Kernels, 'name' | 'threads' | 'packMatrix' | 'sgemmPacked' | 'attentionDecodeHalf'> {
+interface NativeAddon extends Omit<Kernels, 'name' | 'threads' | 'kvLayout' | 'packMatrix' | 'sgemmPacked' | 'attentionDecodeHalf'> {
   threads(): number;
   halfCache(): boolean;
   attentionDecodeHalf: NonNullable<Kernels['attentionDecodeHalf']>;
@@ -75,6 +75,7 @@ export function createNativeKernels(): Kernels {
   return {
     name: 'native',
     threads: a.threads(),
+    kvLayout: 'channels',
     sgemm: a.sgemm,
     sgemmStridedBatched: a.sgemmStridedBatched,
     packMatrix: (b, k, n, half = false) => ({ k, n, data: a.packMatrix(b, k, n, half) }),

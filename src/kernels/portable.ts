@@ -27,6 +27,7 @@ export function createPortableKernels(options: { simd?: boolean } = {}): Kernels
   return {
     name: 'portable',
     threads: 1,
+    kvLayout: 'positions',
 
     sgemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc) {
       gemm(transA, transB, m, n, k, alpha, a, 0, lda, b, 0, ldb, beta, c, 0, ldc);

@@ -355,29 +355,26 @@ export function createSimdEngine(simd: SimdKernels): SimdEngine {
     }
   };
 
-  // Decoding: per (sequence, head), the hs rows of cached keys and values (positions 0..t of each
-  // channel) are copied into the heap next to each other.
+  // Decoding: per (sequence, head), the cached keys and values 0..t are one contiguous run each.
   const attentionDecode = (out: Float32Array, qkv: Float32Array, kCache: Float32Array, vCache: Float32Array,
                            B: number, H: number, hs: number, t: number, maxT: number): void => {
     const C = H * hs;
     const n = t + 1;
     const q = 0;
     const keys = q + hs;
-    const values = keys + hs * n;
-    const scores = values + hs * n;
+    const values = keys + n * hs;
+    const scores = values + n * hs;
     const o = scores + n;
     reserve(o + hs);
     for (let b = 0; b < B; b++) {
       for (let h = 0; h < H; h++) {
         const qOff = b * 3 * C + h * hs;
-        const cacheOff = (b * H + h) * hs * maxT;
-        for (let i = 0; i < hs; i++) {
-          kCache[cacheOff + i * maxT + t] = qkv[qOff + C + i];
-          vCache[cacheOff + i * maxT + t] = qkv[qOff + 2 * C + i];
-          copyFloats(heap, keys + i * n, kCache, cacheOff + i * maxT, n);
-          copyFloats(heap, values + i * n, vCache, cacheOff + i * maxT, n);
-        }
+        const cacheOff = (b * H + h) * maxT * hs;
+        copyFloats(kCache, cacheOff + t * hs, qkv, qOff + C, hs);
+        copyFloats(vCache, cacheOff + t * hs, qkv, qOff + 2 * C, hs);
         copyFloats(heap, q, qkv, qOff, hs);
+        heap.set(kCache.subarray(cacheOff, cacheOff + n * hs), keys);
+        heap.set(vCache.subarray(cacheOff, cacheOff + n * hs), values);
         simd.decodeAttend(q * 4, keys * 4, values * 4, n, hs, 1 / Math.sqrt(hs), scores * 4, o * 4);
         copyFloats(out, b * C + h * hs, heap, o, hs);
       }

@@ -396,54 +396,58 @@ function geluBackwardBody(): number[] {
 
 /**
  * decodeAttend(qPtr, kPtr, vPtr, n, hs, scale, scoresPtr, outPtr): one query against n cached
- * positions whose keys and values are stored channel by channel (hs rows of n floats each):
- * scores = softmax(scale·q·Kᵀ), out[c] = Σ scores[s]·V[c, s]. Both products run along positions.
+ * keys and values (rows of hs floats): scores = softmax(scale·K·q), out = scoresᵀ·V.
  */
 function decodeAttendBody(softmaxRowsIndex: number): number[] {
   const [qPtr, kPtr, vPtr, n, hs, scale, scoresPtr, outPtr] = [0, 1, 2, 3, 4, 5, 6, 7];
-  const [s, c, rowPtr, vecEnd, end] = [8, 9, 10, 11, 12];
-  const [sum, qc] = [13, 14];
-  const [acc, qv] = [15, 16];
-  const storeAt = (ptr: number, i: number, value: Code, vector: boolean): Code =>
-    [op.localGet(ptr), op.localGet(i), op.i32Add, ...value, vector ? op.v128Store(0) : op.f32Store(0)];
-  /** for (c = 0, rowPtr = first; c < hs; c++, rowPtr += one row) body */
-  const forEachChannel = (first: number, body: Code): Code => [
-    op.i32Const(0), op.localSet(c), op.localGet(first), op.localSet(rowPtr),
-    op.block, op.loop, op.localGet(c), op.localGet(hs), op.i32GeU, op.brIf(1),
-    ...body,
-    op.localGet(rowPtr), op.localGet(end), op.i32Add, op.localSet(rowPtr),
-    op.localGet(c), op.i32Const(1), op.i32Add, op.localSet(c),
-    op.br(0), op.end, op.end,
-  ];
+  const [s, i, rowPtr, vecEnd, end] = [8, 9, 10, 11, 12];
+  const [sum, p] = [13, 14];
+  const [acc, vp] = [15, 16];
   const code: Code = [
-    op.localGet(n), op.i32Const(2), op.i32Shl, op.localSet(end),
-    op.localGet(n), op.i32Const(-4), op.i32And, op.i32Const(2), op.i32Shl, op.localSet(vecEnd),
+    op.localGet(hs), op.i32Const(2), op.i32Shl, op.localSet(end),
+    op.localGet(hs), op.i32Const(-4), op.i32And, op.i32Const(2), op.i32Shl, op.localSet(vecEnd),
 
-    // scores = Σ_c scale·q[c]·K[c].
-    ...vectorThenScalar(s, vecEnd, end, storeAt(scoresPtr, s, [op.f32x4Const(0)], true),
-                        storeAt(scoresPtr, s, [op.f32Const(0)], false)),
-    ...forEachChannel(kPtr, [
-      op.localGet(qPtr), op.localGet(c), op.i32Const(2), op.i32Shl, op.i32Add, op.f32Load(0),
-      op.localGet(scale), op.f32Mul, op.localTee(qc), op.f32x4Splat, op.localSet(qv),
-      ...vectorThenScalar(s, vecEnd, end,
-        storeAt(scoresPtr, s, [...at(scoresPtr, s, true), op.localGet(qv), ...at(rowPtr, s, true), op.f32x4Mul, op.f32x4Add], true),
-        storeAt(scoresPtr, s, [...at(scoresPtr, s, false), op.localGet(qc), ...at(rowPtr, s, false), op.f32Mul, op.f32Add], false)),
-    ]),
+    // scores[s] = scale·dot(q, K[s]).
+    op.i32Const(0), op.localSet(s), op.localGet(kPtr), op.localSet(rowPtr),
+    op.block, op.loop, op.localGet(s), op.localGet(n), op.i32GeU, op.brIf(1),
+    op.f32x4Const(0), op.localSet(acc), op.i32Const(0), op.localSet(i),
+    ...loopWhileBelow(i, vecEnd, 16, [
+      op.localGet(acc), op.localGet(qPtr), op.localGet(i), op.i32Add, op.v128Load(0),
+      op.localGet(rowPtr), op.localGet(i), op.i32Add, op.v128Load(0), op.f32x4Mul, op.f32x4Add, op.localSet(acc)]),
+    ...horizontal(acc, op.f32Add), op.localSet(sum),
+    ...loopWhileBelow(i, end, 4, [
+      op.localGet(sum), op.localGet(qPtr), op.localGet(i), op.i32Add, op.f32Load(0),
+      op.localGet(rowPtr), op.localGet(i), op.i32Add, op.f32Load(0), op.f32Mul, op.f32Add, op.localSet(sum)]),
+    op.localGet(scoresPtr), op.localGet(s), op.i32Const(2), op.i32Shl, op.i32Add,
+    op.localGet(sum), op.localGet(scale), op.f32Mul, op.f32Store(0),
+    op.localGet(rowPtr), op.localGet(end), op.i32Add, op.localSet(rowPtr),
+    op.localGet(s), op.i32Const(1), op.i32Add, op.localSet(s),
+    op.br(0), op.end, op.end,
 
     // softmax(scores) as one row.
     op.localGet(scoresPtr), op.i32Const(1), op.i32Const(0), op.localGet(n), op.i32Const(0), op.localGet(n),
     op.call(softmaxRowsIndex),
 
-    // out[c] = scores · V[c].
-    ...forEachChannel(vPtr, [
-      op.f32x4Const(0), op.localSet(acc), op.i32Const(0), op.localSet(s),
-      ...loopWhileBelow(s, vecEnd, 16, [
-        op.localGet(acc), ...at(scoresPtr, s, true), ...at(rowPtr, s, true), op.f32x4Mul, op.f32x4Add, op.localSet(acc)]),
-      ...horizontal(acc, op.f32Add), op.localSet(sum),
-      ...loopWhileBelow(s, end, 4, [
-        op.localGet(sum), ...at(scoresPtr, s, false), ...at(rowPtr, s, false), op.f32Mul, op.f32Add, op.localSet(sum)]),
-      op.localGet(outPtr), op.localGet(c), op.i32Const(2), op.i32Shl, op.i32Add, op.localGet(sum), op.f32Store(0),
-    ]),
+    // out = Σ scores[s]·V[s].
+    op.i32Const(0), op.localSet(i),
+    ...loopWhileBelow(i, end, 4, [op.localGet(outPtr), op.localGet(i), op.i32Add, op.f32Const(0), op.f32Store(0)]),
+    op.i32Const(0), op.localSet(s), op.localGet(vPtr), op.localSet(rowPtr),
+    op.block, op.loop, op.localGet(s), op.localGet(n), op.i32GeU, op.brIf(1),
+    op.localGet(scoresPtr), op.localGet(s), op.i32Const(2), op.i32Shl, op.i32Add, op.f32Load(0), op.localTee(p),
+    op.f32x4Splat, op.localSet(vp), op.i32Const(0), op.localSet(i),
+    ...loopWhileBelow(i, vecEnd, 16, [
+      op.localGet(outPtr), op.localGet(i), op.i32Add,
+      op.localGet(outPtr), op.localGet(i), op.i32Add, op.v128Load(0),
+      op.localGet(vp), op.localGet(rowPtr), op.localGet(i), op.i32Add, op.v128Load(0), op.f32x4Mul, op.f32x4Add,
+      op.v128Store(0)]),
+    ...loopWhileBelow(i, end, 4, [
+      op.localGet(outPtr), op.localGet(i), op.i32Add,
+      op.localGet(outPtr), op.localGet(i), op.i32Add, op.f32Load(0),
+      op.localGet(p), op.localGet(rowPtr), op.localGet(i), op.i32Add, op.f32Load(0), op.f32Mul, op.f32Add,
+      op.f32Store(0)]),
+    op.localGet(rowPtr), op.localGet(end), op.i32Add, op.localSet(rowPtr),
+    op.localGet(s), op.i32Const(1), op.i32Add, op.localSet(s),
+    op.br(0), op.end, op.end,
   ];
   return functionBody([[5, I32], [2, F32], [2, V128]], flat(code));
 }
