@@ -3,7 +3,11 @@
  * 8 heads, 8 layers) timed in its own process, so that peak memory is the step's alone.
  * Mirrors ../shared/bench/pytorch_igpt.py:
  *   node --import tsx bench/igpt_step.ts --mode train|infer|sample [--batch 8] [--steps 3] [--backend native|portable] [--recompute]
+ *                                        [--precision f32|f16]
  * Prints one JSON line: {"mode", "median_s", "min_s", "steps", "peak_rss_mib", "backend", ...}.
+ * With --mode sample, every sampling run is preceded by a forward pass over the same batch, timed
+ * too (forward_median_s): the ratio of the two comes from interleaved runs, so that the load of a
+ * shared machine, which drifts over minutes, weighs on both alike.
  */
 import { parseArgs } from 'node:util';
 import { loadKernels } from '../src/kernels/select.js';
@@ -33,8 +37,15 @@ const inputs = Int32Array.from({ length: B * T }, (_, i) => (i % T === 0 ? 16 : 
 const targets = Int32Array.from({ length: B * T }, () => rng.int(16));
 const adam = new Adam(params.count);
 const times: number[] = [];
+const forwardTimes: number[] = [];
 const runs = a.mode === 'sample' ? steps : steps + 1; // one warm-up step, as the peer does
 for (let s = 0; s < runs; s++) {
+  if (a.mode === 'sample') {
+    if (s === 0) model.forward({ B, T, inputs, causal: true }, false); // warm-up
+    const f0 = performance.now();
+    model.forward({ B, T, inputs, causal: true }, false);
+    forwardTimes.push((performance.now() - f0) / 1000);
+  }
   const t0 = performance.now();
   if (a.mode === 'train') {
     model.zeroGrad();
@@ -51,7 +62,9 @@ for (let s = 0; s < runs; s++) {
   if (a.mode === 'sample' || s > 0) times.push(dt);
 }
 times.sort((x, y) => x - y);
+forwardTimes.sort((x, y) => x - y);
 console.log(JSON.stringify({
+  ...(forwardTimes.length > 0 ? { forward_median_s: +forwardTimes[forwardTimes.length >> 1]!.toFixed(4) } : {}),
   peer: 'igpt', backend: kernels.name, mode: a.mode, recompute: a.recompute, precision: a.precision, batch: B, threads: kernels.threads,
   median_s: +times[times.length >> 1]!.toFixed(4), min_s: +times[0]!.toFixed(4), steps: times.length,
   peak_rss_mib: Math.round(process.resourceUsage().maxRSS / 1024), params: params.count,

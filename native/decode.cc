@@ -98,7 +98,10 @@ void decodeValues(float* o, const float* p, const float* vT, int n, int hs, int6
 
 #define IGPT_HALF_TARGET __attribute__((target("avx2,fma,f16c")))
 
-/** Positions ahead of the loads that the half-float loops prefetch (the rows are long streams). */
+/**
+ * Positions ahead of the loads that the half-float loops prefetch (the rows are long streams);
+ * never past the positions in use, whose lines would be fetched for nothing.
+ */
 constexpr int kAhead = 256;
 
 IGPT_HALF_TARGET inline float halfToFloat(uint16_t h) { return _cvtsh_ss(h); }
@@ -130,7 +133,7 @@ IGPT_HALF_TARGET void decodeScoresHalf(float* scores, const float* q, const uint
     const __m256 q0 = _mm256_set1_ps(qs[0]), q1 = _mm256_set1_ps(qs[1]);
     const __m256 q2 = _mm256_set1_ps(qs[2]), q3 = _mm256_set1_ps(qs[3]);
     for (int s = 0; s < vecEnd; s += 8) {
-      if ((s & 31) == 0) for (int j = 0; j < 4; j++) _mm_prefetch(reinterpret_cast<const char*>(rows[j] + s + kAhead), _MM_HINT_T0);
+      if ((s & 31) == 0 && s + kAhead < n) for (int j = 0; j < 4; j++) _mm_prefetch(reinterpret_cast<const char*>(rows[j] + s + kAhead), _MM_HINT_T0);
       __m256 acc = _mm256_loadu_ps(scores + s);
       acc = _mm256_fmadd_ps(q0, load8(rows[0] + s), acc);
       acc = _mm256_fmadd_ps(q1, load8(rows[1] + s), acc);
@@ -153,7 +156,7 @@ IGPT_HALF_TARGET void decodeValuesHalf(float* o, const float* p, const uint16_t*
     for (int j = 0; j < 4; j++) rows[j] = vT + (c + std::min(j, ch - 1)) * maxT;
     __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
     for (int s = 0; s < vecEnd; s += 8) {
-      if ((s & 31) == 0) for (int j = 0; j < 4; j++) _mm_prefetch(reinterpret_cast<const char*>(rows[j] + s + kAhead), _MM_HINT_T0);
+      if ((s & 31) == 0 && s + kAhead < n) for (int j = 0; j < 4; j++) _mm_prefetch(reinterpret_cast<const char*>(rows[j] + s + kAhead), _MM_HINT_T0);
       const __m256 ps = _mm256_loadu_ps(p + s);
       a0 = _mm256_fmadd_ps(ps, load8(rows[0] + s), a0);
       a1 = _mm256_fmadd_ps(ps, load8(rows[1] + s), a1);
@@ -185,8 +188,10 @@ IGPT_HALF512_TARGET void decodeScoresHalf512(float* scores, const float* q, cons
     __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
     for (int i = 0; i < hs; i++) {
       const uint16_t* row = kT + i * maxT + s;
-      _mm_prefetch(reinterpret_cast<const char*>(row + kAhead), _MM_HINT_T0);
-      _mm_prefetch(reinterpret_cast<const char*>(row + kAhead + 32), _MM_HINT_T0);
+      if (s + kAhead < n) {
+        _mm_prefetch(reinterpret_cast<const char*>(row + kAhead), _MM_HINT_T0);
+        _mm_prefetch(reinterpret_cast<const char*>(row + kAhead + 32), _MM_HINT_T0);
+      }
       const __m512 qi = _mm512_set1_ps(scale * q[i]);
       a0 = _mm512_fmadd_ps(qi, load16(row), a0);
       a1 = _mm512_fmadd_ps(qi, load16(row + 16), a1);
@@ -221,7 +226,7 @@ IGPT_HALF512_TARGET void decodeValuesHalf512(float* o, const float* p, const uin
     for (int j = 0; j < 8; j++) acc[j] = _mm512_setzero_ps();
     for (int s = 0; s < vecEnd; s += 16) {
       const __m512 ps = _mm512_loadu_ps(p + s);
-      if ((s & 31) == 0) for (int j = 0; j < 8; j++) _mm_prefetch(reinterpret_cast<const char*>(rows[j] + s + kAhead), _MM_HINT_T0);
+      if ((s & 31) == 0 && s + kAhead < n) for (int j = 0; j < 8; j++) _mm_prefetch(reinterpret_cast<const char*>(rows[j] + s + kAhead), _MM_HINT_T0);
       for (int j = 0; j < 8; j++) acc[j] = _mm512_fmadd_ps(ps, load16(rows[j] + s), acc[j]);
     }
     for (int j = 0; j < ch; j++) {

@@ -60,26 +60,31 @@ for (const { name, kernels } of availableBackends()) {
     assert.ok(maxDiff > 1e-7 * maxRef, 'the half-float decoder computed exactly what the float one does: halves unused?');
   });
 
-  test(`${name}: sampling keeps the given rows, is greedy at temperature 0 and follows the seed`, () => {
+  test(`${name}: sampling keeps the given rows, is greedy at temperature 0 and follows the seed, across decoding groups`, () => {
     const params = randomParameters(3);
     const n = cfg.nPositions;
-    const prefix = Int32Array.from({ length: 2 * n }, (_, i) => i % 5);
-    const req = { count: 2, prefix, knownPixels: 4 };
+    const group = Number.isFinite(kernels.decodeGroup) ? kernels.decodeGroup : 8;
+    const count = group + 3; // where the backend decodes in groups: two, the second one partial
+    const prefix = Int32Array.from({ length: count * n }, (_, i) => (i * 7 + (i >> 3)) % 5);
+    prefix.copyWithin(group * n, 0, n); // the first image of each group starts alike
+    const req = { count, prefix, knownPixels: 4 };
     const a = sampleAutoregressive(kernels, params, req, { temperature: 1, topK: 0, topP: 1, seed: 7 });
     const b = sampleAutoregressive(kernels, params, req, { temperature: 1, topK: 0, topP: 1, seed: 7 });
     assert.deepEqual(a, b);
-    for (let img = 0; img < 2; img++) for (let t = 0; t < 4; t++) assert.equal(a[img * n + t], prefix[img * n + t]);
+    for (let img = 0; img < count; img++) for (let t = 0; t < 4; t++) assert.equal(a[img * n + t], prefix[img * n + t]);
+    // One random stream for all images: a group does not repeat another one's draws.
+    assert.notDeepEqual(a.subarray(0, n), a.subarray(group * n, (group + 1) * n));
     const g1 = sampleAutoregressive(kernels, params, req, { temperature: 0, topK: 0, topP: 1, seed: 1 });
     const g2 = sampleAutoregressive(kernels, params, req, { temperature: 0, topK: 0, topP: 1, seed: 2 });
     assert.deepEqual(g1, g2);
     // Greedy means each sampled pixel is the argmax of the full forward's logits.
-    const inputs = new Int32Array(2 * n);
-    for (let img = 0; img < 2; img++) {
+    const inputs = new Int32Array(count * n);
+    for (let img = 0; img < count; img++) {
       inputs[img * n] = 5;
       for (let t = 1; t < n; t++) inputs[img * n + t] = g1[img * n + t - 1]!;
     }
-    const logits = computeLogits(kernels, params, inputs, 2, n);
-    for (let i = 0; i < 2 * n; i++) {
+    const logits = computeLogits(kernels, params, inputs, count, n);
+    for (let i = 0; i < count * n; i++) {
       if (i % n < 4) continue;
       let best = 0;
       for (let v = 1; v < 5; v++) if (logits[i * 5 + v]! > logits[i * 5 + best]!) best = v;

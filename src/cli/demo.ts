@@ -62,10 +62,10 @@ export const demoCommand: CommandModule = {
         console.log('4/4 completions of test images (top half kept)');
         const count = 8, samples = 4;
         const originals = Int32Array.from(data.test.tokens.subarray(0, count * data.meta.pixels));
-        const bar = createProgress('sample', data.meta.pixels, 'pixels');
+        const bar = createProgress('sample', count * samples * data.meta.pixels, 'pixels');
         const fig = completeImages(kernels, opened.model.params, originals, {
           temperature: 1, topK: 0, topP: 1, seed: 0, precision: 'f16', objective: 'ar', count, samples, rows: Math.floor(side / 2),
-          onPixel: (t) => bar.update(t + 1),
+          onProgress: (done) => bar.update(done),
         });
         bar.stop();
         const gridPath = join(out, 'completions.png');

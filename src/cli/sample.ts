@@ -65,12 +65,12 @@ export const sampleCommand: CommandModule = {
           knownPixels = side * (flags.rows !== undefined ? parseIntOption('--rows', flags.rows, 0, side) : Math.floor(side / 2));
         }
         if (!palette) throw new Error(`${flags.model} has no palette (preprocessor_config.json clusters); pass --data to use a dataset's`);
-        const bar = createProgress('sample', cfg.nPositions, 'pixels');
+        const bar = createProgress('sample', count * samples * cfg.nPositions, 'pixels');
         const t0 = performance.now();
         const fig = completeImages(kernels, m.model.params, originals, {
           ...o, objective: m.objective, count, samples, rows: knownPixels / side,
           passes: parseIntOption('--passes', flags.passes, 1), order: flags.order === 'random' ? 'random' : 'confident',
-          onPixel: (t) => bar.update(t + 1),
+          onProgress: (done) => bar.update(done),
         });
         bar.stop();
         const seconds = (performance.now() - t0) / 1000;

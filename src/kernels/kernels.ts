@@ -91,6 +91,13 @@ export interface Kernels {
   readonly kvLayout: 'channels' | 'positions';
 
   /**
+   * At most this many images are decoded together when sampling (AR). Where decoding is bound by
+   * memory traffic (every cached key and value and every weight is read once per pixel), smaller
+   * groups keep their working set in the last-level cache; Infinity where it is bound by arithmetic.
+   */
+  readonly decodeGroup: number;
+
+  /**
    * attentionDecode with caches of IEEE half floats (same layout): decoding is bound by reading
    * the caches, and this halves the bytes, at the cost of rounding the cached keys and values to
    * 11 significant bits. Present only where the CPU converts halves in hardware.

@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 import type { Kernels } from './kernels.js';
 
 /** What the compiled addon exports: the kernel methods plus a few controls. */
-interface NativeAddon extends Omit<Kernels, 'name' | 'threads' | 'kvLayout' | 'packMatrix' | 'sgemmPacked' | 'attentionDecodeHalf'> {
+interface NativeAddon extends Omit<Kernels, 'name' | 'threads' | 'kvLayout' | 'decodeGroup' | 'packMatrix' | 'sgemmPacked' | 'attentionDecodeHalf'> {
   threads(): number;
   halfCache(): boolean;
   attentionDecodeHalf: NonNullable<Kernels['attentionDecodeHalf']>;
@@ -76,6 +76,11 @@ export function createNativeKernels(): Kernels {
     name: 'native',
     threads: a.threads(),
     kvLayout: 'channels',
+    // For the reference config 8 images' caches and the weights (~64 MB in f16) stay in the
+    // last-level cache that 16 images' (~115 MB) overflow: measured, 2 groups of 8 took 10–15%
+    // less time than 16 at once, and 4 groups of 4 more (weights read once per group and pixel),
+    // in f16 and f32 alike.
+    decodeGroup: 8,
     sgemm: a.sgemm,
     sgemmStridedBatched: a.sgemmStridedBatched,
     packMatrix: (b, k, n, half = false) => ({ k, n, data: a.packMatrix(b, k, n, half) }),

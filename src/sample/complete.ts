@@ -17,7 +17,8 @@ export interface CompleteOptions extends SamplingOptions {
   /** BERT in-filling passes and order. */
   passes?: number;
   order?: 'confident' | 'random';
-  onPixel?: (t: number) => void;
+  /** AR: pixels decided so far, of count × samples × n² (see sampleAutoregressive). */
+  onProgress?: (done: number, total: number) => void;
 }
 
 export function completeImages(k: Kernels, params: ParameterTensors, originals: Int32Array | null,
@@ -39,7 +40,7 @@ export function completeImages(k: Kernels, params: ParameterTensors, originals: 
     for (let i = 0; i < B; i++) known.fill(1, i * n, i * n + knownPixels);
     completions = sampleBert(k, params, prefix, known, B, { ...o, passes: o.passes ?? 16, order: o.order ?? 'confident' });
   } else {
-    completions = sampleAutoregressive(k, params, { count: B, prefix, knownPixels }, o, o.onPixel);
+    completions = sampleAutoregressive(k, params, { count: B, prefix, knownPixels }, o, o.onProgress);
   }
   const known = originals ? new Uint8Array(o.count * n) : null;
   if (known) for (let i = 0; i < o.count; i++) known.fill(1, i * n, i * n + knownPixels);

@@ -82,25 +82,36 @@ export interface CompletionRequest {
 
 /**
  * AR sampling with the KV cache: images whose first `knownPixels` pixels are given (0 for
- * unconditional samples). `onPixel(t)` is called after pixel t of every image is decided.
- * Returns count × n² ids.
+ * unconditional samples), decoded `k.decodeGroup` at a time (where decoding is bound by memory
+ * traffic, smaller groups keep their caches in cache), all groups drawing from one random stream. `onProgress(done, total)` counts decided pixels over all images. Returns count × n² ids.
  */
-export function sampleAutoregressive(k: Kernels, params: ParameterTensors, req: CompletionRequest,
-                                     o: SamplingOptions, onPixel?: (t: number, tokens: Int32Array) => void): Int32Array {
-  const steps = autoregressiveSteps(k, params, req, o);
-  for (let step = steps.next(); ; step = steps.next()) {
-    if (step.done) return step.value;
-    onPixel?.(step.value.t, step.value.tokens);
+export function sampleAutoregressive(k: Kernels, params: ParameterTensors, req: CompletionRequest, o: SamplingOptions,
+                                     onProgress?: (done: number, total: number) => void): Int32Array {
+  const n = params.config.nPositions;
+  const out = new Int32Array(req.count * n);
+  const rng = new Rng(o.seed);
+  for (let first = 0; first < req.count; first += k.decodeGroup) {
+    const count = Math.min(k.decodeGroup, req.count - first);
+    const prefix = req.knownPixels > 0 ? req.prefix?.subarray(first * n, (first + count) * n) : undefined;
+    const steps = autoregressiveSteps(k, params, { count, prefix, knownPixels: req.knownPixels }, o, rng);
+    for (let step = steps.next(); ; step = steps.next()) {
+      if (step.done) {
+        out.set(step.value, first * n);
+        break;
+      }
+      onProgress?.(first * n + (step.value.t + 1) * count, req.count * n);
+    }
   }
+  return out;
 }
 
 /**
- * The same sampling, one pixel at a time: yields after pixel t of every image is decided (tokens
- * is the count × n² output so far) and returns the output. A caller that must stay responsive
- * (the browser worker) can pause between pixels or stop early.
+ * The same sampling for all images at once, one pixel at a time: yields after pixel t of every
+ * image is decided (tokens is the count × n² output so far) and returns the output. A caller that
+ * must stay responsive (the browser worker) can pause between pixels or stop early.
  */
-export function* autoregressiveSteps(k: Kernels, params: ParameterTensors, req: CompletionRequest,
-                                     o: SamplingOptions): Generator<{ t: number; tokens: Int32Array }, Int32Array> {
+export function* autoregressiveSteps(k: Kernels, params: ParameterTensors, req: CompletionRequest, o: SamplingOptions,
+                                     rng = new Rng(o.seed)): Generator<{ t: number; tokens: Int32Array }, Int32Array> {
   const cfg = params.config;
   const n = cfg.nPositions;
   const V = paletteSizeOf(cfg);
@@ -108,7 +119,6 @@ export function* autoregressiveSteps(k: Kernels, params: ParameterTensors, req: 
   if (req.knownPixels > 0 && (!req.prefix || req.prefix.length < B * n)) {
     throw new Error(`completion needs ${B} × ${n} prefix ids`);
   }
-  const rng = new Rng(o.seed);
   const decoder = new KvDecoder(k, params, B, n, o.precision ?? 'f32');
   const out = new Int32Array(B * n);
   const feed = new Int32Array(B).fill(sosTokenOf(cfg));
