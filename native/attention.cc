@@ -18,11 +18,6 @@
 
 namespace igpt {
 
-namespace {
-
-constexpr int kBlockRows = 64;
-
-/** Softmax over p[0..n) in place (p holds scaled scores), zeroes p[n..width). */
 IGPT_MULTIVERSION
 void softmaxRow(float* p, int n, int width) {
   float max = p[0];
@@ -39,6 +34,10 @@ void softmaxRow(float* p, int n, int width) {
   for (int s = 0; s < n; s++) p[s] *= inv;
   for (int s = n; s < width; s++) p[s] = 0.0f;
 }
+
+namespace {
+
+constexpr int kBlockRows = 64;
 
 /**
  * Softmax backward for one row: ds[s] = p[s]·(dp[s] − Σ p·dp)·scale for s < n, 0 up to width.

@@ -23,24 +23,6 @@ namespace igpt {
 
 namespace {
 
-/** Softmax over p[0..n) in place. */
-IGPT_MULTIVERSION
-void softmaxInPlace(float* p, int n) {
-  float max = p[0];
-#pragma omp simd reduction(max : max)
-  for (int s = 1; s < n; s++) max = p[s] > max ? p[s] : max;
-  float sum = 0;
-#pragma omp simd reduction(+ : sum)
-  for (int s = 0; s < n; s++) {
-    const float e = expApprox(p[s] - max);
-    p[s] = e;
-    sum += e;
-  }
-  const float inv = 1.0f / sum;
-#pragma omp simd
-  for (int s = 0; s < n; s++) p[s] *= inv;
-}
-
 /**
  * scores[s] = scale·Σ_i q[i]·kT[i·maxT + s] for s < n: the sum runs down whole vectors of
  * positions, four channels per pass over the scores.
@@ -265,7 +247,7 @@ void decodeStep(float* out, const float* qkv, T* kCache, T* vCache, int B, int H
     thread_local std::vector<float> p;
     p.resize(static_cast<size_t>(t) + 1);
     scores(p.data(), q, kT, t + 1, hs, maxT, scale);
-    softmaxInPlace(p.data(), t + 1);
+    softmaxRow(p.data(), t + 1, t + 1);
     values(out + static_cast<int64_t>(b) * C + static_cast<int64_t>(h) * hs, p.data(), vT, t + 1, hs, maxT);
   };
   if (heads * (t + 1) * hs < 65536) {

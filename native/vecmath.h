@@ -42,4 +42,7 @@ static inline float expApprox(float x) {
   return p * scale;
 }
 
+/** Softmax over p[0..n) in place (p holds scaled scores), zeroes p[n..width). In attention.cc. */
+void softmaxRow(float* p, int n, int width);
+
 }  // namespace igpt
