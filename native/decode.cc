@@ -86,6 +86,12 @@ void decodeValues(float* o, const float* p, const float* vT, int n, int hs, int6
  */
 constexpr int kAhead = 256;
 
+/** Prefetches position s + kAhead of each row, unless that is past the n positions in use. */
+inline void prefetchAhead(const uint16_t* const* rows, int count, int s, int n) {
+  if (s + kAhead >= n) return;
+  for (int j = 0; j < count; j++) _mm_prefetch(reinterpret_cast<const char*>(rows[j] + s + kAhead), _MM_HINT_T0);
+}
+
 IGPT_HALF_TARGET inline float halfToFloat(uint16_t h) { return _cvtsh_ss(h); }
 IGPT_HALF_TARGET inline uint16_t floatToHalf(float x) { return _cvtss_sh(x, _MM_FROUND_TO_NEAREST_INT); }
 IGPT_HALF_TARGET inline __m256 load8(const uint16_t* p) {
@@ -115,7 +121,7 @@ IGPT_HALF_TARGET void decodeScoresHalf(float* scores, const float* q, const uint
     const __m256 q0 = _mm256_set1_ps(qs[0]), q1 = _mm256_set1_ps(qs[1]);
     const __m256 q2 = _mm256_set1_ps(qs[2]), q3 = _mm256_set1_ps(qs[3]);
     for (int s = 0; s < vecEnd; s += 8) {
-      if ((s & 31) == 0 && s + kAhead < n) for (int j = 0; j < 4; j++) _mm_prefetch(reinterpret_cast<const char*>(rows[j] + s + kAhead), _MM_HINT_T0);
+      if ((s & 31) == 0) prefetchAhead(rows, 4, s, n);  // once per 64-byte line
       __m256 acc = _mm256_loadu_ps(scores + s);
       acc = _mm256_fmadd_ps(q0, load8(rows[0] + s), acc);
       acc = _mm256_fmadd_ps(q1, load8(rows[1] + s), acc);
@@ -138,7 +144,7 @@ IGPT_HALF_TARGET void decodeValuesHalf(float* o, const float* p, const uint16_t*
     for (int j = 0; j < 4; j++) rows[j] = vT + (c + std::min(j, ch - 1)) * maxT;
     __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
     for (int s = 0; s < vecEnd; s += 8) {
-      if ((s & 31) == 0 && s + kAhead < n) for (int j = 0; j < 4; j++) _mm_prefetch(reinterpret_cast<const char*>(rows[j] + s + kAhead), _MM_HINT_T0);
+      if ((s & 31) == 0) prefetchAhead(rows, 4, s, n);  // once per 64-byte line
       const __m256 ps = _mm256_loadu_ps(p + s);
       a0 = _mm256_fmadd_ps(ps, load8(rows[0] + s), a0);
       a1 = _mm256_fmadd_ps(ps, load8(rows[1] + s), a1);
@@ -170,10 +176,8 @@ IGPT_HALF512_TARGET void decodeScoresHalf512(float* scores, const float* q, cons
     __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
     for (int i = 0; i < hs; i++) {
       const uint16_t* row = kT + i * maxT + s;
-      if (s + kAhead < n) {
-        _mm_prefetch(reinterpret_cast<const char*>(row + kAhead), _MM_HINT_T0);
-        _mm_prefetch(reinterpret_cast<const char*>(row + kAhead + 32), _MM_HINT_T0);
-      }
+      const uint16_t* lines[2] = {row - s, row - s + 32};  // the block's two 64-byte lines
+      prefetchAhead(lines, 2, s, n);
       const __m512 qi = _mm512_set1_ps(scale * q[i]);
       a0 = _mm512_fmadd_ps(qi, load16(row), a0);
       a1 = _mm512_fmadd_ps(qi, load16(row + 16), a1);
@@ -208,7 +212,7 @@ IGPT_HALF512_TARGET void decodeValuesHalf512(float* o, const float* p, const uin
     for (int j = 0; j < 8; j++) acc[j] = _mm512_setzero_ps();
     for (int s = 0; s < vecEnd; s += 16) {
       const __m512 ps = _mm512_loadu_ps(p + s);
-      if ((s & 31) == 0 && s + kAhead < n) for (int j = 0; j < 8; j++) _mm_prefetch(reinterpret_cast<const char*>(rows[j] + s + kAhead), _MM_HINT_T0);
+      if ((s & 31) == 0) prefetchAhead(rows, 8, s, n);
       for (int j = 0; j < 8; j++) acc[j] = _mm512_fmadd_ps(ps, load16(rows[j] + s), acc[j]);
     }
     for (int j = 0; j < ch; j++) {
