@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
@@ -49,8 +49,11 @@ describe('plot', () => {
     assert.throws(() => lineChartSvg({ series: [{ name: 'bad', x: [1, 2], y: [1] }] }), /2 x values but 1 y values/);
   });
 
-  it('reports an unwritable path with the path in the message', async () => {
-    await assert.rejects(plotLines(join(dir, 'missing', 'x.png'), { series: [] }), /missing\/x\.png: cannot write chart/);
+  it('creates a missing folder, and reports an unwritable path with the path in the message', async () => {
+    await plotLines(join(dir, 'missing', 'x.png'), { series: [] });
+    assert.ok(existsSync(join(dir, 'missing', 'x.png')));
+    writeFileSync(join(dir, 'a-file'), 'not a folder');
+    await assert.rejects(plotLines(join(dir, 'a-file', 'x.png'), { series: [] }), /a-file\/x\.png: cannot write \(E/);
   });
 
   it('chooses round ticks covering the range', () => {

@@ -1,4 +1,4 @@
-import { closeSync, fsyncSync, openSync, renameSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, fsyncSync, mkdirSync, openSync, renameSync, unlinkSync, writeSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 
 /** Largest single write; fs calls take 32-bit lengths. */
@@ -7,12 +7,13 @@ const IO_CHUNK_BYTES = 1 << 28;
 /**
  * Writes a file atomically: to a temp file beside `path`, fsynced, then renamed into place, so a
  * crash leaves the old file or the new one, never half of one. `data` is the content, or a
- * function that streams it into the open file descriptor.
+ * function that streams it into the open file descriptor. The folder is created if needed.
  */
 export function writeFileAtomic(path: string, data: string | Uint8Array | ((fd: number) => void)): void {
   const tmp = join(dirname(path), `.${basename(path)}.tmp-${process.pid}-${Math.random().toString(36).slice(2, 10)}`);
   let fd: number | null = null;
   try {
+    mkdirSync(dirname(path), { recursive: true });
     fd = openSync(tmp, 'w');
     if (typeof data === 'function') data(fd);
     else writeAll(fd, typeof data === 'string' ? Buffer.from(data, 'utf8') : data);

@@ -2,7 +2,7 @@
  * Writing uint8 images (HWC, gray or RGB) and grids of them to PNG with sharp: nearest-neighbour
  * upscaling, gaps between cells, optional captions under each cell. Files are written atomically.
  */
-import { renameSync, writeFileSync } from 'node:fs';
+import { writeFileAtomic } from './fs.js';
 import sharp from 'sharp';
 
 /** Each pixel repeated scale × scale times. */
@@ -78,17 +78,11 @@ async function encodePng(img: RawImage, captions?: { text: string; x: number; y:
   return s.png().toBuffer();
 }
 
-function writeAtomic(path: string, data: Uint8Array): void {
-  const tmp = `${path}.tmp-${process.pid}`;
-  writeFileSync(tmp, data);
-  renameSync(tmp, path);
-}
-
 /** Writes one HWC uint8 image (gray or RGB) to PNG, upscaled by `scale`. */
 export async function writeImage(path: string, pixels: Uint8Array, height: number, width: number, channels: 1 | 3, scale = 1): Promise<void> {
   if (pixels.length !== height * width * channels) throw new Error(`${path}: image has ${pixels.length} bytes, expected ${height}×${width}×${channels}`);
   const data = upscaleNearest(pixels, height, width, channels, scale);
-  writeAtomic(path, await encodePng({ data, width: width * scale, height: height * scale, channels }));
+  writeFileAtomic(path, await encodePng({ data, width: width * scale, height: height * scale, channels }));
 }
 
 /** Writes images (each HWC uint8, h × w × channels) as a PNG grid of `cols` columns, each upscaled by `scale`. */
@@ -100,5 +94,5 @@ export async function writeImageGrid(path: string, images: Uint8Array[], height:
     x: gap + (i % cols) * (width * scale + gap) + 1,
     y: gap + Math.floor(i / cols) * (height * scale + CAPTION_HEIGHT + gap) + height * scale + CAPTION_HEIGHT - 3,
   }));
-  writeAtomic(path, await encodePng(grid, captions));
+  writeFileAtomic(path, await encodePng(grid, captions));
 }

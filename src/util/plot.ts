@@ -3,10 +3,8 @@
  * series, legend) and rasterized by sharp (librsvg). Used for loss curves (NLL vs step) and the
  * probe's accuracy-vs-layer curve (the paper's Figure 2).
  */
-import { randomBytes } from 'node:crypto';
-import { renameSync, rmSync, writeFileSync } from 'node:fs';
-import { dirname, join, basename } from 'node:path';
 import sharp from 'sharp';
+import { writeFileAtomic } from './fs.js';
 
 export interface Series {
   name: string;
@@ -125,15 +123,7 @@ export function lineChartSvg(chart: LineChart): string {
 
 /** Renders the chart to a PNG file (written atomically: temp file in the same folder + rename). */
 export async function plotLines(path: string, chart: LineChart): Promise<void> {
-  const png = await renderPng(chart);
-  const tmp = join(dirname(path), `.${basename(path)}.${randomBytes(6).toString('hex')}.tmp`);
-  try {
-    writeFileSync(tmp, png);
-    renameSync(tmp, path);
-  } catch (err) {
-    rmSync(tmp, { force: true });
-    throw new Error(`${path}: cannot write chart (${err instanceof Error ? err.message : String(err)})`);
-  }
+  writeFileAtomic(path, await renderPng(chart));
 }
 
 /** The chart as PNG bytes. */
