@@ -165,6 +165,19 @@ test('Ctrl-C saves a checkpoint, exits 130 with a --resume hint, and the resumed
   assert.equal(latestStep(run), stopped + 2);
 });
 
+test('SIGTERM stops like Ctrl-C: a checkpoint at the step reached, exit 130, a --resume hint', async () => {
+  const run = join(root, 'terminated');
+  const p = igpt(trainArgs(run));
+  await firstCheckpoint(run, p.done);
+  p.child.kill('SIGTERM');
+  const exit = await p.done;
+  assert.equal(exit.code, 130, exit.stderr);
+  assert.match(exit.stderr, /SIGTERM: stopping after this step/);
+  const stopped = Number(/stopped at step (\d+)/.exec(exit.stdout)?.[1]);
+  assert.ok(stopped > 0 && stopped < STEPS, exit.stdout);
+  assert.equal(latestStep(run), stopped);
+});
+
 test('a corrupt newest checkpoint: --resume falls back to the previous one and still matches the uninterrupted run', async () => {
   const run = join(root, 'corrupt-newest');
   cpSync(referenceRun, run, { recursive: true });
@@ -173,6 +186,7 @@ test('a corrupt newest checkpoint: --resume falls back to the previous one and s
   const exit = await igpt([...trainArgs(run), '--resume']).done;
   assert.equal(exit.code, 0, exit.stderr);
   assert.match(exit.stderr, new RegExp(`resumed at step ${STEPS - 2}\\b`));
+  assert.match(exit.stderr, /warning: skipped a newer checkpoint that does not load: .*model\.safetensors/);
   assert.deepEqual(history(run), reference);
 });
 

@@ -44,16 +44,19 @@ export function parseSplitOption(value: string): SplitName {
 }
 
 /**
- * Ctrl-C for long work: the first press asks the work to stop at its next safe point (it polls
- * `requested()`), saying `message`; a second press quits at once. `dispose()` removes the handler.
+ * Ctrl-C (or SIGTERM, as from `kill` or a job scheduler) for long work: the first signal asks the
+ * work to stop at its next safe point (it polls `requested()`), saying `message`; a second Ctrl-C
+ * quits at once. `dispose()` removes the handlers.
  */
 export function stopOnInterrupt(message: string): { requested(): boolean; dispose(): void } {
   let stop = false;
-  const onSigint = (): void => {
-    if (stop) process.exit(130);
+  const onSignal = (signal: NodeJS.Signals): void => {
+    if (stop && signal === 'SIGINT') process.exit(130);
+    if (stop) return;
     stop = true;
-    process.stderr.write(`\nigpt: ${message} (Ctrl-C again to quit at once)\n`);
+    process.stderr.write(`\nigpt: ${signal === 'SIGINT' ? '' : `${signal}: `}${message} (Ctrl-C again to quit at once)\n`);
   };
-  process.on('SIGINT', onSigint);
-  return { requested: () => stop, dispose: () => { process.off('SIGINT', onSigint); } };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  return { requested: () => stop, dispose: () => { process.off('SIGINT', onSignal); process.off('SIGTERM', onSignal); } };
 }

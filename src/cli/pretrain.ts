@@ -95,8 +95,9 @@ export async function runPretraining(kernels: Kernels, data: TokenDataset, flags
   let lastCheckpoint = '';
   try {
     const result = await pretrain(kernels, data, flags.data, outDir, shape, options, resume, {
-      onStart: ({ resumedFrom, config, params }) => {
+      onStart: ({ resumedFrom, skipped, config, params }) => {
         bar.stop();
+        for (const e of skipped) process.stderr.write(`igpt: warning: skipped a newer checkpoint that does not load: ${e}\n`);
         process.stderr.write(`${label}: ${options.objective.toUpperCase()} objective, d ${config.nEmbd}, ${config.nLayer} layers, ` +
           `${config.nHead} heads, ${(params / 1e6).toFixed(2)}M parameters, ${data.train.count} training images, ` +
           `batch ${options.batch}, ${options.steps} steps${resumedFrom >= 0 ? `, resumed at step ${resumedFrom}` : ''}\n`);
@@ -143,7 +144,7 @@ export const pretrainCommand: CommandModule = {
         const kernels = kernelsFromFlags(flags);
         const data = loadTokenDataset(flags.data);
         const result = await runPretraining(kernels, data, flags, parseTrainingOptions(flags, data), flags.out, flags.resume === true);
-        // Stopped by Ctrl-C: the checkpoint is saved, and the exit code says "interrupted" (128 + SIGINT).
+        // Stopped by Ctrl-C or SIGTERM: the checkpoint is saved, and the exit code says "interrupted" (128 + SIGINT).
         if (result.stoppedEarly) process.exitCode = 130;
       });
   },

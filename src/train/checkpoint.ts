@@ -28,6 +28,8 @@ export interface Checkpoint<S> extends LoadedModel {
   adamM: Float32Array;
   adamV: Float32Array;
   adamStep: number;
+  /** Newer checkpoints that could not be loaded (loadLatestCheckpoint), each with its error. */
+  skipped?: string[];
 }
 
 const stepDirName = (step: number): string => `step-${String(step).padStart(6, '0')}`;
@@ -94,9 +96,9 @@ export function loadLatestCheckpoint<S>(runDir: string): Checkpoint<S> | null {
     for (const n of readdirSync(root).filter((x) => /^step-\d+$/.test(x)).sort().reverse()) candidates.push(join(root, n));
   }
   const errors: string[] = [];
-  for (const dir of candidates) {
+  for (const dir of new Set(candidates)) {
     try {
-      return loadCheckpoint<S>(dir);
+      return { ...loadCheckpoint<S>(dir), skipped: errors };
     } catch (err) {
       errors.push(err instanceof Error ? err.message : String(err));
     }

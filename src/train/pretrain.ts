@@ -22,7 +22,8 @@ export interface RunState extends TrainerState {
 }
 
 export interface PretrainHooks {
-  onStart?(info: { resumedFrom: number; config: ModelConfig; params: number }): void;
+  /** `skipped`: newer checkpoints that could not be loaded when resuming, with their errors. */
+  onStart?(info: { resumedFrom: number; skipped: string[]; config: ModelConfig; params: number }): void;
   onStep?(r: StepReport, trainer: Trainer): void;
   onValidate?(r: NllReport, step: number): void;
   onCheckpoint?(dir: string, step: number): void;
@@ -70,7 +71,7 @@ export async function pretrain(kernels: Kernels, data: TokenDataset, dataPath: s
     trainer.adam.v.set(ckpt.adamV);
     trainer.adam.step = ckpt.adamStep;
   }
-  hooks.onStart?.({ resumedFrom: ckpt ? state.step : -1, config: model.config, params: model.params.count });
+  hooks.onStart?.({ resumedFrom: ckpt ? state.step : -1, skipped: ckpt?.skipped ?? [], config: model.config, params: model.params.count });
   // history.json and loss.png are written after latest.json: a crash in between leaves them behind
   // the checkpoint, so a resumed run rewrites them from the checkpoint's own history.
   if (ckpt) await writeLossCurve(runDir, state);
