@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import sharp from 'sharp';
 import { Command } from 'commander';
+import { readMaybeGzip } from '../src/data/binary.js';
 import { readIdx, readIdxImageSet } from '../src/data/idx.js';
 import { readCifar10Batch, readCifar100File } from '../src/data/cifar.js';
 import { readStl10 } from '../src/data/stl10.js';
@@ -72,6 +73,10 @@ test('IDX: bad magic, wrong dims, truncated, trailing bytes, count mismatch name
   assert.throws(() => readIdxImageSet(images, labels), (e: Error) => e.message.includes(labels) && /2 labels but .* 3 images/.test(e.message));
   const notGzip = file('n-idx3-ubyte.gz', idxBytes([3, 2, 2], idxPixels));
   assert.throws(() => readIdx(notGzip, 3), (e: Error) => e.message.includes(notGzip) && /gzip/.test(e.message));
+  // A gzip bomb (here 4 MB of zeros in ~4 KB, against a 1 MB cap) is refused, not inflated.
+  const bomb = file('bomb.gz', gzipSync(new Uint8Array(4 << 20)));
+  assert.throws(() => readMaybeGzip(bomb, 1 << 20), (e: Error) => e.message.includes(bomb) && /more than 1048576 bytes/.test(e.message));
+  assert.equal(readMaybeGzip(bomb, 8 << 20).length, 4 << 20);
 });
 
 test('real Fashion-MNIST when installed: 60000/10000, first training label 9 (Ankle boot)', { skip: !existsSync(DEFAULT_FASHION_MNIST_DIR) }, () => {

@@ -2,8 +2,11 @@
 import { readFileSync, existsSync } from 'node:fs';
 import { gunzipSync } from 'node:zlib';
 
-/** The file's bytes, decompressed if it is gzip. Errors name the file. */
-export function readMaybeGzip(path: string): Uint8Array {
+/** Most bytes a gzip file may decompress to: beyond every dataset read here, short of a gzip bomb. */
+export const MAX_GUNZIPPED_BYTES = 2 ** 31;
+
+/** The file's bytes, decompressed if it is gzip (to at most `maxBytes`). Errors name the file. */
+export function readMaybeGzip(path: string, maxBytes = MAX_GUNZIPPED_BYTES): Uint8Array {
   let raw: Buffer;
   try {
     raw = readFileSync(path);
@@ -16,9 +19,12 @@ export function readMaybeGzip(path: string): Uint8Array {
     return new Uint8Array(raw.buffer, raw.byteOffset, raw.length);
   }
   try {
-    const out = gunzipSync(raw);
+    const out = gunzipSync(raw, { maxOutputLength: maxBytes });
     return new Uint8Array(out.buffer, out.byteOffset, out.length);
   } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE') {
+      throw new Error(`${path}: decompresses to more than ${maxBytes} bytes (not a dataset file, or a gzip bomb)`);
+    }
     throw new Error(`${path}: corrupt gzip data (${err instanceof Error ? err.message : String(err)})`);
   }
 }
