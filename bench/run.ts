@@ -50,7 +50,7 @@ for (const b of BENCHES) {
   const seconds = (performance.now() - t0) / 1000;
   for (const r of rows) process.stderr.write(`  ${formatRow(r)}\n`);
   sections.push(`## ${b.name}: ${b.about}\n\n(${seconds.toFixed(0)} s)\n\n| measure | ours | peer | peer's | ratio | note |\n|---|---|---|---|---|---|\n` +
-    rows.map((r) => `| ${r.name} | ${fmt(r.value)} ${r.unit} | ${r.peer ?? ''} | ${r.peerValue !== undefined ? fmt(r.peerValue) + ' ' + r.unit : ''} | ${r.ratio !== undefined ? r.ratio + '×' : ''} | ${r.note ?? ''} |`).join('\n'));
+    rows.map((r) => `| ${r.name} | ${fmt(r.value)} ${r.unit} | ${r.peer ?? ''} | ${r.peerValue !== undefined ? fmt(r.peerValue) + ' ' + r.unit : ''} | ${r.ratio !== undefined ? fmtRatio(r.ratio) + '×' : ''} | ${r.note ?? ''} |`).join('\n'));
 }
 const command = `npm run bench${process.argv.slice(2).length ? ' -- ' + process.argv.slice(2).join(' ') : ''}`;
 const header = `# Benchmarks\n\nProduced by \`${command}\` on ${new Date().toISOString().slice(0, 10)}, ${cpus().length} × ${cpus()[0]?.model ?? 'CPU'}.\n` +
@@ -63,6 +63,10 @@ function fmt(x: number): string {
   if (!Number.isFinite(x)) return String(x);
   return Math.abs(x) >= 100 ? x.toFixed(0) : Math.abs(x) >= 1 ? x.toFixed(2) : x.toPrecision(3);
 }
+/** Ratios to three significant digits: more would be noise on a shared machine. */
+function fmtRatio(x: number): string {
+  return Number.isFinite(x) ? String(+x.toPrecision(3)) : String(x);
+}
 function formatRow(r: BenchResult): string {
-  return `${r.name}: ${fmt(r.value)} ${r.unit}${r.peer ? ` | ${r.peer}: ${r.peerValue !== undefined ? fmt(r.peerValue) : '?'}` : ''}${r.ratio !== undefined ? ` | ratio ${r.ratio}` : ''}${r.note ? ` (${r.note})` : ''}`;
+  return `${r.name}: ${fmt(r.value)} ${r.unit}${r.peer ? ` | ${r.peer}: ${r.peerValue !== undefined ? fmt(r.peerValue) : '?'}` : ''}${r.ratio !== undefined ? ` | ratio ${fmtRatio(r.ratio)}` : ''}${r.note ? ` (${r.note})` : ''}`;
 }

@@ -411,7 +411,7 @@ Napi::Value AttentionDecodeHalf(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-Napi::Value HalfCache(const Napi::CallbackInfo& info) {
+Napi::Value HalfFloats(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(info.Env(), igpt::halfFloatsSupported());
 }
 
@@ -490,7 +490,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("attentionBackward", Napi::Function::New(env, AttentionBackward, "attentionBackward"));
   exports.Set("attentionDecode", Napi::Function::New(env, AttentionDecode, "attentionDecode"));
   exports.Set("attentionDecodeHalf", Napi::Function::New(env, AttentionDecodeHalf, "attentionDecodeHalf"));
-  exports.Set("halfCache", Napi::Function::New(env, HalfCache, "halfCache"));
+  exports.Set("halfFloats", Napi::Function::New(env, HalfFloats, "halfFloats"));
   exports.Set("crossEntropy", Napi::Function::New(env, CrossEntropy, "crossEntropy"));
   exports.Set("adamUpdate", Napi::Function::New(env, AdamUpdate, "adamUpdate"));
   exports.Set("threads", Napi::Function::New(env, Threads, "threads"));

@@ -175,7 +175,7 @@ export const experimentCommand: CommandModule = {
         const curveDir = join(out, 'curve');
         const curve = existsSync(join(curveDir, 'curve.md'))
           ? JSON.parse(readFileSync(join(curveDir, 'curve.json'), 'utf8')) as ProbeCurve
-          : await timed('curve', state, () => probeCurve(kernels, data, runDir, curveDir, CURVE_SIZES));
+          : await timed('curve', state, () => probeCurve(kernels, data, tokensDir, runDir, curveDir, CURVE_SIZES));
 
         // 6. Fine-tuning within its budget (early stopping may end it sooner).
         const ftDir = join(out, 'finetune');

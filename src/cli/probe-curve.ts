@@ -41,8 +41,11 @@ export interface ProbeCurve {
   points: CurvePoint[];
 }
 
-/** Probes every kept checkpoint of `runDir` not yet in outDir/curve.json; writes curve.json, curve.md, curve.png. */
-export async function probeCurve(kernels: Kernels, data: TokenDataset, runDir: string, outDir: string,
+/**
+ * Probes every kept checkpoint of `runDir` not yet in outDir/curve.json; writes curve.json,
+ * curve.md, curve.png. `data` was read from `dataDir`.
+ */
+export async function probeCurve(kernels: Kernels, data: TokenDataset, dataDir: string, runDir: string, outDir: string,
                                  sizes: CurveSizes): Promise<ProbeCurve> {
   const path = join(outDir, 'curve.json');
   const previous = existsSync(path) ? JSON.parse(readFileSync(path, 'utf8')) as ProbeCurve : null;
@@ -57,7 +60,7 @@ export async function probeCurve(kernels: Kernels, data: TokenDataset, runDir: s
   for (const { step, dir } of listCheckpoints(runDir)) {
     if (curve.points.some((p) => p.step === step)) continue;
     const m = openModel(dir, kernels);
-    checkModelMatchesData(m, data, dir);
+    checkModelMatchesData(m, data, dataDir);
     const { seconds } = JSON.parse(readFileSync(join(dir, 'trainer_state.json'), 'utf8')) as { seconds: number };
     const bar = createProgress(`curve: step ${step}`, sizes.train + sizes.val + sizes.test, 'images');
     let done = 0;
@@ -140,7 +143,7 @@ export const probeCurveCommand: CommandModule = {
         };
         if (listCheckpoints(flags.run).length === 0) throw new Error(`${flags.run}: no checkpoints (is it a pretraining run folder?)`);
         const out = flags.out ?? join(flags.run, 'curve');
-        const curve = await probeCurve(kernels, data, flags.run, out, sizes);
+        const curve = await probeCurve(kernels, data, flags.data, flags.run, out, sizes);
         console.log(curveMarkdown(curve));
         console.log(`written: ${join(out, 'curve.png')}`);
       });

@@ -10,7 +10,7 @@ import type { Kernels } from './kernels.js';
 /** What the compiled addon exports: the kernel methods plus a few controls. */
 interface NativeAddon extends Omit<Kernels, 'name' | 'threads' | 'kvLayout' | 'decodeGroup' | 'packMatrix' | 'sgemmPacked' | 'attentionDecodeHalf'> {
   threads(): number;
-  halfCache(): boolean;
+  halfFloats(): boolean;
   attentionDecodeHalf: NonNullable<Kernels['attentionDecodeHalf']>;
   packMatrix(b: Float32Array, k: number, n: number, half: boolean): Float32Array | Uint16Array;
   sgemmPacked(m: number, n: number, k: number, a: Float32Array, packed: Float32Array | Uint16Array, c: Float32Array,
@@ -94,7 +94,7 @@ export function createNativeKernels(): Kernels {
     attentionForward: a.attentionForward,
     attentionBackward: a.attentionBackward,
     attentionDecode: a.attentionDecode,
-    ...(a.halfCache() ? { attentionDecodeHalf: a.attentionDecodeHalf } : {}),
+    ...(a.halfFloats() ? { attentionDecodeHalf: a.attentionDecodeHalf } : {}),
     crossEntropy: a.crossEntropy,
     adamUpdate: a.adamUpdate,
   };
