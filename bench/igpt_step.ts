@@ -3,7 +3,7 @@
  * 8 heads, 8 layers) timed in its own process, so that peak memory is the step's alone.
  * Mirrors ../shared/bench/pytorch_igpt.py:
  *   node --import tsx bench/igpt_step.ts --mode train|infer|sample [--batch 8] [--steps 3] [--backend native|portable] [--recompute]
- *                                        [--precision f32|f16]
+ *                                        [--precision f32|f16] [--decode-group n]
  * Prints one JSON line: {"mode", "median_s", "min_s", "steps", "peak_rss_mib", "backend", ...}.
  * With --mode sample, every sampling run is preceded by a forward pass over the same batch, timed
  * too (forward_median_s): the ratio of the two comes from interleaved runs, so that the load of a
@@ -22,7 +22,7 @@ const { values: a } = parseArgs({ options: {
   mode: { type: 'string', default: 'train' }, batch: { type: 'string', default: '8' },
   steps: { type: 'string', default: '3' }, backend: { type: 'string', default: 'auto' },
   pixels: { type: 'string', default: '784' }, recompute: { type: 'boolean', default: false },
-  precision: { type: 'string', default: 'f32' },
+  precision: { type: 'string', default: 'f32' }, 'decode-group': { type: 'string' },
 } });
 const kernels = loadKernels(a.backend as 'auto' | 'native' | 'portable');
 const B = Number(a.batch), steps = Number(a.steps), T = Number(a.pixels);
@@ -55,7 +55,9 @@ for (let s = 0; s < runs; s++) {
   } else if (a.mode === 'infer') {
     model.forward({ B, T, inputs, causal: true }, false);
   } else {
-    sampleAutoregressive(kernels, params, { count: B, knownPixels: 0 },
+    // --decode-group overrides the backend's group size (to measure what grouping buys).
+    const k = a['decode-group'] ? { ...kernels, decodeGroup: Number(a['decode-group']) } : kernels;
+    sampleAutoregressive(k, params, { count: B, knownPixels: 0 },
                          { temperature: 1, topK: 0, topP: 1, seed: s, precision: a.precision === 'f16' ? 'f16' : 'f32' });
   }
   const dt = (performance.now() - t0) / 1000;

@@ -106,6 +106,11 @@ export async function run(opts: { quick: boolean }): Promise<BenchResult[]> {
     out.push({ name: 'sample 16 images × 784 pixels (KV cache, f16 caches and weights)', value: sampleF16.median_s, unit: 's',
       ...vsForward(sampleF16), note: 'ratio = sampling / forward (same arithmetic); target ≤ 3' });
   }
+  const sampleF16All = ours('sample', 16, steps, 'auto', ['--precision', 'f16', '--decode-group', '16']);
+  if (!isError(sampleF16All) && sampleF16All.precision === 'f16') {
+    out.push({ name: 'the same, all 16 images decoded together (not in groups of 8)', value: sampleF16All.median_s, unit: 's',
+      ...vsForward(sampleF16All), note: 'what decoding in groups buys: their caches and the weights stay in the last-level cache' });
+  }
   if (!isError(sample)) {
     out.push({ name: 'sample 16 images × 784 pixels (KV cache, f32: exact)', value: sample.median_s, unit: 's',
       ...vsForward(sample), note: 'ratio = sampling / forward; logits equal to the full forward\'s' });
