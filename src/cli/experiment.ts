@@ -33,8 +33,12 @@ interface Flags {
   batch: string; lr: string; probeTrain: string; probeVal?: string; backend?: string; seed: string;
 }
 
-/** Images each kept checkpoint is probed on for the accuracy-against-pretraining-time curve. */
-const CURVE_SIZES: CurveSizes = { train: 1000, val: 500, test: 1000 };
+/**
+ * Images each kept checkpoint is probed on for the accuracy-against-pretraining-time curve. With
+ * 1000 training images (100 a class) the probe measures the low-data regime, where features trail
+ * pixels, and 500 validation images cannot tell layers apart (the first cpu-m study).
+ */
+const CURVE_SIZES: CurveSizes = { train: 3000, val: 1000, test: 2000 };
 
 /** What the study decided and how long each stage took, kept across resumed invocations. */
 interface StudyState {

@@ -87,13 +87,14 @@ export async function probeCurve(kernels: Kernels, data: TokenDataset, dataDir: 
   writeRunFile(outDir, 'curve.json', JSON.stringify(curve, null, 1));
   writeRunFile(outDir, 'curve.md', curveMarkdown(curve));
   const minutes = curve.points.map((p) => p.minutes);
-  const last = curve.points.at(-1)?.layers.length ?? 1;
+  // The mean over the blocks' layers (1..L) is steadier than any one layer on small subsets.
+  const meanOfBlocks = (p: CurvePoint): number => p.layers.slice(1).reduce((a, b) => a + b, 0) / Math.max(1, p.layers.length - 1);
   await plotLines(join(outDir, 'curve.png'), {
     title: 'Linear probe accuracy vs pretraining time', xLabel: 'pretraining minutes', yLabel: 'test accuracy (%)',
     markers: true,
     series: [
-      { name: 'best layer', x: minutes, y: curve.points.map((p) => 100 * p.testAccuracy) },
-      { name: 'last layer', x: minutes, y: curve.points.map((p) => 100 * (p.layers[last - 1] ?? NaN)) },
+      { name: 'best layer (chosen on validation)', x: minutes, y: curve.points.map((p) => 100 * p.testAccuracy) },
+      { name: 'mean of layers 1..L', x: minutes, y: curve.points.map((p) => 100 * meanOfBlocks(p)) },
       { name: 'raw pixels', x: [0, Math.max(1, ...minutes)], y: [100 * curve.pixels.testAccuracy, 100 * curve.pixels.testAccuracy] },
     ],
   });
@@ -111,12 +112,14 @@ function pixelBaseline(kernels: Kernels, data: TokenDataset, sizes: CurveSizes,
 
 export function curveMarkdown(c: ProbeCurve): string {
   const pct = (x: number): string => (100 * x).toFixed(2);
-  const rows = c.points.map((p) => `| ${p.step} | ${p.minutes.toFixed(1)} | ${p.testNll.toFixed(4)} | ${p.bestLayer} | ${pct(p.testAccuracy)} |`);
+  const layers = c.points[0]?.layers.length ?? 0;
+  const rows = c.points.map((p) => `| ${p.step} | ${p.minutes.toFixed(1)} | ${p.testNll.toFixed(4)} | ${p.bestLayer} | ${pct(p.testAccuracy)} | ` +
+                                   `${p.layers.map(pct).join(' | ')} |`);
   return [
     `Probed on ${c.sizes.train} training, ${c.sizes.val} validation and ${c.sizes.test} test images; raw pixels on the same: ${pct(c.pixels.testAccuracy)}%.`,
     '',
-    '| step | pretraining minutes | test NLL (nats/pixel) | best layer | test accuracy (%) |',
-    '|---|---|---|---|---|',
+    `| step | pretraining minutes | test NLL (nats/pixel) | best layer | its test accuracy (%) | ${Array.from({ length: layers }, (_, l) => `layer ${l}`).join(' | ')} |`,
+    `|---|---|---|---|---|${'---|'.repeat(layers)}`,
     ...rows,
   ].join('\n') + '\n';
 }
@@ -130,9 +133,9 @@ export const probeCurveCommand: CommandModule = {
       .requiredOption('--run <dir>', 'pretraining run folder')
       .requiredOption('--data <dir>', 'labelled token dataset the run was trained on')
       .option('--out <dir>', 'folder for curve.json, curve.md, curve.png (default: <run>/curve)')
-      .option('--train <n>', 'training images per probe', '1000')
-      .option('--val <n>', 'validation images per probe (choose the layer and L2)', '500')
-      .option('--test <n>', 'test images per probe', '1000'))
+      .option('--train <n>', 'training images per probe (fewer than a few thousand measure the low-data regime)', '3000')
+      .option('--val <n>', 'validation images per probe (choose the layer and L2)', '1000')
+      .option('--test <n>', 'test images per probe', '2000'))
       .action(async (flags: Flags) => {
         const kernels = kernelsFromFlags(flags);
         const data = loadTokenDataset(flags.data);
