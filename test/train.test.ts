@@ -1,6 +1,6 @@
 import { before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buildTokenDataset } from '../src/data/build.js';
@@ -9,7 +9,8 @@ import { loadKernels } from '../src/kernels/select.js';
 import { makeConfig } from '../src/model/config.js';
 import { ImageGPT } from '../src/model/model.js';
 import { initParameters, ParameterTensors } from '../src/model/parameters.js';
-import { loadLatestCheckpoint } from '../src/train/checkpoint.js';
+import { listCheckpoints, loadLatestCheckpoint } from '../src/train/checkpoint.js';
+import { probeCurve } from '../src/cli/probe-curve.js';
 import { BatchBuilder } from '../src/train/objectives.js';
 import { pretrain, type RunState } from '../src/train/pretrain.js';
 import { NumericalFault, Trainer, type PretrainOptions } from '../src/train/trainer.js';
@@ -97,6 +98,25 @@ test('BERT: the loss counts masked positions only and their content embedding is
   }
   assert.equal(r.genCount, masked);
   assert.ok(Math.abs(r.genLoss - sum / masked) < 1e-5, `${r.genLoss} vs ${sum / masked}`);
+});
+
+test('--keep-every keeps its checkpoints for good, and probe-curve probes every kept one at every layer', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'igpt-keep-'));
+  await pretrain(kernels, data, 'mnist', dir, shape, options({ steps: 40, checkpointEvery: 5, keepEvery: 20 }), false);
+  // Multiples of 20, plus the newest two.
+  assert.deepEqual(listCheckpoints(dir).map((c) => c.step), [20, 35, 40]);
+  const out = join(dir, 'curve');
+  const curve = await probeCurve(kernels, data, 'mnist', dir, out, { train: 300, val: 100, test: 200 });
+  assert.deepEqual(curve.points.map((p) => p.step), [20, 35, 40]);
+  for (const p of curve.points) {
+    assert.equal(p.layers.length, shape.nLayer + 1);
+    assert.ok(p.layers.every((a) => a > 0.2 && a <= 1), `accuracies ${p.layers} (10 classes: chance is 0.1)`);
+    assert.ok(Number.isFinite(p.testNll) && p.testNll > 0);
+  }
+  assert.ok(curve.points[0]!.minutes < curve.points[2]!.minutes);
+  assert.ok(curve.pixels.testAccuracy > 0.5, 'raw pixels of digits on 300 images');
+  assert.ok(existsSync(join(out, 'curve.png')));
+  assert.match(readFileSync(join(out, 'curve.md'), 'utf8'), /\| 40 \| [\d.]+ \| [\d.]+ \| \d \| [\d.]+ \| [\d.]+ \| [\d.]+ \| [\d.]+ \|/);
 });
 
 test('a resumed run matches an uninterrupted one exactly', async () => {
