@@ -386,29 +386,29 @@ DecodeArgs decodeArgs(const Args& args, size_t outLength, size_t qkvLength, cons
   return {static_cast<int>(B), static_cast<int>(H), static_cast<int>(hs), static_cast<int>(t), static_cast<int>(maxT)};
 }
 
-Napi::Value AttentionDecode(const Napi::CallbackInfo& info) {
-  Args args(info, "attentionDecode", 9);
+/** attentionDecode or attentionDecodeHalf: caches read by `caches` (floats or halves), run by `step`. */
+template <class ReadCache, class Step>
+Napi::Value attentionDecodeWith(const Napi::CallbackInfo& info, const char* name, ReadCache caches, Step step) {
+  Args args(info, name, 9);
   igpt::FlushDenormals flush;
   const auto out = args.floats(0, "out");
   const auto qkv = args.floats(1, "qkv");
-  const auto kCache = args.floats(2, "kCache");
-  const auto vCache = args.floats(3, "vCache");
+  const auto kCache = caches(args, 2, "kCache");
+  const auto vCache = caches(args, 3, "vCache");
   const DecodeArgs d = decodeArgs(args, out.length, qkv.length, kCache, vCache);
-  igpt::attentionDecode(out.data, qkv.data, kCache.data, vCache.data, d.B, d.H, d.hs, d.t, d.maxT);
+  step(out.data, qkv.data, kCache.data, vCache.data, d.B, d.H, d.hs, d.t, d.maxT);
   return info.Env().Undefined();
 }
 
+Napi::Value AttentionDecode(const Napi::CallbackInfo& info) {
+  return attentionDecodeWith(info, "attentionDecode",
+                             [](const Args& a, size_t i, const char* n) { return a.floats(i, n); }, igpt::attentionDecode);
+}
+
 Napi::Value AttentionDecodeHalf(const Napi::CallbackInfo& info) {
-  Args args(info, "attentionDecodeHalf", 9);
-  if (!igpt::halfFloatsSupported()) args.fail("this CPU has no half-float conversions (F16C)");
-  igpt::FlushDenormals flush;
-  const auto out = args.floats(0, "out");
-  const auto qkv = args.floats(1, "qkv");
-  const auto kCache = args.halves(2, "kCache");
-  const auto vCache = args.halves(3, "vCache");
-  const DecodeArgs d = decodeArgs(args, out.length, qkv.length, kCache, vCache);
-  igpt::attentionDecodeHalf(out.data, qkv.data, kCache.data, vCache.data, d.B, d.H, d.hs, d.t, d.maxT);
-  return info.Env().Undefined();
+  if (!igpt::halfFloatsSupported()) Args(info, "attentionDecodeHalf", 0).fail("this CPU has no half-float conversions (F16C)");
+  return attentionDecodeWith(info, "attentionDecodeHalf",
+                             [](const Args& a, size_t i, const char* n) { return a.halves(i, n); }, igpt::attentionDecodeHalf);
 }
 
 Napi::Value HalfFloats(const Napi::CallbackInfo& info) {

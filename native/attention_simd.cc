@@ -26,6 +26,7 @@
 #include <string>
 #include <vector>
 
+#include "simd_vectors.h"
 #include "thread_pool.h"
 #include "vecmath.h"
 
@@ -33,23 +34,7 @@ namespace igpt {
 
 namespace {
 
-#define IGPT_INLINE inline __attribute__((always_inline))
-
-typedef float f32x8 __attribute__((vector_size(32)));
-typedef float f32x16 __attribute__((vector_size(64)));
-
-template <class V>
-constexpr int lanes() { return static_cast<int>(sizeof(V) / sizeof(float)); }
-
-// Unaligned vector loads and stores (memcpy compiles to a single vmovups).
-template <class V>
-IGPT_INLINE V load(const float* p) {
-  V v;
-  __builtin_memcpy(&v, p, sizeof v);
-  return v;
-}
-template <class V>
-IGPT_INLINE void store(float* p, V v) { __builtin_memcpy(p, &v, sizeof v); }
+using namespace simd;
 
 typedef int i32x8 __attribute__((vector_size(32)));
 typedef int i32x16 __attribute__((vector_size(64)));
@@ -67,9 +52,6 @@ struct IntOf<f32x16> {
 };
 template <class V>
 using IntVec = typename IntOf<V>::type;
-
-template <class V>
-IGPT_INLINE V splat(float x) { return x - V{}; }
 
 /** Lane indices 0, 1, …, W−1. */
 template <class V>

@@ -86,6 +86,17 @@ void decodeValues(float* o, const float* p, const float* vT, int n, int hs, int6
  */
 constexpr int kAhead = 256;
 
+/**
+ * rows[j] = channel c + j of a head's cache, for N channels; past the last channel (hs) the last
+ * one repeats, so the loops keep a fixed width. Returns how many channels are real.
+ */
+template <int N>
+inline int channelRows(const uint16_t** rows, const uint16_t* cache, int c, int hs, int64_t maxT) {
+  const int real = std::min(N, hs - c);
+  for (int j = 0; j < N; j++) rows[j] = cache + (c + std::min(j, real - 1)) * maxT;
+  return real;
+}
+
 /** Prefetches position s + kAhead of each row, unless that is past the n positions in use. */
 inline void prefetchAhead(const uint16_t* const* rows, int count, int s, int n) {
   if (s + kAhead >= n) return;
@@ -111,13 +122,10 @@ IGPT_HALF_TARGET void decodeScoresHalf(float* scores, const float* q, const uint
   std::fill(scores, scores + n, 0.0f);
   int i = 0;
   for (; i < hs; i += 4) {
-    const int ch = std::min(4, hs - i);
-    float qs[4] = {0, 0, 0, 0};
     const uint16_t* rows[4];
-    for (int j = 0; j < 4; j++) {
-      qs[j] = j < ch ? scale * q[i + j] : 0.0f;
-      rows[j] = kT + (i + std::min(j, ch - 1)) * maxT;  // a missing channel repeats one with weight 0
-    }
+    const int ch = channelRows<4>(rows, kT, i, hs, maxT);
+    float qs[4] = {0, 0, 0, 0};
+    for (int j = 0; j < ch; j++) qs[j] = scale * q[i + j];  // a repeated last channel gets weight 0
     const __m256 q0 = _mm256_set1_ps(qs[0]), q1 = _mm256_set1_ps(qs[1]);
     const __m256 q2 = _mm256_set1_ps(qs[2]), q3 = _mm256_set1_ps(qs[3]);
     for (int s = 0; s < vecEnd; s += 8) {
@@ -139,9 +147,8 @@ IGPT_HALF_TARGET void decodeScoresHalf(float* scores, const float* q, const uint
 IGPT_HALF_TARGET void decodeValuesHalf(float* o, const float* p, const uint16_t* vT, int n, int hs, int64_t maxT) {
   const int vecEnd = n & ~7;
   for (int c = 0; c < hs; c += 4) {
-    const int ch = std::min(4, hs - c);
     const uint16_t* rows[4];
-    for (int j = 0; j < 4; j++) rows[j] = vT + (c + std::min(j, ch - 1)) * maxT;
+    const int ch = channelRows<4>(rows, vT, c, hs, maxT);
     __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
     for (int s = 0; s < vecEnd; s += 8) {
       if ((s & 31) == 0) prefetchAhead(rows, 4, s, n);  // once per 64-byte line
@@ -205,9 +212,8 @@ IGPT_HALF512_TARGET void decodeScoresHalf512(float* scores, const float* q, cons
 IGPT_HALF512_TARGET void decodeValuesHalf512(float* o, const float* p, const uint16_t* vT, int n, int hs, int64_t maxT) {
   const int vecEnd = n & ~15;
   for (int c = 0; c < hs; c += 8) {
-    const int ch = std::min(8, hs - c);
     const uint16_t* rows[8];
-    for (int j = 0; j < 8; j++) rows[j] = vT + (c + std::min(j, ch - 1)) * maxT;
+    const int ch = channelRows<8>(rows, vT, c, hs, maxT);
     __m512 acc[8];
     for (int j = 0; j < 8; j++) acc[j] = _mm512_setzero_ps();
     for (int s = 0; s < vecEnd; s += 16) {

@@ -13,6 +13,7 @@
 #include <string>
 
 #include "kernels.h"
+#include "simd_vectors.h"
 #include "thread_pool.h"
 
 #if defined(__x86_64__) && defined(__GNUC__)
@@ -93,27 +94,14 @@ namespace igpt {
 
 namespace {
 
-#define IGPT_INLINE inline __attribute__((always_inline))
-
-typedef float f32x8 __attribute__((vector_size(32)));
-typedef float f32x16 __attribute__((vector_size(64)));
-
-template <class V>
-constexpr int lanes() { return static_cast<int>(sizeof(V) / sizeof(float)); }
-
-template <class V>
-IGPT_INLINE void store(float* p, V v) { __builtin_memcpy(p, &v, sizeof v); }
+using namespace simd;
 
 // One vector of a packed row, from floats or from half floats (the tag picks the width). The half
 // loaders need their instruction sets; they reach the hot loop through `flatten` on the entry
 // points below, which inlines the whole call tree there (always_inline would be checked against
 // the templates in between, which carry no target).
 template <class V>
-IGPT_INLINE V loadPacked(V*, const float* p) {
-  V v;
-  __builtin_memcpy(&v, p, sizeof v);
-  return v;
-}
+IGPT_INLINE V loadPacked(V*, const float* p) { return load<V>(p); }
 __attribute__((target("avx2,fma,f16c"))) inline f32x8 loadPacked(f32x8*, const uint16_t* p) {
   return (f32x8)_mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
 }
@@ -139,7 +127,7 @@ IGPT_INLINE void stripTile(const Problem& p, const T* packed, int s, int r0) {
       const V b0 = loadPacked(static_cast<V*>(nullptr), b + static_cast<int64_t>(q) * kPackedStrip);
       const V b1 = loadPacked(static_cast<V*>(nullptr), b + static_cast<int64_t>(q) * kPackedStrip + W);
       for (int r = 0; r < ROWS; r++) {
-        const V ar = a[static_cast<int64_t>(r) * p.k + q] - V{};
+        const V ar = splat<V>(a[static_cast<int64_t>(r) * p.k + q]);
         acc[r][0] += ar * b0;
         acc[r][1] += ar * b1;
       }

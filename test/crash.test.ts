@@ -145,15 +145,21 @@ test('SIGKILL at random moments (also mid-checkpoint), then --resume: the last c
   console.log(report.join('\n'));
 });
 
-test('Ctrl-C saves a checkpoint, exits 130 with a --resume hint, and the resumed run continues from that step', async () => {
-  const run = join(root, 'interrupted');
+/** Starts a training run, sends `signal` once it has a checkpoint, and returns how it ended. */
+async function interruptedRun(run: string, signal: NodeJS.Signals) {
   const p = igpt(trainArgs(run));
   await firstCheckpoint(run, p.done);
-  p.child.kill('SIGINT');
+  p.child.kill(signal);
   const exit = await p.done;
   assert.equal(exit.code, 130, exit.stderr);
   const stopped = Number(/stopped at step (\d+)/.exec(exit.stdout)?.[1]);
   assert.ok(stopped > 0 && stopped < STEPS, exit.stdout);
+  return { exit, stopped };
+}
+
+test('Ctrl-C saves a checkpoint, exits 130 with a --resume hint, and the resumed run continues from that step', async () => {
+  const run = join(root, 'interrupted');
+  const { exit, stopped } = await interruptedRun(run, 'SIGINT');
   assert.match(exit.stdout, /--resume/);
   assert.equal(latestStep(run), stopped);
   // Everything up to the stop matches the uninterrupted run.
@@ -167,14 +173,8 @@ test('Ctrl-C saves a checkpoint, exits 130 with a --resume hint, and the resumed
 
 test('SIGTERM stops like Ctrl-C: a checkpoint at the step reached, exit 130, a --resume hint', async () => {
   const run = join(root, 'terminated');
-  const p = igpt(trainArgs(run));
-  await firstCheckpoint(run, p.done);
-  p.child.kill('SIGTERM');
-  const exit = await p.done;
-  assert.equal(exit.code, 130, exit.stderr);
+  const { exit, stopped } = await interruptedRun(run, 'SIGTERM');
   assert.match(exit.stderr, /SIGTERM: stopping after this step/);
-  const stopped = Number(/stopped at step (\d+)/.exec(exit.stdout)?.[1]);
-  assert.ok(stopped > 0 && stopped < STEPS, exit.stdout);
   assert.equal(latestStep(run), stopped);
 });
 

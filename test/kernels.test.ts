@@ -531,6 +531,25 @@ for (const { label, kernels } of backends) {
   });
 }
 
+/**
+ * Feeds each position of qkv [B, T, 3C] to `decodeAt(out, step, t)` in turn (step: [B, 3C] at t;
+ * out poisoned before each call) and gathers the outputs as [B, T, C].
+ */
+function decodeStepByStep(qkv: Float32Array, s: AttentionShape,
+                          decodeAt: (out: Float32Array, step: Float32Array, t: number) => void): Float32Array {
+  const C = s.H * s.hs;
+  const got = new Float32Array(s.B * s.T * C);
+  const step = new Float32Array(s.B * 3 * C);
+  const out = poisoned(s.B * C);
+  for (let t = 0; t < s.T; t++) {
+    for (let b = 0; b < s.B; b++) step.set(qkv.subarray((b * s.T + t) * 3 * C, (b * s.T + t + 1) * 3 * C), b * 3 * C);
+    out.fill(NaN);
+    decodeAt(out, step, t);
+    for (let b = 0; b < s.B; b++) got.set(out.subarray(b * C, (b + 1) * C), (b * s.T + t) * C);
+  }
+  return got;
+}
+
 for (const { label, kernels } of backends) {
   test(`${label}: attentionDecode step by step equals causal float64 attention and fills the caches`, () => {
     const rng = new Rng(11);
@@ -541,15 +560,7 @@ for (const { label, kernels } of backends) {
       const ref = referenceAttention(qkv, s, true).out;
       const kCache = poisoned(s.B * s.H * maxT * s.hs);
       const vCache = poisoned(s.B * s.H * maxT * s.hs);
-      const got = new Float32Array(s.B * s.T * C);
-      const step = new Float32Array(s.B * 3 * C);
-      const out = poisoned(s.B * C);
-      for (let t = 0; t < s.T; t++) {
-        for (let b = 0; b < s.B; b++) step.set(qkv.subarray((b * s.T + t) * 3 * C, (b * s.T + t + 1) * 3 * C), b * 3 * C);
-        out.fill(NaN);
-        kernels.attentionDecode(out, step, kCache, vCache, s.B, s.H, s.hs, t, maxT);
-        for (let b = 0; b < s.B; b++) got.set(out.subarray(b * C, (b + 1) * C), (b * s.T + t) * C);
-      }
+      const got = decodeStepByStep(qkv, s, (out, step, t) => kernels.attentionDecode(out, step, kCache, vCache, s.B, s.H, s.hs, t, maxT));
       const what = `B${s.B} T${s.T} H${s.H} hs${s.hs}`;
       assertClose(got, ref, `attentionDecode ${what}`);
       for (let b = 0; b < s.B; b++) {
@@ -579,15 +590,7 @@ for (const { label, kernels } of backends) {
       const rounded = Float32Array.from(qkv, (x, i) => (i % (3 * C) >= C ? toHalf(x) : x));
       const ref = referenceAttention(rounded, s, true).out;
       const kCache = new Uint16Array(s.B * s.H * maxT * s.hs), vCache = new Uint16Array(s.B * s.H * maxT * s.hs);
-      const got = new Float32Array(s.B * s.T * C);
-      const step = new Float32Array(s.B * 3 * C);
-      const out = poisoned(s.B * C);
-      for (let t = 0; t < s.T; t++) {
-        for (let b = 0; b < s.B; b++) step.set(qkv.subarray((b * s.T + t) * 3 * C, (b * s.T + t + 1) * 3 * C), b * 3 * C);
-        out.fill(NaN);
-        decodeHalf(out, step, kCache, vCache, s.B, s.H, s.hs, t, maxT);
-        for (let b = 0; b < s.B; b++) got.set(out.subarray(b * C, (b + 1) * C), (b * s.T + t) * C);
-      }
+      const got = decodeStepByStep(qkv, s, (out, step, t) => decodeHalf(out, step, kCache, vCache, s.B, s.H, s.hs, t, maxT));
       assertClose(got, ref, `attentionDecodeHalf B${s.B} T${s.T} H${s.H} hs${s.hs}`);
     }
   });

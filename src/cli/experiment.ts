@@ -26,19 +26,13 @@ import { runLowData } from './lowdata.js';
 import { openModel } from './open-model.js';
 import { parseTrainingOptions, runPretraining, type TrainFlags } from './pretrain.js';
 import { featuresForProbe, probeAndReport, probeReportMarkdown } from './probe.js';
-import { curveMarkdown, probeCurve, type CurveSizes, type ProbeCurve } from './probe-curve.js';
+import { curveMarkdown, DEFAULT_CURVE_SIZES, probeCurve, type ProbeCurve } from './probe-curve.js';
 
 interface Flags {
   out: string; budget: string; finetuneMinutes: string; objective: string; preset: string; side: string;
   batch: string; lr: string; probeTrain: string; probeVal?: string; backend?: string; seed: string;
 }
 
-/**
- * Images each kept checkpoint is probed on for the accuracy-against-pretraining-time curve. With
- * 1000 training images (100 a class) the probe measures the low-data regime, where features trail
- * pixels, and 500 validation images cannot tell layers apart (the first cpu-m study).
- */
-const CURVE_SIZES: CurveSizes = { train: 3000, val: 1000, test: 2000 };
 
 /** What the study decided and how long each stage took, kept across resumed invocations. */
 interface StudyState {
@@ -179,7 +173,7 @@ export const experimentCommand: CommandModule = {
         const curveDir = join(out, 'curve');
         const curve = existsSync(join(curveDir, 'curve.md'))
           ? JSON.parse(readFileSync(join(curveDir, 'curve.json'), 'utf8')) as ProbeCurve
-          : await timed('curve', state, () => probeCurve(kernels, data, tokensDir, runDir, curveDir, CURVE_SIZES));
+          : await timed('curve', state, () => probeCurve(kernels, data, tokensDir, runDir, curveDir, DEFAULT_CURVE_SIZES));
 
         // 6. Fine-tuning within its budget (early stopping may end it sooner).
         const ftDir = join(out, 'finetune');

@@ -23,6 +23,13 @@ import { createProgress } from './progress.js';
 /** Images of each split every checkpoint is probed on. */
 export interface CurveSizes { train: number; val: number; test: number }
 
+/**
+ * The default sizes. With 1000 training images (100 a class) the probe measures the low-data
+ * regime, where features trail pixels, and 500 validation images cannot tell layers apart (the
+ * first cpu-m study).
+ */
+export const DEFAULT_CURVE_SIZES: CurveSizes = { train: 3000, val: 1000, test: 2000 };
+
 export interface CurvePoint {
   step: number;
   /** Pretraining time up to this checkpoint (the run's own clock). */
@@ -133,9 +140,9 @@ export const probeCurveCommand: CommandModule = {
       .requiredOption('--run <dir>', 'pretraining run folder')
       .requiredOption('--data <dir>', 'labelled token dataset the run was trained on')
       .option('--out <dir>', 'folder for curve.json, curve.md, curve.png (default: <run>/curve)')
-      .option('--train <n>', 'training images per probe (fewer than a few thousand measure the low-data regime)', '3000')
-      .option('--val <n>', 'validation images per probe (choose the layer and L2)', '1000')
-      .option('--test <n>', 'test images per probe', '2000'))
+      .option('--train <n>', 'training images per probe (fewer than a few thousand measure the low-data regime)', String(DEFAULT_CURVE_SIZES.train))
+      .option('--val <n>', 'validation images per probe (choose the layer and L2)', String(DEFAULT_CURVE_SIZES.val))
+      .option('--test <n>', 'test images per probe', String(DEFAULT_CURVE_SIZES.test)))
       .action(async (flags: Flags) => {
         const kernels = kernelsFromFlags(flags);
         const data = loadTokenDataset(flags.data);
