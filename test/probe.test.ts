@@ -217,6 +217,29 @@ describe('logistic regression probe', () => {
     assert.equal(result.model.dim, 40);
   });
 
+  it('rawLinear fits raw features without a bias: the weights alone give the predictions', () => {
+    const rng = new Rng(7);
+    const train = blobs(rng, 40, 3, 6, 3);
+    const val = blobs(rng, 40, 3, 6, 3);
+    const fit = selectL2(train, val, { numClasses: 3, l2Grid: [1e-2, 1e-3], rawLinear: true });
+    const m = fit.model;
+    assert.deepEqual([...m.bias], [0, 0, 0], 'the bias stays at 0');
+    assert.deepEqual([...m.mean], new Array(6).fill(0));
+    assert.deepEqual([...m.invStd], new Array(6).fill(1));
+    // argmax of x·W, computed here in float64, is what predict() says and is mostly right.
+    const n = val.labels.length;
+    const pred = predict(m, val.features, n);
+    let correct = 0;
+    for (let r = 0; r < n; r++) {
+      const scores = [0, 1, 2].map((c) => { let s = 0; for (let j = 0; j < 6; j++) s += val.features[r * 6 + j]! * m.weights[j * 3 + c]!; return s; });
+      const best = scores.indexOf(Math.max(...scores));
+      assert.equal(pred[r], best, `row ${r}`);
+      if (best === val.labels[r]) correct++;
+    }
+    assert.equal(fit.valAccuracy, correct / n);
+    assert.ok(fit.valAccuracy > 0.8, `validation accuracy ${fit.valAccuracy}`);
+  });
+
   it('probeLayers finds the informative layer and concatenates layers around it', () => {
     const rng = new Rng(6);
     const perClass = { train: 40, val: 30, test: 30 };

@@ -14,7 +14,7 @@ import { probeCurve } from '../src/cli/probe-curve.js';
 import { BatchBuilder } from '../src/train/objectives.js';
 import { pretrain, type RunState } from '../src/train/pretrain.js';
 import { NumericalFault, Trainer, type PretrainOptions } from '../src/train/trainer.js';
-import { finetune } from '../src/eval/finetune.js';
+import { finetune, type FinetuneOptions } from '../src/eval/finetune.js';
 import { Rng } from '../src/util/rng.js';
 
 process.env.IGPT_QUIET = '1';
@@ -30,6 +30,11 @@ before(async () => {
 const options = (o: Partial<PretrainOptions> = {}): PretrainOptions => ({
   objective: 'ar', batch: 16, lr: 0.01, steps: 300, warmup: 20, cosine: true, seed: 3, maskProb: 0.15,
   evalEvery: 0, evalImages: 0, checkpointEvery: 0, ...o,
+});
+
+const finetuneOptions = (o: Partial<FinetuneOptions>): FinetuneOptions => ({
+  objective: 'ar', lr: 0.001, batch: 16, steps: 100, warmup: 10, genWeight: 1, headLrScale: 10, evalEvery: 25, patience: 3,
+  evalImages: 0, augment: false, seed: 0, maskProb: 0.15, evalMasks: 5, valMasks: 1, probeHeadImages: 0, ...o,
 });
 
 /** Cross-entropy of the validation pixels under the training pixels' color frequencies. */
@@ -53,13 +58,23 @@ test('AR pretraining on real digits learns: validation NLL falls well below the 
 test('fine-tuning (L_CLF + L_GEN) lifts validation accuracy far above the zero-initialized head', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'igpt-ft-'));
   const pre = await pretrain(kernels, data, 'mnist', dir, shape, options({ steps: 60 }), false);
-  const r = await finetune(pre.model, data, {
-    objective: 'ar', lr: 0.003, batch: 16, steps: 400, warmup: 10, genWeight: 1, headLrScale: 10, evalEvery: 50, patience: 3,
-    evalImages: 0, augment: false, seed: 0, maskProb: 0.15, evalMasks: 5,
-  });
+  const r = await finetune(pre.model, data, finetuneOptions({ lr: 0.003, steps: 400, headLrScale: 10, evalEvery: 50, patience: 3 }));
   assert.ok(r.initialValAccuracy < 0.2, `a zero head predicts one class: ${r.initialValAccuracy}`);
   assert.ok(r.bestValAccuracy > r.initialValAccuracy + 0.25, `validation accuracy ${r.initialValAccuracy} → ${r.bestValAccuracy}`);
   assert.ok(r.testAccuracy > 0.35, `test accuracy ${r.testAccuracy}`);
+});
+
+test('fine-tuning from a probe head starts at the probe\'s accuracy and does not fall below it', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'igpt-ft-probe-'));
+  const pre = await pretrain(kernels, data, 'mnist', dir, shape, options({ steps: 60 }), false);
+  const r = await finetune(pre.model, data, finetuneOptions({ lr: 0.001, steps: 100, headLrScale: 1, evalEvery: 25, patience: 4, probeHeadImages: 1000 }));
+  const probe = r.probeHead!;
+  assert.equal(probe.images, 1000);
+  // The head computes the probe's own logits (raw pooled ln_f, no bias): the same predictions.
+  assert.ok(Math.abs(r.initialValAccuracy - probe.valAccuracy) <= 2 / data.val.count,
+    `head ${r.initialValAccuracy} vs probe ${probe.valAccuracy} on the same validation images`);
+  assert.ok(r.initialValAccuracy > 0.25, `the probe head starts far above chance (0.1): ${r.initialValAccuracy}`);
+  assert.ok(r.bestValAccuracy >= r.initialValAccuracy, 'the best step is kept');
 });
 
 test('BERT pretraining learns too, scoring only masked pixels', async () => {

@@ -15,9 +15,9 @@ import { checkModelMatchesData, openModel, type OpenedModel } from './open-model
 import { createProgress } from './progress.js';
 
 interface Flags {
-  model: string; data: string; out: string; lr: string; batch: string; steps?: string; epochs: string;
+  model: string; data: string; out: string; lr?: string; batch: string; steps?: string; epochs: string;
   genWeight: string; headLrScale: string; evalEvery?: string; patience: string; evalImages: string; augment: string;
-  seed: string; objective?: string; evalMasks: string; backend?: string;
+  seed: string; objective?: string; evalMasks: string; valMasks: string; probeHead: string; backend?: string;
 }
 
 export const finetuneCommand: CommandModule = {
@@ -27,17 +27,19 @@ export const finetuneCommand: CommandModule = {
       .requiredOption('--model <dir>', 'pretrained model folder')
       .requiredOption('--data <dir>', 'labelled token dataset (same palette and size)')
       .requiredOption('--out <dir>', 'folder for the fine-tuned model (HF ImageGPT with score head) and finetune.json')
-      .option('--lr <x>', 'Adam learning rate (constant after warmup)', '0.0003')
+      .option('--lr <x>', 'Adam learning rate of the body, constant after warmup (default: 0.00002 with a probe head, 0.0003 with a zero head)')
       .option('--batch <n>', 'images per step', '16')
       .option('--steps <n>', 'at most this many steps (default: --epochs)')
       .option('--epochs <x>', 'at most this many passes over the training split', '3')
       .option('--gen-weight <w>', 'weight of the generative loss L_GEN (0: L_CLF alone)', '1')
-      .option('--head-lr-scale <x>', 'class head learning rate relative to --lr (the head starts from zero)', '10')
+      .option('--head-lr-scale <x>', 'class head learning rate relative to --lr', '10')
       .option('--eval-every <n>', 'validate every n steps (default: 10 times per epoch)')
       .option('--patience <n>', 'stop after this many validations without improvement', '5')
       .option('--eval-images <n>', 'validation images per evaluation (0: all)', '2000')
       .option('--augment <mode>', 'auto (on for color 32×32), on, off', 'auto')
-      .option('--eval-masks <n>', 'BERT: masks per image at evaluation (modal prediction)', '5')
+      .option('--probe-head <n>', 'start the class head from a linear probe on n training images (0: zero head, the paper)', '5000')
+      .option('--eval-masks <n>', 'BERT: masks per test image (modal prediction)', '5')
+      .option('--val-masks <n>', 'BERT: masks per validation image', '1')
       .option('--objective <ar|bert>', 'override the objective recorded with the model')
       .option('--seed <n>', 'seed', '0'))
       .action(async (flags: Flags) => {
@@ -51,16 +53,18 @@ export const finetuneCommand: CommandModule = {
         const steps = flags.steps ? parseIntOption('--steps', flags.steps, 1) : Math.max(1, Math.round(parseNumberOption('--epochs', flags.epochs, 0) * stepsPerEpoch));
         const augment = flags.augment === 'on' || (flags.augment === 'auto' && data.meta.channels === 3 && data.meta.side === 32);
         if (!['auto', 'on', 'off'].includes(flags.augment)) throw new Error(`--augment must be auto, on or off, got "${flags.augment}"`);
+        const probeHeadImages = parseIntOption('--probe-head', flags.probeHead, 0);
         const options = {
-          objective: opened.objective, lr: parseNumberOption('--lr', flags.lr, 0), batch, steps,
+          objective: opened.objective, lr: flags.lr ? parseNumberOption('--lr', flags.lr, 0) : probeHeadImages > 0 ? 2e-5 : 3e-4, batch, steps,
           warmup: Math.min(100, Math.ceil(steps / 20)), genWeight: parseNumberOption('--gen-weight', flags.genWeight, 0),
           headLrScale: parseNumberOption('--head-lr-scale', flags.headLrScale, 0),
           evalEvery: flags.evalEvery ? parseIntOption('--eval-every', flags.evalEvery, 1) : Math.max(1, Math.ceil(stepsPerEpoch / 10)),
           patience: parseIntOption('--patience', flags.patience, 1), evalImages: parseIntOption('--eval-images', flags.evalImages, 0),
           augment, seed: parseIntOption('--seed', flags.seed, 0), maskProb: 0.15, evalMasks: parseIntOption('--eval-masks', flags.evalMasks, 1),
+          valMasks: parseIntOption('--val-masks', flags.valMasks, 1), probeHeadImages,
         };
         const r = await runFinetuning(kernels, opened, data, options, flags.out, { model: flags.model, data: flags.data });
-        console.log(`validation accuracy ${(100 * r.initialValAccuracy).toFixed(2)}% (zero head) → ${(100 * r.bestValAccuracy).toFixed(2)}% at step ${r.bestStep}; ` +
+        console.log(`validation accuracy ${(100 * r.initialValAccuracy).toFixed(2)}% (${r.probeHead ? 'probe' : 'zero'} head) → ${(100 * r.bestValAccuracy).toFixed(2)}% at step ${r.bestStep}; ` +
           `test accuracy ${(100 * r.testAccuracy).toFixed(2)}%; ${r.steps} steps in ${r.seconds.toFixed(0)} s`);
         console.log(`model: ${join(flags.out, 'model')}; results: ${join(flags.out, 'finetune.json')}`);
       });
@@ -78,6 +82,7 @@ export async function runFinetuning(kernels: Kernels, opened: OpenedModel, data:
   const interrupt = stopOnInterrupt('stopping; the best model so far is saved');
   const bar = createProgress('finetune', options.steps, 'steps', ['loss', 'clf', 'acc', 'val']);
   let val = '-';
+  if (options.probeHeadImages > 0) console.log(`fitting the class head by a linear probe on ${options.probeHeadImages} training images first`);
   try {
     const r = await finetune(model, data, options, {
       onStep: (s) => bar.update(s.step, { loss: s.loss.toFixed(3), clf: (s.clfLoss ?? NaN).toFixed(3), acc: (s.clfAccuracy ?? NaN).toFixed(2), val }),

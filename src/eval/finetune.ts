@@ -1,6 +1,7 @@
 /**
  * Fine-tuning (the paper's §3.4): the class head on mean-pooled ln_f output, loss
  * L_CLF + genWeight · L_GEN, Adam without cosine decay, early stopping on validation accuracy.
+ * The head starts at zero (the paper) or from a linear probe on its own input.
  * BERT models are evaluated with several independent masks and the modal prediction.
  */
 import type { TokenDataset, TokenSplit } from '../data/tokens.js';
@@ -8,6 +9,8 @@ import { sosTokenOf } from '../model/config.js';
 import { argmax, type ImageGPT } from '../model/model.js';
 import { BatchBuilder, maskRngFor, type Objective } from '../train/objectives.js';
 import { Trainer, type PretrainOptions, type StepReport } from '../train/trainer.js';
+import { extractFeatures } from './features.js';
+import { selectL2, type LabeledFeatures } from './probe.js';
 
 export interface FinetuneOptions {
   objective: Objective;
@@ -30,8 +33,23 @@ export interface FinetuneOptions {
   augment: boolean;
   seed: number;
   maskProb: number;
-  /** BERT: masks per evaluated image (the paper: 5). */
+  /** BERT: masks per image for the test accuracy (the paper: 5). */
   evalMasks: number;
+  /** BERT: masks per image at each validation (fewer than evalMasks keeps early stopping affordable). */
+  valMasks: number;
+  /**
+   * Fit the class head first by a linear probe on the pooled ln_f features of this many training
+   * images (0: the paper's zero head). Fine-tuning then starts at probe accuracy, and its first
+   * steps do not push the body's features around to suit a head that is still random.
+   */
+  probeHeadImages: number;
+}
+
+/** How the class head was started by a probe. */
+export interface ProbeHeadReport {
+  images: number;
+  l2: number;
+  valAccuracy: number;
 }
 
 export interface FinetuneHooks {
@@ -41,8 +59,9 @@ export interface FinetuneHooks {
 }
 
 export interface FinetuneResult {
-  /** Validation accuracy with the zero-initialized head, before any step. */
+  /** Validation accuracy before any step: the zero head's, or the probe head's. */
   initialValAccuracy: number;
+  probeHead?: ProbeHeadReport;
   bestValAccuracy: number;
   bestStep: number;
   steps: number;
@@ -94,9 +113,10 @@ export async function finetune(model: ImageGPT, data: TokenDataset, o: FinetuneO
     seed: o.seed, maskProb: o.maskProb, evalEvery: o.evalEvery, evalImages: o.evalImages, checkpointEvery: 0,
     classify: { genWeight: o.genWeight, headLrScale: o.headLrScale }, augment: o.augment,
   };
+  const probeHead = o.probeHeadImages > 0 ? fitHeadByProbe(model, data, o) : undefined;
   const trainer = new Trainer(model, data, trainOptions);
   const validate = (): number => classificationAccuracy(model, data.val, {
-    objective: o.objective, batch: o.batch, maxImages: o.evalImages || undefined, masks: o.evalMasks, maskProb: o.maskProb, seed: o.seed,
+    objective: o.objective, batch: o.batch, maxImages: o.evalImages || undefined, masks: o.valMasks, maskProb: o.maskProb, seed: o.seed,
   });
   const initialValAccuracy = validate();
   const history = [{ step: 0, valAccuracy: initialValAccuracy }];
@@ -127,7 +147,27 @@ export async function finetune(model: ImageGPT, data: TokenDataset, o: FinetuneO
     objective: o.objective, batch: o.batch, masks: o.evalMasks, maskProb: o.maskProb, seed: o.seed + 1,
   });
   return {
-    initialValAccuracy, bestValAccuracy: best.accuracy, bestStep: best.step, steps: trainer.state.step,
+    initialValAccuracy, probeHead, bestValAccuracy: best.accuracy, bestStep: best.step, steps: trainer.state.step,
     testAccuracy, history, seconds: trainer.state.seconds,
   };
+}
+
+/**
+ * Sets the class head to a bias-free logistic regression on its own input, the mean-pooled ln_f
+ * output (the probe's last layer), fitted on raw features since the head reads them directly;
+ * L2 is chosen on the validation images fine-tuning validates on.
+ */
+function fitHeadByProbe(model: ImageGPT, data: TokenDataset, o: FinetuneOptions): ProbeHeadReport {
+  const { nEmbd: d, nLayer: L, numLabels: C } = model.config;
+  const lnfFeatures = (split: TokenSplit, maxImages: number): LabeledFeatures => {
+    const count = Math.min(split.count, maxImages);
+    const { layers } = extractFeatures(model, split, { batch: o.batch, objective: o.objective, maxImages: count, maskProb: o.maskProb, seed: o.seed });
+    return { features: layers[L]!, labels: split.labels.subarray(0, count) };
+  };
+  const train = lnfFeatures(data.train, o.probeHeadImages);
+  const val = lnfFeatures(data.val, o.evalImages || data.val.count);
+  const fit = selectL2(train, val, { numClasses: C, kernels: model.kernels, rawLinear: true });
+  const weights = fit.model.weights; // [d, C]; the head is [C, d]
+  for (let c = 0; c < C; c++) for (let j = 0; j < d; j++) model.params.score[c * d + j] = weights[j * C + c]!;
+  return { images: train.labels.length, l2: fit.l2, valAccuracy: fit.valAccuracy };
 }

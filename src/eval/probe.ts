@@ -28,6 +28,8 @@ export interface TrainOptions {
   kernels?: Kernels;
   /** Starting weights/bias (same dim/classes, e.g. the solution for a neighbouring l2). */
   init?: LogisticModel;
+  /** Fit a bias (default true); without one it stays 0. */
+  bias?: boolean;
 }
 
 export interface LogisticModel {
@@ -99,7 +101,11 @@ export function trainLogisticRegression(features: Float32Array, labels: Int32Arr
 function fitStandardized(z: Float32Array, labels: Int32Array, n: number, dim: number, numClasses: number,
                          mean: Float32Array, invStd: Float32Array, options: TrainOptions): LogisticModel {
   if (!(options.l2 >= 0)) throw new Error(`trainLogisticRegression: l2 must be >= 0, got ${options.l2}`);
-  const objective = softmaxObjective(z, labels, n, dim, numClasses, options.l2, options.kernels);
+  const withBias = softmaxObjective(z, labels, n, dim, numClasses, options.l2, options.kernels);
+  // A zero gradient keeps L-BFGS's bias at its starting 0: every step direction is built from gradients.
+  const objective = options.bias === false
+    ? (params: Float32Array, grad: Float32Array): number => { const loss = withBias(params, grad); grad.fill(0, dim * numClasses); return loss; }
+    : withBias;
   const params = new Float32Array(dim * numClasses + numClasses);
   const init = options.init;
   if (init !== undefined && init.dim === dim && init.numClasses === numClasses) {
@@ -291,6 +297,11 @@ export interface ProbeOptions {
   kernels?: Kernels;
   /** Progress messages (one per fit). */
   log?: (message: string) => void;
+  /**
+   * Fit on the raw features without a bias (default: standardized, with a bias): the form of a
+   * class head that reads the features directly and has no bias, like HF ImageGPT's `score`.
+   */
+  rawLinear?: boolean;
 }
 
 export interface L2Selection {
@@ -315,8 +326,10 @@ export function selectL2(train: LabeledFeatures, val: LabeledFeatures, options: 
   if (featureDim('selectL2 (val)', val) !== dim) throw new Error(`selectL2: validation features have dim ${val.features.length / val.labels.length}, train has ${dim}`);
   checkLabels('selectL2 (train)', train.labels, n, options.numClasses);
   checkLabels('selectL2 (val)', val.labels, val.labels.length, options.numClasses);
-  const { mean, invStd } = featureStats(train.features, n, dim);
-  const z = standardize(train.features, n, dim, mean, invStd);
+  const { mean, invStd } = options.rawLinear
+    ? { mean: new Float32Array(dim), invStd: new Float32Array(dim).fill(1) }
+    : featureStats(train.features, n, dim);
+  const z = options.rawLinear ? train.features : standardize(train.features, n, dim, mean, invStd);
   const patience = options.patience ?? 2;
   const order = [...grid].sort((a, b) => b - a);
   const sweep: { l2: number; valAccuracy: number }[] = [];
@@ -325,7 +338,7 @@ export function selectL2(train: LabeledFeatures, val: LabeledFeatures, options: 
   let worse = 0;
   for (const l2 of order) {
     const model = fitStandardized(z, train.labels, n, dim, options.numClasses, mean, invStd, {
-      l2, maxIter: options.maxIter, tol: options.tol, kernels: options.kernels, init: previous,
+      l2, maxIter: options.maxIter, tol: options.tol, kernels: options.kernels, init: previous, bias: !options.rawLinear,
     });
     previous = model;
     const valAccuracy = accuracy(model, val.features, val.labels, options.kernels);
