@@ -10,7 +10,7 @@ import type { Command } from 'commander';
 import type { CommandModule } from './command.js';
 import { buildTokenDataset } from '../data/build.js';
 import { loadTokenDataset, saveTokenDataset, type TokenDataset } from '../data/tokens.js';
-import type { FinetuneResult } from '../eval/finetune.js';
+import { DEFAULT_FINETUNE_LR, type FinetuneResult } from '../eval/finetune.js';
 import type { LayerProbeReport } from '../eval/probe.js';
 import type { Kernels } from '../kernels/kernels.js';
 import { makeConfig, presetShape, type ModelShape } from '../model/config.js';
@@ -181,11 +181,8 @@ export const experimentCommand: CommandModule = {
           ? JSON.parse(readFileSync(join(ftDir, 'finetune.json'), 'utf8')) as FinetuneResult
           : await timed('finetune', state, () => {
             const steps = Math.max(10, Math.floor((parseNumberOption('--finetune-minutes', flags.finetuneMinutes, 0) * 60) / (state.secondsPerStep * 1.15)));
-            // The head starts from a probe. The classes differ by little in the pooled features, so the
-            // body takes tiny steps (at lr 3e-4 the probe head's validation accuracy fell from 74% to
-            // 40% in 10 steps, on a cpu-s checkpoint) and the head 10× larger ones to follow them.
             return runFinetuning(kernels, openModel(modelDir, kernels), data, {
-              objective: opened.objective, lr: state.lr / 100, batch: state.batch, steps, warmup: Math.min(50, Math.ceil(steps / 20)),
+              objective: opened.objective, lr: DEFAULT_FINETUNE_LR.probeHead, batch: state.batch, steps, warmup: Math.min(50, Math.ceil(steps / 20)),
               genWeight: 1, headLrScale: 10, evalEvery: Math.max(10, Math.ceil(steps / 12)), patience: 4, evalImages: 1000, augment: false,
               seed: 0, maskProb: 0.15, evalMasks: 5, valMasks: 1, probeHeadImages: 5000,
             }, ftDir, { model: modelDir, data: tokensDir });

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import type { Command } from 'commander';
 import type { CommandModule } from './command.js';
 import { loadTokenDataset } from '../data/tokens.js';
-import { finetune, type FinetuneOptions, type FinetuneResult } from '../eval/finetune.js';
+import { DEFAULT_FINETUNE_LR, finetune, type FinetuneOptions, type FinetuneResult } from '../eval/finetune.js';
 import type { TokenDataset } from '../data/tokens.js';
 import type { Kernels } from '../kernels/kernels.js';
 import { saveModelFolder } from '../io/hf.js';
@@ -55,7 +55,7 @@ export const finetuneCommand: CommandModule = {
         if (!['auto', 'on', 'off'].includes(flags.augment)) throw new Error(`--augment must be auto, on or off, got "${flags.augment}"`);
         const probeHeadImages = parseIntOption('--probe-head', flags.probeHead, 0);
         const options = {
-          objective: opened.objective, lr: flags.lr ? parseNumberOption('--lr', flags.lr, 0) : probeHeadImages > 0 ? 2e-5 : 3e-4, batch, steps,
+          objective: opened.objective, lr: flags.lr ? parseNumberOption('--lr', flags.lr, 0) : DEFAULT_FINETUNE_LR[probeHeadImages > 0 ? 'probeHead' : 'zeroHead'], batch, steps,
           warmup: Math.min(100, Math.ceil(steps / 20)), genWeight: parseNumberOption('--gen-weight', flags.genWeight, 0),
           headLrScale: parseNumberOption('--head-lr-scale', flags.headLrScale, 0),
           evalEvery: flags.evalEvery ? parseIntOption('--eval-every', flags.evalEvery, 1) : Math.max(1, Math.ceil(stepsPerEpoch / 10)),

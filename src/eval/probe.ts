@@ -326,10 +326,11 @@ export function selectL2(train: LabeledFeatures, val: LabeledFeatures, options: 
   if (featureDim('selectL2 (val)', val) !== dim) throw new Error(`selectL2: validation features have dim ${val.features.length / val.labels.length}, train has ${dim}`);
   checkLabels('selectL2 (train)', train.labels, n, options.numClasses);
   checkLabels('selectL2 (val)', val.labels, val.labels.length, options.numClasses);
+  // Raw features are the standardized ones for mean 0 and std 1.
   const { mean, invStd } = options.rawLinear
     ? { mean: new Float32Array(dim), invStd: new Float32Array(dim).fill(1) }
     : featureStats(train.features, n, dim);
-  const z = options.rawLinear ? train.features : standardize(train.features, n, dim, mean, invStd);
+  const z = standardize(train.features, n, dim, mean, invStd);
   const patience = options.patience ?? 2;
   const order = [...grid].sort((a, b) => b - a);
   const sweep: { l2: number; valAccuracy: number }[] = [];
