@@ -33,7 +33,7 @@ const options = (o: Partial<PretrainOptions> = {}): PretrainOptions => ({
 });
 
 const finetuneOptions = (o: Partial<FinetuneOptions>): FinetuneOptions => ({
-  objective: 'ar', lr: 0.001, batch: 16, steps: 100, warmup: 10, genWeight: 1, headLrScale: 10, evalEvery: 25, patience: 3,
+  objective: 'ar', lr: 0.001, batch: 16, steps: 100, warmup: 10, cosine: false, genWeight: 1, headLrScale: 10, evalEvery: 25, patience: 3,
   evalImages: 0, augment: false, seed: 0, maskProb: 0.15, evalMasks: 5, valMasks: 1, probeHeadImages: 0, ...o,
 });
 
@@ -67,9 +67,13 @@ test('fine-tuning (L_CLF + L_GEN) lifts validation accuracy far above the zero-i
 test('fine-tuning from a probe head starts at the probe\'s accuracy and does not fall below it', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'igpt-ft-probe-'));
   const pre = await pretrain(kernels, data, 'mnist', dir, shape, options({ steps: 60 }), false);
-  const r = await finetune(pre.model, data, finetuneOptions({ lr: 0.001, steps: 100, headLrScale: 1, evalEvery: 25, patience: 4, probeHeadImages: 1000 }));
+  const validated = Math.floor(data.val.count / 2);
+  const r = await finetune(pre.model, data, finetuneOptions({
+    lr: 0.001, steps: 100, headLrScale: 1, evalEvery: 25, patience: 4, probeHeadImages: 1000, evalImages: validated,
+  }));
   const probe = r.probeHead!;
   assert.equal(probe.images, 1000);
+  assert.equal(probe.l2ChosenOn, data.val.count - validated, 'L2 is chosen on the validation images early stopping does not use');
   // The head computes the probe's own logits (raw pooled ln_f, no bias): the same predictions.
   assert.ok(Math.abs(r.initialValAccuracy - probe.valAccuracy) <= 2 / data.val.count,
     `head ${r.initialValAccuracy} vs probe ${probe.valAccuracy} on the same validation images`);

@@ -10,7 +10,7 @@ import type { Command } from 'commander';
 import type { CommandModule } from './command.js';
 import { buildTokenDataset } from '../data/build.js';
 import { loadTokenDataset, saveTokenDataset, type TokenDataset } from '../data/tokens.js';
-import { DEFAULT_FINETUNE_LR, type FinetuneResult } from '../eval/finetune.js';
+import { FINETUNE_DEFAULTS, type FinetuneResult } from '../eval/finetune.js';
 import type { LayerProbeReport } from '../eval/probe.js';
 import type { Kernels } from '../kernels/kernels.js';
 import { makeConfig, presetShape, type ModelShape } from '../model/config.js';
@@ -34,8 +34,8 @@ interface Flags {
 }
 
 
-/** What the study decided and how long each stage took, kept across resumed invocations. */
-interface StudyState {
+/** What the study decided and how long each stage took, kept across resumed invocations (study.json). */
+export interface StudyState {
   command: string;
   objective: string;
   shape: ModelShape;
@@ -181,9 +181,11 @@ export const experimentCommand: CommandModule = {
           ? JSON.parse(readFileSync(join(ftDir, 'finetune.json'), 'utf8')) as FinetuneResult
           : await timed('finetune', state, () => {
             const steps = Math.max(10, Math.floor((parseNumberOption('--finetune-minutes', flags.finetuneMinutes, 0) * 60) / (state.secondsPerStep * 1.15)));
+            const evalEvery = Math.max(10, Math.ceil(steps / 12));
             return runFinetuning(kernels, openModel(modelDir, kernels), data, {
-              objective: opened.objective, lr: DEFAULT_FINETUNE_LR.probeHead, batch: state.batch, steps, warmup: Math.min(50, Math.ceil(steps / 20)),
-              genWeight: 1, headLrScale: 10, evalEvery: Math.max(10, Math.ceil(steps / 12)), patience: 4, evalImages: 1000, augment: false,
+              objective: opened.objective, ...FINETUNE_DEFAULTS.probeHead, batch: state.batch, steps, warmup: Math.min(50, Math.ceil(steps / 20)),
+              // The whole budget is run (the cosine's low end is where it gains); the best validation step is kept.
+              genWeight: 1, evalEvery, patience: Math.ceil(steps / evalEvery), evalImages: 1000, augment: false,
               seed: 0, maskProb: 0.15, evalMasks: 5, valMasks: 1, probeHeadImages: 5000,
             }, ftDir, { model: modelDir, data: tokensDir });
           });

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import type { Command } from 'commander';
 import type { CommandModule } from './command.js';
 import { loadTokenDataset } from '../data/tokens.js';
-import { DEFAULT_FINETUNE_LR, finetune, type FinetuneOptions, type FinetuneResult } from '../eval/finetune.js';
+import { FINETUNE_DEFAULTS, finetune, type FinetuneOptions, type FinetuneResult } from '../eval/finetune.js';
 import type { TokenDataset } from '../data/tokens.js';
 import type { Kernels } from '../kernels/kernels.js';
 import { saveModelFolder } from '../io/hf.js';
@@ -16,7 +16,7 @@ import { createProgress } from './progress.js';
 
 interface Flags {
   model: string; data: string; out: string; lr?: string; batch: string; steps?: string; epochs: string;
-  genWeight: string; headLrScale: string; evalEvery?: string; patience: string; evalImages: string; augment: string;
+  genWeight: string; headLrScale?: string; schedule?: string; evalEvery?: string; patience: string; evalImages: string; augment: string;
   seed: string; objective?: string; evalMasks: string; valMasks: string; probeHead: string; backend?: string;
 }
 
@@ -27,12 +27,13 @@ export const finetuneCommand: CommandModule = {
       .requiredOption('--model <dir>', 'pretrained model folder')
       .requiredOption('--data <dir>', 'labelled token dataset (same palette and size)')
       .requiredOption('--out <dir>', 'folder for the fine-tuned model (HF ImageGPT with score head) and finetune.json')
-      .option('--lr <x>', 'Adam learning rate of the body, constant after warmup (default: 0.00002 with a probe head, 0.0003 with a zero head)')
+      .option('--lr <x>', 'Adam learning rate of the body after warmup (default: 0.00005 with a probe head, 0.0003 with a zero head)')
+      .option('--schedule <s>', 'learning rate after warmup: cosine (to 0 at the last step) or flat (default: cosine with a probe head, flat with a zero head)')
       .option('--batch <n>', 'images per step', '16')
       .option('--steps <n>', 'at most this many steps (default: --epochs)')
       .option('--epochs <x>', 'at most this many passes over the training split', '3')
       .option('--gen-weight <w>', 'weight of the generative loss L_GEN (0: L_CLF alone)', '1')
-      .option('--head-lr-scale <x>', 'class head learning rate relative to --lr', '10')
+      .option('--head-lr-scale <x>', 'class head learning rate relative to --lr (default: 1 with a probe head, 10 with a zero head)')
       .option('--eval-every <n>', 'validate every n steps (default: 10 times per epoch)')
       .option('--patience <n>', 'stop after this many validations without improvement', '5')
       .option('--eval-images <n>', 'validation images per evaluation (0: all)', '2000')
@@ -54,10 +55,15 @@ export const finetuneCommand: CommandModule = {
         const augment = flags.augment === 'on' || (flags.augment === 'auto' && data.meta.channels === 3 && data.meta.side === 32);
         if (!['auto', 'on', 'off'].includes(flags.augment)) throw new Error(`--augment must be auto, on or off, got "${flags.augment}"`);
         const probeHeadImages = parseIntOption('--probe-head', flags.probeHead, 0);
+        const defaults = FINETUNE_DEFAULTS[probeHeadImages > 0 ? 'probeHead' : 'zeroHead'];
+        if (flags.schedule !== undefined && flags.schedule !== 'cosine' && flags.schedule !== 'flat') {
+          throw new Error(`--schedule must be cosine or flat, got "${flags.schedule}"`);
+        }
         const options = {
-          objective: opened.objective, lr: flags.lr ? parseNumberOption('--lr', flags.lr, 0) : DEFAULT_FINETUNE_LR[probeHeadImages > 0 ? 'probeHead' : 'zeroHead'], batch, steps,
-          warmup: Math.min(100, Math.ceil(steps / 20)), genWeight: parseNumberOption('--gen-weight', flags.genWeight, 0),
-          headLrScale: parseNumberOption('--head-lr-scale', flags.headLrScale, 0),
+          objective: opened.objective, lr: flags.lr ? parseNumberOption('--lr', flags.lr, 0) : defaults.lr, batch, steps,
+          warmup: Math.min(100, Math.ceil(steps / 20)), cosine: flags.schedule === undefined ? defaults.cosine : flags.schedule === 'cosine',
+          genWeight: parseNumberOption('--gen-weight', flags.genWeight, 0),
+          headLrScale: flags.headLrScale ? parseNumberOption('--head-lr-scale', flags.headLrScale, 0) : defaults.headLrScale,
           evalEvery: flags.evalEvery ? parseIntOption('--eval-every', flags.evalEvery, 1) : Math.max(1, Math.ceil(stepsPerEpoch / 10)),
           patience: parseIntOption('--patience', flags.patience, 1), evalImages: parseIntOption('--eval-images', flags.evalImages, 0),
           augment, seed: parseIntOption('--seed', flags.seed, 0), maskProb: 0.15, evalMasks: parseIntOption('--eval-masks', flags.evalMasks, 1),

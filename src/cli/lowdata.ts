@@ -60,6 +60,14 @@ export const lowdataCommand: CommandModule = {
 };
 
 /** The protocol for each N on one layer's features and on the pixels; writes lowdata.json/.md, returns the table. */
+/** lowdata.json: the low-data table of one layer against raw pixels. */
+export interface LowDataReport {
+  layer: number;
+  subsets: number;
+  seed: number;
+  rows: { labelsPerClass: number; model: LowDataResult; pixels: LowDataResult }[];
+}
+
 export function runLowData(kernels: Kernels, features: SplitFeatures, data: TokenDataset, layer: number,
                            perClass: number[], subsets: number, seed: number, outDir: string): string {
   const C = data.meta.numClasses;
@@ -82,7 +90,7 @@ export function runLowData(kernels: Kernels, features: SplitFeatures, data: Toke
   const fewest = Math.min(...perClassCounts);
   const skipped = perClass.filter((n) => n > fewest);
   if (skipped.length > 0) process.stderr.write(`lowdata: skipping ${skipped.join(', ')} labels per class: the smallest class has ${fewest} training images\n`);
-  const rows: { labelsPerClass: number; model: LowDataResult; pixels: LowDataResult }[] = [];
+  const rows: LowDataReport['rows'] = [];
   for (const n of perClass.filter((x) => x <= fewest)) {
     const run = (s: typeof sets.model): LowDataResult => lowDataProbe(s.train, s.test, {
       numClasses: C, labelsPerClass: n, subsets, seed, l2: DEFAULT_L2_GRID, val: s.val, kernels,
@@ -93,7 +101,7 @@ export function runLowData(kernels: Kernels, features: SplitFeatures, data: Toke
   }
   const table = [`| labels per class | iGPT layer ${layer} (%) | pixels (%) |`, '|---|---|---|',
     ...rows.map((r) => `| ${r.labelsPerClass} | ${fmt(r.model)} | ${fmt(r.pixels)} |`)].join('\n') + '\n';
-  writeRunFile(outDir, 'lowdata.json', JSON.stringify({ layer, subsets, seed, rows }, null, 1));
+  writeRunFile(outDir, 'lowdata.json', JSON.stringify({ layer, subsets, seed, rows } satisfies LowDataReport, null, 1));
   writeRunFile(outDir, 'lowdata.md', table);
   return table;
 }

@@ -20,11 +20,13 @@ import { lowdataCommand } from './lowdata.js';
 import { demoCommand } from './demo.js';
 import { experimentCommand } from './experiment.js';
 import { probeCurveCommand } from './probe-curve.js';
+import { compareCommand } from './compare.js';
 
 const commands: CommandModule[] = [
   // Each command module adds itself here, in the order `igpt --help` lists them.
   demoCommand,
   experimentCommand,
+  compareCommand,
   paletteCommand,
   encodeCommand,
   showCommand,

@@ -67,6 +67,12 @@ export function encodeImages(images: ImageSet, palette: Palette, side: number): 
   return { count: images.count, tokens, labels: Int32Array.from(images.labels) };
 }
 
+/** Images [start, end) of a split, sharing its memory. */
+export function splitRows(split: TokenSplit, start: number, end: number, pixels: number): TokenSplit {
+  const from = Math.min(start, split.count), to = Math.min(Math.max(end, from), split.count);
+  return { count: to - from, tokens: split.tokens.subarray(from * pixels, to * pixels), labels: split.labels.subarray(from, to) };
+}
+
 /** An empty split, for sources without test images. */
 export function emptySplit(k: number): TokenSplit {
   return { count: 0, tokens: allocTokens(k, 0), labels: new Int32Array(0) };

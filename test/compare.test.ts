@@ -1,0 +1,41 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { comparisonMarkdown, readStudy } from '../src/cli/compare.js';
+import type { StudyState } from '../src/cli/experiment.js';
+import type { LayerProbeReport } from '../src/eval/probe.js';
+
+function writeStudy(root: string, name: string, objective: string, layerAccuracies: number[], bestLayer: number): string {
+  const dir = join(root, name);
+  mkdirSync(join(dir, 'probe'), { recursive: true });
+  const state: StudyState = {
+    command: 'igpt experiment', objective, shape: { nEmbd: 32, nLayer: layerAccuracies.length - 1, nHead: 2 },
+    side: 28, batch: 8, lr: 0.002, steps: 100, secondsPerStep: 0.5, stages: { pretrain: 600 },
+  };
+  const probe: LayerProbeReport = {
+    layers: layerAccuracies.map((a, layer) => ({ layer, l2: 1e-3, valAccuracy: a, testAccuracy: a - 0.01, sweep: [] })),
+    bestLayer, best: { l2: 1e-3, valAccuracy: layerAccuracies[bestLayer]!, testAccuracy: layerAccuracies[bestLayer]! - 0.01 },
+  };
+  writeFileSync(join(dir, 'study.json'), JSON.stringify(state));
+  writeFileSync(join(dir, 'nll.json'), JSON.stringify({ natsPerPixel: 0.75, bitsPerDim: 0.75 / Math.LN2, images: 10 }));
+  writeFileSync(join(dir, 'probe', 'probe.json'), JSON.stringify(probe));
+  return dir;
+}
+
+test('compare: each study\'s own numbers in its column, stages not reached shown as –', () => {
+  const root = mkdtempSync(join(tmpdir(), 'igpt-compare-'));
+  const ar = readStudy(writeStudy(root, 'ar', 'ar', [0.7, 0.8, 0.85], 2));
+  const bert = readStudy(writeStudy(root, 'bert', 'bert', [0.6, 0.75, 0.7], 1));
+  const table = comparisonMarkdown([ar, bert]);
+  assert.match(table, /\| linear probe, best layer \| 84\.00% \(layer 2 of 2\) \| 74\.00% \(layer 1 of 2\) \|/);
+  assert.match(table, /\| fine-tuning \| – \| – \|/);
+  assert.match(table, /\| pretraining \| 100 steps × 8 \(10 min\) \|/);
+  assert.match(table, /\| objective \| AR \| BERT \|/);
+});
+
+test('compare: a folder that is not a study is named in the error', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'igpt-compare-empty-'));
+  assert.throws(() => readStudy(dir), new RegExp(`${dir}: not a study folder`));
+});
