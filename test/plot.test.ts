@@ -43,6 +43,17 @@ describe('plot', () => {
     assert.match(lineChartSvg({ series: [{ name: 'a', x: [0, 1], y: [1, 2] }] }), /<circle/);
   });
 
+  it('puts the legend in the corner the lines leave free', () => {
+    const legendAt = (y: number[]) => {
+      const svg = lineChartSvg({ series: [{ name: 'a', x: [0, 1, 2, 3], y }, { name: 'b', x: [0, 3], y: [y[0]!, y[3]!] }] });
+      const m = /<rect x="([\d.]+)" y="([\d.]+)"[^>]*stroke="#bbb"/.exec(svg);
+      assert.ok(m, 'legend box drawn');
+      return `${Number(m[1]) > 400 ? 'right' : 'left'} ${Number(m[2]) > 250 ? 'bottom' : 'top'}`;
+    };
+    assert.equal(legendAt([10, 8, 6, 4]), 'right top'); // falling lines leave the top right free (and it wins ties)
+    assert.equal(legendAt([4, 6, 8, 10]), 'left top'); // rising ones fill it
+  });
+
   it('escapes text and rejects mismatched series', () => {
     const svg = lineChartSvg({ title: 'a<b & "c"', series: [{ name: 'x', x: [1], y: [1] }] });
     assert.match(svg, /a&lt;b &amp; &quot;c&quot;/);

@@ -59,7 +59,6 @@ export const lowdataCommand: CommandModule = {
   },
 };
 
-/** The protocol for each N on one layer's features and on the pixels; writes lowdata.json/.md, returns the table. */
 /** lowdata.json: the low-data table of one layer against raw pixels. */
 export interface LowDataReport {
   layer: number;
@@ -68,6 +67,7 @@ export interface LowDataReport {
   rows: { labelsPerClass: number; model: LowDataResult; pixels: LowDataResult }[];
 }
 
+/** The protocol for each N on one layer's features and on the pixels; writes lowdata.json/.md, returns the table. */
 export function runLowData(kernels: Kernels, features: SplitFeatures, data: TokenDataset, layer: number,
                            perClass: number[], subsets: number, seed: number, outDir: string): string {
   const C = data.meta.numClasses;

@@ -94,16 +94,25 @@ export function lineChartSvg(chart: LineChart): string {
     flush();
   });
 
-  // Legend (top right, inside the plot), only when it says something.
+  // Legend, only when it says something: inside the plot, in the corner the lines cross least.
   if (chart.series.length > 1 || (chart.series.length === 1 && chart.series[0].name)) {
     const rowH = 18;
     const boxW = Math.min(plotW - 8, 36 + 7.5 * Math.max(...chart.series.map((s) => s.name.length)));
-    const boxX = margin.left + plotW - boxW - 8;
-    const boxY = margin.top + 8;
-    parts.push(`<rect x="${fmt(boxX)}" y="${boxY}" width="${fmt(boxW)}" height="${chart.series.length * rowH + 8}" fill="white" fill-opacity="0.85" stroke="#bbb"/>`);
+    const boxH = chart.series.length * rowH + 8;
+    const linePoints = chart.series.flatMap((s) => sampleLine(s).map(([x, y]) => [px(x), py(y)] as const));
+    const corners = [
+      { x: margin.left + plotW - boxW - 8, y: margin.top + 8 }, // top right first: wins ties
+      { x: margin.left + 8, y: margin.top + 8 },
+      { x: margin.left + plotW - boxW - 8, y: margin.top + plotH - boxH - 8 },
+      { x: margin.left + 8, y: margin.top + plotH - boxH - 8 },
+    ];
+    const covered = (c: { x: number; y: number }) =>
+      linePoints.filter(([x, y]) => x >= c.x - 4 && x <= c.x + boxW + 4 && y >= c.y - 4 && y <= c.y + boxH + 4).length;
+    const { x: boxX, y: boxY } = corners.reduce((best, c) => (covered(c) < covered(best) ? c : best));
+    parts.push(`<rect x="${fmt(boxX)}" y="${fmt(boxY)}" width="${fmt(boxW)}" height="${boxH}" fill="white" fill-opacity="0.85" stroke="#bbb"/>`);
     chart.series.forEach((s, i) => {
       const color = s.color ?? PALETTE[i % PALETTE.length];
-      const y = boxY + 4 + rowH * i + rowH / 2;
+      const y = fmt(boxY + 4 + rowH * i + rowH / 2);
       parts.push(`<line x1="${fmt(boxX + 6)}" y1="${y}" x2="${fmt(boxX + 26)}" y2="${y}" stroke="${color}" stroke-width="3"/>`);
       parts.push(`<text x="${fmt(boxX + 32)}" y="${y}" dominant-baseline="middle">${escapeXml(s.name)}</text>`);
     });
@@ -119,6 +128,20 @@ export function lineChartSvg(chart: LineChart): string {
   }
   parts.push('</g></svg>');
   return parts.join('\n');
+}
+
+/** The series' finite points and, between neighbours, 8 points along the segment joining them. */
+function sampleLine(s: Series): [number, number][] {
+  const out: [number, number][] = [];
+  for (let j = 0; j < s.x.length; j++) {
+    const [x, y] = [s.x[j]!, s.y[j]!];
+    if (!Number.isFinite(x) || !Number.isFinite(y)) continue;
+    out.push([x, y]);
+    const [nx, ny] = [s.x[j + 1], s.y[j + 1]];
+    if (nx === undefined || ny === undefined || !Number.isFinite(nx) || !Number.isFinite(ny)) continue;
+    for (let k = 1; k < 9; k++) out.push([x + ((nx - x) * k) / 9, y + ((ny - y) * k) / 9]);
+  }
+  return out;
 }
 
 /** Renders the chart to a PNG file (written atomically: temp file in the same folder + rename). */
