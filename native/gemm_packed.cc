@@ -16,10 +16,7 @@
 #include "simd_vectors.h"
 #include "thread_pool.h"
 
-#if defined(__x86_64__) && defined(__GNUC__)
-// GCC 12's _mm512_cvtph_ps trips -Wmaybe-uninitialized inside its own header.
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#include <immintrin.h>
+#if defined(__x86_64__) && defined(__GNUC__)  // simd_vectors.h has brought in immintrin.h
 #define IGPT_PACKED_SIMD 1
 #endif
 
