@@ -234,6 +234,34 @@ test('image folders: class subfolders → labels, gray detection, RGB, errors na
   assert.equal(resized.width, 2);
 });
 
+test('image folders: a file rewritten in place between two reads is read anew; a bad file is the one named', async () => {
+  const dir = join(tmp, 'rewritten');
+  for (const cls of ['cat', 'dog']) mkdirSync(join(dir, cls), { recursive: true });
+  const first = Uint8Array.from({ length: 64 }, (_, i) => i * 3);
+  const second = first.map((v) => 255 - v);
+  const a = join(dir, 'cat', 'a.png'), b = join(dir, 'dog', 'b.png');
+  await writePng(a, first, 8, 8, 1);
+  await writePng(b, first, 8, 8, 1);
+  assert.deepEqual([...imageAt(await readImageFolder(dir), 0)], [...first]);
+  // Same path, same size, same inode (writeFileSync truncates and rewrites): new bytes must show.
+  await writePng(join(tmp, 'second.png'), second, 8, 8, 1);
+  const rewritten = readFileSync(join(tmp, 'second.png'));
+  writeFileSync(a, rewritten);
+  assert.deepEqual([...imageAt(await readImageFolder(dir), 0)], [...second]);
+  // One bad file among good ones, the good one rewritten before every read, as the fuzzer does:
+  // the error names the bad file every time, and the good file reads correctly straight after.
+  const goodB = readFileSync(b);
+  for (let i = 0; i < 20; i++) {
+    writeFileSync(b, goodB);
+    writeFileSync(a, rewritten.subarray(0, 20 + i));
+    await assert.rejects(readImageFolder(dir), (e: Error) => e.message.startsWith(`${a}:`), `read ${i}`);
+    writeFileSync(a, rewritten);
+    writeFileSync(b, goodB);
+    const set = await readImageFolder(dir);
+    assert.deepEqual([...imageAt(set, 1)], [...first], `read ${i}`);
+  }
+});
+
 test('resize: shorter side to n, then center crop; channels kept', async () => {
   // 2×4 gray: left half 0, right half 200 → 2×2 center crop keeps one column of each.
   const set: ImageSet = { count: 1, height: 2, width: 4, channels: 1, pixels: Uint8Array.from([0, 0, 200, 200, 0, 0, 200, 200]), labels: Int32Array.from([1]) };

@@ -6,9 +6,15 @@
  * case each is resized (shorter side to `side`, then center crop).
  */
 import { readdirSync, statSync, existsSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import { join, extname } from 'node:path';
 import sharp from 'sharp';
 import type { ImageSet } from './images.js';
+
+// libvips' operation cache keys file loads by path (and buffer loads by address): a file rewritten
+// in place, or a decode abandoned mid-read, could hand a later read another image's state. Every
+// image here is decoded once, from bytes this module read, so the cache only adds risk.
+sharp.cache(false);
 
 const IMAGE_EXTENSIONS = new Set(['.png', '.jpg', '.jpeg', '.webp']);
 
@@ -51,40 +57,55 @@ function listImageFiles(dir: string): { files: FileEntry[]; classNames?: string[
   return { files: direct.map((n) => ({ path: join(dir, n), label: -1 })) };
 }
 
-async function isGrayImage(path: string): Promise<boolean> {
+/** Runs `fn` on the file's bytes; any failure becomes an error naming the file. */
+async function withImageBytes<R>(path: string, fn: (bytes: Buffer) => Promise<R>): Promise<R> {
   try {
-    const m = await sharp(path).metadata();
-    return m.space === 'b-w' || (m.channels ?? 3) <= 2;
+    return await fn(await readFile(path));
   } catch (err) {
     throw new Error(`${path}: cannot decode image (${err instanceof Error ? err.message : String(err)})`);
   }
 }
 
+async function isGrayImage(path: string): Promise<boolean> {
+  return withImageBytes(path, async (bytes) => {
+    const m = await sharp(bytes).metadata();
+    return m.space === 'b-w' || (m.channels ?? 3) <= 2;
+  });
+}
+
 /** Decodes one image to raw bytes of the wanted channels, resized if `side` is set. */
 async function decodeImage(path: string, channels: 1 | 3, side?: number): Promise<{ data: Buffer; width: number; height: number }> {
-  try {
-    let img = sharp(path).removeAlpha();
+  return withImageBytes(path, async (bytes) => {
+    let img = sharp(bytes).removeAlpha();
     if (side !== undefined) img = img.resize(side, side, { fit: 'cover', position: 'centre' });
     img = img.toColourspace(channels === 1 ? 'b-w' : 'srgb');
     const { data, info } = await img.raw().toBuffer({ resolveWithObject: true });
     if (info.channels !== channels) throw new Error(`decoded to ${info.channels} channels, wanted ${channels}`);
     return { data, width: info.width, height: info.height };
-  } catch (err) {
-    throw new Error(`${path}: cannot decode image (${err instanceof Error ? err.message : String(err)})`);
-  }
+  });
 }
 
-/** Runs `fn` over `items` with at most `limit` in flight, keeping order. */
+/**
+ * Runs `fn` over `items` with at most `limit` in flight, keeping order. After a failure no new
+ * item starts, and the first error is thrown only once every started item has finished: no
+ * decode outlives the call to race with the caller's next one.
+ */
 async function mapLimited<T, R>(items: T[], limit: number, fn: (item: T, i: number) => Promise<R>): Promise<R[]> {
   const out = new Array<R>(items.length);
   let next = 0;
+  let failure: { error: unknown } | undefined;
   const workers = Array.from({ length: Math.min(limit, items.length) }, async () => {
-    while (next < items.length) {
+    while (next < items.length && failure === undefined) {
       const i = next++;
-      out[i] = await fn(items[i], i);
+      try {
+        out[i] = await fn(items[i], i);
+      } catch (error) {
+        failure ??= { error };
+      }
     }
   });
   await Promise.all(workers);
+  if (failure !== undefined) throw failure.error;
   return out;
 }
 
