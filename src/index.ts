@@ -11,6 +11,8 @@ export { fitPalette } from './palette/kmeans.js';
 export { quantize, dequantize } from './palette/quantize.js';
 export { loadPalette, savePalette } from './palette/files.js';
 export { loadImageDataset } from './data/datasets.js';
+export { decodeImageBytes, type DecodeOptions, type DecodedImage } from './data/decode.js';
+export { compositeOver, parseColor, DEFAULT_BACKGROUND, type Rgb } from './data/pixels.js';
 export { buildTokenDataset } from './data/build.js';
 export { loadTokenDataset, saveTokenDataset, type TokenDataset, type TokenSplit } from './data/tokens.js';
 export { loadModelFolder, saveModelFolder } from './io/hf.js';

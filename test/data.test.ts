@@ -13,9 +13,12 @@ import { readStl10 } from '../src/data/stl10.js';
 import { readImageFolder } from '../src/data/folder.js';
 import { resizeImageSet } from '../src/data/resize.js';
 import { loadImageDataset, loadFashionMnist, DEFAULT_FASHION_MNIST_DIR } from '../src/data/datasets.js';
-import { splitTrainVal, imageAt, type ImageSet, convertChannels } from '../src/data/images.js';
+import { splitTrainVal, holdOut, imageAt, type ImageSet, convertChannels } from '../src/data/images.js';
+import { compositeOver, formatColor, parseColor } from '../src/data/pixels.js';
+import { decodeImageBytes } from '../src/data/decode.js';
+import { prepareDataset } from '../src/data/prepare.js';
 import { encodeImages, saveTokenDataset, loadTokenDataset, type TokenDataset } from '../src/data/tokens.js';
-import { quantize } from '../src/palette/quantize.js';
+import { dequantize, quantize } from '../src/palette/quantize.js';
 import type { Palette } from '../src/palette/palette.js';
 import { Rng } from '../src/util/rng.js';
 import { paletteCommand } from '../src/cli/palette.js';
@@ -443,4 +446,157 @@ test('channel conversion: RGB → gray by luma, gray → RGB by repetition', () 
   const rgb: ImageSet = { count: 1, height: 1, width: 2, channels: 3, pixels: Uint8Array.from([255, 0, 0, 10, 10, 10]), labels: Int32Array.from([0]) };
   assert.deepEqual([...convertChannels(rgb, 1).pixels], [76, 10]);
   assert.deepEqual([...convertChannels(convertChannels(rgb, 1), 3).pixels], [76, 76, 76, 10, 10, 10]);
+});
+
+// ---------------------------------------------------------------------------------------------
+// Transparency and the held-out test split of folders without one
+
+/**
+ * 6×6 RGBA: the left half fully transparent over pure red, one column half-transparent blue
+ * (α 128), the rest opaque black. A reader that drops alpha instead of compositing shows red.
+ */
+async function writeTransparentPng(path: string): Promise<void> {
+  const rgba = new Uint8Array(6 * 6 * 4);
+  for (let y = 0; y < 6; y++) for (let x = 0; x < 6; x++) {
+    const px = x < 3 ? [255, 0, 0, 0] : x === 3 ? [0, 0, 255, 128] : [0, 0, 0, 255];
+    rgba.set(px, (y * 6 + x) * 4);
+  }
+  await sharp(rgba, { raw: { width: 6, height: 6, channels: 4 } }).png().toFile(path);
+}
+
+test('colors: #rrggbb, #rgb, white, black; anything else is named', () => {
+  assert.deepEqual(parseColor('#ff8000'), [255, 128, 0]);
+  assert.deepEqual(parseColor('#F80'), [255, 136, 0]);
+  assert.deepEqual(parseColor('white'), [255, 255, 255]);
+  assert.deepEqual(parseColor(' Black '), [0, 0, 0]);
+  assert.equal(formatColor([255, 128, 0]), '#ff8000');
+  for (const bad of ['red', '#12345', 'ff8000', '#gg0000', '']) assert.throws(() => parseColor(bad), /is not a color/);
+  // Source over: transparent → background, opaque → itself, α 128 → the weighted mean, rounded.
+  assert.deepEqual([...compositeOver([255, 0, 0, 0, 10, 20, 30, 255, 0, 0, 255, 128], [255, 255, 255])],
+                   [255, 255, 255, 10, 20, 30, 127, 127, 255]);
+  assert.throws(() => compositeOver([1, 2, 3], [0, 0, 0]), /RGBA/);
+});
+
+test('image folders: transparency is laid over the background (white by default), never the hidden red', async () => {
+  const dir = join(tmp, 'transparent');
+  mkdirSync(dir);
+  await writeTransparentPng(join(dir, 'icon.png'));
+  const px = (set: ImageSet, x: number, y: number): number[] => [...imageAt(set, 0).subarray((y * set.width + x) * 3, (y * set.width + x) * 3 + 3)];
+  const white = await readImageFolder(dir);
+  assert.equal(white.channels, 3);
+  assert.deepEqual(px(white, 0, 0), [255, 255, 255]);
+  assert.deepEqual(px(white, 2, 5), [255, 255, 255]);
+  assert.deepEqual(px(white, 3, 2), [127, 127, 255]); // blue at α 128 over white
+  assert.deepEqual(px(white, 5, 5), [0, 0, 0]);
+  const black = await readImageFolder(dir, { background: parseColor('black') });
+  assert.deepEqual(px(black, 1, 1), [0, 0, 0]);
+  assert.deepEqual(px(black, 3, 0), [0, 0, 128]);
+  const green = await readImageFolder(dir, { background: parseColor('#00ff00') });
+  assert.deepEqual(px(green, 0, 3), [0, 255, 0]);
+  // Resized, every output pixel mixes several inputs: still no red anywhere. Over black, red can
+  // only come from the hidden color; over white, red would lift R above G.
+  for (const side of [2, 3, 4]) {
+    const small = await readImageFolder(dir, { side, background: parseColor('black') });
+    for (let p = 0; p < side * side; p++) assert.ok(small.pixels[3 * p] <= 1, `side ${side}, pixel ${p}: red ${small.pixels[3 * p]} over black`);
+    const light = await readImageFolder(dir, { side });
+    for (let p = 0; p < side * side; p++) assert.ok(Math.abs(light.pixels[3 * p] - light.pixels[3 * p + 1]) <= 1, `side ${side}, pixel ${p}: R ${light.pixels[3 * p]} ≠ G ${light.pixels[3 * p + 1]}`);
+    assert.ok(light.pixels.some((v) => v > 200) && light.pixels.some((v) => v < 60), 'both the background and the black part survive');
+  }
+  // As gray, the background is white too (luma of the composited color), and the same through bytes.
+  const gray = await decodeImageBytes(readFileSync(join(dir, 'icon.png')), { channels: 1 });
+  assert.deepEqual([...gray.data.subarray(0, 6)], [255, 255, 255, 142, 0, 0]); // luma of (127, 127, 255) = 141.5
+  assert.equal(gray.width, 6);
+});
+
+test('held-out splits: plain or by class, exact total, reproducible from the seed, order kept', () => {
+  const sizes = [7, 7, 6];
+  const labels = Int32Array.from(sizes.flatMap((n, c) => new Array<number>(n).fill(c)));
+  const n = labels.length;
+  const set: ImageSet = { count: n, height: 1, width: 1, channels: 1, pixels: Uint8Array.from({ length: n }, (_, i) => i), labels, classNames: ['a', 'b', 'c'] };
+  // 25% of 20 is 5; per class 1.75, 1.75, 1.5 → 1 + 1 + 1 and the two largest remainders get one more.
+  const a = holdOut(set, 0.25, new Rng(1), true);
+  assert.equal(a.held.count, 5);
+  const perClass = [0, 1, 2].map((c) => [...a.held.labels].filter((l) => l === c).length);
+  assert.deepEqual(perClass, [2, 2, 1]);
+  assert.deepEqual([...holdOut(set, 0.25, new Rng(1), true).held.pixels], [...a.held.pixels]);
+  const others = [2, 3, 4, 5].map((s) => [...holdOut(set, 0.25, new Rng(s), true).held.pixels].join());
+  assert.ok(others.some((o) => o !== [...a.held.pixels].join()), 'another seed draws other images');
+  assert.deepEqual([...a.kept.pixels, ...a.held.pixels].sort((x, y) => x - y), [...set.pixels]);
+  for (const part of [a.kept, a.held]) assert.deepEqual([...part.pixels], [...part.pixels].sort((x, y) => x - y));
+  assert.deepEqual([...a.held.labels], [...a.held.pixels].map((i) => labels[i]));
+  // Plain is the validation split's draw, unchanged.
+  const plain = holdOut(set, 0.1, new Rng(5));
+  const val = splitTrainVal(set, 0.1, new Rng(5));
+  assert.deepEqual([...plain.held.pixels], [...val.val.pixels]);
+  assert.equal(holdOut(set, 0, new Rng(0), true).held.count, 0);
+  assert.throws(() => holdOut(set, 1, new Rng(0)), /\[0, 1\)/);
+});
+
+test('a folder without train/ and test/ gets a test split: 10% of each class, fixed by the seed', async () => {
+  const dir = join(tmp, 'classes-only');
+  const counts = { cat: 20, dog: 30, fox: 10 };
+  for (const [cls, count] of Object.entries(counts)) {
+    mkdirSync(join(dir, cls), { recursive: true });
+    for (let i = 0; i < count; i++) await writePng(join(dir, cls, `${i}.png`), new Uint8Array(4 * 4 * 3).fill(i * 8), 4, 4, 3);
+  }
+  const a = await prepareDataset(dir, { seed: 1 });
+  assert.deepEqual(a.heldOutTest, { fraction: 0.1, byClass: true });
+  assert.equal(a.test!.count, 6);
+  assert.deepEqual([0, 1, 2].map((c) => [...a.test!.labels].filter((l) => l === c).length), [2, 3, 1]);
+  assert.equal(a.train.count, 54);
+  assert.deepEqual(a.test!.classNames, ['cat', 'dog', 'fox']);
+  const again = await prepareDataset(dir, { seed: 1 });
+  assert.deepEqual([...again.test!.pixels], [...a.test!.pixels]);
+  const quarter = await prepareDataset(dir, { seed: 1, testFraction: 0.25 });
+  assert.equal(quarter.test!.count, 15);
+  const none = await prepareDataset(dir, { testFraction: 0 });
+  assert.equal(none.test, null);
+  assert.equal(none.heldOutTest, null);
+  // A folder with its own test/ keeps it.
+  const own = join(tmp, 'own-test');
+  for (const split of ['train', 'test']) {
+    mkdirSync(join(own, split, 'x'), { recursive: true });
+    await writePng(join(own, split, 'x', '0.png'), new Uint8Array(4 * 4 * 3), 4, 4, 3);
+  }
+  const withTest = await prepareDataset(own);
+  assert.equal(withTest.heldOutTest, null);
+  assert.equal(withTest.test!.count, 1);
+
+  // Through the CLI: encode reports and records it; the palette command holds out the same images.
+  const out = join(tmp, 'classes-only-tokens');
+  const lines: string[] = [];
+  const log = console.log;
+  console.log = (line: string) => { lines.push(line); };
+  try {
+    const program = new Command('igpt').exitOverride();
+    encodeCommand.register(program);
+    await program.parseAsync(['encode', '--data', dir, '--k', '4', '--seed', '1', '--out', out], { from: 'user' });
+  } finally {
+    console.log = log;
+  }
+  const ds = loadTokenDataset(out);
+  assert.equal(ds.test.count, 6);
+  assert.equal(ds.train.count + ds.val.count, 54);
+  assert.equal(ds.meta.testFraction, 0.1);
+  assert.match(lines.join('\n'), /6 test images .*6 held out of .*10% of each class, seed 1/);
+  await assert.rejects(runCli(['encode', '--data', dir, '--test-fraction', '1', '--out', join(tmp, 'x')]), /--test-fraction must be in \[0, 1\)/);
+  await assert.rejects(runCli(['encode', '--data', dir, '--background', 'transparent', '--out', join(tmp, 'x')]), /--background: "transparent" is not a color/);
+});
+
+test('CLI: --background reaches the palette and the tokens', async () => {
+  const dir = join(tmp, 'transparent-cli');
+  mkdirSync(dir);
+  for (let i = 0; i < 10; i++) await writeTransparentPng(join(dir, `${i}.png`));
+  const palettePath = join(tmp, 'transparent-palette.json');
+  await runCli(['palette', '--data', dir, '--k', '3', '--background', '#00ff00', '--out', palettePath]);
+  const centers = (JSON.parse(readFileSync(palettePath, 'utf8')) as { centers: number[][] }).centers;
+  // Green background, black, and the half-blue mix: no center has any red.
+  assert.ok(centers.every((c) => c[0] <= -0.99), `centers ${JSON.stringify(centers)}`);
+  assert.ok(centers.some((c) => c[1] >= 0.99), 'the green background is a palette color');
+  const out = join(tmp, 'transparent-tokens');
+  await runCli(['encode', '--data', dir, '--palette', palettePath, '--background', '#00ff00', '--out', out]);
+  const ds = loadTokenDataset(out);
+  assert.equal(ds.test.count, 1);
+  const pixels = dequantize(ds.palette, ds.train.tokens.subarray(0, 36));
+  assert.deepEqual([...pixels.subarray(0, 3)], [0, 255, 0]);
 });

@@ -1,9 +1,12 @@
 /** The dataset options shared by `igpt palette` and `igpt encode`. */
 import type { Command } from 'commander';
+import { parseColor, type Rgb } from '../data/pixels.js';
 import type { PrepareOptions } from '../data/prepare.js';
 import { parseIntOption } from './common.js';
 
-export interface DataFlags { data: string; dataDir?: string; side?: string; channels?: string; cifar100Labels?: string }
+export interface DataFlags {
+  data: string; dataDir?: string; side?: string; channels?: string; cifar100Labels?: string; background: string; testFraction: string;
+}
 
 export function dataOptions(cmd: Command): Command {
   return cmd
@@ -11,7 +14,9 @@ export function dataOptions(cmd: Command): Command {
     .option('--data-dir <dir>', 'folder for cifar10/cifar100/stl10, or another place for fashion-mnist')
     .option('--side <n>', 'input resolution n: resize to n×n (shorter side, then center crop); default native side if ≤ 32, else 32')
     .option('--channels <c>', 'convert images to 1 (gray) or 3 (RGB) channels')
-    .option('--cifar100-labels <kind>', 'CIFAR-100 labels: fine (100 classes) or coarse (20)', 'fine');
+    .option('--cifar100-labels <kind>', 'CIFAR-100 labels: fine (100 classes) or coarse (20)', 'fine')
+    .option('--background <color>', 'image files: color under transparent pixels (#rrggbb, white or black)', 'white')
+    .option('--test-fraction <f>', 'share of the images held out as the test split when the source has none (by class when labeled; fixed by --seed)', '0.1');
 }
 
 export function parseDataOptions(flags: DataFlags): PrepareOptions {
@@ -19,10 +24,22 @@ export function parseDataOptions(flags: DataFlags): PrepareOptions {
   if (channels === 2) throw new Error('--channels must be 1 or 3');
   const label = flags.cifar100Labels ?? 'fine';
   if (label !== 'fine' && label !== 'coarse') throw new Error(`--cifar100-labels must be fine or coarse, got "${label}"`);
+  const testFraction = Number(flags.testFraction);
+  if (!(testFraction >= 0 && testFraction < 1)) throw new Error(`--test-fraction must be in [0, 1), got "${flags.testFraction}"`);
   return {
     dir: flags.dataDir,
     side: flags.side === undefined ? undefined : parseIntOption('--side', flags.side, 1, 1024),
     channels: channels as 1 | 3 | undefined,
     cifar100Label: label,
+    background: parseBackground(flags.background),
+    testFraction,
   };
+}
+
+function parseBackground(value: string): Rgb {
+  try {
+    return parseColor(value);
+  } catch (err) {
+    throw new Error(`--background: ${(err as Error).message}`);
+  }
 }

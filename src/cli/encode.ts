@@ -23,7 +23,7 @@ export const encodeCommand: CommandModule = {
       .option('--k <k>', 'palette size when fitting one (default 512 RGB, 16 gray)')
       .option('--sample-pixels <n>', 'pixels sampled when fitting a palette', String(DEFAULT_SAMPLE_PIXELS))
       .option('--val-fraction <f>', 'share of the training set held out for validation', '0.1')
-      .option('--seed <seed>', 'seed of the train/validation split (and of palette fitting)', '0')
+      .option('--seed <seed>', 'seed of the validation split, of the test split a folder without one gets, and of palette fitting', '0')
       .option('--max-train <n>', 'keep only the first n training images (before the validation split)')
       .option('--max-test <n>', 'keep only the first n test images')
       .requiredOption('--out <dir>', 'folder to write (meta.json, {train,val,test}.{tokens,labels})')
@@ -45,8 +45,10 @@ export const encodeCommand: CommandModule = {
         if (ds.fittedPalette) console.log(`fitted a ${ds.palette.k}-color palette on the training split`);
         saveTokenDataset(flags.out, ds);
         const { side, pixels, numClasses } = ds.meta;
+        const held = ds.heldOutTest;
+        const testNote = held ? ` (${ds.test.count} held out of ${flags.data}: ${+(held.fraction * 100).toFixed(2)}%${held.byClass ? ' of each class' : ''}, seed ${ds.meta.splitSeed})` : '';
         console.log(`${flags.out}: ${ds.train.count} train, ${ds.val.count} val, ${ds.test.count} test images of ${side}×${side} ` +
-          `(${pixels} tokens, vocabulary ${ds.palette.k}), ${numClasses} classes, ${((Date.now() - started) / 1000).toFixed(1)} s`);
+          `(${pixels} tokens, vocabulary ${ds.palette.k}), ${numClasses} classes, ${((Date.now() - started) / 1000).toFixed(1)} s${testNote}`);
       });
   },
 };

@@ -18,15 +18,16 @@ export const paletteCommand: CommandModule = {
     dataOptions(cmd)
       .option('--k <k>', 'palette size (default 512 for RGB, 16 for gray)')
       .option('--sample-pixels <n>', 'pixels sampled from the training images', String(DEFAULT_SAMPLE_PIXELS))
-      .option('--seed <seed>', 'random seed', '0')
+      .option('--seed <seed>', 'random seed (of k-means, and of the test split a folder without one gets: give encode the same)', '0')
       .requiredOption('--out <file>', 'palette file to write (.json, or .npy float32 [k, channels])')
       .action(async (flags: PaletteFlags) => {
         const started = Date.now();
-        const data = await prepareDataset(flags.data, parseDataOptions(flags));
+        const seed = parseIntOption('--seed', flags.seed, 0);
+        const data = await prepareDataset(flags.data, { ...parseDataOptions(flags), seed });
         const palette = fitPalette(data.train, {
           k: flags.k === undefined ? undefined : parseIntOption('--k', flags.k, 1, 65535),
           samplePixels: parseIntOption('--sample-pixels', flags.samplePixels, 1),
-          seed: parseIntOption('--seed', flags.seed, 0),
+          seed,
         });
         if (flags.out.endsWith('.npy')) writeNpy(flags.out, palette.centers, [palette.k, palette.channels]);
         else savePalette(flags.out, palette);

@@ -1,9 +1,10 @@
 /**
- * Images → token dataset, the whole of `igpt encode` as a function: load and resize, split off
- * validation, fit (or check) the palette on the training split, quantize every split.
+ * Images → token dataset, the whole of `igpt encode` as a function: load and resize (holding out a
+ * test split when the source has none), split off validation, fit (or check) the palette on the
+ * training split, quantize every split.
  */
 import { numClasses, splitTrainVal, type ImageSet } from './images.js';
-import { prepareDataset, type PrepareOptions } from './prepare.js';
+import { prepareDataset, type HeldOutTest, type PrepareOptions } from './prepare.js';
 import { emptySplit, encodeImages, type TokenDataset } from './tokens.js';
 import { fitPalette } from '../palette/kmeans.js';
 import type { Palette } from '../palette/palette.js';
@@ -17,13 +18,18 @@ export interface BuildOptions extends PrepareOptions {
   k?: number;
   samplePixels?: number;
   valFraction?: number;
-  seed?: number;
   /** Keep at most this many training (before the validation split) and test images. */
   maxTrain?: number;
   maxTest?: number;
 }
 
-export async function buildTokenDataset(spec: string, o: BuildOptions = {}): Promise<TokenDataset & { fittedPalette: boolean }> {
+export interface BuiltTokenDataset extends TokenDataset {
+  fittedPalette: boolean;
+  /** How the test split was held out of the source's images; null when the source had one. */
+  heldOutTest: HeldOutTest | null;
+}
+
+export async function buildTokenDataset(spec: string, o: BuildOptions = {}): Promise<BuiltTokenDataset> {
   const seed = o.seed ?? 0;
   let palette = o.palette ?? null;
   const where = o.paletteSource ?? 'palette';
@@ -31,7 +37,7 @@ export async function buildTokenDataset(spec: string, o: BuildOptions = {}): Pro
   if (palette && o.channels !== undefined && o.channels !== palette.channels) {
     throw new Error(`${where}: palette has ${palette.channels} channels but ${o.channels} were asked for`);
   }
-  const data = await prepareDataset(spec, { ...o, channels: o.channels ?? palette?.channels });
+  const data = await prepareDataset(spec, { ...o, seed, channels: o.channels ?? palette?.channels });
   if (palette && palette.channels !== data.train.channels) {
     throw new Error(`${where}: palette has ${palette.channels} channel(s) but ${data.source} images have ${data.train.channels}; pass --channels ${palette.channels} to convert them`);
   }
@@ -45,12 +51,14 @@ export async function buildTokenDataset(spec: string, o: BuildOptions = {}): Pro
     meta: {
       source: data.source, side, pixels: side * side, channels: data.train.channels,
       numClasses: numClasses(data.train), classNames: data.train.classNames, splitSeed: seed,
+      ...(data.heldOutTest ? { testFraction: data.heldOutTest.fraction } : {}),
     },
     palette: { k: palette.k, channels: palette.channels, centers: palette.centers },
     train: encodeImages(train, palette, side),
     val: encodeImages(val, palette, side),
     test: test ? encodeImages(test, palette, side) : emptySplit(palette.k),
     fittedPalette,
+    heldOutTest: data.heldOutTest,
   };
 }
 

@@ -16,6 +16,7 @@ import { readCifar100Dir, readCifar10Dir, readClassNames, type Cifar100Label } f
 import { readImageFolder } from './folder.js';
 import { readIdxImageSet } from './idx.js';
 import { selectImages, type ImageSet } from './images.js';
+import type { Rgb } from './pixels.js';
 import { readStl10 } from './stl10.js';
 
 export const DEFAULT_FASHION_MNIST_DIR = '/usr/share/datasets/fashion-mnist';
@@ -41,9 +42,10 @@ export interface DatasetOptions {
   dir?: string;
   /** CIFAR-100 label kind; default fine. */
   cifar100Label?: Cifar100Label;
-  /** Image folders: resize while decoding, and channels to decode to. */
+  /** Image folders: resize while decoding, channels to decode to, color under transparent pixels. */
   side?: number;
   channels?: 1 | 3;
+  background?: Rgb;
 }
 
 /** Loads a named dataset or a dataset folder. */
@@ -165,7 +167,7 @@ async function loadDatasetDir(dir: string, opts: DatasetOptions): Promise<{ trai
   if (findFile(cifar100, ['train.bin']) && findFile(cifar100, ['test.bin'])) return readCifar100Dir(cifar100, opts.cifar100Label);
   const stl = stlDir(dir);
   if (findFile(stl, ['train_X.bin'])) return readStl10Dir(stl);
-  const folder = { side: opts.side, channels: opts.channels };
+  const folder = { side: opts.side, channels: opts.channels, background: opts.background };
   if (existsSync(join(dir, 'train')) && statSync(join(dir, 'train')).isDirectory()) {
     const train = await readImageFolder(join(dir, 'train'), folder);
     const hasTest = existsSync(join(dir, 'test')) && statSync(join(dir, 'test')).isDirectory();

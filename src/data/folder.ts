@@ -2,19 +2,16 @@
  * A folder of images (PNG, JPEG, WebP, decoded by sharp). Layouts:
  *   dir/*.png                  unlabeled (labels -1)
  *   dir/<class>/*.png          one subfolder per class; classes sorted by name → labels 0..C-1
- * Images are converted to RGB or gray; they must share one size unless `side` is given, in which
- * case each is resized (shorter side to `side`, then center crop).
+ * Images are converted to RGB or gray, transparency laid over a background color (white unless
+ * asked otherwise); they must share one size unless `side` is given, in which case each is resized
+ * (shorter side to `side`, then center crop).
  */
 import { readdirSync, statSync, existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join, extname } from 'node:path';
-import sharp from 'sharp';
+import { decodeImageBytes, isGrayImageBytes, type DecodedImage } from './decode.js';
 import type { ImageSet } from './images.js';
-
-// libvips' operation cache keys file loads by path (and buffer loads by address): a file rewritten
-// in place, or a decode abandoned mid-read, could hand a later read another image's state. Every
-// image here is decoded once, from bytes this module read, so the cache only adds risk.
-sharp.cache(false);
+import type { Rgb } from './pixels.js';
 
 const IMAGE_EXTENSIONS = new Set(['.png', '.jpg', '.jpeg', '.webp']);
 
@@ -23,6 +20,8 @@ export interface FolderOptions {
   channels?: 1 | 3;
   /** Resize every image to side × side (cover, center crop). */
   side?: number;
+  /** Color under transparent pixels; default white. */
+  background?: Rgb;
 }
 
 interface FileEntry { path: string; label: number }
@@ -67,22 +66,11 @@ async function withImageBytes<R>(path: string, fn: (bytes: Buffer) => Promise<R>
 }
 
 async function isGrayImage(path: string): Promise<boolean> {
-  return withImageBytes(path, async (bytes) => {
-    const m = await sharp(bytes).metadata();
-    return m.space === 'b-w' || (m.channels ?? 3) <= 2;
-  });
+  return withImageBytes(path, isGrayImageBytes);
 }
 
-/** Decodes one image to raw bytes of the wanted channels, resized if `side` is set. */
-async function decodeImage(path: string, channels: 1 | 3, side?: number): Promise<{ data: Buffer; width: number; height: number }> {
-  return withImageBytes(path, async (bytes) => {
-    let img = sharp(bytes).removeAlpha();
-    if (side !== undefined) img = img.resize(side, side, { fit: 'cover', position: 'centre' });
-    img = img.toColourspace(channels === 1 ? 'b-w' : 'srgb');
-    const { data, info } = await img.raw().toBuffer({ resolveWithObject: true });
-    if (info.channels !== channels) throw new Error(`decoded to ${info.channels} channels, wanted ${channels}`);
-    return { data, width: info.width, height: info.height };
-  });
+async function decodeImage(path: string, channels: 1 | 3, opts: FolderOptions): Promise<DecodedImage> {
+  return withImageBytes(path, (bytes) => decodeImageBytes(bytes, { channels, side: opts.side, background: opts.background }));
 }
 
 /**
@@ -117,7 +105,7 @@ export async function readImageFolder(dir: string, opts: FolderOptions = {}): Pr
     channels = gray.every((g) => g) ? 1 : 3;
   }
   const ch = channels;
-  const decoded = await mapLimited(files, 8, (f) => decodeImage(f.path, ch, opts.side));
+  const decoded = await mapLimited(files, 8, (f) => decodeImage(f.path, ch, opts));
   const { width, height } = decoded[0];
   const size = width * height * ch;
   const pixels = new Uint8Array(files.length * size);

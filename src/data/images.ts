@@ -1,5 +1,6 @@
 /** The in-memory image set every reader returns, and small operations on it. */
 import type { Rng } from '../util/rng.js';
+import { convertPixelChannels } from './pixels.js';
 
 /** `count` images of height × width × channels bytes each, HWC order, one after another. */
 export interface ImageSet {
@@ -70,25 +71,45 @@ export function concatImages(sets: ImageSet[]): ImageSet {
 /** Converts to 1 channel (ITU-R BT.601 luma) or to 3 channels (gray repeated). */
 export function convertChannels(set: ImageSet, channels: 1 | 3): ImageSet {
   if (set.channels === channels) return set;
-  const n = set.count * set.height * set.width;
-  const src = set.pixels;
-  const pixels = new Uint8Array(n * channels);
-  if (channels === 1) {
-    for (let p = 0; p < n; p++) {
-      pixels[p] = Math.round(0.299 * src[3 * p] + 0.587 * src[3 * p + 1] + 0.114 * src[3 * p + 2]);
-    }
-  } else {
-    for (let p = 0; p < n; p++) pixels[3 * p] = pixels[3 * p + 1] = pixels[3 * p + 2] = src[p];
-  }
-  return { ...set, channels, pixels };
+  const used = set.pixels.subarray(0, set.count * imageSize(set));
+  return { ...set, channels, pixels: convertPixelChannels(used, set.channels, channels) };
 }
 
-/** Splits off a validation set: a `valFraction` share of the images, chosen by `rng`. Both keep the original order. */
+/**
+ * Holds out a `fraction` share of the images, chosen by `rng`; both parts keep the original order.
+ * Plain: round(count · fraction) images drawn from all. By class: every class (unlabeled images
+ * count as one more) gives its share, rounded so the total is still round(count · fraction) (the
+ * largest remainders get the extra images), so a small split keeps the classes' proportions.
+ * Validation and test splits are both carved here.
+ */
+export function holdOut(set: ImageSet, fraction: number, rng: Rng, byClass = false): { kept: ImageSet; held: ImageSet } {
+  if (!(fraction >= 0 && fraction < 1)) throw new Error(`held-out fraction must be in [0, 1), got ${fraction}`);
+  const indices = (): Int32Array => Int32Array.from({ length: set.count }, (_, i) => i);
+  let held: Int32Array;
+  if (!byClass) {
+    held = rng.shuffle(indices()).slice(0, Math.round(set.count * fraction));
+  } else {
+    const groups = new Map<number, number[]>();
+    for (const i of indices()) {
+      const members = groups.get(set.labels[i]);
+      if (members) members.push(i); else groups.set(set.labels[i], [i]);
+    }
+    const classes = [...groups.keys()].sort((a, b) => a - b);
+    const exact = classes.map((c) => groups.get(c)!.length * fraction);
+    const quota = exact.map(Math.floor);
+    let extra = Math.round(set.count * fraction) - quota.reduce((a, b) => a + b, 0);
+    const byRemainder = classes.map((_, j) => j).sort((a, b) => (exact[b] - quota[b]) - (exact[a] - quota[a]) || a - b);
+    for (const j of byRemainder) if (extra-- > 0) quota[j]++;
+    held = Int32Array.from(classes.flatMap((c, j) => [...rng.shuffle(groups.get(c)!).slice(0, quota[j])]));
+  }
+  held.sort();
+  const isHeld = new Uint8Array(set.count);
+  for (const i of held) isHeld[i] = 1;
+  return { kept: selectImages(set, indices().filter((i) => !isHeld[i])), held: selectImages(set, held) };
+}
+
+/** Splits off a validation set: a `valFraction` share of the images, chosen by `rng` from all. */
 export function splitTrainVal(set: ImageSet, valFraction: number, rng: Rng): { train: ImageSet; val: ImageSet } {
-  if (!(valFraction >= 0 && valFraction < 1)) throw new Error(`validation fraction must be in [0, 1), got ${valFraction}`);
-  const order = rng.shuffle(Int32Array.from({ length: set.count }, (_, i) => i));
-  const nVal = Math.round(set.count * valFraction);
-  const val = order.slice(0, nVal).sort();
-  const train = order.slice(nVal).sort();
-  return { train: selectImages(set, train), val: selectImages(set, val) };
+  const { kept, held } = holdOut(set, valFraction, rng);
+  return { train: kept, val: held };
 }

@@ -24,8 +24,10 @@ export interface TokenDatasetMeta {
   channels: 1 | 3;
   numClasses: number;
   classNames?: string[];
-  /** Seed of the train/validation split. */
+  /** Seed of the train/validation split (and of the test split when one was held out). */
   splitSeed: number;
+  /** Set when the source had no test split: this share of its images was held out as one. */
+  testFraction?: number;
 }
 
 /** What `igpt encode` writes and training, probes and sampling read. */
