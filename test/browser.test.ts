@@ -159,6 +159,7 @@ test('in Chromium: completes an image pixel by pixel and can stop', { timeout: 1
                                      document.body.dataset.state === 'ready', undefined, { timeout: 30_000 });
     assert.equal(await page.locator('#strip canvas').count(), 3, 'the strip shows the --data images');
     assert.match(await page.locator('#model-info').textContent() ?? '', /Kernels: portable/);
+    assert.match(await page.locator('#status').textContent() ?? '', /28×28, 16-color gray palette/, 'the status line names the palette');
 
     // Keep 22 of 28 rows and sample 2 completions: 168 pixels each, seconds on a shared CPU.
     const keep = 22;
@@ -211,6 +212,27 @@ test('in Chromium: completes an image pixel by pixel and can stop', { timeout: 1
     });
     assert.deepEqual(uploaded.selected, true, 'the upload is selected');
     assert.ok(uploaded.top < 40 && uploaded.middle > 200, `the bar is quantized to palette grays: ${JSON.stringify(uploaded)}`);
+
+    // A transparent upload hiding pure red around an opaque black bar: the transparent part is laid
+    // over the background (white by default, then black), as igpt encode does; never the red's luma.
+    const rgba = Buffer.alloc(40 * 40 * 4);
+    for (let p = 0; p < 40 * 40; p++) rgba.set(Math.floor(p / 40) >= 15 && Math.floor(p / 40) < 25 ? [0, 0, 0, 255] : [255, 0, 0, 0], 4 * p);
+    const transparent = await sharp(rgba, { raw: { width: 40, height: 40, channels: 4 } }).png().toBuffer();
+    const uploadTransparent = async (background: string, count: number): Promise<{ top: number; middle: number }> => {
+      await page.evaluate((color) => { (document.getElementById('background') as HTMLInputElement).value = color; }, background);
+      await page.setInputFiles('#file', { name: `icon-${background}.png`, mimeType: 'image/png', buffer: transparent });
+      await page.waitForFunction((n) => document.querySelectorAll('#strip canvas').length === n, count);
+      return page.evaluate(() => {
+        const c = document.querySelector<HTMLCanvasElement>('#strip canvas')!;
+        const d = c.getContext('2d')!.getImageData(0, 0, c.width, c.height).data;
+        return { top: d[4 * (2 * 28 + 14)]!, middle: d[4 * (14 * 28 + 14)]! };
+      });
+    };
+    assert.equal(await page.locator('#background').inputValue(), '#ffffff');
+    const overWhite = await uploadTransparent('#ffffff', 5);
+    assert.ok(overWhite.top > 200 && overWhite.middle < 40, `transparent over white: ${JSON.stringify(overWhite)}`);
+    const overBlack = await uploadTransparent('#000000', 6);
+    assert.ok(overBlack.top < 40, `transparent over black: ${JSON.stringify(overBlack)}`);
 
     // Stop: a long run (no rows kept, 8 completions) ends early, leaving hidden pixels unpainted.
     await page.evaluate(() => {

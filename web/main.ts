@@ -2,6 +2,7 @@
  * The demo page: picks an image (a test image, or an upload quantized with the model's palette),
  * sends it to the worker and paints the completions as their pixels stream in.
  */
+import { compositeOver, convertPixelChannels, DEFAULT_BACKGROUND, formatColor, parseColor } from '../src/data/pixels.js';
 import { parseTestImages } from '../src/io/test-images.js';
 import { unitToByte } from '../src/palette/kmeans.js';
 import type { Palette } from '../src/palette/palette.js';
@@ -33,6 +34,8 @@ const stopButton = $<HTMLButtonElement>('stop');
 const inputCanvas = $<HTMLCanvasElement>('input');
 const completionsBox = $<HTMLDivElement>('completions');
 const timing = $<HTMLParagraphElement>('timing');
+const backgroundInput = $<HTMLInputElement>('background');
+backgroundInput.value = formatColor(DEFAULT_BACKGROUND);
 
 type State = 'loading' | 'ready' | 'running' | 'done' | 'error';
 function setState(state: State, message?: string): void {
@@ -96,20 +99,8 @@ function drawInput(): void {
 // ---------------------------------------------------------------------------------------------
 // Images in: test images and uploads, quantized with the model's palette
 
-/** HWC bytes with `from` channels → `to` channels (gray by luma, or gray replicated). */
-function convertChannels(pixels: Uint8Array, from: number, to: number): Uint8Array {
-  if (from === to) return pixels;
-  const n = pixels.length / from;
-  const out = new Uint8Array(n * to);
-  for (let i = 0; i < n; i++) {
-    if (to === 1) out[i] = Math.round(0.299 * pixels[3 * i]! + 0.587 * pixels[3 * i + 1]! + 0.114 * pixels[3 * i + 2]!);
-    else out[3 * i] = out[3 * i + 1] = out[3 * i + 2] = pixels[i]!;
-  }
-  return out;
-}
-
-function idsOf(pixels: Uint8Array, channels: number): Int32Array {
-  return Int32Array.from(quantizer!.quantize(convertChannels(pixels, channels, info!.channels)));
+function idsOf(pixels: Uint8Array, channels: 1 | 3): Int32Array {
+  return Int32Array.from(quantizer!.quantize(convertPixelChannels(pixels, channels, info!.channels)));
 }
 
 function select(ids: Int32Array, canvas: HTMLCanvasElement): void {
@@ -143,7 +134,11 @@ async function loadTestImages(): Promise<void> {
   });
 }
 
-/** An image file → n×n (shorter side resized, center crop, as the paper's preprocessing) → ids. */
+/**
+ * An image file → n×n (shorter side resized, center crop, as the paper's preprocessing) → ids.
+ * Transparent pixels are laid over the chosen background after the resize, as `igpt encode` does
+ * (the canvas resizes premultiplied colors, so a color hidden under α = 0 cannot bleed in).
+ */
 async function addUpload(file: File): Promise<void> {
   if (!info) return;
   const bitmap = await createImageBitmap(file);
@@ -153,12 +148,8 @@ async function addUpload(file: File): Promise<void> {
   const ctx = canvasOfSide(canvas, side);
   ctx.imageSmoothingQuality = 'high';
   ctx.drawImage(bitmap, (bitmap.width - crop) / 2, (bitmap.height - crop) / 2, crop, crop, 0, 0, side, side);
-  const rgba = ctx.getImageData(0, 0, side, side).data;
-  const invert = $<HTMLInputElement>('invert').checked;
-  const rgb = new Uint8Array(side * side * 3);
-  for (let i = 0; i < side * side; i++) {
-    for (let c = 0; c < 3; c++) rgb[3 * i + c] = invert ? 255 - rgba[4 * i + c]! : rgba[4 * i + c]!;
-  }
+  const rgb = compositeOver(ctx.getImageData(0, 0, side, side).data, parseColor(backgroundInput.value));
+  if ($<HTMLInputElement>('invert').checked) for (let i = 0; i < rgb.length; i++) rgb[i] = 255 - rgb[i]!;
   const ids = idsOf(rgb, 3);
   select(ids, addToStrip(ids, file.name, true));
 }
@@ -236,14 +227,15 @@ worker.onmessage = (e: MessageEvent<FromWorker>) => {
       rowsInput.value = String(Math.floor(info.side / 2));
       $('rows-out').textContent = rowsInput.value;
       topKInput.max = String(info.k);
+      const paletteName = `${info.k}-color ${info.channels === 1 ? 'gray' : 'RGB'} palette`;
       $('model-info').textContent =
-        `Model: ${info.side}×${info.side} pixels, ${info.k}-color ${info.channels === 1 ? 'gray' : 'RGB'} palette, ` +
+        `Model: ${info.side}×${info.side} pixels, ${paletteName}, ` +
         `d ${info.nEmbd}, ${info.nLayer} layers, ${info.nHead} heads, ${(info.parameters / 1e6).toFixed(2)}M parameters ` +
         `(${(info.bytes / 1e6).toFixed(1)} MB, loaded in ${info.loadSeconds.toFixed(2)} s from ${MODEL_URL}). ` +
         `Kernels: ${info.kernels}.`;
-      setState('ready', 'Ready: pick an image, choose the rows to keep, press Complete.');
+      setState('ready', `Ready (${info.side}×${info.side}, ${paletteName}): pick an image, choose the rows to keep, press Complete.`);
       loadTestImages().catch((err: unknown) => {
-        setState('ready', `Ready (no test images: ${(err as Error).message}); drop an image to complete.`);
+        setState('ready', `Ready (${paletteName}; no test images: ${(err as Error).message}); drop an image to complete.`);
       });
       break;
     }
