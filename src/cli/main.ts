@@ -8,6 +8,7 @@ import type { CommandModule } from './command.js';
 import { paletteCommand } from './palette.js';
 import { encodeCommand } from './encode.js';
 import { showCommand } from './show.js';
+import { emojiFolderCommand } from './emoji-folder.js';
 import { infoCommand } from './info.js';
 import { pretrainCommand } from './pretrain.js';
 import { lrSweepCommand } from './lr-sweep.js';
@@ -30,6 +31,7 @@ const commands: CommandModule[] = [
   paletteCommand,
   encodeCommand,
   showCommand,
+  emojiFolderCommand,
   pretrainCommand,
   lrSweepCommand,
   evalNllCommand,
