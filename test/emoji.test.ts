@@ -135,6 +135,7 @@ test('igpt emoji-folder: --install runs npm install --prefix <cache>; without it
   const out = join(tmp, 'cli-emoji');
   const lines = await run(['--cache', cache, '--out', out]);
   assert.match(lines.join('\n'), /4 apple emoji in 3 categories \(Flags 1, People & Body 1, Smileys & Emotion 2\), linked from/);
+  assert.match(lines.join('\n'), /not licensed for commercial use/);
   assert.equal((await readImageFolder(out)).count, 4);
   await assert.rejects(run(['--cache', join(tmp, 'empty-cache'), '--out', out]), /not found; add --install/);
   await assert.rejects(run(['--vendor', 'samsung', '--out', out]), /--vendor must be one of apple, twitter, facebook, google/);

@@ -3,7 +3,7 @@ import { existsSync } from 'node:fs';
 import type { Command } from 'commander';
 import type { CommandModule } from './command.js';
 import {
-  defaultEmojiCache, EMOJI_VENDORS, emojiPackageDir, emojiPackageName, installEmojiPackage, layoutEmojiFolder, type EmojiVendor,
+  defaultEmojiCache, EMOJI_IMAGE_LICENSES, EMOJI_VENDORS, emojiPackageDir, emojiPackageName, installEmojiPackage, layoutEmojiFolder, type EmojiVendor,
 } from '../data/emoji.js';
 
 interface EmojiFolderFlags { out: string; vendor: string; cache: string; package?: string; install?: boolean; skinTones?: boolean; copy?: boolean }
@@ -14,7 +14,7 @@ export const emojiFolderCommand: CommandModule = {
       .command('emoji-folder')
       .description('lay out an npm emoji set (64×64 color PNGs) as an image folder, one subfolder per category')
       .requiredOption('--out <dir>', 'image folder to write: <dir>/<category>/<code>.png')
-      .option('--vendor <name>', `emoji set: ${EMOJI_VENDORS.join(', ')}`, 'apple')
+      .option('--vendor <name>', `emoji set: ${EMOJI_VENDORS.join(', ')} (twitter and google are openly licensed)`, 'apple')
       .option('--cache <dir>', 'where --install puts the npm package', defaultEmojiCache())
       .option('--install', 'install (or update) emoji-datasource-<vendor> into the cache with npm first (about 100 MB)')
       .option('--package <dir>', 'an emoji-datasource-<vendor> package folder to read instead of the cache\'s')
@@ -39,6 +39,7 @@ export const emojiFolderCommand: CommandModule = {
         const perCategory = [...summary.counts].map(([c, n]) => `${c} ${n}`).join(', ');
         console.log(`${flags.out}: ${summary.total} ${vendor} emoji in ${summary.counts.size} categories (${perCategory}), ` +
           `${flags.copy ? 'copied' : 'linked'} from ${packageDir}`);
+        console.log(`  ${EMOJI_IMAGE_LICENSES[vendor]}`);
       });
   },
 };

@@ -140,17 +140,21 @@ export const probeCurveCommand: CommandModule = {
       .requiredOption('--run <dir>', 'pretraining run folder')
       .requiredOption('--data <dir>', 'labelled token dataset the run was trained on')
       .option('--out <dir>', 'folder for curve.json, curve.md, curve.png (default: <run>/curve)')
-      .option('--train <n>', 'training images per probe (fewer than a few thousand measure the low-data regime)', String(DEFAULT_CURVE_SIZES.train))
-      .option('--val <n>', 'validation images per probe (choose the layer and L2)', String(DEFAULT_CURVE_SIZES.val))
-      .option('--test <n>', 'test images per probe', String(DEFAULT_CURVE_SIZES.test)))
+      .option('--train <n>', 'training images per probe, at most (fewer than a few thousand measure the low-data regime)', String(DEFAULT_CURVE_SIZES.train))
+      .option('--val <n>', 'validation images per probe, at most (choose the layer and L2)', String(DEFAULT_CURVE_SIZES.val))
+      .option('--test <n>', 'test images per probe, at most', String(DEFAULT_CURVE_SIZES.test)))
       .action(async (flags: Flags) => {
         const kernels = kernelsFromFlags(flags);
         const data = loadTokenDataset(flags.data);
+        // A small dataset (a folder of a few thousand images) is probed whole.
         const sizes = {
-          train: parseIntOption('--train', flags.train, 10, data.train.count),
-          val: parseIntOption('--val', flags.val, 10, data.val.count),
-          test: parseIntOption('--test', flags.test, 10, data.test.count),
+          train: Math.min(parseIntOption('--train', flags.train, 10), data.train.count),
+          val: Math.min(parseIntOption('--val', flags.val, 10), data.val.count),
+          test: Math.min(parseIntOption('--test', flags.test, 10), data.test.count),
         };
+        for (const split of ['train', 'val', 'test'] as const) {
+          if (sizes[split] < 10) throw new Error(`${flags.data}: the ${split} split has ${data[split].count} images; a probe needs at least 10`);
+        }
         if (listCheckpoints(flags.run).length === 0) throw new Error(`${flags.run}: no checkpoints (is it a pretraining run folder?)`);
         const out = flags.out ?? join(flags.run, 'curve');
         const curve = await probeCurve(kernels, data, flags.data, flags.run, out, sizes);

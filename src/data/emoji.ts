@@ -16,6 +16,14 @@ import { join, resolve } from 'node:path';
 export const EMOJI_VENDORS = ['apple', 'twitter', 'facebook', 'google'] as const;
 export type EmojiVendor = (typeof EMOJI_VENDORS)[number];
 
+/** Who may use each vendor's images, as the packages' README says: results shown to others should say it. */
+export const EMOJI_IMAGE_LICENSES: Record<EmojiVendor, string> = {
+  apple: 'Apple images © Apple Inc., not licensed for commercial use',
+  twitter: 'Twitter images (Twemoji) under CC BY 4.0: credit them where they are shown',
+  facebook: 'Facebook images © Facebook, Inc., no clear license',
+  google: 'Google (Noto) images under the Apache License 2.0',
+};
+
 /** The category of skin-tone swatches and hair styles: parts of emoji, not pictures of things. */
 const DROPPED_CATEGORY = 'Component';
 
@@ -140,7 +148,10 @@ export function layoutEmojiFolder(o: EmojiFolderOptions): EmojiFolderSummary {
       counts.set(category, (counts.get(category) ?? 0) + 1);
     }
     if (counts.size === 0) throw new Error(`${imageDir}: none of the ${images.length} images emoji.json lists for ${o.vendor} are there`);
-    const summary = { vendor: o.vendor, package: resolve(o.packageDir), skinTones: o.skinTones ?? false, counts: Object.fromEntries(counts) };
+    const summary = {
+      vendor: o.vendor, license: EMOJI_IMAGE_LICENSES[o.vendor], package: resolve(o.packageDir),
+      skinTones: o.skinTones ?? false, counts: Object.fromEntries(counts),
+    };
     writeFileSync(join(temp, EMOJI_FOLDER_MARKER), JSON.stringify(summary, null, 1) + '\n');
     rmSync(o.out, { recursive: true, force: true });
     renameSync(temp, o.out);
