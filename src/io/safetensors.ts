@@ -5,8 +5,8 @@
  * Reading goes through a file descriptor, one tensor at a time, so a multi-GB checkpoint is never
  * held in memory twice. Floating tensors (F32, F16, BF16, F64) are returned as float32.
  */
-import { closeSync, fstatSync, openSync, readFileSync, readSync } from 'node:fs';
-import { writeAll, writeFileAtomic } from '../util/fs.js';
+import { closeSync, fstatSync, openSync, readFileSync } from 'node:fs';
+import { readFully, writeAll, writeFileAtomic } from '../util/fs.js';
 import {
   assertLittleEndianHost, decodeFloats, DTYPE_BYTES, FLOAT_DTYPES, float32ToBfloat16Bits, float32ToHalfBits,
   headerLengthOf, numel, parseHeader, parseSafetensors, shapeText,
@@ -19,9 +19,6 @@ export {
   type DType, type LoadedTensor, type SafetensorsHeader, type TensorEntry, type TensorToWrite, type WritableDType,
 } from './safetensors-format.js';
 
-/** Largest single read or write; fs calls take 32-bit lengths. */
-const IO_CHUNK_BYTES = 1 << 28;
-
 /** Reads the header length and header of an open file and validates them. */
 function readHeaderFromFd(fd: number, file: string): SafetensorsHeader {
   const fileSize = fstatSync(fd).size;
@@ -31,17 +28,6 @@ function readHeaderFromFd(fd: number, file: string): SafetensorsHeader {
   const headerBytes = Buffer.alloc(n);
   readFully(fd, headerBytes, 8, file);
   return parseHeader(headerBytes.toString('utf8'), n, fileSize, file);
-}
-
-/** fs.readSync may return fewer bytes than asked: loop until `out` is full. */
-function readFully(fd: number, out: Uint8Array, position: number, file: string): void {
-  let done = 0;
-  while (done < out.length) {
-    const len = Math.min(out.length - done, IO_CHUNK_BYTES);
-    const n = readSync(fd, out, done, len, position + done);
-    if (n === 0) throw new Error(`${file}: unexpected end of file at byte ${position + done}`);
-    done += n;
-  }
 }
 
 // ---------------------------------------------------------------------------------------------

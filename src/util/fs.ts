@@ -1,7 +1,7 @@
-import { closeSync, fsyncSync, mkdirSync, openSync, renameSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, fsyncSync, mkdirSync, openSync, readSync, renameSync, unlinkSync, writeSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 
-/** Largest single write; fs calls take 32-bit lengths. */
+/** Largest single read or write; fs calls take 32-bit lengths. */
 const IO_CHUNK_BYTES = 1 << 28;
 
 /**
@@ -35,5 +35,16 @@ export function writeAll(fd: number, bytes: Uint8Array): void {
   let done = 0;
   while (done < bytes.length) {
     done += writeSync(fd, bytes, done, Math.min(bytes.length - done, IO_CHUNK_BYTES));
+  }
+}
+
+/** Reads `out.length` bytes of `fd` from `position`, in chunks (fs.readSync may return fewer bytes than asked). */
+export function readFully(fd: number, out: Uint8Array, position: number, file: string): void {
+  let done = 0;
+  while (done < out.length) {
+    const len = Math.min(out.length - done, IO_CHUNK_BYTES);
+    const n = readSync(fd, out, done, len, position + done);
+    if (n === 0) throw new Error(`${file}: unexpected end of file at byte ${position + done}`);
+    done += n;
   }
 }
