@@ -4,10 +4,10 @@ import type { CommandModule } from './command.js';
 import { buildTokenDataset } from '../data/build.js';
 import { saveTokenDataset } from '../data/tokens.js';
 import { DEFAULT_SAMPLE_PIXELS } from '../palette/kmeans.js';
-import { statSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { loadPalette } from '../palette/files.js';
 import type { Palette } from '../palette/palette.js';
-import { readFolderPalette, readPreprocessorPalette } from '../io/hf.js';
+import { isRepoId, readFolderPalette, readPreprocessorPalette, resolveModelDir } from '../io/hf.js';
 import { parseIntOption } from './common.js';
 import { dataOptions, parseDataOptions, type DataFlags } from './data-options.js';
 
@@ -19,7 +19,7 @@ export const encodeCommand: CommandModule = {
       .command('encode')
       .description('quantize a dataset to palette ids and write a token dataset (train/val/test)');
     dataOptions(cmd)
-      .option('--palette <file>', 'palette: .json from `igpt palette`, kmeans_centers.npy, an HF preprocessor_config.json or a model folder; default: fit one on the training split')
+      .option('--palette <file>', 'palette: .json from `igpt palette`, kmeans_centers.npy, an HF preprocessor_config.json, a model folder or a cached owner/name; default: fit one on the training split')
       .option('--k <k>', 'palette size when fitting one (default 512 RGB, 16 gray)')
       .option('--sample-pixels <n>', 'pixels sampled when fitting a palette', String(DEFAULT_SAMPLE_PIXELS))
       .option('--val-fraction <f>', 'share of the training set held out for validation', '0.1')
@@ -57,6 +57,8 @@ export const encodeCommand: CommandModule = {
 function paletteFromPath(path: string): Palette {
   let isDir = false;
   try { isDir = statSync(path).isDirectory(); } catch { /* loadPalette names the missing file */ }
+  // A model by name (owner/name in the Hugging Face cache); palette files keep their extensions.
+  if (!isDir && !existsSync(path) && isRepoId(path) && !/\.(json|npy)$/.test(path)) return paletteFromPath(resolveModelDir(path));
   if (isDir) {
     const p = readFolderPalette(path);
     if (!p) throw new Error(`${path}: a folder without preprocessor_config.json or kmeans_centers.npy has no palette`);

@@ -13,7 +13,7 @@ export const evalNllCommand: CommandModule = {
   register(program: Command): void {
     backendOption(program.command('eval-nll')
       .description('negative log-likelihood (nats/pixel, bits/dim) of a model on a token dataset split')
-      .requiredOption('--model <dir>', 'model folder (HF ImageGPT)')
+      .requiredOption('--model <dir|owner/name>', 'model folder (HF ImageGPT), or owner/name in the Hugging Face cache')
       .requiredOption('--data <dir>', 'token dataset folder')
       .option('--split <name>', 'train, val or test', 'test')
       .option('--batch <n>', 'images per forward pass', '16')

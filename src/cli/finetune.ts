@@ -24,7 +24,7 @@ export const finetuneCommand: CommandModule = {
   register(program: Command): void {
     backendOption(program.command('finetune')
       .description('fine-tune a pretrained model for classification (L_CLF + L_GEN, early stopping)')
-      .requiredOption('--model <dir>', 'pretrained model folder')
+      .requiredOption('--model <dir|owner/name>', 'pretrained model folder, or owner/name in the Hugging Face cache')
       .requiredOption('--data <dir>', 'labelled token dataset (same palette and size)')
       .requiredOption('--out <dir>', 'folder for the fine-tuned model (HF ImageGPT with score head) and finetune.json')
       .option('--lr <x>', 'Adam learning rate of the body after warmup (default: 0.00005 with a probe head, 0.0003 with a zero head)')

@@ -12,7 +12,7 @@ export const infoCommand: CommandModule = {
     program
       .command('info')
       .description('show a model folder\'s config, parameter count, palette and stored tensors (or a .safetensors file\'s tensors)')
-      .argument('<model-dir>', 'Hugging Face ImageGPT folder, or a .safetensors file')
+      .argument('<model-dir>', 'Hugging Face ImageGPT folder, owner/name in the Hugging Face cache, or a .safetensors file')
       .option('--json', 'print machine-readable JSON')
       .action((target: string, opts: { json?: boolean }) => {
         const text = statSync(target, { throwIfNoEntry: false })?.isFile()
@@ -49,7 +49,7 @@ export function describeModelFolder(dir: string, json: boolean): string {
   const side = Math.round(Math.sqrt(c.nPositions));
   const image = side * side === c.nPositions ? ` (${side}×${side})` : '';
   const lines = [
-    `model folder: ${dir}`,
+    `model folder: ${s.dir}${s.dir === dir ? '' : ` (${dir})`}`,
     `config: vocab ${c.vocabSize} (${c.vocabSize - 1} colors + SOS), positions ${c.nPositions}${image}, ` +
       `d ${c.nEmbd}, layers ${c.nLayer}, heads ${c.nHead}, labels ${c.numLabels}, eps ${c.layerNormEpsilon.toExponential()}`,
     `parameters: ${fmt(params)} (${bytesText(params * 4)} as float32)`,

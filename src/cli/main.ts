@@ -22,6 +22,7 @@ import { demoCommand } from './demo.js';
 import { experimentCommand } from './experiment.js';
 import { probeCurveCommand } from './probe-curve.js';
 import { compareCommand } from './compare.js';
+import { convertCommand } from './convert.js';
 
 const commands: CommandModule[] = [
   // Each command module adds itself here, in the order `igpt --help` lists them.
@@ -42,6 +43,7 @@ const commands: CommandModule[] = [
   sampleCommand,
   serveCommand,
   infoCommand,
+  convertCommand,
 ];
 
 const pkg = JSON.parse(readFileSync(findPackageJson(), 'utf8')) as { version: string };

@@ -2,7 +2,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Kernels } from '../kernels/kernels.js';
-import { loadModelFolder } from '../io/hf.js';
+import { loadModelFolder, resolveModelDir } from '../io/hf.js';
 import { ImageGPT } from '../model/model.js';
 import type { Palette } from '../palette/palette.js';
 import type { TokenDataset } from '../data/tokens.js';
@@ -17,7 +17,9 @@ export interface OpenedModel {
   objective: Objective;
 }
 
-export function openModel(dir: string, kernels: Kernels, objectiveFlag?: string): OpenedModel {
+/** `model` is a folder, or an owner/name in the local Hugging Face cache. */
+export function openModel(model: string, kernels: Kernels, objectiveFlag?: string): OpenedModel {
+  const dir = resolveModelDir(model);
   const loaded = loadModelFolder(dir);
   let objective: Objective = 'ar';
   const stateFile = join(dir, 'trainer_state.json');

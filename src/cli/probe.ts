@@ -18,7 +18,7 @@ export interface FeatureFlags { batch: string; maxTrain?: string; maxVal?: strin
 /** Adds the options that feature extraction needs (shared by probe and lowdata). */
 export function featureOptions(cmd: Command): Command {
   return backendOption(cmd
-    .requiredOption('--model <dir>', 'model folder (HF ImageGPT)')
+    .requiredOption('--model <dir|owner/name>', 'model folder (HF ImageGPT), or owner/name in the Hugging Face cache')
     .requiredOption('--data <dir>', 'labelled token dataset encoded with the model\'s palette')
     .option('--batch <n>', 'images per forward pass', '32')
     .option('--max-train <n>', 'use at most this many training images')

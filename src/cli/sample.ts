@@ -21,7 +21,7 @@ export const sampleCommand: CommandModule = {
   register(program: Command): void {
     backendOption(program.command('sample')
       .description('sample images, or complete the bottom of test images (KV-cache decoding; BERT in-filling)')
-      .requiredOption('--model <dir>', 'model folder (HF ImageGPT, ours or converted)')
+      .requiredOption('--model <dir|owner/name>', 'model folder (HF ImageGPT: ours, or a published one), or owner/name in the Hugging Face cache')
       .option('--data <dir>', 'token dataset whose images are completed (omit for unconditional samples)')
       .option('--split <name>', 'split of --data to take images from', 'test')
       .option('--first <i>', 'index of the first image taken from the split', '0')

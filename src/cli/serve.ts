@@ -3,7 +3,7 @@
  * /model/ and, with --data, test images from a token dataset at /test-images.json. The model runs
  * in the visitor's browser; this server only hands out files.
  */
-import { createReadStream, existsSync, readFileSync, statSync, writeFileSync, renameSync } from 'node:fs';
+import { createReadStream, existsSync, readFileSync, rmSync, statSync, writeFileSync, renameSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { dirname, extname, join, normalize, resolve, sep } from 'node:path';
@@ -12,7 +12,7 @@ import type { Command } from 'commander';
 import type { CommandModule } from './command.js';
 import { parseIntOption, parseSplitOption } from './common.js';
 import { loadTokenDataset, type SplitName } from '../data/tokens.js';
-import { CONFIG_FILE, configFromHf, PREPROCESSOR_FILE, readPreprocessorPalette, WEIGHTS_FILE } from '../io/hf.js';
+import { CONFIG_FILE, configFromHf, PREPROCESSOR_FILE, readPreprocessorPalette, safetensorsFolder, WEIGHTS_FILE } from '../io/hf.js';
 import { testImagesFromSplit, type TestImages } from '../io/test-images.js';
 
 /** The files of a model folder the page fetches; nothing else in the folder is served. */
@@ -198,7 +198,8 @@ export const serveCommand: CommandModule = {
   register(program: Command): void {
     program.command('serve')
       .description('serve the browser demo: live image completion in the page, on this model')
-      .option('--model <dir>', 'model folder (config.json, model.safetensors, preprocessor_config.json); ' +
+      .option('--model <dir|owner/name>', 'model folder (config.json, model.safetensors or pytorch_model.bin, ' +
+                               'preprocessor_config.json), or owner/name in the Hugging Face cache; ' +
                                'default: the small Fashion-MNIST model shipped with the page')
       .option('--data <dir>', 'token dataset whose images the page offers to complete (default: the shipped ones)')
       .option('--split <name>', 'split of --data', 'test')
@@ -212,7 +213,10 @@ export const serveCommand: CommandModule = {
       .action(async (flags: Flags) => {
         const webDir = flags.web ?? defaultWebDir();
         if (!flags.writeTestImages) checkBuiltPage(webDir);
-        const modelDir = flags.model ?? join(webDir, 'model');
+        // The page reads safetensors only: a PyTorch-only folder is served from a converted copy.
+        const served = flags.model ? safetensorsFolder(flags.model) : { dir: join(webDir, 'model'), temporary: false };
+        const modelDir = served.dir;
+        if (served.temporary) process.once('exit', () => rmSync(modelDir, { recursive: true, force: true }));
         const model = checkServableModel(modelDir);
         const split = parseSplitOption(flags.split);
         const first = parseIntOption('--first', flags.first, 0);
@@ -229,7 +233,7 @@ export const serveCommand: CommandModule = {
         }
         const port = parseIntOption('--port', flags.port, 0, 65535);
         const { server, url } = await startServer({ webDir, modelDir, testImages, port, host: flags.host });
-        console.log(`igpt serve: ${url}  (model ${modelDir}, ${model.side}×${model.side}, ${model.k} colors; ` +
+        console.log(`igpt serve: ${url}  (model ${flags.model ?? modelDir}, ${model.side}×${model.side}, ${model.k} colors; ` +
                     `test images from ${flags.data ?? 'the page'}; Ctrl-C stops)`);
         const stop = (): void => { server.close(); server.closeAllConnections(); };
         process.once('SIGINT', stop);

@@ -13,6 +13,7 @@ export const WEIGHTS_FILE = 'model.safetensors';
 export const WEIGHTS_INDEX_FILE = 'model.safetensors.index.json';
 export const PREPROCESSOR_FILE = 'preprocessor_config.json';
 export const PYTORCH_FILE = 'pytorch_model.bin';
+export const PYTORCH_INDEX_FILE = 'pytorch_model.bin.index.json';
 
 // ---------------------------------------------------------------------------------------------
 // config.json

@@ -4,25 +4,29 @@
  * `preprocessor_config.json` holding the color palette as `clusters` in [-1, 1].
  *
  * The same folders load in Python with `ImageGPTForCausalImageModeling.from_pretrained(dir)`, and
- * the published OpenAI checkpoints (openai/imagegpt-small/-medium/-large) load here once their
- * `pytorch_model.bin` is converted to safetensors.
+ * the published OpenAI checkpoints (openai/imagegpt-small/-medium/-large) load here as they are:
+ * their `pytorch_model.bin` is read by the restricted reader in torch-checkpoint.ts.
  */
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type ModelConfig, validateConfig } from '../model/config.js';
 import { ParameterTensors, tensorLayout, type NamedTensor } from '../model/parameters.js';
 import type { Palette } from '../palette/palette.js';
 import {
   candidateNames, checkConfigFitsWeights, checkPaletteMatchesConfig, CONFIG_FILE, configFromHf, configToHf, fillParameters, MASK_BUFFER,
-  paletteFromPreprocessor, PREPROCESSOR_FILE, preprocessorJson, PYTORCH_FILE, WEIGHTS_FILE, WEIGHTS_INDEX_FILE,
+  paletteFromPreprocessor, PREPROCESSOR_FILE, preprocessorJson, PYTORCH_FILE, PYTORCH_INDEX_FILE, WEIGHTS_FILE, WEIGHTS_INDEX_FILE,
 } from './hf-format.js';
 import { OPENAI_CLUSTERS_FILE, readOpenAiClusters } from './openai.js';
 import { SafetensorsReader, type TensorToWrite, writeAll, writeFileAtomic, encodeHeader, numel } from './safetensors.js';
+import { TorchCheckpoint } from './torch-checkpoint.js';
+import { resolveModelDir } from './hf-cache.js';
 
 export {
   CONFIG_FILE, configFromHf, configToHf, float32Json, PREPROCESSOR_FILE, preprocessorJson, PYTORCH_FILE,
-  WEIGHTS_FILE, WEIGHTS_INDEX_FILE,
+  PYTORCH_INDEX_FILE, WEIGHTS_FILE, WEIGHTS_INDEX_FILE,
 } from './hf-format.js';
+export { isRepoId, resolveModelDir } from './hf-cache.js';
 
 /** Extra, optional content of a saved folder. */
 export interface SaveModelOptions {
@@ -117,105 +121,142 @@ export function saveModelFolder(dir: string, params: ParameterTensors, palette: 
 // ---------------------------------------------------------------------------------------------
 // Loading
 
-/** The one-line conversion of a PyTorch checkpoint to safetensors, for error messages and docs. */
-export function conversionCommand(dir: string): string {
-  const bin = join(dir, PYTORCH_FILE), out = join(dir, WEIGHTS_FILE);
-  return `python -c "import torch; from safetensors.torch import save_file; ` +
-         `sd = torch.load('${bin}', map_location='cpu'); ` +
-         `save_file({k: v.contiguous() for k, v in sd.items()}, '${out}', metadata={'format': 'pt'})"`;
+/** A weight file open for reading: a safetensors file, or a PyTorch checkpoint (pytorch_model.bin). */
+interface WeightFile {
+  readonly entries: readonly { name: string; dtype: string; shape: number[] }[];
+  readInto(name: string, out: Float32Array, expectedShape?: readonly number[]): void;
+  close(): void;
 }
 
+/** safetensors by its extension; anything else is taken for torch.save's format (pytorch_model.bin, *.pt). */
+function openWeightFile(file: string): WeightFile {
+  return file.endsWith('.safetensors') ? SafetensorsReader.open(file) : TorchCheckpoint.open(file);
+}
 
-/** Where each tensor lives: a single file, or the shards of an index. */
-interface WeightSource {
-  files: string[];
+/** The weight files of a folder, open, and where each stored tensor lives. */
+interface Weights {
+  /** The file or index named in errors. */
+  where: string;
+  files: Map<string, WeightFile>;
   /** Stored tensor name → file path. */
   locate: Map<string, string>;
+  close(): void;
 }
 
-function findWeights(dir: string): WeightSource {
-  const single = join(dir, WEIGHTS_FILE);
-  if (existsSync(single)) {
-    const r = SafetensorsReader.open(single);
-    const locate = new Map(r.entries.map((e) => [e.name, single]));
-    r.close();
-    return { files: [single], locate };
+/** The formats a folder's weights may come in, preferred first: one file, or shards listed by an index. */
+const WEIGHT_LAYOUTS = [
+  { single: WEIGHTS_FILE, index: WEIGHTS_INDEX_FILE },
+  { single: PYTORCH_FILE, index: PYTORCH_INDEX_FILE },
+];
+
+/** Opens the weights of a model folder: safetensors when present, else PyTorch's pytorch_model.bin. */
+function openWeights(dir: string): Weights {
+  const layout = WEIGHT_LAYOUTS.find((l) => existsSync(join(dir, l.single)) || existsSync(join(dir, l.index)));
+  if (!layout) {
+    throw new Error(`${dir}: no ${WEIGHTS_FILE}, ${PYTORCH_FILE} or their shard indexes found (is this an ImageGPT model folder?)`);
   }
-  const indexFile = join(dir, WEIGHTS_INDEX_FILE);
-  if (existsSync(indexFile)) {
-    const index = readJson(indexFile) as Record<string, unknown>;
-    const map = index.weight_map;
-    if (typeof map !== 'object' || map === null || Array.isArray(map)) throw new Error(`${indexFile}: "weight_map" must be an object`);
-    const locate = new Map<string, string>();
-    for (const [name, shard] of Object.entries(map as Record<string, unknown>)) {
-      if (typeof shard !== 'string' || shard.includes('/') || shard.includes('\\')) {
-        throw new Error(`${indexFile}: weight_map entry "${name}" must name a shard file in the folder`);
-      }
-      locate.set(name, join(dir, shard));
+  const single = join(dir, layout.single);
+  let where = single;
+  let shardOf: Map<string, string> | null = null;
+  if (!existsSync(single)) {
+    where = join(dir, layout.index);
+    shardOf = readShardIndex(where, dir);
+  }
+  const files = new Map<string, WeightFile>();
+  const close = (): void => { for (const f of files.values()) f.close(); };
+  try {
+    for (const file of shardOf ? new Set(shardOf.values()) : [single]) files.set(file, openWeightFile(file));
+  } catch (err) {
+    close();
+    throw err;
+  }
+  const locate = shardOf ?? new Map(files.get(single)!.entries.map((e) => [e.name, single]));
+  return { where, files, locate, close };
+}
+
+/** A shard index's weight_map: tensor name → shard path (shards must sit in the folder). */
+function readShardIndex(indexFile: string, dir: string): Map<string, string> {
+  const index = readJson(indexFile) as Record<string, unknown>;
+  const map = index.weight_map;
+  if (typeof map !== 'object' || map === null || Array.isArray(map)) throw new Error(`${indexFile}: "weight_map" must be an object`);
+  const locate = new Map<string, string>();
+  for (const [name, shard] of Object.entries(map as Record<string, unknown>)) {
+    if (typeof shard !== 'string' || shard.includes('/') || shard.includes('\\')) {
+      throw new Error(`${indexFile}: weight_map entry "${name}" must name a shard file in the folder`);
     }
-    const files = [...new Set(locate.values())];
-    for (const f of files) if (!existsSync(f)) throw new Error(`${indexFile}: shard ${f} is missing`);
-    return { files, locate };
+    locate.set(name, join(dir, shard));
   }
-  if (existsSync(join(dir, PYTORCH_FILE)) || existsSync(join(dir, 'pytorch_model.bin.index.json'))) {
-    throw new Error(`${dir}: has only PyTorch weights (pytorch_model.bin), which cannot be read without Python. ` +
-                    `Convert them once (needs the torch and safetensors Python packages; for a sharded ` +
-                    `pytorch_model.bin.index.json, run it for each shard):\n  ${conversionCommand(dir)}`);
-  }
-  throw new Error(`${dir}: no ${WEIGHTS_FILE} or ${WEIGHTS_INDEX_FILE} found (is this an ImageGPT model folder?)`);
+  for (const f of new Set(locate.values())) if (!existsSync(f)) throw new Error(`${indexFile}: shard ${f} is missing`);
+  return locate;
 }
 
-/** How many values the weight files hold (headers only). */
-function storedValueCount(source: WeightSource): number {
-  let n = 0;
-  for (const file of source.files) {
-    const r = SafetensorsReader.open(file);
-    for (const e of r.entries) if (source.locate.get(e.name) === file) n += numel(e.shape);
-    r.close();
+/** Every tensor the weight files hold (as the index assigns them), in file order. */
+function storedTensors(w: Weights): StoredTensor[] {
+  const tensors: StoredTensor[] = [];
+  for (const [file, f] of w.files) {
+    for (const e of f.entries) if (w.locate.get(e.name) === file) tensors.push({ name: e.name, shape: e.shape, dtype: e.dtype, file });
   }
-  return n;
+  return tensors;
 }
 
-/** Reads config.json, the weights and the palette of a Hugging Face ImageGPT folder. */
-export function loadModelFolder(dir: string, options: LoadModelOptions = {}): LoadedModel {
-  if (!existsSync(dir)) throw new Error(`${dir}: model folder does not exist`);
+/** A folder's config.json, read before its weights so that a broken config is reported first. */
+function readFolderConfig(dir: string): { config: ModelConfig; labels: string[] | null; declaredLabels: boolean; configFile: string } {
   const configFile = join(dir, CONFIG_FILE);
   if (!existsSync(configFile)) throw new Error(`${dir}: no ${CONFIG_FILE} (is this an ImageGPT model folder?)`);
-  const { config: declared, labels, declaredLabels } = configFromHf(readJson(configFile), configFile);
-  const source = findWeights(dir);
+  return { ...configFromHf(readJson(configFile), configFile), configFile };
+}
 
-  // A folder whose config declares no labels takes them from the `score` head, if it has one.
-  const config = { ...declared };
-  const scoreFile = source.locate.get('score.weight');
-  if (!declaredLabels && scoreFile) {
-    const r = SafetensorsReader.open(scoreFile);
-    config.numLabels = r.entry('score.weight')!.shape[0] ?? 0;
-    r.close();
-  }
-  const where = source.files.length === 1 ? source.files[0]! : join(dir, WEIGHTS_INDEX_FILE);
-  checkConfigFitsWeights(config, storedValueCount(source), configFile, where);
+/** A config that declares no labels takes their number from the `score` head, if the weights have one. */
+function withScoreLabels(c: { config: ModelConfig; declaredLabels: boolean }, tensors: readonly StoredTensor[]): ModelConfig {
+  const score = tensors.find((t) => t.name === 'score.weight');
+  return !c.declaredLabels && score ? { ...c.config, numLabels: score.shape[0] ?? 0 } : { ...c.config };
+}
 
-  const params = new ParameterTensors(config);
-  const readers = new Map<string, SafetensorsReader>();
-  const reader = (file: string): SafetensorsReader => {
-    let r = readers.get(file);
-    if (!r) { r = SafetensorsReader.open(file); readers.set(file, r); }
-    return r;
-  };
-  let used: Set<string>;
+/** A model folder with its config read, its weights open (the caller closes them) and the two checked against each other. */
+interface OpenFolder {
+  dir: string;
+  config: ModelConfig;
+  labels: string[] | null;
+  configFile: string;
+  weights: Weights;
+  tensors: StoredTensor[];
+}
+
+function openFolder(model: string): OpenFolder {
+  const dir = resolveModelDir(model);
+  const declared = readFolderConfig(dir);
+  const weights = openWeights(dir);
   try {
-    used = fillParameters(params, {
-      has: (name) => source.locate.has(name),
-      readInto: (name, out, shape) => reader(source.locate.get(name)!).readInto(name, out, shape),
-    }, where, options.allowMissingLmHead);
-  } finally {
-    for (const r of readers.values()) r.close();
+    const tensors = storedTensors(weights);
+    const config = withScoreLabels(declared, tensors);
+    checkConfigFitsWeights(config, tensors.reduce((s, t) => s + numel(t.shape), 0), declared.configFile, weights.where);
+    return { dir, config, labels: declared.labels, configFile: declared.configFile, weights, tensors };
+  } catch (err) {
+    weights.close();
+    throw err;
   }
-  const ignoredTensors = [...source.locate.keys()].filter((n) => !used.has(n) && !MASK_BUFFER.test(n));
+}
 
-  const palette = readFolderPalette(dir);
-  if (palette) checkPaletteMatchesConfig(palette, config, dir, configFile);
-  return { config, params, palette, labels, ignoredTensors };
+/**
+ * Reads config.json, the weights (model.safetensors, or PyTorch's pytorch_model.bin; sharded or
+ * not) and the palette of a Hugging Face ImageGPT folder. `model` is a folder, or an `owner/name`
+ * in the local Hugging Face cache.
+ */
+export function loadModelFolder(model: string, options: LoadModelOptions = {}): LoadedModel {
+  const { dir, config, labels, configFile, weights } = openFolder(model);
+  try {
+    const params = new ParameterTensors(config);
+    const used = fillParameters(params, {
+      has: (name) => weights.locate.has(name),
+      readInto: (name, out, shape) => weights.files.get(weights.locate.get(name)!)!.readInto(name, out, shape),
+    }, weights.where, options.allowMissingLmHead);
+    const ignoredTensors = [...weights.locate.keys()].filter((n) => !used.has(n) && !MASK_BUFFER.test(n));
+    const palette = readFolderPalette(dir);
+    if (palette) checkPaletteMatchesConfig(palette, config, dir, configFile);
+    return { config, params, palette, labels, ignoredTensors };
+  } finally {
+    weights.close();
+  }
 }
 
 /** The palette of a folder: preprocessor_config.json's `clusters`, else OpenAI's kmeans_centers.npy, else null. */
@@ -233,6 +274,8 @@ export function readFolderPalette(dir: string): Palette | null {
 export interface StoredTensor { name: string; shape: number[]; dtype: string; file: string }
 
 export interface ModelFolderSummary {
+  /** The folder read (a cached snapshot when a model name was given). */
+  dir: string;
   config: ModelConfig;
   labels: string[] | null;
   palette: Palette | null;
@@ -245,25 +288,10 @@ export interface ModelFolderSummary {
   weightFiles: string[];
 }
 
-/** Reads config.json, the palette, and the weight headers of a folder without loading any weights. */
-export function inspectModelFolder(dir: string): ModelFolderSummary {
-  if (!existsSync(dir)) throw new Error(`${dir}: model folder does not exist`);
-  const configFile = join(dir, CONFIG_FILE);
-  if (!existsSync(configFile)) throw new Error(`${dir}: no ${CONFIG_FILE} (is this an ImageGPT model folder?)`);
-  const { config, labels, declaredLabels } = configFromHf(readJson(configFile), configFile);
-  const source = findWeights(dir);
-  const tensors: StoredTensor[] = [];
-  for (const file of source.files) {
-    const r = SafetensorsReader.open(file);
-    for (const e of r.entries) {
-      if (source.locate.get(e.name) === file) tensors.push({ name: e.name, shape: e.shape, dtype: e.dtype, file });
-    }
-    r.close();
-  }
-  const score = tensors.find((t) => t.name === 'score.weight');
-  if (!declaredLabels && score) config.numLabels = score.shape[0] ?? 0;
-  const where = source.files.length === 1 ? source.files[0]! : join(dir, WEIGHTS_INDEX_FILE);
-  checkConfigFitsWeights(config, tensors.reduce((s, t) => s + numel(t.shape), 0), configFile, where);
+/** Reads config.json, the palette, and the weight headers of a folder (or cached `owner/name`) without loading any weights. */
+export function inspectModelFolder(model: string): ModelFolderSummary {
+  const { dir, config, labels, weights, tensors } = openFolder(model);
+  weights.close();
   const stored = new Set(tensors.map((t) => t.name));
   const used = new Set<string>();
   const missing: string[] = [];
@@ -274,5 +302,37 @@ export function inspectModelFolder(dir: string): ModelFolderSummary {
   }
   const ignored = tensors.map((t) => t.name).filter((n) => !used.has(n) && !MASK_BUFFER.test(n));
   const palette = readFolderPalette(dir);
-  return { config, labels, palette, tensors, missing, ignored, weightFiles: source.files };
+  return { dir, config, labels, palette, tensors, missing, ignored, weightFiles: [...weights.files.keys()] };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Conversion
+
+/**
+ * Writes the model of folder `from` (e.g. OpenAI's published pytorch_model.bin) as a safetensors
+ * folder `to`: config.json, model.safetensors (float32) and preprocessor_config.json. Reading
+ * safetensors afterwards is faster and is what the browser demo fetches.
+ */
+export function convertModelFolder(from: string, to: string): LoadedModel {
+  const loaded = loadModelFolder(from);
+  saveModelFolder(to, loaded.params, loaded.palette, { labels: loaded.labels ?? undefined, metadata: { source: PYTORCH_FILE } });
+  return loaded;
+}
+
+/**
+ * A folder whose weights are a single model.safetensors (what the browser demo fetches): `model`
+ * itself when it has one, else a converted copy in a new temporary folder (`temporary` true: the
+ * caller removes it).
+ */
+export function safetensorsFolder(model: string): { dir: string; temporary: boolean } {
+  const dir = resolveModelDir(model);
+  if (existsSync(join(dir, WEIGHTS_FILE)) || !existsSync(join(dir, PYTORCH_FILE))) return { dir, temporary: false };
+  const copy = mkdtempSync(join(tmpdir(), 'igpt-converted-'));
+  try {
+    convertModelFolder(dir, copy);
+  } catch (err) {
+    rmSync(copy, { recursive: true, force: true });
+    throw err;
+  }
+  return { dir: copy, temporary: true };
 }
