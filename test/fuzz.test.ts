@@ -34,7 +34,7 @@ interface CaseResult {
 }
 
 const READERS = ['idx', 'idx-gz', 'cifar10', 'cifar100', 'stl10', 'image-folder', 'palette-json', 'npy',
-  'safetensors', 'token-dataset', 'model-folder'] as const;
+  'safetensors', 'pytorch-bin', 'token-dataset', 'model-folder'] as const;
 
 if (process.env.FUZZ_CHILD === '1') {
   await runChild(process.env.FUZZ_DIR!);
@@ -437,6 +437,54 @@ async function buildCases(root: string, rng: InstanceType<typeof import('../src/
         forged(file, 'shape-2^31', reheader((h) => { h.a!.shape = [2 ** 31, 2 ** 31]; })),
         forged(file, 'offsets-2^53', reheader((h) => { h.a!.data_offsets = [0, 2 ** 53]; })),
         forged(file, 'offsets-overlap', reheader((h) => { h.b!.data_offsets = [0, 32]; })),
+      ],
+    });
+  }
+
+  // A PyTorch checkpoint (torch.save's zip), built by hand: views of a shared float32 storage, a
+  // float16 storage; forged fields in the pickle and in the zip directory.
+  {
+    const { TorchCheckpoint } = await import('../src/io/torch-checkpoint.js');
+    const { PickleWriter, stateDictPickle, torchArchive } = await import('./torch-archive.js');
+    const dir = join(root, 'pytorch-bin'); mkdirSync(dir);
+    const file = join(dir, 'pytorch_model.bin');
+    const tensors = [
+      { name: 'w', storageType: 'FloatStorage', key: '0', storageSize: 32, offset: 0, shape: [4, 8], stride: [8, 1] },
+      { name: 'w.T', storageType: 'FloatStorage', key: '0', storageSize: 32, offset: 0, shape: [8, 4], stride: [1, 8] },
+      { name: 'row', storageType: 'FloatStorage', key: '0', storageSize: 32, offset: 8, shape: [8], stride: [1] },
+      { name: 'h', storageType: 'HalfStorage', key: '1', storageSize: 16, offset: 0, shape: [16], stride: [1] },
+    ];
+    const storages = new Map([['0', new Uint8Array(Float32Array.from({ length: 32 }, (_, i) => i / 7).buffer)], ['1', bytes(32)]]);
+    const archive = (ts: typeof tensors, pickle = stateDictPickle(ts)): Uint8Array => torchArchive(pickle, storages);
+    const data = archive(tensors);
+    const pickleEnd = 30 + 'archive/data.pkl'.length + stateDictPickle(tensors).length;
+    const editW = (edit: Partial<(typeof tensors)[number]>) => (): Uint8Array => archive([{ ...tensors[0]!, ...edit }, ...tensors.slice(1)]);
+    const eocd = data.length - 22;
+    const directory = new DataView(data.buffer).getUint32(eocd + 16, true);
+    const withU32LE = (at: number, v: number) => (b: Uint8Array): Uint8Array => { const c = b.slice(); new DataView(c.buffer).setUint32(at, v, true); return c; };
+    const systemCall = new PickleWriter().proto().global('os', 'system').str('touch pwned').op(0x85).reduce().stop().bytes();
+    cases.push({
+      reader: 'pytorch-bin', files: new Map([[file, data]]),
+      read: () => {
+        const c = TorchCheckpoint.open(file);
+        try { for (const e of c.entries) c.read(e.name); } finally { c.close(); }
+      },
+      mutations: [
+        ...genericMutations(file, data.length, pickleEnd, rng),
+        forged(file, 'storage-size-2^40', editW({ storageSize: 2 ** 40 })),
+        forged(file, 'shape-2^31-squared', editW({ shape: [2 ** 31, 2 ** 31], stride: [0, 0] })),
+        forged(file, 'shape-past-storage', editW({ shape: [64, 8] })),
+        forged(file, 'offset-2^50', editW({ offset: 2 ** 50 })),
+        forged(file, 'stride-2^40', editW({ stride: [2 ** 40, 1] })),
+        forged(file, 'storage-key-missing', editW({ key: '7' })),
+        forged(file, 'global-os-system', () => archive(tensors, systemCall)),
+        forged(file, 'pickle-truncated', () => archive(tensors, stateDictPickle(tensors).slice(0, 100))),
+        forged(file, 'eocd-count-ffff', withU32LE(eocd + 8, 0xffffffff)),
+        forged(file, 'eocd-directory-size-2^32', withU32LE(eocd + 12, 0xffffffff)),
+        forged(file, 'eocd-directory-offset', withU32LE(eocd + 16, directory + 1)),
+        forged(file, 'entry-size-2^32', (b) => withU32LE(directory + 20, 0xffffffff)(withU32LE(directory + 24, 0xffffffff)(b))),
+        forged(file, 'entry-offset-2^32', withU32LE(directory + 42, 0xfffffff0)),
+        forged(file, 'compressed-entry', (b) => { const c = b.slice(); c[directory + 10] = 8; return c; }),
       ],
     });
   }

@@ -172,9 +172,10 @@ function readCentralDirectory(fd: number, fileSize: number, file: string): Map<s
       q += 4 + length;
     }
     if (flags & 1) throw new Error(`${file}: entry "${name}" is encrypted`);
-    if (method !== 0 || compressed !== size) {
+    if (method !== 0) {
       throw new Error(`${file}: entry "${name}" is compressed (method ${method}); only stored entries, as torch.save writes them, are read`);
     }
+    if (compressed !== size) throw new Error(`${file}: entry "${name}" is stored, but its sizes disagree (${compressed} and ${size}): corrupt archive`);
     if (localHeaderOffset + LOCAL_BYTES + size > fileSize) {
       throw new Error(`${file}: entry "${name}" runs past the end of the file (truncated archive)`);
     }
