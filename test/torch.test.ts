@@ -128,6 +128,25 @@ test('igpt convert writes a safetensors folder from a pytorch_model.bin folder',
   assert.deepEqual(loadModelFolder(join(dir, 'out')).params.data, params.data);
 });
 
+test('a sharded pytorch_model.bin.index.json folder loads', () => {
+  const dir = freshDir();
+  const params = randomParameters(5);
+  saveModelFolder(dir, params, palette);
+  rmSync(join(dir, 'model.safetensors'));
+  const tensors = params.layout.map((x) => ({ name: x.name, shape: x.shape, data: params.data.subarray(x.offset, x.offset + x.size) }));
+  const half = Math.floor(tensors.length / 2);
+  const shards = [tensors.slice(0, half), tensors.slice(half)];
+  const weightMap: Record<string, string> = {};
+  shards.forEach((shard, i) => {
+    const name = `pytorch_model-0000${i + 1}-of-00002.bin`;
+    writeFileSync(join(dir, name), float32Checkpoint(shard));
+    for (const x of shard) weightMap[x.name] = name;
+  });
+  writeFileSync(join(dir, 'pytorch_model.bin.index.json'), JSON.stringify({ metadata: {}, weight_map: weightMap }));
+  assert.deepEqual(loadModelFolder(dir).params.data, params.data);
+  assert.equal(inspectModelFolder(dir).weightFiles.length, 2);
+});
+
 // ---------------------------------------------------------------------------------------------
 // Hand-built archives: views, dtypes, names
 
