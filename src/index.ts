@@ -15,8 +15,9 @@ export { decodeImageBytes, type DecodeOptions, type DecodedImage } from './data/
 export { compositeOver, parseColor, DEFAULT_BACKGROUND, type Rgb } from './data/pixels.js';
 export { buildTokenDataset } from './data/build.js';
 export { loadTokenDataset, saveTokenDataset, type TokenDataset, type TokenSplit } from './data/tokens.js';
-export { loadModelFolder, saveModelFolder } from './io/hf.js';
+export { convertModelFolder, loadModelFolder, resolveModelDir, saveModelFolder } from './io/hf.js';
 export { readSafetensors, writeSafetensors } from './io/safetensors.js';
+export { TorchCheckpoint } from './io/torch-checkpoint.js';
 export { pretrain } from './train/pretrain.js';
 export { Trainer, type PretrainOptions } from './train/trainer.js';
 export { evaluateNll } from './train/evaluate.js';

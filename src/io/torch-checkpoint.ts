@@ -11,7 +11,7 @@
 import { closeSync, openSync, readSync } from 'node:fs';
 import type { DType } from './safetensors-format.js';
 import { decodeFloats, DTYPE_BYTES, FLOAT_DTYPES, numel, shapeText } from './safetensors-format.js';
-import { definePickleGlobal, describe, isTuple, type PickleGlobal, unpickle } from './pickle.js';
+import { definePickleGlobal, describe, isTuple, MAX_PICKLE_BYTES, type PickleGlobal, unpickle } from './pickle.js';
 import { ZipArchive } from './zip.js';
 
 /** The storage classes torch pickles (by their `torch.<Name>Storage` spelling, which PyTorch 2 still writes). */
@@ -95,7 +95,9 @@ export class TorchCheckpoint {
 
   private constructor(readonly path: string, private readonly zip: ZipArchive) {
     const top = findTopFolder(zip, path);
-    const byteorder = zip.entries.has(`${top}/byteorder`) ? Buffer.from(zip.readAll(`${top}/byteorder`)).toString('latin1') : 'little';
+    const byteorderEntry = zip.entries.get(`${top}/byteorder`);
+    const byteorder = !byteorderEntry ? 'little'
+      : byteorderEntry.size <= 8 ? Buffer.from(zip.readAll(byteorderEntry.name)).toString('latin1') : 'unknown';
     if (byteorder !== 'little') throw new Error(`${path}: saved on a ${byteorder}-endian machine; only little-endian checkpoints are read`);
 
     const storages = new Map<string, StorageRef>();
@@ -123,6 +125,8 @@ export class TorchCheckpoint {
       storages.set(key, s);
       return s;
     };
+    const pickleSize = zip.entries.get(`${top}/data.pkl`)!.size;
+    if (pickleSize > MAX_PICKLE_BYTES) throw new Error(`${path}: ${top}/data.pkl of ${pickleSize} bytes is implausibly large for a state dict`);
     const stateDict = unpickle(zip.readAll(`${top}/data.pkl`), { globals: TORCH_GLOBALS, persistentLoad, file: `${path}: ${top}/data.pkl` });
 
     if (!(stateDict instanceof Map)) throw new Error(`${path}: expected a state dict (name → tensor), the pickle holds ${describe(stateDict)}`);
