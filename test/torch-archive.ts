@@ -5,8 +5,12 @@
  */
 import { crc32 } from 'node:zlib';
 
-/** A zip archive of stored (uncompressed) entries. */
-export function storedZip(entries: readonly (readonly [string, Uint8Array])[]): Uint8Array {
+/**
+ * A zip archive of stored (uncompressed) entries. `zip64` writes it as archives over 4 GiB must be
+ * written: sizes and offsets in the directory as 0xFFFFFFFF with their values in a zip64 extra
+ * field, and a zip64 end-of-central-directory record with its locator.
+ */
+export function storedZip(entries: readonly (readonly [string, Uint8Array])[], zip64 = false): Uint8Array {
   const locals: Buffer[] = [], centrals: Buffer[] = [];
   let offset = 0;
   for (const [name, data] of entries) {
@@ -16,19 +20,37 @@ export function storedZip(entries: readonly (readonly [string, Uint8Array])[]): 
     local.writeUInt32LE(0x04034b50, 0); local.writeUInt16LE(20, 4); local.writeUInt16LE(0x21, 12);
     local.writeUInt32LE(crc, 14); local.writeUInt32LE(data.length, 18); local.writeUInt32LE(data.length, 22);
     local.writeUInt16LE(nameBytes.length, 26);
+    const extra = Buffer.alloc(zip64 ? 28 : 0);
+    if (zip64) {
+      extra.writeUInt16LE(1, 0); extra.writeUInt16LE(24, 2);
+      extra.writeBigUInt64LE(BigInt(data.length), 4); extra.writeBigUInt64LE(BigInt(data.length), 12); extra.writeBigUInt64LE(BigInt(offset), 20);
+    }
     const central = Buffer.alloc(46);
-    central.writeUInt32LE(0x02014b50, 0); central.writeUInt16LE(20, 4); central.writeUInt16LE(20, 6); central.writeUInt16LE(0x21, 14);
-    central.writeUInt32LE(crc, 16); central.writeUInt32LE(data.length, 20); central.writeUInt32LE(data.length, 24);
-    central.writeUInt16LE(nameBytes.length, 28); central.writeUInt32LE(offset, 42);
+    central.writeUInt32LE(0x02014b50, 0); central.writeUInt16LE(45, 4); central.writeUInt16LE(45, 6); central.writeUInt16LE(0x21, 14);
+    central.writeUInt32LE(crc, 16);
+    central.writeUInt32LE(zip64 ? 0xffffffff : data.length, 20); central.writeUInt32LE(zip64 ? 0xffffffff : data.length, 24);
+    central.writeUInt16LE(nameBytes.length, 28); central.writeUInt16LE(extra.length, 30);
+    central.writeUInt32LE(zip64 ? 0xffffffff : offset, 42);
     locals.push(local, nameBytes, Buffer.from(data));
-    centrals.push(central, nameBytes);
+    centrals.push(central, nameBytes, extra);
     offset += 30 + nameBytes.length + data.length;
   }
   const directory = Buffer.concat(centrals);
+  const tail: Buffer[] = [];
+  if (zip64) {
+    const record = Buffer.alloc(56);
+    record.writeUInt32LE(0x06064b50, 0); record.writeBigUInt64LE(44n, 4); record.writeUInt16LE(45, 12); record.writeUInt16LE(45, 14);
+    record.writeBigUInt64LE(BigInt(entries.length), 24); record.writeBigUInt64LE(BigInt(entries.length), 32);
+    record.writeBigUInt64LE(BigInt(directory.length), 40); record.writeBigUInt64LE(BigInt(offset), 48);
+    const locator = Buffer.alloc(20);
+    locator.writeUInt32LE(0x07064b50, 0); locator.writeBigUInt64LE(BigInt(offset + directory.length), 8); locator.writeUInt32LE(1, 16);
+    tail.push(record, locator);
+  }
   const end = Buffer.alloc(22);
-  end.writeUInt32LE(0x06054b50, 0); end.writeUInt16LE(entries.length, 8); end.writeUInt16LE(entries.length, 10);
-  end.writeUInt32LE(directory.length, 12); end.writeUInt32LE(offset, 16);
-  return new Uint8Array(Buffer.concat([...locals, directory, end]));
+  end.writeUInt32LE(0x06054b50, 0);
+  end.writeUInt16LE(zip64 ? 0xffff : entries.length, 8); end.writeUInt16LE(zip64 ? 0xffff : entries.length, 10);
+  end.writeUInt32LE(zip64 ? 0xffffffff : directory.length, 12); end.writeUInt32LE(zip64 ? 0xffffffff : offset, 16);
+  return new Uint8Array(Buffer.concat([...locals, directory, ...tail, end]));
 }
 
 /** A pickle assembled from opcodes (protocol 2, as torch.save writes). */
@@ -92,12 +114,12 @@ export function stateDictPickle(tensors: readonly ArchiveTensor[]): Uint8Array {
 }
 
 /** A whole checkpoint: `<top>/data.pkl`, `<top>/data/<key>` for each storage, `<top>/version`. */
-export function torchArchive(pickle: Uint8Array, storages: ReadonlyMap<string, Uint8Array>, top = 'archive'): Uint8Array {
+export function torchArchive(pickle: Uint8Array, storages: ReadonlyMap<string, Uint8Array>, top = 'archive', zip64 = false): Uint8Array {
   return storedZip([
     [`${top}/data.pkl`, pickle],
     ...[...storages].map(([key, data]) => [`${top}/data/${key}`, data] as const),
     [`${top}/version`, Buffer.from('3\n')],
-  ]);
+  ], zip64);
 }
 
 const contiguousStride = (shape: readonly number[]): number[] =>

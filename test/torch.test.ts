@@ -155,9 +155,9 @@ const u16 = (values: number[]): Uint8Array => new Uint8Array(Uint16Array.from(va
 const view = (name: string, key: string, storageSize: number, offset: number, shape: number[], stride: number[],
               storageType = 'FloatStorage'): ArchiveTensor => ({ name, storageType, key, storageSize, offset, shape, stride });
 
-function writeArchive(tensors: ArchiveTensor[], storages: [string, Uint8Array][], top = 'archive'): string {
+function writeArchive(tensors: ArchiveTensor[], storages: [string, Uint8Array][], top = 'archive', zip64 = false): string {
   const file = join(freshDir(), 'pytorch_model.bin');
-  writeFileSync(file, torchArchive(stateDictPickle(tensors), new Map(storages), top));
+  writeFileSync(file, torchArchive(stateDictPickle(tensors), new Map(storages), top, zip64));
   return file;
 }
 
@@ -183,6 +183,10 @@ test('torch checkpoint: strided views, offsets and shared storages are made cont
     view('empty', '0', 12, 0, [0, 4], [4, 1]),
   ], [['0', f32(storage)]], 'some_name');
   const t = readAll(file);
+  // The same archive in zip64 form (as files over 4 GiB are written) reads the same.
+  const zip64 = writeArchive([view('a', '0', 12, 0, [3, 4], [4, 1]), view('transposed', '0', 12, 0, [4, 3], [1, 4])],
+    [['0', f32(storage)]], 'some_name', true);
+  assert.deepEqual(readAll(zip64), new Map([['a', t.get('a')], ['transposed', t.get('transposed')]]));
   assert.deepEqual(t.get('a'), storage);
   assert.deepEqual(t.get('transposed'), [0, 4, 8, 1, 5, 9, 2, 6, 10, 3, 7, 11]);
   assert.deepEqual(t.get('rows-1-2'), [4, 5, 6, 7, 8, 9, 10, 11]);
