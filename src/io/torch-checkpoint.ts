@@ -100,31 +100,7 @@ export class TorchCheckpoint {
       : byteorderEntry.size <= 8 ? Buffer.from(zip.readAll(byteorderEntry.name)).toString('latin1') : 'unknown';
     if (byteorder !== 'little') throw new Error(`${path}: saved on a ${byteorder}-endian machine; only little-endian checkpoints are read`);
 
-    const storages = new Map<string, StorageRef>();
-    const persistentLoad = (pid: unknown): StorageRef => {
-      if (!isTuple(pid) || pid.length !== 5 || pid[0] !== 'storage') throw new Error(`persistent id ${describe(pid)} is not a storage reference`);
-      const [, type, key, location, count] = pid;
-      const dtype = storageGlobals.get(type as PickleGlobal);
-      if (dtype === undefined) throw new Error(`storage type ${describe(type)} is not a storage class`);
-      if (typeof key !== 'string' || !/^\w{1,64}$/.test(key)) throw new Error(`storage key ${describe(key)}`);
-      if (typeof location !== 'string') throw new Error(`storage location ${describe(location)}`);
-      if (!nonNegativeInt(count)) throw new Error(`storage size ${describe(count)}`);
-      const known = storages.get(key);
-      if (known) {
-        if (known.dtype !== dtype || known.numel !== count) throw new Error(`storage "${key}" is declared twice, differently`);
-        return known;
-      }
-      const entry = `${top}/data/${key}`;
-      const stored = zip.entries.get(entry);
-      if (!stored) throw new Error(`storage "${key}" has no entry ${entry} in the archive`);
-      if (stored.size < count * DTYPE_BYTES[dtype]) {
-        throw new Error(`storage "${key}" declares ${count} values of ${dtype} (${count * DTYPE_BYTES[dtype]} bytes), ` +
-                        `but ${entry} holds ${stored.size} bytes`);
-      }
-      const s = new StorageRef(key, dtype, count, entry);
-      storages.set(key, s);
-      return s;
-    };
+    const persistentLoad = storageLoader(zip, top);
     const pickleSize = zip.entries.get(`${top}/data.pkl`)!.size;
     if (pickleSize > MAX_PICKLE_BYTES) throw new Error(`${path}: ${top}/data.pkl of ${pickleSize} bytes is implausibly large for a state dict`);
     const stateDict = unpickle(zip.readAll(`${top}/data.pkl`), { globals: TORCH_GLOBALS, persistentLoad, file: `${path}: ${top}/data.pkl` });
@@ -216,6 +192,39 @@ export class TorchCheckpoint {
     decodeFloats(span, bytes, dtype);
     gatherStrided(out, span, t.shape, t.stride);
   }
+}
+
+/**
+ * Resolves the pickle's persistent ids, `('storage', torch.<Type>Storage, key, location, size)`,
+ * to the archive's `<top>/data/<key>` entries, checking each holds the bytes it declares. Tensors
+ * sharing a storage get the same StorageRef.
+ */
+function storageLoader(zip: ZipArchive, top: string): (pid: unknown) => StorageRef {
+  const storages = new Map<string, StorageRef>();
+  return (pid: unknown): StorageRef => {
+    if (!isTuple(pid) || pid.length !== 5 || pid[0] !== 'storage') throw new Error(`persistent id ${describe(pid)} is not a storage reference`);
+    const [, type, key, location, count] = pid;
+    const dtype = storageGlobals.get(type as PickleGlobal);
+    if (dtype === undefined) throw new Error(`storage type ${describe(type)} is not a storage class`);
+    if (typeof key !== 'string' || !/^\w{1,64}$/.test(key)) throw new Error(`storage key ${describe(key)}`);
+    if (typeof location !== 'string') throw new Error(`storage location ${describe(location)}`);
+    if (!nonNegativeInt(count)) throw new Error(`storage size ${describe(count)}`);
+    const known = storages.get(key);
+    if (known) {
+      if (known.dtype !== dtype || known.numel !== count) throw new Error(`storage "${key}" is declared twice, differently`);
+      return known;
+    }
+    const entry = `${top}/data/${key}`;
+    const stored = zip.entries.get(entry);
+    if (!stored) throw new Error(`storage "${key}" has no entry ${entry} in the archive`);
+    if (stored.size < count * DTYPE_BYTES[dtype]) {
+      throw new Error(`storage "${key}" declares ${count} values of ${dtype} (${count * DTYPE_BYTES[dtype]} bytes), ` +
+                      `but ${entry} holds ${stored.size} bytes`);
+    }
+    const s = new StorageRef(key, dtype, count, entry);
+    storages.set(key, s);
+    return s;
+  };
 }
 
 /** Row-major strides of `shape` match `stride` (dimensions of size 1 may carry any stride). */
