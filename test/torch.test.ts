@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command } from 'commander';
 import { convertCommand } from '../src/cli/convert.js';
-import { describeModelFolder } from '../src/cli/info.js';
+import { describeModelFolder, describeWeightFile } from '../src/cli/info.js';
 import { convertModelFolder, inspectModelFolder, loadModelFolder, resolveModelDir, saveModelFolder } from '../src/io/hf.js';
 import { hubCacheDir } from '../src/io/hf-cache.js';
 import { ACCEPTED_OPCODES } from '../src/io/pickle.js';
@@ -94,6 +94,7 @@ test('torch.save checkpoints (float32, float16, bfloat16, views of shared storag
   assert.equal(summary.tensors.find((x) => x.name === 'transformer.h.0.attn.bias')?.dtype, 'BOOL');
   assert.deepEqual(summary.missing, []);
   assert.match(describeModelFolder(join(dir, 'views'), false), /weights: pytorch_model\.bin/);
+  assert.match(describeWeightFile(join(dir, 'f16', 'pytorch_model.bin'), false), /transformer\.h\.1\.attn\.bias\s+\[1, 1, 16, 16\]\s+BOOL/);
 
   // Converted once, the folder reads as safetensors with the same weights, palette and labels.
   const converted = join(dir, 'converted');

@@ -5,18 +5,19 @@ import { basename } from 'node:path';
 import type { CommandModule } from './command.js';
 import { inspectModelFolder, type StoredTensor } from '../io/hf.js';
 import { SafetensorsReader } from '../io/safetensors.js';
+import { TorchCheckpoint } from '../io/torch-checkpoint.js';
 import { parameterCount } from '../model/parameters.js';
 
 export const infoCommand: CommandModule = {
   register(program: Command): void {
     program
       .command('info')
-      .description('show a model folder\'s config, parameter count, palette and stored tensors (or a .safetensors file\'s tensors)')
-      .argument('<model-dir>', 'Hugging Face ImageGPT folder, owner/name in the Hugging Face cache, or a .safetensors file')
+      .description('show a model folder\'s config, parameter count, palette and stored tensors (or one weight file\'s tensors)')
+      .argument('<model-dir>', 'Hugging Face ImageGPT folder, owner/name in the Hugging Face cache, or one weight file (.safetensors, pytorch_model.bin)')
       .option('--json', 'print machine-readable JSON')
       .action((target: string, opts: { json?: boolean }) => {
         const text = statSync(target, { throwIfNoEntry: false })?.isFile()
-          ? describeSafetensorsFile(target, opts.json ?? false)
+          ? describeWeightFile(target, opts.json ?? false)
           : describeModelFolder(target, opts.json ?? false);
         process.stdout.write(text);
       });
@@ -63,7 +64,25 @@ export function describeModelFolder(dir: string, json: boolean): string {
   return lines.join('\n') + '\n' + tensorTable(s.tensors, s.weightFiles.length > 1);
 }
 
-export function describeSafetensorsFile(file: string, json: boolean): string {
+/** The tensors of a PyTorch checkpoint file (pytorch_model.bin, *.pt), read from its pickle only. */
+function describeTorchFile(file: string, json: boolean): string {
+  const c = TorchCheckpoint.open(file);
+  try {
+    const values = c.entries.reduce((sum, e) => sum + e.shape.reduce((a, b) => a * b, 1), 0);
+    if (json) return JSON.stringify({ file, values, tensors: c.entries }, null, 2) + '\n';
+    return [`PyTorch checkpoint: ${file}`, `values: ${fmt(values)}`, `tensors (${c.entries.length}):`].join('\n') + '\n' +
+      tensorTable(c.entries.map((e) => ({ ...e, file })), false);
+  } finally {
+    c.close();
+  }
+}
+
+/** One weight file's tensors: safetensors (with its metadata) or a PyTorch checkpoint. */
+export function describeWeightFile(file: string, json: boolean): string {
+  return file.endsWith('.safetensors') ? describeSafetensorsFile(file, json) : describeTorchFile(file, json);
+}
+
+function describeSafetensorsFile(file: string, json: boolean): string {
   const r = SafetensorsReader.open(file);
   try {
     const tensors = r.entries.map((e) => ({ name: e.name, shape: e.shape, dtype: e.dtype, file }));
