@@ -11,9 +11,8 @@ import { attentionBackwardLoops, attentionDecodeLoops, attentionForwardLoops, ge
          geluForwardLoops, sgemmLoops } from '../src/kernels/loops.js';
 import { createPortableKernels } from '../src/kernels/portable.js';
 import { embeddingBackward, embeddingForward, meanPoolBackward, meanPoolForward } from '../src/model/layers.js';
-import { GpuContext } from '../src/kernels/webgpu/device.js';
 import { WebGpuKernels } from '../src/kernels/webgpu/kernels.js';
-import { nodeGpu, swiftShaderMissing } from '../src/kernels/webgpu/node-gpu.js';
+import { acquireNodeDevice, swiftShaderMissing } from '../src/kernels/webgpu/node-gpu.js';
 import { GpuRuntime, type GpuTensor } from '../src/kernels/webgpu/runtime.js';
 import { Rng } from '../src/util/rng.js';
 
@@ -22,10 +21,12 @@ const TOL = { gemm: 1e-5, elementwise: 1e-5, reduction: 1e-5, softmax: 1e-5, ada
 
 const loops = createPortableKernels({ simd: false });
 
+/** SwiftShader where chromium provides it (as in CI), so results do not depend on the machine. */
+const adapterChoice = process.env.IGPT_WEBGPU_ADAPTER === 'default' || swiftShaderMissing() ? 'default' : 'swiftshader';
+
 async function acquire(): Promise<WebGpuKernels | string> {
-  const choice = process.env.IGPT_WEBGPU_ADAPTER === 'default' || swiftShaderMissing() ? 'default' : 'swiftshader';
   try {
-    return await WebGpuKernels.create(await nodeGpu(choice), { timeoutMs: 20_000 });
+    return new WebGpuKernels(new GpuRuntime(await acquireNodeDevice(adapterChoice, { timeoutMs: 20_000 })));
   } catch (err) {
     return (err as Error).message;
   }
@@ -73,7 +74,7 @@ after(() => {
   if (worst.size) console.log('# webgpu worst relative errors: ' + [...worst].map(([k, v]) => `${k} ${v.toExponential(1)}`).join(', '));
 });
 
-/** Uploads data (NaN-filled when `poison` is a length) and returns the tensor. */
+/** A device tensor holding `data`; `poisoned`: one of n NaNs. */
 function up(k: WebGpuKernels, data: Float32Array | Int32Array): GpuTensor {
   return k.runtime.upload(data);
 }
@@ -326,7 +327,7 @@ describe('webgpu kernels', { skip }, () => {
   });
 
   test('a lost device is a clear error on the next call, not a hang', async () => {
-    const ctx = await GpuContext.acquire(await nodeGpu(process.env.IGPT_WEBGPU_ADAPTER === 'default' || swiftShaderMissing() ? 'default' : 'swiftshader'));
+    const ctx = await acquireNodeDevice(adapterChoice, { timeoutMs: 20_000 });
     const rt = new GpuRuntime(ctx);
     const t = rt.upload(new Float32Array([1, 2, 3]));
     ctx.device.destroy(); // as a driver reset would
