@@ -32,6 +32,12 @@ export interface AcquireOptions {
   powerPreference?: GPUPowerPreference;
 }
 
+/**
+ * Features requested when the adapter offers them. Plain strings: an older copy of the WebGPU
+ * types (a dependency of a dev dependency) may win the global declarations and lack 'subgroups'.
+ */
+const OPTIONAL_FEATURES: readonly string[] = ['shader-f16', 'subgroups'];
+
 /** The limits our kernels and chunking depend on; each is requested at the adapter's maximum. */
 const RAISED_LIMITS = [
   'maxStorageBufferBindingSize', 'maxBufferSize', 'maxComputeWorkgroupStorageSize',
@@ -75,8 +81,7 @@ export class GpuContext {
       throw new Error('igpt webgpu: no WebGPU adapter found (no GPU driver; in Node without a GPU, ' +
         'Debian\'s chromium package provides SwiftShader: see README, "WebGPU (preview)")');
     }
-    const features: GPUFeatureName[] = [];
-    for (const f of ['shader-f16', 'subgroups'] as const) if (adapter.features.has(f)) features.push(f);
+    const features = OPTIONAL_FEATURES.filter((f) => adapter.features.has(f)) as GPUFeatureName[];
     const requiredLimits: Record<string, number> = {};
     for (const name of RAISED_LIMITS) requiredLimits[name] = adapter.limits[name];
     const device = await withTimeout(adapter.requestDevice({ requiredFeatures: features, requiredLimits }),

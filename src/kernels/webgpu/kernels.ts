@@ -17,7 +17,7 @@ import { ADAM, BIAS_FORWARD, ELEMENTWISE_GROUP, EMBEDDING_FORWARD, GELU_BACKWARD
          MEAN_POOL_BACKWARD } from './wgsl/elementwise.js';
 import { gemmAlignedForVec4, gemmWgsl } from './wgsl/gemm.js';
 import { COLUMN_GROUP, COLUMN_SUM, CROSS_ENTROPY, MEAN_POOL_FORWARD, NORM_BACKWARD_DX, NORM_FORWARD,
-         POSITION_EMBEDDING_BACKWARD, ROW_GROUP, SUM_INTO, TOKEN_CLASSES, TOKEN_EMBEDDING_BACKWARD } from './wgsl/reductions.js';
+         POSITION_EMBEDDING_BACKWARD, SUM_INTO, TOKEN_CLASSES, TOKEN_EMBEDDING_BACKWARD } from './wgsl/reductions.js';
 import { ATTENTION_DECODE, attentionBackwardKeyWgsl, attentionBackwardQueryWgsl, attentionForwardWgsl,
          attentionTiles, type AttentionTiles } from './wgsl/attention.js';
 
@@ -27,8 +27,11 @@ export interface GpuPackedMatrix { readonly k: number; readonly n: number; reado
 /** A GEMM operand: its tensor, the element where the matrix starts, its row stride. */
 interface Operand { t: GpuTensor; off: number; ld: number; stride: number }
 
-/** Half-open ranges of a GEMM's index space, one piece of a split product. */
-interface GemmPiece { m0: number; m1: number; n0: number; n1: number; k0: number; k1: number; z0: number; z1: number }
+/** The dimensions of a (batched) GEMM: rows m, columns n, inner k, matrix z. */
+type GemmDim = 'm' | 'n' | 'k' | 'z';
+/** One piece of a split product: a half-open range [start, end) of every dimension. */
+type GemmPiece = Record<GemmDim, readonly [number, number]>;
+const extent = (q: GemmPiece, d: GemmDim): number => q[d][1] - q[d][0];
 
 function need(t: GpuTensor, elements: number, what: string, type: 'f32' | 'i32' = 'f32'): void {
   if (t.type !== type) throw new Error(`igpt webgpu: ${what} must be a ${type} tensor`);
@@ -92,7 +95,7 @@ export class WebGpuKernels {
     const A: Operand = { t: a, off: aOff, ld: lda, stride: strideA };
     const B: Operand = { t: b, off: bOff, ld: ldb, stride: strideB };
     const C: Operand = { t: c, off: cOff, ld: ldc, stride: strideC };
-    const whole: GemmPiece = { m0: 0, m1: m, n0: 0, n1: n, k0: 0, k1: k, z0: 0, z1: batch };
+    const whole: GemmPiece = { m: [0, m], n: [0, n], k: [0, k], z: [0, batch] };
     const last = (p: GemmPiece): number[] => this.gemmRanges(transA, transB, A, B, C, p).map((r) => r[1]);
     if (k > 0) {
       need(a, last(whole)[0]! + 1, 'sgemm A');
@@ -101,7 +104,7 @@ export class WebGpuKernels {
     need(c, last(whole)[2]! + 1, 'sgemm C');
     if (k === 0 || alpha === 0) {
       // Nothing to multiply: C = beta·C, which the kernel does with a zero-length k loop.
-      this.gemmSplit(transA, transB, { ...whole, k1: 0 }, 0, A, B, beta, C);
+      this.gemmSplit(transA, transB, { ...whole, k: [0, 0] }, 0, A, B, beta, C);
       return;
     }
     this.gemmSplit(transA, transB, whole, alpha, A, B, beta, C);
@@ -109,15 +112,17 @@ export class WebGpuKernels {
 
   /** [first, last] element of A, B and C that a piece touches. */
   private gemmRanges(transA: boolean, transB: boolean, A: Operand, B: Operand, C: Operand, q: GemmPiece): [number, number][] {
-    const span = (o: Operand, r0: number, r1: number, c0: number, c1: number): [number, number] => {
-      const first = o.off + q.z0 * o.stride + r0 * o.ld + c0;
+    // Stored rows × stored columns of an operand, over the piece's matrices.
+    const span = (o: Operand, rows: GemmDim, cols: GemmDim): [number, number] => {
+      const [r0, r1] = q[rows], [c0, c1] = q[cols], [z0, z1] = q.z;
+      const first = o.off + z0 * o.stride + r0 * o.ld + c0;
       if (r1 <= r0 || c1 <= c0) return [first, first];
-      return [first, o.off + (q.z1 - 1) * o.stride + (r1 - 1) * o.ld + c1 - 1];
+      return [first, o.off + (z1 - 1) * o.stride + (r1 - 1) * o.ld + c1 - 1];
     };
     return [
-      transA ? span(A, q.k0, q.k1, q.m0, q.m1) : span(A, q.m0, q.m1, q.k0, q.k1),
-      transB ? span(B, q.n0, q.n1, q.k0, q.k1) : span(B, q.k0, q.k1, q.n0, q.n1),
-      span(C, q.m0, q.m1, q.n0, q.n1),
+      transA ? span(A, 'k', 'm') : span(A, 'm', 'k'),
+      transB ? span(B, 'n', 'k') : span(B, 'k', 'n'),
+      span(C, 'm', 'n'),
     ];
   }
 
@@ -135,30 +140,25 @@ export class WebGpuKernels {
       this.gemmDispatch(transA, transB, q, alpha, A, B, beta, C, ranges);
       return;
     }
-    const dims: (keyof GemmPiece)[] = [];
-    if (tooBig[0]) dims.push('m0', 'k0');
-    if (tooBig[1]) dims.push('k0', 'n0');
-    if (tooBig[2]) dims.push('m0', 'n0');
-    const extent = (d: keyof GemmPiece): number => {
-      const end = (d.slice(0, 1) + '1') as keyof GemmPiece;
-      return q[end] - q[d];
-    };
+    const dims: GemmDim[] = [];
+    if (tooBig[0]) dims.push('m', 'k');
+    if (tooBig[1]) dims.push('k', 'n');
+    if (tooBig[2]) dims.push('m', 'n');
     // Whole matrices of a batch go first; then the longest of the dimensions that matter.
-    const dim = q.z1 - q.z0 > 1 ? 'z0' : dims.reduce((best, d) => (extent(d) > extent(best) ? d : best));
-    const end = (dim.slice(0, 1) + '1') as keyof GemmPiece;
-    const len = q[end] - q[dim];
+    const dim = extent(q, 'z') > 1 ? 'z' : dims.reduce((best, d) => (extent(q, d) > extent(q, best) ? d : best));
+    const len = extent(q, dim);
     if (len <= 1) throw new Error('igpt webgpu: sgemm: a single element row does not fit one storage binding');
     // Split at a multiple of the 64-wide tile where possible, so both halves keep vec4 alignment.
-    const half = len >= 128 ? Math.ceil(len / 128) * 64 : Math.ceil(len / 2);
-    const mid = q[dim] + half;
-    this.gemmSplit(transA, transB, { ...q, [end]: mid }, alpha, A, B, beta, C);
-    this.gemmSplit(transA, transB, { ...q, [dim]: mid }, alpha, A, B, dim === 'k0' ? 1 : beta, C);
+    const [start, end] = q[dim];
+    const mid = start + (len >= 128 ? Math.ceil(len / 128) * 64 : Math.ceil(len / 2));
+    this.gemmSplit(transA, transB, { ...q, [dim]: [start, mid] }, alpha, A, B, beta, C);
+    this.gemmSplit(transA, transB, { ...q, [dim]: [mid, end] }, alpha, A, B, dim === 'k' ? 1 : beta, C);
   }
 
   private gemmDispatch(transA: boolean, transB: boolean, q: GemmPiece, alpha: number, A: Operand, B: Operand,
                        beta: number, C: Operand, ranges: [number, number][]): void {
     const [a, b, c] = ranges.map(([first, last], i) => this.rt.bind([A, B, C][i]!.t, first, last - first + 1)) as [Bound, Bound, Bound];
-    const m = q.m1 - q.m0, n = q.n1 - q.n0, k = q.k1 - q.k0, batch = q.z1 - q.z0;
+    const m = extent(q, 'm'), n = extent(q, 'n'), k = extent(q, 'k'), batch = extent(q, 'z');
     const vec4 = gemmAlignedForVec4(transA, transB, m, n, k, [A.ld, B.ld, C.ld, A.stride, B.stride, C.stride],
                                     [a.shift, b.shift, c.shift]);
     const pipeline = this.rt.pipeline(gemmWgsl(vec4));
@@ -439,6 +439,3 @@ export class WebGpuKernels {
     }
   }
 }
-
-/** Re-exported so callers need one import for the row-kernel width (tests size shapes around it). */
-export { ROW_GROUP };

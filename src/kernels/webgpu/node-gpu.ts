@@ -69,7 +69,9 @@ export async function nodeGpu(adapter: NodeAdapterChoice = 'default'): Promise<G
   if (adapter === 'swiftshader') useSwiftShader();
   let dawn: DawnModule;
   try {
-    dawn = (await import('webgpu')) as unknown as DawnModule;
+    // Named through a variable, so that type-checking does not need the optional package.
+    const packageName = 'webgpu';
+    dawn = (await import(packageName)) as DawnModule;
   } catch (err) {
     throw new Error(`igpt webgpu: the optional 'webgpu' package did not load (${(err as Error).message}); ` +
       'npm install webgpu (it ships Dawn prebuilt for linux-x64, macOS and Windows)');
