@@ -127,8 +127,8 @@ export class WebGpuKernels {
   }
 
   /**
-   * Dispatches a piece of the product if A, B and C each fit one binding; otherwise halves the
-   * longest dimension among those of the operands that do not fit and recurses. A split of k
+   * Dispatches a piece of the product if A, B and C each fit one binding and its tiles one
+   * dispatch; otherwise halves the longest dimension among those at fault and recurses. A split of k
    * adds the second half onto the first (beta = 1).
    */
   private gemmSplit(transA: boolean, transB: boolean, q: GemmPiece, alpha: number,
@@ -136,16 +136,20 @@ export class WebGpuKernels {
     const ranges = this.gemmRanges(transA, transB, A, B, C, q);
     const limit = this.rt.windowElements;
     const tooBig = ranges.map(([first, last], i) => [A, B, C][i]!.t.buffer.size > this.rt.maxBindingBytes && last - first + 1 > limit);
-    if (!tooBig.some(Boolean)) {
+    // One dispatch holds at most maxComputeWorkgroupsPerDimension tiles along m, n and the batch.
+    const maxGroups = this.rt.ctx.adapter.limits.maxComputeWorkgroupsPerDimension;
+    const tooMany = (['m', 'n', 'z'] as const).filter((d) => Math.ceil(extent(q, d) / (d === 'z' ? 1 : 64)) > maxGroups);
+    if (!tooBig.some(Boolean) && tooMany.length === 0) {
       this.gemmDispatch(transA, transB, q, alpha, A, B, beta, C, ranges);
       return;
     }
-    const dims: GemmDim[] = [];
+    const dims: GemmDim[] = [...tooMany];
     if (tooBig[0]) dims.push('m', 'k');
     if (tooBig[1]) dims.push('k', 'n');
     if (tooBig[2]) dims.push('m', 'n');
     // Whole matrices of a batch go first; then the longest of the dimensions that matter.
-    const dim = extent(q, 'z') > 1 ? 'z' : dims.reduce((best, d) => (extent(q, d) > extent(q, best) ? d : best));
+    const dim = extent(q, 'z') > 1 && !tooMany.includes('m') && !tooMany.includes('n') ? 'z'
+      : dims.reduce((best, d) => (extent(q, d) > extent(q, best) ? d : best));
     const len = extent(q, dim);
     if (len <= 1) throw new Error('igpt webgpu: sgemm: a single element row does not fit one storage binding');
     // Split at a multiple of the 64-wide tile where possible, so both halves keep vec4 alignment.
@@ -162,11 +166,7 @@ export class WebGpuKernels {
     const vec4 = gemmAlignedForVec4(transA, transB, m, n, k, [A.ld, B.ld, C.ld, A.stride, B.stride, C.stride],
                                     [a.shift, b.shift, c.shift]);
     const pipeline = this.rt.pipeline(gemmWgsl(vec4));
-    const max = this.rt.ctx.adapter.limits.maxComputeWorkgroupsPerDimension;
     const tilesM = Math.ceil(m / 64), tilesN = Math.ceil(n / 64);
-    if (tilesM > max || tilesN > max || batch > max) {
-      throw new Error(`igpt webgpu: sgemm ${m}×${n}×${k} (batch ${batch}) needs more workgroups than one dispatch holds`);
-    }
     this.rt.dispatch(pipeline, {
       u: [m, n, k, A.ld, B.ld, C.ld, a.shift, b.shift, c.shift, A.stride, B.stride, C.stride, transA ? 1 : 0, transB ? 1 : 0],
       f: [alpha, beta],
