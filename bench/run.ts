@@ -22,6 +22,7 @@ const BENCHES: { name: string; about: string; load: () => Promise<Bench> }[] = [
   { name: 'palette', about: 'k-means palette fit and quantization vs scikit-learn', load: () => import('./palette.js') },
   { name: 'probe', about: 'L-BFGS linear probe vs scikit-learn LogisticRegression', load: () => import('./probe.js') },
   { name: 'io', about: 'checkpoint save/load vs torch.save/torch.load', load: () => import('./io.js') },
+  { name: 'webgpu', about: 'WGSL GEMM on the adapter Node finds (on SwiftShader, the CPU: correctness only)', load: () => import('./webgpu.js') },
 ];
 
 const { values } = parseArgs({ options: {

@@ -1,0 +1,441 @@
+/**
+ * The WebGPU kernels: every operation of the `Kernels` interface (plus the model's embeddings and
+ * mean pooling), over tensors that live on the device. Calls only record work; results reach the
+ * host through `runtime.read`. Not yet a `Kernels` implementation: that interface takes
+ * Float32Arrays, and README.md beside this file says how it becomes handle-based.
+ *
+ * Differences from the CPU interface, on purpose:
+ * - attention keeps lse [B, H, T] (log-sum-exp per query) instead of att [B, H, T, T], and its
+ *   backward reads the forward's output: the T×T probabilities are never stored.
+ * - crossEntropy writes its total into a one-element tensor instead of returning it, so a training
+ *   step never waits for the GPU; the host reads the loss when it prints it.
+ * - the KV caches are laid out [B, H, maxT, hs] ('positions').
+ */
+import { type AcquireOptions, GpuContext } from './device.js';
+import { type Bound, type GpuTensor, GpuRuntime, type RuntimeOptions } from './runtime.js';
+import { ADAM, BIAS_FORWARD, ELEMENTWISE_GROUP, EMBEDDING_FORWARD, GELU_BACKWARD, GELU_FORWARD,
+         MEAN_POOL_BACKWARD } from './wgsl/elementwise.js';
+import { gemmAlignedForVec4, gemmWgsl } from './wgsl/gemm.js';
+import { COLUMN_GROUP, COLUMN_SUM, CROSS_ENTROPY, MEAN_POOL_FORWARD, NORM_BACKWARD_DX, NORM_FORWARD,
+         POSITION_EMBEDDING_BACKWARD, SUM_INTO, TOKEN_CLASSES, TOKEN_EMBEDDING_BACKWARD } from './wgsl/reductions.js';
+import { ATTENTION_DECODE, attentionBackwardKeyWgsl, attentionBackwardQueryWgsl, attentionForwardWgsl,
+         attentionTiles, type AttentionTiles } from './wgsl/attention.js';
+
+/** A weight matrix B [k, n] prepared for `sgemmPacked`: on the GPU, the tensor itself. */
+export interface GpuPackedMatrix { readonly k: number; readonly n: number; readonly data: GpuTensor }
+
+/** A GEMM operand: its tensor, the element where the matrix starts, its row stride. */
+interface Operand { t: GpuTensor; off: number; ld: number; stride: number }
+
+/** The dimensions of a (batched) GEMM: rows m, columns n, inner k, matrix z. */
+type GemmDim = 'm' | 'n' | 'k' | 'z';
+/** One piece of a split product: a half-open range [start, end) of every dimension. */
+type GemmPiece = Record<GemmDim, readonly [number, number]>;
+const extent = (q: GemmPiece, d: GemmDim): number => q[d][1] - q[d][0];
+
+function need(t: GpuTensor, elements: number, what: string, type: 'f32' | 'i32' = 'f32'): void {
+  if (t.type !== type) throw new Error(`igpt webgpu: ${what} must be a ${type} tensor`);
+  if (t.length < elements) throw new Error(`igpt webgpu: ${what} holds ${t.length} elements, needs ${elements}`);
+}
+
+export class WebGpuKernels {
+  readonly name = 'webgpu';
+  readonly kvLayout = 'positions';
+  /** Scratch: attention's D = rowsum(dO∘O) [B, H, T], decoding's scores [B, H, maxT]. */
+  private delta: GpuTensor | null = null;
+  private scores: GpuTensor | null = null;
+
+  constructor(readonly runtime: GpuRuntime) {}
+
+  /** Acquires a device from `gpu` (navigator.gpu, or nodeGpu()) and builds the kernels on it. */
+  static async create(gpu: GPU, options: AcquireOptions & RuntimeOptions = {}): Promise<WebGpuKernels> {
+    const ctx = await GpuContext.acquire(gpu, options);
+    return new WebGpuKernels(new GpuRuntime(ctx, options));
+  }
+
+  /** Releases the device (every tensor with it). */
+  dispose(): void { this.runtime.ctx.dispose(); }
+
+  private get rt(): GpuRuntime { return this.runtime; }
+
+  private scratch(which: 'delta' | 'scores', length: number): GpuTensor {
+    const current = this[which];
+    if (current && current.length >= length) return current;
+    if (current) this.rt.destroy(current);
+    const t = this.rt.tensor(length);
+    this[which] = t;
+    return t;
+  }
+
+  /** Records a 1-D elementwise dispatch of `count` threads. */
+  private elementwise(code: string, constants: Record<string, number>, u: number[], f: number[], bound: Bound[], count: number): void {
+    const groups = this.rt.grid(Math.ceil(count / ELEMENTWISE_GROUP));
+    this.rt.dispatch(this.rt.pipeline(code, constants), { u, f }, bound, groups);
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // GEMM
+
+  /**
+   * C = alpha·op(A)·op(B) + beta·C (see Kernels.sgemm), A, B, C starting at element offsets
+   * aOff, bOff, cOff of their tensors. With beta = 0, C is not read.
+   */
+  sgemm(transA: boolean, transB: boolean, m: number, n: number, k: number, alpha: number,
+        a: GpuTensor, aOff: number, lda: number, b: GpuTensor, bOff: number, ldb: number,
+        beta: number, c: GpuTensor, cOff: number, ldc: number): void {
+    this.sgemmStridedBatched(transA, transB, m, n, k, alpha, a, aOff, lda, 0, b, bOff, ldb, 0, beta, c, cOff, ldc, 0, 1);
+  }
+
+  /** `batch` independent products; matrix i of A starts at aOff + i·strideA (likewise B, C). */
+  sgemmStridedBatched(transA: boolean, transB: boolean, m: number, n: number, k: number, alpha: number,
+                      a: GpuTensor, aOff: number, lda: number, strideA: number,
+                      b: GpuTensor, bOff: number, ldb: number, strideB: number,
+                      beta: number, c: GpuTensor, cOff: number, ldc: number, strideC: number, batch: number): void {
+    if (m === 0 || n === 0 || batch === 0) return;
+    const A: Operand = { t: a, off: aOff, ld: lda, stride: strideA };
+    const B: Operand = { t: b, off: bOff, ld: ldb, stride: strideB };
+    const C: Operand = { t: c, off: cOff, ld: ldc, stride: strideC };
+    const whole: GemmPiece = { m: [0, m], n: [0, n], k: [0, k], z: [0, batch] };
+    const last = (p: GemmPiece): number[] => this.gemmRanges(transA, transB, A, B, C, p).map((r) => r[1]);
+    if (k > 0) {
+      need(a, last(whole)[0]! + 1, 'sgemm A');
+      need(b, last(whole)[1]! + 1, 'sgemm B');
+    }
+    need(c, last(whole)[2]! + 1, 'sgemm C');
+    if (k === 0 || alpha === 0) {
+      // Nothing to multiply: C = beta·C, which the kernel does with a zero-length k loop.
+      this.gemmSplit(transA, transB, { ...whole, k: [0, 0] }, 0, A, B, beta, C);
+      return;
+    }
+    this.gemmSplit(transA, transB, whole, alpha, A, B, beta, C);
+  }
+
+  /** [first, last] element of A, B and C that a piece touches. */
+  private gemmRanges(transA: boolean, transB: boolean, A: Operand, B: Operand, C: Operand, q: GemmPiece): [number, number][] {
+    // Stored rows × stored columns of an operand, over the piece's matrices.
+    const span = (o: Operand, rows: GemmDim, cols: GemmDim): [number, number] => {
+      const [r0, r1] = q[rows], [c0, c1] = q[cols], [z0, z1] = q.z;
+      const first = o.off + z0 * o.stride + r0 * o.ld + c0;
+      if (r1 <= r0 || c1 <= c0) return [first, first];
+      return [first, o.off + (z1 - 1) * o.stride + (r1 - 1) * o.ld + c1 - 1];
+    };
+    return [
+      transA ? span(A, 'k', 'm') : span(A, 'm', 'k'),
+      transB ? span(B, 'n', 'k') : span(B, 'k', 'n'),
+      span(C, 'm', 'n'),
+    ];
+  }
+
+  /**
+   * Dispatches a piece of the product if A, B and C each fit one binding and its tiles one
+   * dispatch; otherwise halves the longest dimension among those at fault and recurses. A split of k
+   * adds the second half onto the first (beta = 1).
+   */
+  private gemmSplit(transA: boolean, transB: boolean, q: GemmPiece, alpha: number,
+                    A: Operand, B: Operand, beta: number, C: Operand): void {
+    const ranges = this.gemmRanges(transA, transB, A, B, C, q);
+    const limit = this.rt.windowElements;
+    const tooBig = ranges.map(([first, last], i) => [A, B, C][i]!.t.buffer.size > this.rt.maxBindingBytes && last - first + 1 > limit);
+    // One dispatch holds at most maxComputeWorkgroupsPerDimension tiles along m, n and the batch.
+    const maxGroups = this.rt.ctx.adapter.limits.maxComputeWorkgroupsPerDimension;
+    const tooMany = (['m', 'n', 'z'] as const).filter((d) => Math.ceil(extent(q, d) / (d === 'z' ? 1 : 64)) > maxGroups);
+    if (!tooBig.some(Boolean) && tooMany.length === 0) {
+      this.gemmDispatch(transA, transB, q, alpha, A, B, beta, C, ranges);
+      return;
+    }
+    const dims: GemmDim[] = [...tooMany];
+    if (tooBig[0]) dims.push('m', 'k');
+    if (tooBig[1]) dims.push('k', 'n');
+    if (tooBig[2]) dims.push('m', 'n');
+    // Whole matrices of a batch go first; then the longest of the dimensions that matter.
+    const dim = extent(q, 'z') > 1 && !tooMany.includes('m') && !tooMany.includes('n') ? 'z'
+      : dims.reduce((best, d) => (extent(q, d) > extent(q, best) ? d : best));
+    const len = extent(q, dim);
+    if (len <= 1) throw new Error('igpt webgpu: sgemm: a single element row does not fit one storage binding');
+    // Split at a multiple of the 64-wide tile where possible, so both halves keep vec4 alignment.
+    const [start, end] = q[dim];
+    const mid = start + (len >= 128 ? Math.ceil(len / 128) * 64 : Math.ceil(len / 2));
+    this.gemmSplit(transA, transB, { ...q, [dim]: [start, mid] }, alpha, A, B, beta, C);
+    this.gemmSplit(transA, transB, { ...q, [dim]: [mid, end] }, alpha, A, B, dim === 'k' ? 1 : beta, C);
+  }
+
+  private gemmDispatch(transA: boolean, transB: boolean, q: GemmPiece, alpha: number, A: Operand, B: Operand,
+                       beta: number, C: Operand, ranges: [number, number][]): void {
+    const [a, b, c] = ranges.map(([first, last], i) => this.rt.bind([A, B, C][i]!.t, first, last - first + 1)) as [Bound, Bound, Bound];
+    const m = extent(q, 'm'), n = extent(q, 'n'), k = extent(q, 'k'), batch = extent(q, 'z');
+    const vec4 = gemmAlignedForVec4(transA, transB, m, n, k, [A.ld, B.ld, C.ld, A.stride, B.stride, C.stride],
+                                    [a.shift, b.shift, c.shift]);
+    const pipeline = this.rt.pipeline(gemmWgsl(vec4));
+    const tilesM = Math.ceil(m / 64), tilesN = Math.ceil(n / 64);
+    this.rt.dispatch(pipeline, {
+      u: [m, n, k, A.ld, B.ld, C.ld, a.shift, b.shift, c.shift, A.stride, B.stride, C.stride, transA ? 1 : 0, transB ? 1 : 0],
+      f: [alpha, beta],
+    }, [a, b, c], [tilesN, tilesM, batch]);
+  }
+
+  /** On the GPU a weight needs no packing: the product reads it in place. */
+  packMatrix(b: GpuTensor, k: number, n: number): GpuPackedMatrix {
+    need(b, k * n, 'packMatrix B');
+    return { k, n, data: b };
+  }
+
+  /** C[m, n] = A[m, k]·B, or C += A·B with `accumulate`. */
+  sgemmPacked(m: number, a: GpuTensor, b: GpuPackedMatrix, c: GpuTensor, accumulate: boolean): void {
+    this.sgemm(false, false, m, b.n, b.k, 1, a, 0, b.k, b.data, 0, b.n, accumulate ? 1 : 0, c, 0, b.n);
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Elementwise
+
+  /** out[r, :] += bias for each of `rows` rows of width n. */
+  biasForward(out: GpuTensor, bias: GpuTensor, rows: number, n: number): void {
+    need(out, rows * n, 'biasForward out');
+    need(bias, n, 'biasForward bias');
+    this.rt.requireWhole(bias, 'a bias');
+    for (const { first, count } of this.rt.planChunks(rows, [n], 'biasForward')) {
+      const o = this.rt.bind(out, first * n, count * n), bb = this.rt.bind(bias);
+      this.elementwise(BIAS_FORWARD, {}, [count * n, n, o.shift, bb.shift], [], [o, bb], count * n);
+    }
+  }
+
+  /** dbias += sum over rows of dout[r, :]. */
+  biasBackward(dbias: GpuTensor, dout: GpuTensor, rows: number, n: number): void {
+    need(dbias, n, 'biasBackward dbias');
+    need(dout, rows * n, 'biasBackward dout');
+    this.columnSum(dbias, dout, null, rows, n);
+  }
+
+  /** out[j] += Σ_r a[r, j] (·x[r, j]·rstd[r] when `weighted` is given), rows chunked. */
+  private columnSum(out: GpuTensor, a: GpuTensor, weighted: { x: GpuTensor; rstd: GpuTensor } | null, rows: number, n: number): void {
+    this.rt.requireWhole(out, 'a column sum');
+    const pipeline = this.rt.pipeline(COLUMN_SUM, { WEIGHTED: weighted ? 1 : 0 });
+    for (const { first, count } of this.rt.planChunks(rows, [n], 'column sum')) {
+      const o = this.rt.bind(out), ab = this.rt.bind(a, first * n, count * n);
+      const x = weighted ? this.rt.bind(weighted.x, first * n, count * n) : this.rt.bind(this.rt.placeholder);
+      const r = weighted ? this.rt.bind(weighted.rstd, first, count) : this.rt.bind(this.rt.placeholder);
+      this.rt.dispatch(pipeline, { u: [count, n, o.shift, ab.shift, x.shift, r.shift] }, [o, ab, x, r],
+                       [Math.ceil(n / COLUMN_GROUP.columns)]);
+    }
+  }
+
+  /** Quick GELU, out = x·sigmoid(1.702 x) over n values. */
+  geluForward(out: GpuTensor, x: GpuTensor, n: number): void {
+    need(out, n, 'geluForward out');
+    need(x, n, 'geluForward x');
+    for (const { first, count } of this.rt.planChunks(n, [1], 'geluForward')) {
+      const o = this.rt.bind(out, first, count), xb = this.rt.bind(x, first, count);
+      this.elementwise(GELU_FORWARD, {}, [count, o.shift, xb.shift], [], [o, xb], count);
+    }
+  }
+
+  /** Writes dx = dout·GELU'(x); dx may be dout itself. */
+  geluBackward(dx: GpuTensor, dout: GpuTensor, x: GpuTensor, n: number): void {
+    need(dx, n, 'geluBackward dx');
+    need(dout, n, 'geluBackward dout');
+    need(x, n, 'geluBackward x');
+    const inPlace = dx === dout;
+    for (const { first, count } of this.rt.planChunks(n, [1], 'geluBackward')) {
+      const d = this.rt.bind(dx, first, count), xb = this.rt.bind(x, first, count);
+      const g = inPlace ? this.rt.bind(this.rt.placeholder) : this.rt.bind(dout, first, count);
+      this.elementwise(GELU_BACKWARD, { IN_PLACE: inPlace ? 1 : 0 }, [count, d.shift, g.shift, xb.shift], [], [d, g, xb], count);
+    }
+  }
+
+  /** One Adam step over n parameters (see Kernels.adamUpdate). */
+  adamUpdate(params: GpuTensor, grads: GpuTensor, m: GpuTensor, v: GpuTensor, n: number, lr: number,
+             beta1: number, beta2: number, eps: number, t: number): void {
+    for (const [x, what] of [[params, 'params'], [grads, 'grads'], [m, 'm'], [v, 'v']] as const) need(x, n, `adamUpdate ${what}`);
+    const c1 = 1 / (1 - Math.pow(beta1, t));
+    const c2 = 1 / (1 - Math.pow(beta2, t));
+    for (const { first, count } of this.rt.planChunks(n, [1], 'adamUpdate')) {
+      const b = [params, grads, m, v].map((x) => this.rt.bind(x, first, count));
+      this.elementwise(ADAM, {}, [count, ...b.map((x) => x.shift)], [lr, beta1, beta2, eps, c1, c2], b, count);
+    }
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Norm
+
+  /** out = x·rsqrt(mean(x²) + eps)·g per row; writes rstd. */
+  normForward(out: GpuTensor, rstd: GpuTensor, x: GpuTensor, g: GpuTensor, rows: number, d: number, eps: number): void {
+    need(out, rows * d, 'normForward out'); need(rstd, rows, 'normForward rstd');
+    need(x, rows * d, 'normForward x'); need(g, d, 'normForward g');
+    this.rt.requireWhole(g, 'a norm gain');
+    const pipeline = this.rt.pipeline(NORM_FORWARD);
+    for (const { first, count } of this.rt.planChunks(rows, [d], 'normForward')) {
+      const b = [this.rt.bind(out, first * d, count * d), this.rt.bind(rstd, first, count),
+                 this.rt.bind(x, first * d, count * d), this.rt.bind(g)];
+      this.rt.dispatch(pipeline, { u: [count, d, ...b.map((x) => x.shift)], f: [eps] }, b, this.rt.grid(count));
+    }
+  }
+
+  /** Accumulates dx and dg (see Kernels.normBackward). */
+  normBackward(dx: GpuTensor, dg: GpuTensor, dout: GpuTensor, x: GpuTensor, rstd: GpuTensor, g: GpuTensor,
+               rows: number, d: number): void {
+    need(dx, rows * d, 'normBackward dx'); need(dg, d, 'normBackward dg'); need(dout, rows * d, 'normBackward dout');
+    need(x, rows * d, 'normBackward x'); need(rstd, rows, 'normBackward rstd'); need(g, d, 'normBackward g');
+    this.rt.requireWhole(g, 'a norm gain');
+    const pipeline = this.rt.pipeline(NORM_BACKWARD_DX);
+    for (const { first, count } of this.rt.planChunks(rows, [d], 'normBackward')) {
+      const b = [this.rt.bind(dx, first * d, count * d), this.rt.bind(dout, first * d, count * d),
+                 this.rt.bind(x, first * d, count * d), this.rt.bind(rstd, first, count), this.rt.bind(g)];
+      this.rt.dispatch(pipeline, { u: [count, d, ...b.map((x) => x.shift)] }, b, this.rt.grid(count));
+    }
+    this.columnSum(dg, dout, { x, rstd }, rows, d);
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Attention
+
+  private tiles(hs: number): AttentionTiles {
+    return attentionTiles(hs, this.rt.ctx.adapter.limits.maxComputeWorkgroupStorageSize);
+  }
+
+  /** The attention kernels' parameters, in the order of their shared Params struct. */
+  private attentionParams(T: number, H: number, hs: number, causal: boolean,
+                          shifts: { qkv?: Bound; out?: Bound; lse?: Bound; dout?: Bound; dqkv?: Bound; delta?: Bound }) {
+    const s = (b?: Bound): number => b?.shift ?? 0;
+    return { u: [T, H, causal ? 1 : 0, s(shifts.qkv), s(shifts.out), s(shifts.lse), s(shifts.dout), s(shifts.dqkv), s(shifts.delta)],
+             f: [1 / Math.sqrt(hs)] };
+  }
+
+  /** Writes out [B, T, H·hs] and lse [B, H, T] from qkv [B, T, 3·H·hs] (flash-style). */
+  attentionForward(out: GpuTensor, lse: GpuTensor, qkv: GpuTensor, B: number, T: number, H: number, hs: number,
+                   causal: boolean): void {
+    const C = H * hs;
+    need(out, B * T * C, 'attentionForward out'); need(lse, B * H * T, 'attentionForward lse');
+    need(qkv, B * T * 3 * C, 'attentionForward qkv');
+    const tiles = this.tiles(hs);
+    const pipeline = this.rt.pipeline(attentionForwardWgsl(hs, tiles));
+    for (const { first, count } of this.rt.planChunks(B, [3 * T * C], 'attentionForward')) {
+      const q = this.rt.bind(qkv, first * T * 3 * C, count * T * 3 * C);
+      const o = this.rt.bind(out, first * T * C, count * T * C);
+      const l = this.rt.bind(lse, first * H * T, count * H * T);
+      this.rt.dispatch(pipeline, this.attentionParams(T, H, hs, causal, { qkv: q, out: o, lse: l }), [q, o, l],
+                       [Math.ceil(T / tiles.threads), count * H]);
+    }
+  }
+
+  /** Writes dqkv from dout and the forward's qkv, out and lse. */
+  attentionBackward(dqkv: GpuTensor, dout: GpuTensor, qkv: GpuTensor, out: GpuTensor, lse: GpuTensor,
+                    B: number, T: number, H: number, hs: number, causal: boolean): void {
+    const C = H * hs;
+    need(dqkv, B * T * 3 * C, 'attentionBackward dqkv'); need(dout, B * T * C, 'attentionBackward dout');
+    need(qkv, B * T * 3 * C, 'attentionBackward qkv'); need(out, B * T * C, 'attentionBackward out');
+    need(lse, B * H * T, 'attentionBackward lse');
+    const tiles = this.tiles(hs);
+    const queries = this.rt.pipeline(attentionBackwardQueryWgsl(hs, tiles));
+    const keys = this.rt.pipeline(attentionBackwardKeyWgsl(hs, tiles));
+    const delta = this.scratch('delta', B * H * T);
+    for (const { first, count } of this.rt.planChunks(B, [3 * T * C], 'attentionBackward')) {
+      const bound = {
+        qkv: this.rt.bind(qkv, first * T * 3 * C, count * T * 3 * C),
+        out: this.rt.bind(out, first * T * C, count * T * C),
+        lse: this.rt.bind(lse, first * H * T, count * H * T),
+        dout: this.rt.bind(dout, first * T * C, count * T * C),
+        dqkv: this.rt.bind(dqkv, first * T * 3 * C, count * T * 3 * C),
+        delta: this.rt.bind(delta, first * H * T, count * H * T),
+      };
+      const params = this.attentionParams(T, H, hs, causal, bound);
+      const groups = [Math.ceil(T / tiles.threads), count * H];
+      this.rt.dispatch(queries, params, [bound.qkv, bound.out, bound.lse, bound.dout, bound.dqkv, bound.delta], groups);
+      this.rt.dispatch(keys, params, [bound.qkv, bound.lse, bound.dout, bound.dqkv, bound.delta], groups);
+    }
+  }
+
+  /**
+   * One cached decoding step at position t (see Kernels.attentionDecode); caches [B, H, maxT, hs].
+   */
+  attentionDecode(out: GpuTensor, qkv: GpuTensor, kCache: GpuTensor, vCache: GpuTensor,
+                  B: number, H: number, hs: number, t: number, maxT: number): void {
+    const C = H * hs;
+    if (t >= maxT) throw new Error(`igpt webgpu: attentionDecode at position ${t} of a ${maxT}-position cache`);
+    need(out, B * C, 'attentionDecode out'); need(qkv, B * 3 * C, 'attentionDecode qkv');
+    need(kCache, B * H * maxT * hs, 'attentionDecode kCache'); need(vCache, B * H * maxT * hs, 'attentionDecode vCache');
+    const scores = this.scratch('scores', B * H * maxT);
+    const pipeline = this.rt.pipeline(ATTENTION_DECODE);
+    for (const { first, count } of this.rt.planChunks(B, [H * maxT * hs], 'attentionDecode')) {
+      const b = [this.rt.bind(out, first * C, count * C), this.rt.bind(qkv, first * 3 * C, count * 3 * C),
+                 this.rt.bind(kCache, first * H * maxT * hs, count * H * maxT * hs),
+                 this.rt.bind(vCache, first * H * maxT * hs, count * H * maxT * hs),
+                 this.rt.bind(scores, first * H * maxT, count * H * maxT)];
+      this.rt.dispatch(pipeline, { u: [H, hs, t, maxT, ...b.map((x) => x.shift)], f: [1 / Math.sqrt(hs)] }, b,
+                       this.rt.grid(count * H));
+    }
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Losses
+
+  /**
+   * Softmax cross-entropy over rows of logits [rows, V] (see Kernels.crossEntropy): writes losses,
+   * dlogits when given, and total[0] = the sum of the losses (NaN if a target is ≥ V).
+   */
+  crossEntropy(losses: GpuTensor, dlogits: GpuTensor | null, logits: GpuTensor, targets: GpuTensor,
+               rows: number, V: number, gradScale: number, total: GpuTensor): void {
+    need(losses, rows, 'crossEntropy losses'); need(logits, rows * V, 'crossEntropy logits');
+    need(targets, rows, 'crossEntropy targets', 'i32'); need(total, 1, 'crossEntropy total');
+    if (dlogits) need(dlogits, rows * V, 'crossEntropy dlogits');
+    const pipeline = this.rt.pipeline(CROSS_ENTROPY, { WITH_GRAD: dlogits ? 1 : 0 });
+    const sum = this.rt.pipeline(SUM_INTO);
+    this.rt.zero(total, 0, 1);
+    for (const { first, count } of this.rt.planChunks(rows, [V], 'crossEntropy')) {
+      const l = this.rt.bind(losses, first, count);
+      const b = [l, dlogits ? this.rt.bind(dlogits, first * V, count * V) : this.rt.bind(this.rt.placeholder),
+                 this.rt.bind(logits, first * V, count * V), this.rt.bind(targets, first, count)];
+      this.rt.dispatch(pipeline, { u: [count, V, ...b.map((x) => x.shift)], f: [gradScale] }, b, this.rt.grid(count));
+      const tb = this.rt.bind(total, 0, 1);
+      this.rt.dispatch(sum, { u: [count, tb.shift, l.shift] }, [tb, l], [1]);
+    }
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Embeddings and pooling (the model's layers.ts does these in TypeScript on the CPU)
+
+  /** h0[b, t, :] = wte[token] + wpe[t]; token -1 (masked) keeps wpe only. tokens: i32 [B, T]. */
+  embeddingForward(out: GpuTensor, tokens: GpuTensor, wte: GpuTensor, wpe: GpuTensor, B: number, T: number, d: number): void {
+    need(out, B * T * d, 'embeddingForward out'); need(tokens, B * T, 'embeddingForward tokens', 'i32');
+    need(wpe, T * d, 'embeddingForward wpe');
+    this.rt.requireWhole(wte, 'wte'); this.rt.requireWhole(wpe, 'wpe');
+    for (const { first, count } of this.rt.planChunks(B * T, [d], 'embeddingForward')) {
+      const b = [this.rt.bind(out, first * d, count * d), this.rt.bind(tokens, first, count), this.rt.bind(wte), this.rt.bind(wpe)];
+      this.elementwise(EMBEDDING_FORWARD, {}, [count * d, T, d, first, ...b.map((x) => x.shift)], [], b, count * d);
+    }
+  }
+
+  /** Accumulates dwte (rows of the tokens used, masked ones skipped) and dwpe. */
+  embeddingBackward(dwte: GpuTensor, dwpe: GpuTensor, dout: GpuTensor, tokens: GpuTensor, B: number, T: number, d: number): void {
+    need(dwpe, T * d, 'embeddingBackward dwpe'); need(dout, B * T * d, 'embeddingBackward dout');
+    need(tokens, B * T, 'embeddingBackward tokens', 'i32');
+    this.rt.requireWhole(dwte, 'dwte'); this.rt.requireWhole(dwpe, 'dwpe');
+    const positions = this.rt.pipeline(POSITION_EMBEDDING_BACKWARD);
+    for (const { first, count } of this.rt.planChunks(B, [T * d], 'embeddingBackward')) {
+      const b = [this.rt.bind(dwpe), this.rt.bind(dout, first * T * d, count * T * d)];
+      this.rt.dispatch(positions, { u: [T * d, count, T, d, ...b.map((x) => x.shift)] }, b, this.rt.grid(Math.ceil(T * d / 64)));
+    }
+    const tokensPipeline = this.rt.pipeline(TOKEN_EMBEDDING_BACKWARD);
+    for (const { first, count } of this.rt.planChunks(B * T, [d], 'embeddingBackward')) {
+      const b = [this.rt.bind(dwte), this.rt.bind(dout, first * d, count * d), this.rt.bind(tokens, first, count)];
+      this.rt.dispatch(tokensPipeline, { u: [count, d, ...b.map((x) => x.shift)] }, b, this.rt.grid(Math.ceil(TOKEN_CLASSES * d / 64)));
+    }
+  }
+
+  /** pooled[b, :] = mean over t of x[b, t, :], written at pooledOffset (features of one layer). */
+  meanPoolForward(pooled: GpuTensor, x: GpuTensor, B: number, T: number, d: number, pooledOffset = 0): void {
+    need(pooled, pooledOffset + B * d, 'meanPoolForward pooled'); need(x, B * T * d, 'meanPoolForward x');
+    const pipeline = this.rt.pipeline(MEAN_POOL_FORWARD);
+    for (const { first, count } of this.rt.planChunks(B, [T * d], 'meanPoolForward')) {
+      const b = [this.rt.bind(pooled, pooledOffset + first * d, count * d), this.rt.bind(x, first * T * d, count * T * d)];
+      this.rt.dispatch(pipeline, { u: [count * d, T, d, ...b.map((x) => x.shift)] }, b, this.rt.grid(Math.ceil(count * d / 64)));
+    }
+  }
+
+  /** Accumulates dx[b, t, :] += dpooled[b, :] / T. */
+  meanPoolBackward(dx: GpuTensor, dpooled: GpuTensor, B: number, T: number, d: number): void {
+    need(dx, B * T * d, 'meanPoolBackward dx'); need(dpooled, B * d, 'meanPoolBackward dpooled');
+    for (const { first, count } of this.rt.planChunks(B, [T * d], 'meanPoolBackward')) {
+      const b = [this.rt.bind(dx, first * T * d, count * T * d), this.rt.bind(dpooled, first * d, count * d)];
+      this.elementwise(MEAN_POOL_BACKWARD, {}, [count * T * d, T, d, ...b.map((x) => x.shift)], [], b, count * T * d);
+    }
+  }
+}

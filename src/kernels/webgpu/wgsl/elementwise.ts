@@ -1,0 +1,154 @@
+/**
+ * Kernels with one thread per output element (no reuse to tile): 256 threads a workgroup over a
+ * grid folded into two dimensions (groupIndex), each thread one element. Every tensor comes with
+ * its element offset inside the bound window (`off*`).
+ */
+import { GROUP_INDEX } from '../runtime.js';
+
+const ELEMENT = /* wgsl */ `
+${GROUP_INDEX}
+fn elementIndex(lid: vec3<u32>, wid: vec3<u32>, nwg: vec3<u32>) -> u32 { return groupIndex(wid, nwg) * 256u + lid.x; }
+`;
+
+/** Threads per workgroup of every kernel in this file. */
+export const ELEMENTWISE_GROUP = 256;
+
+/** out[r, j] += bias[j] over `count` = rows·n elements. */
+export const BIAS_FORWARD = /* wgsl */ `
+struct Params { count: u32, n: u32, offOut: u32, offBias: u32 }
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read_write> out: array<f32>;
+@group(0) @binding(2) var<storage, read> bias: array<f32>;
+${ELEMENT}
+@compute @workgroup_size(256)
+fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>,
+        @builtin(num_workgroups) nwg: vec3<u32>) {
+  let i = elementIndex(lid, wid, nwg);
+  if (i >= p.count) { return; }
+  out[p.offOut + i] += bias[p.offBias + i % p.n];
+}
+`;
+
+/** Quick GELU: the sigmoid of 1.702·x, written so that exp never overflows. */
+const QUICK_GELU = /* wgsl */ `
+fn sigmoid(z: f32) -> f32 {
+  if (z >= 0.0) { return 1.0 / (1.0 + exp(-z)); }
+  let e = exp(z);
+  return e / (1.0 + e);
+}
+`;
+
+/** out = x · sigmoid(1.702 x). */
+export const GELU_FORWARD = /* wgsl */ `
+struct Params { count: u32, offOut: u32, offX: u32 }
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read_write> out: array<f32>;
+@group(0) @binding(2) var<storage, read> x: array<f32>;
+${ELEMENT}
+${QUICK_GELU}
+@compute @workgroup_size(256)
+fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>,
+        @builtin(num_workgroups) nwg: vec3<u32>) {
+  let i = elementIndex(lid, wid, nwg);
+  if (i >= p.count) { return; }
+  let v = x[p.offX + i];
+  out[p.offOut + i] = v * sigmoid(1.702 * v);
+}
+`;
+
+/**
+ * dx = dout · (s + 1.702·x·s·(1 - s)), s = sigmoid(1.702 x). With IN_PLACE, dout is read from dx
+ * itself (a buffer may not be bound writable and readable in one dispatch) and binding 2 is unused.
+ */
+export const GELU_BACKWARD = /* wgsl */ `
+struct Params { count: u32, offDx: u32, offDout: u32, offX: u32 }
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read_write> dx: array<f32>;
+@group(0) @binding(2) var<storage, read> dout: array<f32>;
+@group(0) @binding(3) var<storage, read> x: array<f32>;
+override IN_PLACE: bool;
+${ELEMENT}
+${QUICK_GELU}
+@compute @workgroup_size(256)
+fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>,
+        @builtin(num_workgroups) nwg: vec3<u32>) {
+  let i = elementIndex(lid, wid, nwg);
+  if (i >= p.count) { return; }
+  let v = x[p.offX + i];
+  let s = sigmoid(1.702 * v);
+  var g: f32;
+  if (IN_PLACE) { g = dx[p.offDx + i]; } else { g = dout[p.offDout + i]; }
+  dx[p.offDx + i] = g * (s + 1.702 * v * s * (1.0 - s));
+}
+`;
+
+/** One Adam step; c1, c2 are the bias corrections 1/(1 - β^t) computed on the host. */
+export const ADAM = /* wgsl */ `
+struct Params {
+  count: u32, offP: u32, offG: u32, offM: u32, offV: u32,
+  lr: f32, beta1: f32, beta2: f32, eps: f32, c1: f32, c2: f32,
+}
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read_write> params: array<f32>;
+@group(0) @binding(2) var<storage, read> grads: array<f32>;
+@group(0) @binding(3) var<storage, read_write> m: array<f32>;
+@group(0) @binding(4) var<storage, read_write> v: array<f32>;
+${ELEMENT}
+@compute @workgroup_size(256)
+fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>,
+        @builtin(num_workgroups) nwg: vec3<u32>) {
+  let i = elementIndex(lid, wid, nwg);
+  if (i >= p.count) { return; }
+  let g = grads[p.offG + i];
+  let mi = p.beta1 * m[p.offM + i] + (1.0 - p.beta1) * g;
+  let vi = p.beta2 * v[p.offV + i] + (1.0 - p.beta2) * g * g;
+  m[p.offM + i] = mi;
+  v[p.offV + i] = vi;
+  params[p.offP + i] -= p.lr * (mi * p.c1) / (sqrt(vi * p.c2) + p.eps);
+}
+`;
+
+/**
+ * h0[b, t, :] = wte[token] + wpe[t] over rows (b, t) starting at row0 of the sequence batch; a
+ * token of -1 (BERT's mask) keeps the position embedding only. SOS is the vocabulary's last row
+ * of wte like any other token.
+ */
+export const EMBEDDING_FORWARD = /* wgsl */ `
+struct Params { count: u32, T: u32, d: u32, row0: u32, offOut: u32, offTokens: u32, offWte: u32, offWpe: u32 }
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read_write> out: array<f32>;
+@group(0) @binding(2) var<storage, read> tokens: array<i32>;
+@group(0) @binding(3) var<storage, read> wte: array<f32>;
+@group(0) @binding(4) var<storage, read> wpe: array<f32>;
+${ELEMENT}
+@compute @workgroup_size(256)
+fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>,
+        @builtin(num_workgroups) nwg: vec3<u32>) {
+  let i = elementIndex(lid, wid, nwg);
+  if (i >= p.count) { return; }
+  let r = i / p.d;                   // row within this piece
+  let c = i % p.d;
+  let t = (p.row0 + r) % p.T;
+  let token = tokens[p.offTokens + r];
+  var h = wpe[p.offWpe + t * p.d + c];
+  if (token >= 0) { h += wte[p.offWte + u32(token) * p.d + c]; }
+  out[p.offOut + i] = h;
+}
+`;
+
+/** dx[b, t, :] += dpooled[b, :] / T over `count` = B·T·d elements. */
+export const MEAN_POOL_BACKWARD = /* wgsl */ `
+struct Params { count: u32, T: u32, d: u32, offDx: u32, offDpooled: u32 }
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read_write> dx: array<f32>;
+@group(0) @binding(2) var<storage, read> dpooled: array<f32>;
+${ELEMENT}
+@compute @workgroup_size(256)
+fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>,
+        @builtin(num_workgroups) nwg: vec3<u32>) {
+  let i = elementIndex(lid, wid, nwg);
+  if (i >= p.count) { return; }
+  let b = i / (p.T * p.d);
+  dx[p.offDx + i] += dpooled[p.offDpooled + b * p.d + i % p.d] / f32(p.T);
+}
+`;

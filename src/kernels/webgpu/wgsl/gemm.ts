@@ -1,0 +1,123 @@
+/**
+ * C = alpha·op(A)·op(B) + beta·C, row-major, batched (workgroup z = matrix index), in the layouts
+ * the model uses: NN (linear forward), NT (head forward, dx of a linear), TN (weight gradients).
+ * The layout is a uniform: it only steers how a slice is staged, outside the inner loop, and one
+ * pipeline for all layouts compiles once (shader compilation dominates on a software adapter).
+ *
+ * Tiling: a workgroup of 16×16 threads computes a 64×64 tile of C, each thread a 4×4 block (rows
+ * 4·ty…, columns 4·tx…) held in four vec4 accumulators. K advances 16 at a time: the workgroup
+ * stages the 64×16 slice of A and the 16×64 slice of B in workgroup memory, both k-major, so the
+ * inner loop reads a thread's 4 rows of A and its 4 columns of B as one vec4 each (16 FMAs per two
+ * shared reads). Loads from storage are 4 consecutive elements along each matrix's contiguous
+ * axis: one vec4 load where every offset and stride is a multiple of 4 (the VEC4 variant), else
+ * four scalar loads masked at the edges.
+ */
+
+/** WGSL of the GEMM kernel; `vec4` selects vec4 storage access (see gemmAlignedForVec4). */
+export function gemmWgsl(vec4: boolean): string {
+  const elem = vec4 ? 'vec4<f32>' : 'f32';
+  const access = vec4 ? `
+// Four consecutive elements from element index e (a multiple of 4); valid is 0 or 4 here.
+fn loadA4(e: u32, valid: u32) -> vec4<f32> { if (valid == 0u) { return vec4<f32>(0.0); } return A[e / 4u]; }
+fn loadB4(e: u32, valid: u32) -> vec4<f32> { if (valid == 0u) { return vec4<f32>(0.0); } return B[e / 4u]; }
+fn storeC4(e: u32, valid: u32, v: vec4<f32>) {
+  if (valid == 0u) { return; }
+  if (p.beta == 0.0) { C[e / 4u] = v; } else { C[e / 4u] = v + p.beta * C[e / 4u]; }
+}` : `
+// Up to four consecutive elements from element index e; the rest of the vec4 is zero.
+fn loadA4(e: u32, valid: u32) -> vec4<f32> {
+  var v = vec4<f32>(0.0);
+  for (var j = 0u; j < valid; j++) { v[j] = A[e + j]; }
+  return v;
+}
+fn loadB4(e: u32, valid: u32) -> vec4<f32> {
+  var v = vec4<f32>(0.0);
+  for (var j = 0u; j < valid; j++) { v[j] = B[e + j]; }
+  return v;
+}
+fn storeC4(e: u32, valid: u32, v: vec4<f32>) {
+  for (var j = 0u; j < valid; j++) {
+    if (p.beta == 0.0) { C[e + j] = v[j]; } else { C[e + j] = v[j] + p.beta * C[e + j]; }
+  }
+}`;
+  return /* wgsl */ `
+struct Params {
+  m: u32, n: u32, k: u32, lda: u32, ldb: u32, ldc: u32,
+  offA: u32, offB: u32, offC: u32, strideA: u32, strideB: u32, strideC: u32, transA: u32, transB: u32,
+  alpha: f32, beta: f32,
+}
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> A: array<${elem}>;
+@group(0) @binding(2) var<storage, read> B: array<${elem}>;
+@group(0) @binding(3) var<storage, read_write> C: array<${elem}>;
+
+const TILE = 64u;   // rows and columns of C per workgroup
+const SLICE = 16u;  // k per stage
+// As[kk * 16 + i / 4][i % 4] = op(A)[row0 + i, k0 + kk]; Bs[kk * 16 + j / 4][j % 4] = op(B)[k0 + kk, col0 + j]
+var<workgroup> As: array<vec4<f32>, 256>;
+var<workgroup> Bs: array<vec4<f32>, 256>;
+
+/** How many of the 4 elements starting at index x are below the bound n. */
+fn valid4(x: u32, n: u32) -> u32 { return select(0u, min(n - x, 4u), x < n); }
+
+${access}
+
+@compute @workgroup_size(16, 16)
+fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+  let tid = lid.y * 16u + lid.x;
+  let row0 = wid.y * TILE;
+  let col0 = wid.x * TILE;
+  let offA = p.offA + wid.z * p.strideA;
+  let offB = p.offB + wid.z * p.strideB;
+  let offC = p.offC + wid.z * p.strideC;
+  var acc: array<vec4<f32>, 4>;
+  for (var k0 = 0u; k0 < p.k; k0 += SLICE) {
+    // Stage the A slice: 256 runs of 4 elements along A's contiguous axis.
+    if (p.transA != 0u) {        // A stored k×m: run = 4 rows of op(A) at one k
+      let kk = tid / 16u; let mq = tid % 16u;
+      let n = select(0u, valid4(row0 + 4u * mq, p.m), k0 + kk < p.k);
+      As[kk * 16u + mq] = loadA4(offA + (k0 + kk) * p.lda + row0 + 4u * mq, n);
+    } else {              // A stored m×k: run = 4 k of one row
+      let r = tid / 4u; let kq = tid % 4u;
+      let n = select(0u, valid4(k0 + 4u * kq, p.k), row0 + r < p.m);
+      let v = loadA4(offA + (row0 + r) * p.lda + k0 + 4u * kq, n);
+      for (var j = 0u; j < 4u; j++) { As[(4u * kq + j) * 16u + r / 4u][r % 4u] = v[j]; }
+    }
+    // Stage the B slice.
+    if (p.transB != 0u) {        // B stored n×k: run = 4 k of one column of op(B)
+      let c = tid / 4u; let kq = tid % 4u;
+      let n = select(0u, valid4(k0 + 4u * kq, p.k), col0 + c < p.n);
+      let v = loadB4(offB + (col0 + c) * p.ldb + k0 + 4u * kq, n);
+      for (var j = 0u; j < 4u; j++) { Bs[(4u * kq + j) * 16u + c / 4u][c % 4u] = v[j]; }
+    } else {              // B stored k×n: run = 4 columns at one k
+      let kk = tid / 16u; let nq = tid % 16u;
+      let n = select(0u, valid4(col0 + 4u * nq, p.n), k0 + kk < p.k);
+      Bs[kk * 16u + nq] = loadB4(offB + (k0 + kk) * p.ldb + col0 + 4u * nq, n);
+    }
+    workgroupBarrier();
+    for (var kk = 0u; kk < SLICE; kk++) {
+      let a = As[kk * 16u + lid.y];
+      let b = Bs[kk * 16u + lid.x];
+      acc[0] += a.x * b; acc[1] += a.y * b; acc[2] += a.z * b; acc[3] += a.w * b;
+    }
+    workgroupBarrier();
+  }
+  let col = col0 + 4u * lid.x;
+  for (var i = 0u; i < 4u; i++) {
+    let row = row0 + 4u * lid.y + i;
+    if (row < p.m) { storeC4(offC + row * p.ldc + col, valid4(col, p.n), p.alpha * acc[i]); }
+  }
+}
+`;
+}
+
+/**
+ * True when every access of a product can be a vec4 load or store: each matrix's contiguous
+ * dimension, row stride, offset and batch stride are multiples of 4.
+ */
+export function gemmAlignedForVec4(transA: boolean, transB: boolean, m: number, n: number, k: number,
+                                   ld: readonly number[], offsets: readonly number[]): boolean {
+  const contiguousA = transA ? m : k;
+  const contiguousB = transB ? k : n;
+  return [contiguousA, contiguousB, n, ...ld, ...offsets].every((x) => x % 4 === 0);
+}

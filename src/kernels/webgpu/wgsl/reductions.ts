@@ -1,0 +1,256 @@
+/**
+ * Kernels that reduce: along a row (norm, cross-entropy: one workgroup a row, its threads striding
+ * over the row and meeting in a tree in workgroup memory), down columns (bias and gain gradients,
+ * mean pooling, embedding gradients: one thread a column, looping over rows, so no two threads
+ * ever add into the same element and no float atomics are needed).
+ */
+import { GROUP_INDEX } from '../runtime.js';
+
+/** Threads of the row kernels; rows are d or V wide (hundreds to a few thousand). */
+export const ROW_GROUP = 128;
+
+/** Tree reductions over the ROW_GROUP threads of a workgroup (call from uniform control flow). */
+const WORKGROUP_REDUCE = /* wgsl */ `
+const WG = ${ROW_GROUP}u;
+var<workgroup> scratch: array<f32, WG>;
+fn workgroupSum(lid: u32, v: f32) -> f32 {
+  scratch[lid] = v;
+  workgroupBarrier();
+  for (var s = WG / 2u; s > 0u; s >>= 1u) {
+    if (lid < s) { scratch[lid] += scratch[lid + s]; }
+    workgroupBarrier();
+  }
+  let total = scratch[0];
+  workgroupBarrier(); // scratch is reused by the next reduction
+  return total;
+}
+fn workgroupMax(lid: u32, v: f32) -> f32 {
+  scratch[lid] = v;
+  workgroupBarrier();
+  for (var s = WG / 2u; s > 0u; s >>= 1u) {
+    if (lid < s) { scratch[lid] = max(scratch[lid], scratch[lid + s]); }
+    workgroupBarrier();
+  }
+  let total = scratch[0];
+  workgroupBarrier();
+  return total;
+}
+${GROUP_INDEX}
+`;
+
+/** iGPT's gain-only norm, a row per workgroup: out = x · rsqrt(mean(x²) + eps) · g; keeps rstd. */
+export const NORM_FORWARD = /* wgsl */ `
+struct Params { rows: u32, d: u32, offOut: u32, offRstd: u32, offX: u32, offG: u32, eps: f32 }
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read_write> out: array<f32>;
+@group(0) @binding(2) var<storage, read_write> rstd: array<f32>;
+@group(0) @binding(3) var<storage, read> x: array<f32>;
+@group(0) @binding(4) var<storage, read> g: array<f32>;
+${WORKGROUP_REDUCE}
+@compute @workgroup_size(${ROW_GROUP})
+fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>,
+        @builtin(num_workgroups) nwg: vec3<u32>) {
+  let r = groupIndex(wid, nwg);
+  if (r >= p.rows) { return; }
+  let xRow = p.offX + r * p.d;
+  var sumSq = 0.0;
+  for (var c = lid.x; c < p.d; c += WG) { let v = x[xRow + c]; sumSq += v * v; }
+  let rs = inverseSqrt(workgroupSum(lid.x, sumSq) / f32(p.d) + p.eps);
+  for (var c = lid.x; c < p.d; c += WG) { out[p.offOut + r * p.d + c] = x[xRow + c] * rs * g[p.offG + c]; }
+  if (lid.x == 0u) { rstd[p.offRstd + r] = rs; }
+}
+`;
+
+/** The norm's input gradient, a row per workgroup: dx += rs·(dout·g - x·rs²·mean(dout·g·x)). */
+export const NORM_BACKWARD_DX = /* wgsl */ `
+struct Params { rows: u32, d: u32, offDx: u32, offDout: u32, offX: u32, offRstd: u32, offG: u32 }
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read_write> dx: array<f32>;
+@group(0) @binding(2) var<storage, read> dout: array<f32>;
+@group(0) @binding(3) var<storage, read> x: array<f32>;
+@group(0) @binding(4) var<storage, read> rstd: array<f32>;
+@group(0) @binding(5) var<storage, read> g: array<f32>;
+${WORKGROUP_REDUCE}
+@compute @workgroup_size(${ROW_GROUP})
+fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>,
+        @builtin(num_workgroups) nwg: vec3<u32>) {
+  let r = groupIndex(wid, nwg);
+  if (r >= p.rows) { return; }
+  let row = r * p.d;
+  var dot = 0.0;
+  for (var c = lid.x; c < p.d; c += WG) { dot += dout[p.offDout + row + c] * g[p.offG + c] * x[p.offX + row + c]; }
+  let rs = rstd[p.offRstd + r];
+  let coef = rs * rs * workgroupSum(lid.x, dot) / f32(p.d);
+  for (var c = lid.x; c < p.d; c += WG) {
+    dx[p.offDx + row + c] += rs * (dout[p.offDout + row + c] * g[p.offG + c] - x[p.offX + row + c] * coef);
+  }
+}
+`;
+
+/**
+ * Softmax cross-entropy, a row per workgroup: loss = log Σ exp(l - max) + max - l[target]; with
+ * WITH_GRAD, dlogits = (softmax - onehot)·scale. Ignored rows (target < 0) get zeros; a target
+ * ≥ V gets a NaN loss, which the caller's check turns into an error.
+ */
+export const CROSS_ENTROPY = /* wgsl */ `
+struct Params { rows: u32, V: u32, offLosses: u32, offDlogits: u32, offLogits: u32, offTargets: u32, scale: f32 }
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read_write> losses: array<f32>;
+@group(0) @binding(2) var<storage, read_write> dlogits: array<f32>;
+@group(0) @binding(3) var<storage, read> logits: array<f32>;
+@group(0) @binding(4) var<storage, read> targets: array<i32>;
+override WITH_GRAD: bool;
+var<workgroup> rowLabel: i32;
+${WORKGROUP_REDUCE}
+@compute @workgroup_size(${ROW_GROUP})
+fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>,
+        @builtin(num_workgroups) nwg: vec3<u32>) {
+  let r = groupIndex(wid, nwg);
+  if (r >= p.rows) { return; }
+  let row = p.offLogits + r * p.V;
+  // Through workgroup memory, so that the branch below is uniform (the reductions have barriers).
+  if (lid.x == 0u) { rowLabel = targets[p.offTargets + r]; }
+  let label = workgroupUniformLoad(&rowLabel);
+  if (label < 0 || u32(label) >= p.V) {
+    var nanBits = 0x7fc00000u; // a var, so that the NaN is made at run time, not folded away
+    if (lid.x == 0u) { losses[p.offLosses + r] = select(bitcast<f32>(nanBits), 0.0, label < 0); }
+    if (WITH_GRAD) { for (var c = lid.x; c < p.V; c += WG) { dlogits[p.offDlogits + r * p.V + c] = 0.0; } }
+    return;
+  }
+  var mx = -3.4e38;
+  for (var c = lid.x; c < p.V; c += WG) { mx = max(mx, logits[row + c]); }
+  mx = workgroupMax(lid.x, mx);
+  var sum = 0.0;
+  for (var c = lid.x; c < p.V; c += WG) { sum += exp(logits[row + c] - mx); }
+  sum = workgroupSum(lid.x, sum);
+  if (lid.x == 0u) { losses[p.offLosses + r] = log(sum) + mx - logits[row + u32(label)]; }
+  if (WITH_GRAD) {
+    for (var c = lid.x; c < p.V; c += WG) {
+      let onehot = select(0.0, 1.0, c == u32(label));
+      dlogits[p.offDlogits + r * p.V + c] = (exp(logits[row + c] - mx) / sum - onehot) * p.scale;
+    }
+  }
+}
+`;
+
+/** total[0] += Σ losses over `rows`, one workgroup (the host reads one number per batch). */
+export const SUM_INTO = /* wgsl */ `
+struct Params { rows: u32, offTotal: u32, offLosses: u32 }
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read_write> total: array<f32>;
+@group(0) @binding(2) var<storage, read> losses: array<f32>;
+${WORKGROUP_REDUCE}
+@compute @workgroup_size(${ROW_GROUP})
+fn main(@builtin(local_invocation_id) lid: vec3<u32>) {
+  var sum = 0.0;
+  for (var r = lid.x; r < p.rows; r += WG) { sum += losses[p.offLosses + r]; }
+  sum = workgroupSum(lid.x, sum);
+  if (lid.x == 0u) { total[p.offTotal] += sum; }
+}
+`;
+
+/** Columns per workgroup of COLUMN_SUM (and the lanes that split its rows). */
+export const COLUMN_GROUP = { columns: 64, lanes: 4 };
+
+/**
+ * out[j] += Σ_r a[r, j] (bias gradient), or with WEIGHTED out[j] += Σ_r a[r, j]·x[r, j]·rstd[r]
+ * (the norm's gain gradient). A workgroup owns 64 columns; its 4 lanes take every 4th row and
+ * meet in workgroup memory. Coalesced: neighbouring threads read neighbouring columns.
+ */
+export const COLUMN_SUM = /* wgsl */ `
+struct Params { rows: u32, n: u32, offOut: u32, offA: u32, offX: u32, offRstd: u32 }
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read_write> out: array<f32>;
+@group(0) @binding(2) var<storage, read> a: array<f32>;
+@group(0) @binding(3) var<storage, read> x: array<f32>;
+@group(0) @binding(4) var<storage, read> rstd: array<f32>;
+override WEIGHTED: bool;
+var<workgroup> lanes: array<array<f32, ${COLUMN_GROUP.columns}>, ${COLUMN_GROUP.lanes}>;
+@compute @workgroup_size(${COLUMN_GROUP.columns}, ${COLUMN_GROUP.lanes})
+fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+  let j = wid.x * ${COLUMN_GROUP.columns}u + lid.x;
+  var sum = 0.0;
+  if (j < p.n) {
+    for (var r = lid.y; r < p.rows; r += ${COLUMN_GROUP.lanes}u) {
+      if (WEIGHTED) { sum += a[p.offA + r * p.n + j] * x[p.offX + r * p.n + j] * rstd[p.offRstd + r]; }
+      else { sum += a[p.offA + r * p.n + j]; }
+    }
+  }
+  lanes[lid.y][lid.x] = sum;
+  workgroupBarrier();
+  if (lid.y == 0u && j < p.n) {
+    var total = 0.0;
+    for (var l = 0u; l < ${COLUMN_GROUP.lanes}u; l++) { total += lanes[l][lid.x]; }
+    out[p.offOut + j] += total;
+  }
+}
+`;
+
+/** pooled[b, c] = mean over t of x[b, t, c]: one thread per (b, c), looping over positions. */
+export const MEAN_POOL_FORWARD = /* wgsl */ `
+struct Params { count: u32, T: u32, d: u32, offPooled: u32, offX: u32 }
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read_write> pooled: array<f32>;
+@group(0) @binding(2) var<storage, read> x: array<f32>;
+${GROUP_INDEX}
+@compute @workgroup_size(64)
+fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>,
+        @builtin(num_workgroups) nwg: vec3<u32>) {
+  let i = groupIndex(wid, nwg) * 64u + lid.x;
+  if (i >= p.count) { return; }
+  let b = i / p.d;
+  let c = i % p.d;
+  var sum = 0.0;
+  for (var t = 0u; t < p.T; t++) { sum += x[p.offX + (b * p.T + t) * p.d + c]; }
+  pooled[p.offPooled + i] = sum / f32(p.T);
+}
+`;
+
+/** dwpe[t, c] += Σ_b dout[b, t, c]: one thread per (t, c), looping over the batch. */
+export const POSITION_EMBEDDING_BACKWARD = /* wgsl */ `
+struct Params { count: u32, B: u32, T: u32, d: u32, offDwpe: u32, offDout: u32 }
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read_write> dwpe: array<f32>;
+@group(0) @binding(2) var<storage, read> dout: array<f32>;
+${GROUP_INDEX}
+@compute @workgroup_size(64)
+fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>,
+        @builtin(num_workgroups) nwg: vec3<u32>) {
+  let i = groupIndex(wid, nwg) * 64u + lid.x;   // = t·d + c
+  if (i >= p.count) { return; }
+  var sum = 0.0;
+  for (var b = 0u; b < p.B; b++) { sum += dout[p.offDout + b * p.T * p.d + i]; }
+  dwpe[p.offDwpe + i] += sum;
+}
+`;
+
+/** Token classes of TOKEN_EMBEDDING_BACKWARD: threads per column, each owning tokens ≡ g (mod G). */
+export const TOKEN_CLASSES = 16;
+
+/**
+ * dwte[token, c] += dout[r, c] for every row r with that token (≥ 0). Rows sharing a token would
+ * race if rows were the threads, so the threads are (token class g, column c): each walks all
+ * rows and adds those whose token ≡ g (mod TOKEN_CLASSES), so every dwte element has one writer.
+ */
+export const TOKEN_EMBEDDING_BACKWARD = /* wgsl */ `
+struct Params { rows: u32, d: u32, offDwte: u32, offDout: u32, offTokens: u32 }
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read_write> dwte: array<f32>;
+@group(0) @binding(2) var<storage, read> dout: array<f32>;
+@group(0) @binding(3) var<storage, read> tokens: array<i32>;
+${GROUP_INDEX}
+@compute @workgroup_size(64)
+fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>,
+        @builtin(num_workgroups) nwg: vec3<u32>) {
+  let i = groupIndex(wid, nwg) * 64u + lid.x;   // = g·d + c
+  if (i >= ${TOKEN_CLASSES}u * p.d) { return; }
+  let g = i32(i / p.d);
+  let c = i % p.d;
+  for (var r = 0u; r < p.rows; r++) {
+    let token = tokens[p.offTokens + r];
+    if (token >= 0 && token % ${TOKEN_CLASSES} == g) {
+      dwte[p.offDwte + u32(token) * p.d + c] += dout[p.offDout + r * p.d + c];
+    }
+  }
+}
+`;
