@@ -248,7 +248,7 @@ describe('logistic regression probe', () => {
     const layers = [0, 1, 2, 3].map((l) => l === 2
       ? { train: base.train.features, val: base.val.features, test: base.test.features }
       : { train: noise(120), val: noise(90), test: noise(90) });
-    const report = probeLayers(layers, { train: base.train.labels, val: base.val.labels, test: base.test.labels },
+    const { report, bestModel } = probeLayers(layers, { train: base.train.labels, val: base.val.labels, test: base.test.labels },
       { numClasses: 3, l2Grid: [1e-2, 1e-3], concatLayers: 3 });
     assert.equal(report.layers.length, 4);
     assert.equal(report.bestLayer, 2);
@@ -256,6 +256,8 @@ describe('logistic regression probe', () => {
     for (const l of [0, 1, 3]) assert.ok(report.layers[l].valAccuracy < 0.6, `noise layer ${l}: ${report.layers[l].valAccuracy}`);
     assert.deepEqual(report.concat?.layers, [1, 2, 3]);
     assert.ok((report.concat?.testAccuracy ?? 0) > 0.7);
+    // The best layer's probe comes back to classify with: it scores that layer's test accuracy.
+    assert.equal(accuracy(bestModel, base.test.features, base.test.labels), report.best.testAccuracy);
   });
 
   it('concatColumns joins rows', () => {

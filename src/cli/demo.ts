@@ -56,7 +56,7 @@ export const demoCommand: CommandModule = {
         const opened = openModel(modelDir, kernels);
         const probeDir = join(out, 'probe');
         const features = featuresForProbe(opened, data, dataDir, { batch: '32', masks: '1', maxTrain: flags.maxTrain }, probeDir);
-        const report = await probeAndReport(kernels, features, data.meta.numClasses, probeDir, 0);
+        const report = await probeAndReport(kernels, features, data.meta.numClasses, probeDir, 0, data.meta.classNames);
         console.log(probeReportMarkdown(report));
 
         console.log('4/4 completions of test images (top half kept)');

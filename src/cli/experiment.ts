@@ -161,7 +161,7 @@ export const experimentCommand: CommandModule = {
             const features = featuresForProbe(opened, data, tokensDir, { batch: '32', masks: '1', maxTrain: flags.probeTrain, maxVal: flags.probeVal, backend: flags.backend }, probeDir);
             const testNll: NllReport = { natsPerPixel: features.testNatsPerPixel, bitsPerDim: features.testNatsPerPixel / Math.LN2, images: data.test.count };
             writeRunFile(out, 'nll.json', JSON.stringify(testNll));
-            const report = await probeAndReport(kernels, features, data.meta.numClasses, probeDir, 3);
+            const report = await probeAndReport(kernels, features, data.meta.numClasses, probeDir, 3, data.meta.classNames);
             runLowData(kernels, features, data, report.bestLayer, [1, 4, 10, 25, 100], 5, 0, probeDir);
             return [report, testNll] as const;
           });

@@ -48,7 +48,7 @@ export const lowdataCommand: CommandModule = {
         } else if (existsSync(join(outDir, 'probe.json'))) {
           layer = (JSON.parse(readFileSync(join(outDir, 'probe.json'), 'utf8')) as LayerProbeReport).bestLayer;
         } else {
-          layer = (await probeAndReport(kernels, features, data.meta.numClasses, outDir, 0)).bestLayer;
+          layer = (await probeAndReport(kernels, features, data.meta.numClasses, outDir, 0, data.meta.classNames)).bestLayer;
         }
         const perClass = flags.labels.split(',').map((s) => parseIntOption('--labels', s.trim(), 1));
         const table = runLowData(kernels, features, data, layer, perClass, parseIntOption('--subsets', flags.subsets, 1),

@@ -23,6 +23,9 @@ import { experimentCommand } from './experiment.js';
 import { probeCurveCommand } from './probe-curve.js';
 import { compareCommand } from './compare.js';
 import { convertCommand } from './convert.js';
+import { completeCommand } from './complete.js';
+import { featuresCommand } from './features.js';
+import { classifyCommand } from './classify.js';
 
 const commands: CommandModule[] = [
   // Each command module adds itself here, in the order `igpt --help` lists them.
@@ -41,6 +44,9 @@ const commands: CommandModule[] = [
   lowdataCommand,
   finetuneCommand,
   sampleCommand,
+  completeCommand,
+  featuresCommand,
+  classifyCommand,
   serveCommand,
   infoCommand,
   convertCommand,

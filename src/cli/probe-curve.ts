@@ -80,7 +80,7 @@ export async function probeCurve(kernels: Kernels, data: TokenDataset, dataDir: 
     };
     const train = features(data.train, sizes.train), val = features(data.val, sizes.val), test = features(data.test, sizes.test);
     bar.stop();
-    const report = probeLayers(train.layers.map((t, l) => ({ train: t, val: val.layers[l]!, test: test.layers[l]! })), labels,
+    const { report } = probeLayers(train.layers.map((t, l) => ({ train: t, val: val.layers[l]!, test: test.layers[l]! })), labels,
                                { numClasses: C, kernels });
     curve.points.push({
       step, minutes: seconds / 60, testNll: test.natsPerPixel, bestLayer: report.bestLayer,

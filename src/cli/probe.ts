@@ -5,6 +5,7 @@ import type { CommandModule } from './command.js';
 import { loadTokenDataset, type TokenDataset, type TokenSplit } from '../data/tokens.js';
 import { cachedFeatures, featureCacheKey } from '../eval/feature-cache.js';
 import type { ExtractedFeatures } from '../eval/features.js';
+import { probeClassifierJson } from '../eval/classify.js';
 import { probeLayers, type LayerProbeReport } from '../eval/probe.js';
 import type { Kernels } from '../kernels/kernels.js';
 import { writeRunFile } from '../train/checkpoint.js';
@@ -68,14 +69,19 @@ export function probeReportMarkdown(r: LayerProbeReport): string {
   return lines.join('\n') + '\n';
 }
 
-/** Runs the probe on every layer and writes probe.json, probe.md and depth.png into `outDir`. */
+/**
+ * Runs the probe on every layer and writes probe.json (the report, and under `classifier` the best
+ * layer's probe, which `igpt classify --probe` uses), probe.md and depth.png into `outDir`.
+ */
 export async function probeAndReport(kernels: Kernels, features: SplitFeatures, numClasses: number, outDir: string,
-                                     concatLayers: number): Promise<LayerProbeReport> {
+                                     concatLayers: number, classNames?: string[]): Promise<LayerProbeReport> {
   const layers = features.train.map((train, l) => ({ train, val: features.val[l]!, test: features.test[l]! }));
-  const report = probeLayers(layers, features.labels, {
+  const { report, bestModel } = probeLayers(layers, features.labels, {
     numClasses, kernels, concatLayers, log: (line) => process.stderr.write(`probe: ${line}\n`),
   });
-  writeRunFile(outDir, 'probe.json', JSON.stringify(report, null, 1));
+  const names = classNames ?? Array.from({ length: numClasses }, (_, c) => `LABEL_${c}`);
+  const classifier = probeClassifierJson(bestModel, report.bestLayer, names);
+  writeRunFile(outDir, 'probe.json', JSON.stringify({ ...report, classifier }, null, 1));
   writeRunFile(outDir, 'probe.md', probeReportMarkdown(report));
   await plotLines(join(outDir, 'depth.png'), {
     title: 'Linear probe accuracy vs depth', xLabel: 'layer', yLabel: 'accuracy (%)',
@@ -104,7 +110,8 @@ export const probeCommand: CommandModule = {
         if (data.test.count === 0 || data.val.count === 0) throw new Error(`${flags.data}: probing needs validation and test splits`);
         const outDir = flags.out ?? `${flags.model.replace(/\/+$/, '')}-probe`;
         const features = featuresForProbe(m, data, flags.data, flags, outDir);
-        const r = await probeAndReport(kernels, features, data.meta.numClasses, outDir, parseIntOption('--concat', flags.concat, 0));
+        const r = await probeAndReport(kernels, features, data.meta.numClasses, outDir, parseIntOption('--concat', flags.concat, 0),
+                                     data.meta.classNames);
         console.log(probeReportMarkdown(r));
         console.log(`best layer ${r.bestLayer}: test accuracy ${(100 * r.best.testAccuracy).toFixed(2)}% ` +
           `(validation ${(100 * r.best.valAccuracy).toFixed(2)}%); ${join(outDir, 'probe.md')}, ${join(outDir, 'depth.png')}`);

@@ -13,7 +13,7 @@ import { decodeImageBytes, isGrayImageBytes, type DecodedImage } from './decode.
 import type { ImageSet } from './images.js';
 import type { Rgb } from './pixels.js';
 
-const IMAGE_EXTENSIONS = new Set(['.png', '.jpg', '.jpeg', '.webp']);
+export const IMAGE_EXTENSIONS: ReadonlySet<string> = new Set(['.png', '.jpg', '.jpeg', '.webp']);
 
 export interface FolderOptions {
   /** 1 = gray, 3 = RGB; default: 1 if every image is gray, else 3. */
@@ -26,7 +26,8 @@ export interface FolderOptions {
 
 interface FileEntry { path: string; label: number }
 
-function isImageFile(name: string): boolean {
+/** Whether the name ends in an image extension igpt reads. */
+export function isImageFile(name: string): boolean {
   return IMAGE_EXTENSIONS.has(extname(name).toLowerCase());
 }
 

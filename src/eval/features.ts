@@ -3,6 +3,7 @@
  * first norm; ln_f for the last), all layers from one forward pass per batch.
  */
 import type { TokenSplit } from '../data/tokens.js';
+import type { TokenArray } from '../palette/quantize.js';
 import { sosTokenOf } from '../model/config.js';
 import type { ImageGPT } from '../model/model.js';
 import { BatchBuilder, maskRngFor, type Objective } from '../train/objectives.js';
@@ -51,4 +52,22 @@ export function extractFeatures(model: ImageGPT, split: TokenSplit, o: FeatureOp
     o.onBatch?.(start + B, count);
   }
   return { layers, natsPerPixel: nllSum / Math.max(nllCount, 1) };
+}
+
+/**
+ * Features of `count` images given as palette ids (count × n², raster order): the chosen layers'
+ * f^l side by side, [count, layers.length · d], through the same passes as extractFeatures.
+ */
+export function tokenFeatures(model: ImageGPT, tokens: TokenArray, count: number, layers: readonly number[],
+                              o: Omit<FeatureOptions, 'maxImages'>): Float32Array {
+  const { nEmbd: d, nLayer: L, nPositions: T } = model.config;
+  for (const l of layers) if (!(Number.isInteger(l) && l >= 0 && l <= L)) throw new Error(`layer ${l} is not one of the model's 0..${L}`);
+  if (tokens.length !== count * T) throw new Error(`${tokens.length} ids are not ${count} images of ${T} pixels`);
+  const split: TokenSplit = { count, tokens, labels: new Int32Array(count).fill(-1) };
+  const all = extractFeatures(model, split, o).layers;
+  const out = new Float32Array(count * layers.length * d);
+  for (let i = 0; i < count; i++) {
+    layers.forEach((l, j) => out.set(all[l]!.subarray(i * d, (i + 1) * d), (i * layers.length + j) * d));
+  }
+  return out;
 }

@@ -388,6 +388,12 @@ export interface LayerProbeOptions extends ProbeOptions {
   concatLayers?: number;
 }
 
+/** probeLayers' report and the best layer's probe (refitted on train + val), to classify with. */
+export interface LayerProbeResult {
+  report: LayerProbeReport;
+  bestModel: LogisticModel;
+}
+
 export interface LayerProbeReport {
   /** One entry per layer, in order: the accuracy-vs-depth curve. */
   layers: { layer: number; l2: number; valAccuracy: number; testAccuracy: number; sweep: { l2: number; valAccuracy: number }[] }[];
@@ -404,7 +410,7 @@ export interface LayerProbeReport {
  */
 export function probeLayers(featuresPerLayer: LayerFeatures[],
                             labels: { train: Int32Array; val: Int32Array; test: Int32Array },
-                            options: LayerProbeOptions): LayerProbeReport {
+                            options: LayerProbeOptions): LayerProbeResult {
   if (featuresPerLayer.length === 0) throw new Error('probeLayers: no layers given');
   const splits = (f: LayerFeatures) => ({
     train: { features: f.train, labels: labels.train },
@@ -412,12 +418,14 @@ export function probeLayers(featuresPerLayer: LayerFeatures[],
     test: { features: f.test, labels: labels.test },
   });
   const layers: LayerProbeReport['layers'] = [];
+  const models: LogisticModel[] = [];
   featuresPerLayer.forEach((f, layer) => {
     const s = splits(f);
     const log = options.log;
     const r = probeFeatures(s.train, s.val, s.test, { ...options, log: log && ((m) => log(`layer ${layer}: ${m}`)) });
     options.log?.(`layer ${layer}: l2 ${r.l2}, val ${(100 * r.valAccuracy).toFixed(2)}%, test ${(100 * r.testAccuracy).toFixed(2)}%`);
     layers.push({ layer, l2: r.l2, valAccuracy: r.valAccuracy, testAccuracy: r.testAccuracy, sweep: r.sweep });
+    models.push(r.model);
   });
   let bestLayer = 0;
   for (const l of layers) if (l.valAccuracy > layers[bestLayer].valAccuracy) bestLayer = l.layer;
@@ -442,7 +450,7 @@ export function probeLayers(featuresPerLayer: LayerFeatures[],
     options.log?.(`layers ${chosen.join('+')}: l2 ${r.l2}, val ${(100 * r.valAccuracy).toFixed(2)}%, test ${(100 * r.testAccuracy).toFixed(2)}%`);
     report.concat = { layers: chosen, l2: r.l2, valAccuracy: r.valAccuracy, testAccuracy: r.testAccuracy };
   }
-  return report;
+  return { report, bestModel: models[bestLayer]! };
 }
 
 /** Row-wise concatenation of feature blocks [n, d_i] into [n, Σ d_i]. */

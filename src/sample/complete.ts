@@ -2,7 +2,10 @@
  * Completions in the paper's layout: `samples` completions of each of `count` images whose top
  * `rows` rows are kept (or unconditional samples), AR through the KV cache or BERT in-filling.
  */
+import { readImageTokenBatches, type ImageInputOptions } from '../data/image-inputs.js';
 import type { Kernels } from '../kernels/kernels.js';
+import type { Palette } from '../palette/palette.js';
+import { quantize } from '../palette/quantize.js';
 import type { ParameterTensors } from '../model/parameters.js';
 import type { Objective } from '../train/objectives.js';
 import type { CompletionFigure } from './grid.js';
@@ -24,8 +27,7 @@ export interface CompleteOptions extends SamplingOptions {
 export function completeImages(k: Kernels, params: ParameterTensors, originals: Int32Array | null,
                                o: CompleteOptions): CompletionFigure {
   const n = params.config.nPositions;
-  const side = Math.round(Math.sqrt(n));
-  if (side * side !== n) throw new Error(`a model of ${n} positions does not read square images`);
+  const side = modelImageSide(params);
   const knownPixels = originals ? o.rows * side : 0;
   const B = o.count * o.samples;
   const prefix = new Int32Array(B * n);
@@ -45,4 +47,47 @@ export function completeImages(k: Kernels, params: ParameterTensors, originals: 
   const known = originals ? new Uint8Array(o.count * n) : null;
   if (known) for (let i = 0; i < o.count; i++) known.fill(1, i * n, i * n + knownPixels);
   return { side, originals, completions, known, count: o.count, samples: o.samples };
+}
+
+/** The image side a model reads (n² positions). */
+export function modelImageSide(params: ParameterTensors): number {
+  const n = params.config.nPositions;
+  const side = Math.round(Math.sqrt(n));
+  if (side * side !== n) throw new Error(`a model of ${n} positions does not read square images`);
+  return side;
+}
+
+/**
+ * Completions of images given as pixels: count × side² × channels bytes (HWC, the palette's
+ * channels, the model's side), quantized with the palette; the top `rows` rows are kept.
+ */
+export function completePixels(k: Kernels, params: ParameterTensors, palette: Palette, pixels: Uint8Array,
+                               o: Omit<CompleteOptions, 'count'>): CompletionFigure {
+  const side = modelImageSide(params);
+  const size = side * side * palette.channels;
+  if (pixels.length === 0 || pixels.length % size !== 0) {
+    throw new Error(`${pixels.length} bytes are not whole ${side}×${side} images of ${palette.channels} channel(s)`);
+  }
+  return completeImages(k, params, Int32Array.from(quantize(palette, pixels)), { ...o, count: pixels.length / size });
+}
+
+/**
+ * Completions of image files (decoded at the model's side and channels, quantized with its
+ * palette); unreadable files are skipped per `strict`. Every image is in the figure, so they are
+ * all in memory: completion is for a handful of pictures, not a dataset.
+ */
+export async function completeImageFiles(k: Kernels, params: ParameterTensors, palette: Palette, files: readonly string[],
+                                         o: Omit<CompleteOptions, 'count'> & Omit<ImageInputOptions, 'side' | 'channels'>): Promise<{ files: string[]; figure: CompletionFigure }> {
+  const n = params.config.nPositions;
+  const read: string[] = [];
+  const batches: Int32Array[] = [];
+  for await (const b of readImageTokenBatches(files, palette, modelImageSide(params), o)) {
+    read.push(...b.files);
+    batches.push(Int32Array.from(b.tokens));
+  }
+  if (read.length === 0) throw new Error(`none of the ${files.length} image files could be read`);
+  const originals = new Int32Array(read.length * n);
+  let offset = 0;
+  for (const t of batches) { originals.set(t, offset); offset += t.length; }
+  return { files: read, figure: completeImages(k, params, originals, { ...o, count: read.length }) };
 }

@@ -3,7 +3,9 @@
  */
 import type { Palette } from '../palette/palette.js';
 import { dequantize } from '../palette/quantize.js';
-import { writeImageGrid } from '../util/image.js';
+import { join } from 'node:path';
+import { mkdirSync } from 'node:fs';
+import { writeImage, writeImageGrid } from '../util/image.js';
 
 export interface CompletionFigure {
   side: number;
@@ -36,4 +38,25 @@ export async function writeCompletionGrid(path: string, fig: CompletionFigure, p
   }
   const cols = fig.samples + (conditional ? 2 : 0);
   await writeImageGrid(path, cells, fig.side, fig.side, c, cols, scale, { gap: 2 * scale, background: 255 });
+}
+
+/**
+ * Writes every completion as its own PNG in `dir`: `<name>-<s>.png` for image i's completion s,
+ * where `names[i]` names image i (e.g. its file name without extension). Returns the paths.
+ */
+export async function writeCompletionImages(dir: string, fig: CompletionFigure, palette: Palette, names: readonly string[],
+                                            scale = 1): Promise<string[]> {
+  if (names.length !== fig.count) throw new Error(`${names.length} names for ${fig.count} images`);
+  mkdirSync(dir, { recursive: true });
+  const n = fig.side * fig.side;
+  const paths: string[] = [];
+  for (let i = 0; i < fig.count; i++) {
+    for (let s = 0; s < fig.samples; s++) {
+      const offset = (i * fig.samples + s) * n;
+      const path = join(dir, `${names[i]}-${s}.png`);
+      await writeImage(path, dequantize(palette, fig.completions.subarray(offset, offset + n)), fig.side, fig.side, palette.channels, scale);
+      paths.push(path);
+    }
+  }
+  return paths;
 }

@@ -1,0 +1,42 @@
+/** What `igpt complete`, `features` and `classify` share: a model and the user's image files. */
+import type { Command } from 'commander';
+import { listImageInputs } from '../data/image-inputs.js';
+import { parseColor, type Rgb } from '../data/pixels.js';
+import type { Kernels } from '../kernels/kernels.js';
+import type { Palette } from '../palette/palette.js';
+import { backendOption, kernelsFromFlags, parseIntOption } from './common.js';
+import { openModel, type OpenedModel } from './open-model.js';
+
+export interface ImageInputFlags { model: string; background: string; strict?: boolean; batch: string; backend?: string; objective?: string }
+
+export function imageInputOptions(cmd: Command): Command {
+  return backendOption(cmd
+    .requiredOption('--model <dir>', 'model folder (HF ImageGPT, ours or converted)')
+    .option('--background <color>', 'color under transparent pixels (#rrggbb, white or black)', 'white')
+    .option('--strict', 'stop at an unreadable image file instead of skipping it with a warning')
+    .option('--batch <n>', 'images decoded and run per batch', '32')
+    .option('--objective <ar|bert>', 'override the objective recorded with the model'));
+}
+
+export interface ImageInputs {
+  kernels: Kernels;
+  opened: OpenedModel;
+  palette: Palette;
+  files: string[];
+  input: { background: Rgb; strict: boolean; batch: number; warn: (message: string) => void };
+}
+
+/** Opens the model (it must carry its palette) and lists the image files of `paths`. */
+export function openImageInputs(paths: string[], flags: ImageInputFlags): ImageInputs {
+  let background: Rgb;
+  try { background = parseColor(flags.background); } catch (err) { throw new Error(`--background: ${(err as Error).message}`); }
+  const batch = parseIntOption('--batch', flags.batch, 1, 4096);
+  const files = listImageInputs(paths);
+  const kernels = kernelsFromFlags(flags);
+  const opened = openModel(flags.model, kernels, flags.objective);
+  if (!opened.palette) throw new Error(`${flags.model} has no palette (preprocessor_config.json clusters), so images cannot be turned into its tokens`);
+  return {
+    kernels, opened, palette: opened.palette, files,
+    input: { background, strict: flags.strict === true, batch, warn: (message) => process.stderr.write(`igpt: warning: ${message}\n`) },
+  };
+}

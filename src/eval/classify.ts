@@ -1,0 +1,123 @@
+/**
+ * Classifying images with what the paper trains on top of the features: a fine-tuned model's class
+ * head (`score`, on the mean-pooled ln_f output) or a linear probe saved by `igpt probe` (one
+ * layer's features, standardized, then logistic regression). Both read f^l of one layer, so the
+ * images go through the probe's feature path either way.
+ */
+import { readFileSync } from 'node:fs';
+import type { Kernels } from '../kernels/kernels.js';
+import { headForward } from '../model/layers.js';
+import type { ImageGPT } from '../model/model.js';
+import { predictLogits, type LogisticModel } from './probe.js';
+
+export interface Classifier {
+  /** The feature layer it reads (the model's last, L, is the pooled ln_f output). */
+  layer: number;
+  /** Features a row it reads: the model's width d. */
+  dim: number;
+  classNames: string[];
+  /** Class scores [n, C] of n rows of that layer's features. */
+  logits(features: Float32Array, n: number): Float32Array;
+}
+
+/** The model's own class head; a clear error when it has none (or only the zero head pretraining leaves). */
+export function headClassifier(model: ImageGPT, classNames: string[] | null, where: string): Classifier {
+  const { numLabels: C, nEmbd: d, nLayer: L } = model.config;
+  if (C === 0 || model.params.score.every((w) => w === 0)) {
+    throw new Error(`${where} has no trained class head${C === 0 ? '' : ` (its ${C}-class score head is all zeros, as pretraining leaves it)`}: ` +
+      'fine-tune it with `igpt finetune`, or fit a linear probe with `igpt probe` and pass --probe <dir>/probe.json');
+  }
+  return {
+    layer: L,
+    dim: d,
+    classNames: classNames ?? Array.from({ length: C }, (_, c) => `LABEL_${c}`),
+    logits(features, n) {
+      const out = new Float32Array(n * C);
+      headForward(model.kernels, out, features, model.params.score, n, d, C);
+      return out;
+    },
+  };
+}
+
+/** What `igpt probe` saves in probe.json under `classifier`: the best layer's probe, refitted on train + val. */
+export interface ProbeClassifierJson {
+  layer: number;
+  classNames: string[];
+  dim: number;
+  numClasses: number;
+  l2: number;
+  /** Standardization of the training features: z = (x − mean) · invStd. */
+  mean: number[];
+  invStd: number[];
+  /** [dim, numClasses], row-major, acting on z; then + bias. */
+  weights: number[];
+  bias: number[];
+}
+
+export function probeClassifierJson(model: LogisticModel, layer: number, classNames: string[]): ProbeClassifierJson {
+  return {
+    layer, classNames, dim: model.dim, numClasses: model.numClasses, l2: model.l2,
+    mean: Array.from(model.mean), invStd: Array.from(model.invStd), weights: Array.from(model.weights), bias: Array.from(model.bias),
+  };
+}
+
+/** A probe as a classifier (checked: sizes agree, numbers finite). */
+export function probeClassifier(json: ProbeClassifierJson, where: string, kernels?: Kernels): Classifier {
+  const { dim, numClasses: C } = json;
+  const sizes: [string, number[] | string[] | undefined, number][] = [
+    ['mean', json.mean, dim], ['invStd', json.invStd, dim], ['weights', json.weights, dim * C], ['bias', json.bias, C], ['classNames', json.classNames, C],
+  ];
+  if (!(Number.isInteger(dim) && dim > 0 && Number.isInteger(C) && C > 1 && Number.isInteger(json.layer) && json.layer >= 0)) {
+    throw new Error(`${where}: the probe's layer, dim and numClasses must be integers (dim ≥ 1, numClasses ≥ 2)`);
+  }
+  for (const [name, values, n] of sizes) {
+    if (!Array.isArray(values) || values.length !== n) throw new Error(`${where}: the probe's ${name} should hold ${n} entries`);
+  }
+  const model: LogisticModel = {
+    dim, numClasses: C, l2: json.l2, weights: Float32Array.from(json.weights), bias: Float32Array.from(json.bias),
+    mean: Float32Array.from(json.mean), invStd: Float32Array.from(json.invStd), loss: NaN, iterations: 0, stop: 'gradient',
+  };
+  for (const [name, a] of [['weights', model.weights], ['bias', model.bias], ['mean', model.mean], ['invStd', model.invStd]] as const) {
+    if (!a.every(Number.isFinite)) throw new Error(`${where}: the probe's ${name} are not all finite numbers`);
+  }
+  return { layer: json.layer, dim, classNames: json.classNames, logits: (features, n) => predictLogits(model, features, n, kernels) };
+}
+
+/** The probe in a probe.json written by `igpt probe`. */
+export function readProbeClassifier(path: string, kernels?: Kernels): Classifier {
+  let parsed: { classifier?: ProbeClassifierJson };
+  try {
+    parsed = JSON.parse(readFileSync(path, 'utf8')) as { classifier?: ProbeClassifierJson };
+  } catch (err) {
+    throw new Error(`${path}: cannot read the probe (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+  }
+  if (!parsed.classifier) throw new Error(`${path}: holds no probe weights (written by an older igpt probe?); run \`igpt probe\` again`);
+  return probeClassifier(parsed.classifier, path, kernels);
+}
+
+export interface Classification {
+  /** The likeliest class, its name and probability. */
+  label: number;
+  name: string;
+  probability: number;
+  /** The `top` likeliest classes, likeliest first. */
+  top: { label: number; name: string; probability: number }[];
+}
+
+/** Softmax over each row of the classifier's scores; the likeliest class and the top few. */
+export function classifyFeatures(classifier: Classifier, features: Float32Array, n: number, top = 3): Classification[] {
+  const logits = classifier.logits(features, n);
+  const C = classifier.classNames.length;
+  if (logits.length !== n * C) throw new Error(`the classifier gave ${logits.length / n} scores a row for ${C} classes`);
+  const out: Classification[] = [];
+  for (let r = 0; r < n; r++) {
+    const row = logits.subarray(r * C, (r + 1) * C);
+    const max = row.reduce((a, b) => Math.max(a, b), -Infinity);
+    const exp = Array.from(row, (v) => Math.exp(v - max));
+    const sum = exp.reduce((a, b) => a + b, 0);
+    const ranked = exp.map((e, label) => ({ label, name: classifier.classNames[label]!, probability: e / sum }))
+      .sort((a, b) => b.probability - a.probability || a.label - b.label);
+    out.push({ ...ranked[0]!, top: ranked.slice(0, Math.min(top, C)) });
+  }
+  return out;
+}
