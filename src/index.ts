@@ -26,4 +26,13 @@ export { probeLayers, probeFeatures, trainLogisticRegression, accuracy } from '.
 export { lowDataProbe, pixelFeatures } from './eval/lowdata.js';
 export { finetune, classificationAccuracy } from './eval/finetune.js';
 export { sampleAutoregressive, sampleBert, samplePixel } from './sample/sampler.js';
-export { completeImages } from './sample/complete.js';
+export { completeImages, completePixels, modelImageSide, type CompleteOptions } from './sample/complete.js';
+export { completeImageFiles } from './sample/complete-files.js';
+export { writeCompletionGrid, writeCompletionImages, type CompletionFigure } from './sample/grid.js';
+export { listImageInputs, readImageBatches, readImageTokenBatches, type ImageInputOptions, type ImageBatch, type TokenBatch } from './data/image-inputs.js';
+export { tokenFeatures } from './eval/features.js';
+export { imageFileFeatures, classifyImageFiles, writeFeatureFile, type ImageFileFeatures } from './eval/image-files.js';
+export {
+  headClassifier, probeClassifier, readProbeClassifier, probeClassifierJson, classifyFeatures,
+  type Classifier, type Classification, type ProbeClassifierJson,
+} from './eval/classify.js';

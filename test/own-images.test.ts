@@ -28,7 +28,7 @@ import { loadKernels } from '../src/kernels/select.js';
 import { argmax, ImageGPT } from '../src/model/model.js';
 import { ParameterTensors } from '../src/model/parameters.js';
 import { dequantize } from '../src/palette/quantize.js';
-import { completeImageFiles } from '../src/sample/complete.js';
+import { completeImageFiles } from '../src/sample/complete-files.js';
 import { BatchBuilder } from '../src/train/objectives.js';
 import { pretrain } from '../src/train/pretrain.js';
 

@@ -2,7 +2,8 @@
 import { basename, dirname, extname, join } from 'node:path';
 import type { Command } from 'commander';
 import type { CommandModule } from './command.js';
-import { completeImageFiles, modelImageSide } from '../sample/complete.js';
+import { modelImageSide } from '../sample/complete.js';
+import { completeImageFiles } from '../sample/complete-files.js';
 import { writeCompletionGrid, writeCompletionImages } from '../sample/grid.js';
 import type { SamplingOptions } from '../sample/sampler.js';
 import { writeRunFile } from '../train/checkpoint.js';
