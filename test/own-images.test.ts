@@ -18,7 +18,7 @@ import { listImageInputs, readImageBatches } from '../src/data/image-inputs.js';
 import { encodeImages, splitRows, type TokenDataset } from '../src/data/tokens.js';
 import { classifyFeatures, headClassifier, probeClassifier, probeClassifierJson, readProbeClassifier } from '../src/eval/classify.js';
 import { extractFeatures } from '../src/eval/features.js';
-import { finetune } from '../src/eval/finetune.js';
+import { classificationAccuracy, finetune } from '../src/eval/finetune.js';
 import { classifyImageFiles, imageFileFeatures, writeFeatureFile } from '../src/eval/image-files.js';
 import { predict, probeLayers } from '../src/eval/probe.js';
 import { readNpy } from '../src/io/npy.js';
@@ -164,6 +164,9 @@ describe('own images', () => {
     const own = Array.from({ length: IMAGES }, (_, i) => argmax(model.activations.classLogits, i * 10, 10));
     const results = await classifyImageFiles(model, data.palette, listImageInputs([pngDir]), headClassifier(model, names, modelDir), { objective: 'ar' });
     assert.deepEqual(results.map((r) => r.label), own);
+    const correct = results.filter((r, i) => r.label === data.test.labels[i]).length;
+    assert.equal(correct / IMAGES, classificationAccuracy(model, splitRows(data.test, 0, IMAGES, T), { objective: 'ar', batch: 16 }),
+      'the files score what fine-tuning\'s own accuracy gives the same test images');
     assert.ok(new Set(own).size > 2, `the head tells digits apart: ${own.join(',')}`);
     for (const r of results) {
       assert.equal(r.name, names[r.label]);

@@ -11,7 +11,7 @@ export interface ImageInputFlags { model: string; background: string; strict?: b
 
 export function imageInputOptions(cmd: Command): Command {
   return backendOption(cmd
-    .requiredOption('--model <dir>', 'model folder (HF ImageGPT, ours or converted)')
+    .requiredOption('--model <dir|owner/name>', 'model folder (HF ImageGPT: ours, or a published one), or owner/name in the Hugging Face cache')
     .option('--background <color>', 'color under transparent pixels (#rrggbb, white or black)', 'white')
     .option('--strict', 'stop at an unreadable image file instead of skipping it with a warning')
     .option('--batch <n>', 'images decoded and run per batch', '32')
