@@ -4,6 +4,7 @@ import type { Kernels } from '../kernels/kernels.js';
 import { loadKernels, type KernelChoice } from '../kernels/select.js';
 import { SPLITS, type SplitName } from '../data/tokens.js';
 import type { KvCachePrecision } from '../model/decode.js';
+import { acquireRunLock, describeOwner, type RunLock } from '../util/run-lock.js';
 
 export function backendOption(cmd: Command): Command {
   return cmd.option('--backend <name>', 'kernels: auto, native (OpenBLAS addon) or portable (TypeScript); default: $IGPT_KERNELS or auto');
@@ -59,4 +60,17 @@ export function stopOnInterrupt(message: string): { requested(): boolean; dispos
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
   return { requested: () => stop, dispose: () => { process.off('SIGINT', onSignal); process.off('SIGTERM', onSignal); } };
+}
+
+/**
+ * Holds run folder `dir` for this command (released on exit): a second igpt process on the same
+ * folder is refused, naming this one; a lock left by a process that no longer runs is taken over.
+ */
+export function lockRunFolder(dir: string): RunLock {
+  const lock = acquireRunLock(dir);
+  if (lock.tookOverFrom) {
+    process.stderr.write(`igpt: warning: ${dir}: taking over the lock of ${describeOwner(lock.tookOverFrom)}, ` +
+                         `which is no longer running\n`);
+  }
+  return lock;
 }

@@ -20,7 +20,7 @@ import { completeImages } from '../sample/complete.js';
 import { writeCompletionGrid } from '../sample/grid.js';
 import { writeRunFile } from '../train/checkpoint.js';
 import type { NllReport } from '../train/evaluate.js';
-import { backendOption, kernelsFromFlags, parseIntOption, parseNumberOption } from './common.js';
+import { backendOption, kernelsFromFlags, lockRunFolder, parseIntOption, parseNumberOption } from './common.js';
 import { runFinetuning } from './finetune.js';
 import { runLowData } from './lowdata.js';
 import { openModel } from './open-model.js';
@@ -83,6 +83,7 @@ export const experimentCommand: CommandModule = {
       .option('--probe-val <n>', 'validation images that choose the probe\'s layer and L2 (default: all)')
       .option('--seed <n>', 'seed', '0'))
       .action(async (dataset: string, flags: Flags) => {
+        lockRunFolder(flags.out);
         const kernels = kernelsFromFlags(flags);
         const out = flags.out;
         const statePath = join(out, 'study.json');

@@ -10,7 +10,7 @@ import { saveModelFolder } from '../io/hf.js';
 import { ImageGPT } from '../model/model.js';
 import { withClassHead } from '../model/parameters.js';
 import { writeRunFile } from '../train/checkpoint.js';
-import { backendOption, kernelsFromFlags, parseIntOption, parseNumberOption, stopOnInterrupt } from './common.js';
+import { backendOption, kernelsFromFlags, lockRunFolder, parseIntOption, parseNumberOption, stopOnInterrupt } from './common.js';
 import { checkModelMatchesData, openModel, type OpenedModel } from './open-model.js';
 import { createProgress } from './progress.js';
 
@@ -44,6 +44,7 @@ export const finetuneCommand: CommandModule = {
       .option('--objective <ar|bert>', 'override the objective recorded with the model')
       .option('--seed <n>', 'seed', '0'))
       .action(async (flags: Flags) => {
+        lockRunFolder(flags.out);
         const kernels = kernelsFromFlags(flags);
         const data = loadTokenDataset(flags.data);
         const opened = openModel(flags.model, kernels, flags.objective);

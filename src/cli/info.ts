@@ -1,9 +1,10 @@
 /** `igpt info <model-dir>`: what a model folder (or a .safetensors file) holds, read from headers only. */
 import type { Command } from 'commander';
 import { statSync } from 'node:fs';
-import { basename } from 'node:path';
+import { basename, dirname } from 'node:path';
 import type { CommandModule } from './command.js';
 import { inspectModelFolder, type StoredTensor } from '../io/hf.js';
+import { CHECKSUMS_FILE, verifyChecksums } from '../io/checksums.js';
 import { SafetensorsReader } from '../io/safetensors.js';
 import { TorchCheckpoint } from '../io/torch-checkpoint.js';
 import { parameterCount } from '../model/parameters.js';
@@ -15,11 +16,12 @@ export const infoCommand: CommandModule = {
       .description('show a model folder\'s config, parameter count, palette and stored tensors (or one weight file\'s tensors)')
       .argument('<model-dir>', 'Hugging Face ImageGPT folder, owner/name in the Hugging Face cache, or one weight file (.safetensors, pytorch_model.bin)')
       .option('--json', 'print machine-readable JSON')
-      .action((target: string, opts: { json?: boolean }) => {
-        const text = statSync(target, { throwIfNoEntry: false })?.isFile()
-          ? describeWeightFile(target, opts.json ?? false)
-          : describeModelFolder(target, opts.json ?? false);
+      .option('--verify', 'also check every file against the checksums recorded when it was written (checksums.json)')
+      .action((target: string, opts: { json?: boolean; verify?: boolean }) => {
+        const isFile = statSync(target, { throwIfNoEntry: false })?.isFile() ?? false;
+        const text = isFile ? describeWeightFile(target, opts.json ?? false) : describeModelFolder(target, opts.json ?? false);
         process.stdout.write(text);
+        if (opts.verify) process.stdout.write(verifyText(isFile ? dirname(target) : target, isFile ? basename(target) : undefined) + '\n');
       });
   },
 };
@@ -97,4 +99,15 @@ function describeSafetensorsFile(file: string, json: boolean): string {
   } finally {
     r.close();
   }
+}
+
+/** Checks the folder's files against checksums.json (throws naming a file that differs). */
+function verifyText(dir: string, only?: string): string {
+  const t0 = performance.now();
+  const checked = verifyChecksums(dir, only);
+  if (checked === null) return `checksums: none recorded (no ${CHECKSUMS_FILE}: a folder not written by igpt's training); nothing to verify`;
+  if (checked.length === 0) return `checksums: ${CHECKSUMS_FILE} records no checksum for ${only ?? 'any file'}`;
+  const bytes = checked.reduce((s, c) => s + c.bytes, 0);
+  return `checksums: ${checked.length} file(s) match (sha256 of ${bytesText(bytes)}, ${Math.round(performance.now() - t0)} ms): ` +
+         checked.map((c) => c.name).join(', ');
 }

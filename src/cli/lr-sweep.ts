@@ -7,7 +7,7 @@ import type { Command } from 'commander';
 import type { CommandModule } from './command.js';
 import { loadTokenDataset } from '../data/tokens.js';
 import { writeRunFile } from '../train/checkpoint.js';
-import { kernelsFromFlags, parseIntOption, parseNumberOption } from './common.js';
+import { kernelsFromFlags, lockRunFolder, parseIntOption, parseNumberOption } from './common.js';
 import { parseTrainingOptions, runPretraining, trainingOptions, type TrainFlags } from './pretrain.js';
 
 interface SweepFlags extends TrainFlags { start: string; maxTrials: string }
@@ -31,6 +31,7 @@ export const lrSweepCommand: CommandModule = {
       .option('--start <lr>', 'first (largest) rate', '0.01')
       .option('--max-trials <n>', 'at most this many rates', '6')
       .action(async (flags: SweepFlags) => {
+        lockRunFolder(flags.out);
         const kernels = kernelsFromFlags(flags);
         const data = loadTokenDataset(flags.data);
         const base = parseTrainingOptions({ ...flags, steps: flags.steps ?? '200' }, data);

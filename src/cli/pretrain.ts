@@ -10,7 +10,7 @@ import { pretrain, type PretrainResult } from '../train/pretrain.js';
 import { NumericalFault, type PretrainOptions } from '../train/trainer.js';
 import type { Objective } from '../train/objectives.js';
 import type { Kernels } from '../kernels/kernels.js';
-import { backendOption, kernelsFromFlags, parseIntOption, parseNumberOption, stopOnInterrupt } from './common.js';
+import { backendOption, kernelsFromFlags, lockRunFolder, parseIntOption, parseNumberOption, stopOnInterrupt } from './common.js';
 import { createProgress } from './progress.js';
 
 export interface TrainFlags {
@@ -141,6 +141,7 @@ export const pretrainCommand: CommandModule = {
       .option('--keep-every <n>', 'also keep every checkpoint whose step is a multiple of n (default: only the newest two)')
       .option('--resume', 'continue the run in --out from its latest checkpoint')
       .action(async (flags: TrainFlags) => {
+        lockRunFolder(flags.out);
         const kernels = kernelsFromFlags(flags);
         const data = loadTokenDataset(flags.data);
         const result = await runPretraining(kernels, data, flags, parseTrainingOptions(flags, data), flags.out, flags.resume === true);

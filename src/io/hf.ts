@@ -113,7 +113,7 @@ export function saveModelFolder(dir: string, params: ParameterTensors, palette: 
   writeFileAtomic(join(dir, WEIGHTS_FILE), (fd) => {
     writeAll(fd, header);
     for (const t of tensors) writeAll(fd, new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength));
-  });
+  }, tensors.reduce((n, t) => n + t.data.byteLength, header.length));
   if (preText !== null) writeTextAtomic(join(dir, PREPROCESSOR_FILE), preText);
   writeTextAtomic(join(dir, CONFIG_FILE), configText);
 }

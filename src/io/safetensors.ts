@@ -5,7 +5,7 @@
  * Reading goes through a file descriptor, one tensor at a time, so a multi-GB checkpoint is never
  * held in memory twice. Floating tensors (F32, F16, BF16, F64) are returned as float32.
  */
-import { closeSync, fstatSync, openSync, readFileSync } from 'node:fs';
+import { closeSync, fstatSync, openSync, readFileSync, statSync } from 'node:fs';
 import { readFully, writeAll, writeFileAtomic } from '../util/fs.js';
 import {
   assertLittleEndianHost, decodeFloats, DTYPE_BYTES, FLOAT_DTYPES, float32ToBfloat16Bits, float32ToHalfBits,
@@ -128,12 +128,18 @@ export class SafetensorsReader {
   }
 }
 
+/** Files larger than this are read tensor by tensor: one fs read is capped at 2 GiB. */
+const WHOLE_FILE_MAX_BYTES = 2 ** 30;
+
 /**
- * Reads a whole (small) file at once. F32 tensors are zero-copy views into the file buffer when
- * aligned; F16/BF16/F64 are converted. Tensors of non-floating dtypes are left out.
+ * Reads all floating tensors of a file. A small file is read at once and its F32 tensors are
+ * zero-copy views into the file buffer when aligned; a large one (over 1 GiB, e.g. Adam moments
+ * of a big model) is read one tensor at a time. F16/BF16/F64 are converted; tensors of
+ * non-floating dtypes are left out.
  */
 export function readSafetensors(path: string): { metadata: Record<string, string>; tensors: Map<string, LoadedTensor> } {
   assertLittleEndianHost();
+  if ((statSync(path, { throwIfNoEntry: false })?.size ?? 0) > WHOLE_FILE_MAX_BYTES) return readTensorByTensor(path);
   let buf: Buffer;
   try {
     buf = readFileSync(path);
@@ -141,6 +147,19 @@ export function readSafetensors(path: string): { metadata: Record<string, string
     throw new Error(`${path}: cannot read safetensors file (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
   }
   return parseSafetensors(buf, path);
+}
+
+function readTensorByTensor(path: string): { metadata: Record<string, string>; tensors: Map<string, LoadedTensor> } {
+  const r = SafetensorsReader.open(path);
+  try {
+    const tensors = new Map<string, LoadedTensor>();
+    for (const e of r.entries) {
+      if (FLOAT_DTYPES.includes(e.dtype)) tensors.set(e.name, { dtype: e.dtype, shape: e.shape, data: r.read(e.name) });
+    }
+    return { metadata: r.metadata, tensors };
+  } finally {
+    r.close();
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -203,5 +222,5 @@ export function writeSafetensors(path: string, tensors: readonly TensorToWrite[]
   writeFileAtomic(path, (fd) => {
     writeAll(fd, header);
     for (const t of tensors) writeAll(fd, encodeTensorData(t));
-  });
+  }, tensors.reduce((n, t) => n + t.data.length * DTYPE_BYTES[t.dtype ?? 'F32'], header.length));
 }

@@ -4,15 +4,19 @@
  * so a crash at any moment leaves the previous checkpoint intact.
  *
  *   run/checkpoints/step-000500/   config.json, model.safetensors, preprocessor_config.json,
- *                                  optimizer.safetensors, trainer_state.json
+ *                                  optimizer.safetensors, trainer_state.json, checksums.json
  *   run/latest.json                which checkpoint is the newest complete one
  *   run/model -> checkpoints/step-000500   (symlink: "the model" for other commands)
+ *
+ * checksums.json (SHA-256 of every other file, written last) is verified when a checkpoint is
+ * loaded: a file that changed on disk since is named, and the run resumes from the one before.
  */
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Palette } from '../palette/palette.js';
 import type { ParameterTensors } from '../model/parameters.js';
 import { loadModelFolder, saveModelFolder, type LoadedModel } from '../io/hf.js';
+import { verifyChecksums, writeChecksums } from '../io/checksums.js';
 import { readSafetensors, writeSafetensors } from '../io/safetensors.js';
 import { writeFileAtomic } from '../util/fs.js';
 import type { Adam } from './adam.js';
@@ -44,15 +48,26 @@ export function saveCheckpoint<S>(runDir: string, step: number, params: Paramete
   mkdirSync(root, { recursive: true });
   const name = stepDirName(step);
   const tmp = join(root, `.tmp-${name}-${process.pid}`);
+  const final = join(root, name);
   rmSync(tmp, { recursive: true, force: true });
   mkdirSync(tmp);
-  saveModelFolder(tmp, params, palette, { labels, metadata: { step: String(step) } });
-  writeSafetensors(join(tmp, OPTIMIZER_FILE), [
-    { name: 'adam.m', shape: [adam.size], data: adam.m },
-    { name: 'adam.v', shape: [adam.size], data: adam.v },
-  ], { step: String(adam.step) });
-  writeFileAtomic(join(tmp, STATE_FILE), JSON.stringify(state));
-  const final = join(root, name);
+  try {
+    saveModelFolder(tmp, params, palette, { labels, metadata: { step: String(step) } });
+    writeSafetensors(join(tmp, OPTIMIZER_FILE), [
+      { name: 'adam.m', shape: [adam.size], data: adam.m },
+      { name: 'adam.v', shape: [adam.size], data: adam.v },
+    ], { step: String(adam.step) });
+    writeFileAtomic(join(tmp, STATE_FILE), JSON.stringify(state));
+    writeChecksums(tmp);
+  } catch (err) {
+    // A full disk (or any failed write) loses only this checkpoint: nothing of the run changed yet.
+    rmSync(tmp, { recursive: true, force: true });
+    const message = (err instanceof Error ? err.message : String(err)).replaceAll(tmp, final);
+    const previous = readLatest(runDir);
+    throw new Error(`checkpoint of step ${step} not saved: ${message}. ` +
+      (previous ? `The previous checkpoint (${previous}) and ${LATEST_FILE} are unchanged; ` +
+                  `make room, then continue with --resume` : 'make room, then run again'));
+  }
   rmSync(final, { recursive: true, force: true });
   renameSync(tmp, final);
   writeFileAtomic(join(runDir, LATEST_FILE), JSON.stringify({ step, checkpoint: `checkpoints/${name}` }));
@@ -81,17 +96,25 @@ function pruneCheckpoints(root: string, newest: string, keepEvery: number): void
   }
 }
 
+/** The checkpoint latest.json points to (relative to the run folder), or null. */
+function readLatest(runDir: string): string | null {
+  try {
+    return (JSON.parse(readFileSync(join(runDir, LATEST_FILE), 'utf8')) as { checkpoint?: string }).checkpoint ?? null;
+  } catch {
+    return null;
+  }
+}
+
 /**
  * The newest complete checkpoint of a run, or null when there is none. latest.json is trusted
- * first; if it is missing or unreadable, the newest step folder that loads is used.
+ * first; if it is missing or unreadable, or its checkpoint does not load (or fails its checksums),
+ * the newest step folder that loads is used.
  */
 export function loadLatestCheckpoint<S>(runDir: string): Checkpoint<S> | null {
   const root = join(runDir, 'checkpoints');
   const candidates: string[] = [];
-  try {
-    const latest = JSON.parse(readFileSync(join(runDir, LATEST_FILE), 'utf8')) as { checkpoint?: string };
-    if (latest.checkpoint) candidates.push(join(runDir, latest.checkpoint));
-  } catch { /* fall back to scanning */ }
+  const latest = readLatest(runDir);
+  if (latest) candidates.push(join(runDir, latest));
   if (existsSync(root)) {
     for (const n of readdirSync(root).filter((x) => /^step-\d+$/.test(x)).sort().reverse()) candidates.push(join(root, n));
   }
@@ -114,7 +137,12 @@ export function listCheckpoints(runDir: string): { step: number; dir: string }[]
   return readdirSync(root).filter((n) => /^step-\d+$/.test(n)).sort().map((n) => ({ step: Number(n.slice(5)), dir: join(root, n) }));
 }
 
+/**
+ * Loads one checkpoint folder, after checking its files against checksums.json (when it has one:
+ * checkpoints written before checksums were recorded load as they are).
+ */
 export function loadCheckpoint<S>(dir: string): Checkpoint<S> {
+  verifyChecksums(dir);
   const model = loadModelFolder(dir);
   const state = JSON.parse(readFileSync(join(dir, STATE_FILE), 'utf8')) as S;
   const opt = readSafetensors(join(dir, OPTIMIZER_FILE));

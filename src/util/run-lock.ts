@@ -1,0 +1,155 @@
+/**
+ * One process per run folder. A command that writes a run folder (pretrain, experiment, finetune)
+ * holds `<dir>/.igpt-lock` while it works: a JSON note of who holds it (pid, host, since when,
+ * command). A second process on the same folder is refused at once, naming the first; a lock
+ * whose process is gone (same host, pid no longer running) is taken over.
+ *
+ * The lock is written in full to a temporary file and then hard-linked to its name: link(2) fails
+ * with EEXIST when the name exists, exactly like open(O_CREAT | O_EXCL), and a reader never sees a
+ * half-written note.
+ */
+import { linkSync, mkdirSync, readFileSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
+import { hostname } from 'node:os';
+import { join } from 'node:path';
+
+export const LOCK_FILE = '.igpt-lock';
+
+/** Who holds a run folder. */
+export interface LockOwner {
+  pid: number;
+  host: string;
+  /** ISO time the lock was taken. */
+  since: string;
+  command: string;
+}
+
+export interface RunLock {
+  readonly file: string;
+  /** The owner of a stale lock this one replaced (its process had ended), else null. */
+  readonly tookOverFrom: LockOwner | null;
+  /** Removes the lock (only if it is still ours); also done on exit, SIGINT and SIGTERM. */
+  release(): void;
+}
+
+/** A run folder another live process holds. */
+export class RunFolderLockedError extends Error {
+  constructor(readonly dir: string, readonly owner: LockOwner | null, readonly file: string) {
+    super(owner
+      ? `${dir} is in use by another igpt process: pid ${owner.pid} on ${owner.host}, since ${owner.since} ` +
+        `(${owner.command}). Wait for it to finish or stop it` +
+        (owner.host === hostname() ? '' : `; if it is no longer running on ${owner.host}, delete ${file}`)
+      : `${dir} is locked by ${file}, which cannot be read; if no igpt process is using the folder, delete it`);
+    this.name = 'RunFolderLockedError';
+  }
+}
+
+export const describeOwner = (o: LockOwner): string => `pid ${o.pid} on ${o.host}, since ${o.since} (${o.command})`;
+
+/** The command line of this process, as a user typed it. */
+function commandLine(): string {
+  return ['igpt', ...process.argv.slice(2)].join(' ');
+}
+
+function readOwner(file: string): LockOwner | null {
+  try {
+    const o = JSON.parse(readFileSync(file, 'utf8')) as Partial<LockOwner>;
+    if (typeof o.pid !== 'number' || typeof o.host !== 'string') return null;
+    return { pid: o.pid, host: o.host, since: String(o.since ?? '?'), command: String(o.command ?? '?') };
+  } catch {
+    return null;
+  }
+}
+
+/** Whether a process of this host with this pid is running (EPERM: it exists, someone else's). */
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+const isStale = (o: LockOwner): boolean => o.host === hostname() && o.pid !== process.pid && !processAlive(o.pid);
+
+/**
+ * Takes the lock of run folder `dir` (created if missing) for this process, or throws
+ * RunFolderLockedError naming the process that holds it.
+ */
+export function acquireRunLock(dir: string): RunLock {
+  mkdirSync(dir, { recursive: true });
+  const file = join(dir, LOCK_FILE);
+  const me: LockOwner = { pid: process.pid, host: hostname(), since: new Date().toISOString(), command: commandLine() };
+  const text = JSON.stringify(me) + '\n';
+  const tmp = `${file}.${process.pid}-${Math.random().toString(36).slice(2, 10)}`;
+  writeFileSync(tmp, text);
+  let tookOverFrom: LockOwner | null = null;
+  try {
+    for (;;) {
+      try {
+        linkSync(tmp, file);
+        break;
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') {
+          throw new Error(`${file}: cannot create the run folder's lock (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+        }
+      }
+      const owner = readOwner(file);
+      if (owner === null || !isStale(owner)) throw new RunFolderLockedError(dir, owner, file);
+      if (!removeStaleLock(file, owner)) throw new RunFolderLockedError(dir, readOwner(file), file);
+      tookOverFrom = owner;
+    }
+  } finally {
+    unlinkSync(tmp);
+  }
+  return holdLock(file, text, tookOverFrom);
+}
+
+/**
+ * Moves a stale lock out of the way. Two processes may find the same stale lock at once: the lock
+ * is renamed aside first, and if what was moved is not the stale note (another process took over
+ * in between), it is put back and this process is refused.
+ */
+function removeStaleLock(file: string, stale: LockOwner): boolean {
+  const aside = `${file}.stale-${process.pid}`;
+  try {
+    renameSync(file, aside);
+  } catch {
+    return true; // already gone: try to take it again
+  }
+  const moved = readOwner(aside);
+  if (moved && moved.pid === stale.pid && moved.since === stale.since) {
+    unlinkSync(aside);
+    return true;
+  }
+  try { linkSync(aside, file); } catch { /* a third process holds it now */ }
+  unlinkSync(aside);
+  return false;
+}
+
+/** Registers the release on exit and on SIGINT/SIGTERM (unless the command handles them itself). */
+function holdLock(file: string, text: string, tookOverFrom: LockOwner | null): RunLock {
+  let held = true;
+  const release = (): void => {
+    if (!held) return;
+    held = false;
+    process.off('exit', release);
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+    try {
+      if (readFileSync(file, 'utf8') === text) unlinkSync(file);
+    } catch { /* already gone */ }
+  };
+  // A command that stops gracefully on a signal (pretraining saves a checkpoint first) listens
+  // itself and exits normally, which releases the lock on 'exit'. Otherwise the signal would kill
+  // the process without an 'exit' event: release, then die of the same signal.
+  const onSignal = (signal: NodeJS.Signals): void => {
+    if (process.listenerCount(signal) > 1) return;
+    release();
+    process.kill(process.pid, signal);
+  };
+  process.on('exit', release);
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  return { file, tookOverFrom, release };
+}
