@@ -8,7 +8,7 @@
  * with EEXIST when the name exists, exactly like open(O_CREAT | O_EXCL), and a reader never sees a
  * half-written note.
  */
-import { linkSync, mkdirSync, readFileSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
+import { linkSync, mkdirSync, readFileSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 
@@ -36,8 +36,8 @@ export class RunFolderLockedError extends Error {
   constructor(readonly dir: string, readonly owner: LockOwner | null, readonly file: string) {
     super(owner
       ? `${dir} is in use by another igpt process: pid ${owner.pid} on ${owner.host}, since ${owner.since} ` +
-        `(${owner.command}). Wait for it to finish or stop it` +
-        (owner.host === hostname() ? '' : `; if it is no longer running on ${owner.host}, delete ${file}`)
+        `(${owner.command}). Wait for it to finish or stop it ` +
+        `(if no igpt process uses the folder any more, delete ${file})`
       : `${dir} is locked by ${file}, which cannot be read; if no igpt process is using the folder, delete it`);
     this.name = 'RunFolderLockedError';
   }
@@ -71,6 +71,12 @@ function processAlive(pid: number): boolean {
 }
 
 const isStale = (o: LockOwner): boolean => o.host === hostname() && o.pid !== process.pid && !processAlive(o.pid);
+const sameOwner = (a: LockOwner, b: LockOwner): boolean => a.pid === b.pid && a.host === b.host && a.since === b.since;
+
+/** How long a process waits for another one's takeover of a stale lock before giving up. */
+const TAKEOVER_WAIT_MS = 5000;
+
+const sleepSync = (ms: number): void => { Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms); };
 
 /**
  * Takes the lock of run folder `dir` (created if missing) for this process, or throws
@@ -81,50 +87,55 @@ export function acquireRunLock(dir: string): RunLock {
   const file = join(dir, LOCK_FILE);
   const me: LockOwner = { pid: process.pid, host: hostname(), since: new Date().toISOString(), command: commandLine() };
   const text = JSON.stringify(me) + '\n';
-  const tmp = `${file}.${process.pid}-${Math.random().toString(36).slice(2, 10)}`;
-  writeFileSync(tmp, text);
+  const note = `${file}.${process.pid}-${Math.random().toString(36).slice(2, 10)}`;
+  writeFileSync(note, text);
   let tookOverFrom: LockOwner | null = null;
   try {
-    for (;;) {
-      try {
-        linkSync(tmp, file);
-        break;
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') {
-          throw new Error(`${file}: cannot create the run folder's lock (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
-        }
-      }
+    const deadline = Date.now() + TAKEOVER_WAIT_MS;
+    while (!tryLink(note, file)) {
       const owner = readOwner(file);
-      if (owner === null || !isStale(owner)) throw new RunFolderLockedError(dir, owner, file);
-      if (!removeStaleLock(file, owner)) throw new RunFolderLockedError(dir, readOwner(file), file);
+      if (owner === null || !isStale(owner) || Date.now() > deadline) throw new RunFolderLockedError(dir, owner, file);
       tookOverFrom = owner;
+      if (!removeStaleLock(note, file, owner)) sleepSync(10);
     }
   } finally {
-    unlinkSync(tmp);
+    unlinkSync(note);
   }
   return holdLock(file, text, tookOverFrom);
 }
 
-/**
- * Moves a stale lock out of the way. Two processes may find the same stale lock at once: the lock
- * is renamed aside first, and if what was moved is not the stale note (another process took over
- * in between), it is put back and this process is refused.
- */
-function removeStaleLock(file: string, stale: LockOwner): boolean {
-  const aside = `${file}.stale-${process.pid}`;
+/** link(2) `from` to `to`: true when created, false when `to` exists. */
+function tryLink(from: string, to: string): boolean {
   try {
-    renameSync(file, aside);
-  } catch {
-    return true; // already gone: try to take it again
-  }
-  const moved = readOwner(aside);
-  if (moved && moved.pid === stale.pid && moved.since === stale.since) {
-    unlinkSync(aside);
+    linkSync(from, to);
     return true;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'EEXIST') return false;
+    throw new Error(`${to}: cannot create the run folder's lock (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
   }
-  try { linkSync(aside, file); } catch { /* a third process holds it now */ }
-  unlinkSync(aside);
-  return false;
+}
+
+/**
+ * Removes a stale lock. Several processes may find the same stale lock at once, so the removal
+ * happens under a takeover guard (`.igpt-lock.takeover`, itself taken by link): only its holder
+ * deletes the lock, and only if the lock is still the stale one, never a lock that another process
+ * has just taken. False when another process holds the guard (the caller waits and looks again).
+ */
+function removeStaleLock(note: string, file: string, stale: LockOwner): boolean {
+  const guard = `${file}.takeover`;
+  if (!tryLink(note, guard)) {
+    // A guard whose process died mid-takeover would block every later one.
+    const holder = readOwner(guard);
+    if (holder !== null && isStale(holder)) rmSync(guard, { force: true });
+    return false;
+  }
+  try {
+    const current = readOwner(file);
+    if (current !== null && sameOwner(current, stale)) rmSync(file, { force: true });
+  } finally {
+    unlinkSync(guard);
+  }
+  return true;
 }
 
 /** Registers the release on exit and on SIGINT/SIGTERM (unless the command handles them itself). */
