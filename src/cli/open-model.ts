@@ -20,7 +20,13 @@ export interface OpenedModel {
 /** `model` is a folder, or an owner/name in the local Hugging Face cache. */
 export function openModel(model: string, kernels: Kernels, objectiveFlag?: string): OpenedModel {
   const dir = resolveModelDir(model);
+  const objective = modelObjective(dir, objectiveFlag);
   const loaded = loadModelFolder(dir);
+  return { dir, model: new ImageGPT(kernels, loaded.config, loaded.params), palette: loaded.palette, labels: loaded.labels, objective };
+}
+
+/** The objective a model was trained with: the flag, else the run's trainer_state.json, else 'ar'. */
+export function modelObjective(dir: string, objectiveFlag?: string): Objective {
   let objective: Objective = 'ar';
   const stateFile = join(dir, 'trainer_state.json');
   if (existsSync(stateFile)) {
@@ -33,7 +39,7 @@ export function openModel(model: string, kernels: Kernels, objectiveFlag?: strin
     if (objectiveFlag !== 'ar' && objectiveFlag !== 'bert') throw new Error(`--objective must be ar or bert, got "${objectiveFlag}"`);
     objective = objectiveFlag;
   }
-  return { dir, model: new ImageGPT(kernels, loaded.config, loaded.params), palette: loaded.palette, labels: loaded.labels, objective };
+  return objective;
 }
 
 /** Refuses a dataset the model cannot read: other sequence length or palette size, before any work. */

@@ -1,5 +1,4 @@
 /** `igpt pretrain`: generative pretraining (AR or BERT) on a token dataset, resumable. */
-import { freemem, totalmem } from 'node:os';
 import type { Command } from 'commander';
 import type { CommandModule } from './command.js';
 import { loadTokenDataset, type TokenDataset } from '../data/tokens.js';
@@ -12,6 +11,7 @@ import type { Objective } from '../train/objectives.js';
 import type { Kernels } from '../kernels/kernels.js';
 import { backendOption, kernelsFromFlags, lockRunFolder, parseIntOption, parseNumberOption, stopOnInterrupt } from './common.js';
 import { createProgress } from './progress.js';
+import { availableMemoryBytes, gib } from '../util/memory.js';
 
 export interface TrainFlags {
   data: string; out: string; objective: string; preset: string; d?: string; layers?: string; heads?: string;
@@ -75,11 +75,10 @@ export function parseTrainingOptions(flags: TrainFlags, data: TokenDataset): Pre
 export function checkMemory(shape: ModelShape, data: TokenDataset, batch: number, recompute: boolean): void {
   const cfg = makeConfig(shape, data.palette.k, data.meta.pixels, data.meta.numClasses);
   const need = 4 * 4 * parameterCount(cfg) + ImageGPT.activationBytes(cfg, batch, cfg.nPositions, recompute ? 'recompute' : 'train');
-  const limit = Math.min(totalmem() * 0.9, freemem() + 512 * 2 ** 20);
+  const limit = availableMemoryBytes();
   if (need > limit) {
-    const gib = (x: number): string => (x / 2 ** 30).toFixed(1);
-    throw new Error(`this model and batch need about ${gib(need)} GiB (parameters, gradients, Adam, activations) ` +
-      `but only ${gib(limit)} GiB is available; lower --batch, choose a smaller --preset${recompute ? '' : ' or add --recompute'}`);
+    throw new Error(`this model and batch need about ${gib(need)} (parameters, gradients, Adam, activations) ` +
+      `but only ${gib(limit)} is available; lower --batch, choose a smaller --preset${recompute ? '' : ' or add --recompute'}`);
   }
 }
 

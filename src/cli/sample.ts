@@ -7,7 +7,9 @@ import { completeImages } from '../sample/complete.js';
 import { writeCompletionGrid } from '../sample/grid.js';
 import { writeRunFile } from '../train/checkpoint.js';
 import { backendOption, kernelsFromFlags, parseIntOption, parseNumberOption, parsePrecision, parseSplitOption } from './common.js';
-import { checkModelMatchesData, openModel } from './open-model.js';
+import { checkModelMatchesData, modelObjective, openModel } from './open-model.js';
+import { inspectModelFolder } from '../io/hf.js';
+import { checkSamplingFits } from '../sample/memory.js';
 import { createProgress } from './progress.js';
 import { dirname, basename, join } from 'node:path';
 
@@ -40,10 +42,6 @@ export const sampleCommand: CommandModule = {
       .requiredOption('--out <file.png>', 'grid to write; the ids go to the same name with .json'))
       .action(async (flags: Flags) => {
         const kernels = kernelsFromFlags(flags);
-        const m = openModel(flags.model, kernels, flags.objective);
-        const cfg = m.model.config;
-        const side = Math.round(Math.sqrt(cfg.nPositions));
-        if (side * side !== cfg.nPositions) throw new Error(`${flags.model}: ${cfg.nPositions} positions is not a square image`);
         const count = parseIntOption('--count', flags.count, 1, 1024);
         const samples = parseIntOption('--samples', flags.samples, 1, 64);
         const o: SamplingOptions = {
@@ -51,6 +49,14 @@ export const sampleCommand: CommandModule = {
           topK: parseIntOption('--top-k', flags.topK, 0), topP: parseNumberOption('--top-p', flags.topP, 0, 1),
           seed: parseIntOption('--seed', flags.seed, 0), precision: parsePrecision(flags.precision),
         };
+        // From the headers alone: a model this machine cannot hold is refused before it is read.
+        const stored = inspectModelFolder(flags.model);
+        checkSamplingFits(stored.dir, stored.config, count * samples, kernels.decodeGroup,
+                          kernels.attentionDecodeHalf ? o.precision! : 'f32', modelObjective(stored.dir, flags.objective));
+        const m = openModel(flags.model, kernels, flags.objective);
+        const cfg = m.model.config;
+        const side = Math.round(Math.sqrt(cfg.nPositions));
+        if (side * side !== cfg.nPositions) throw new Error(`${flags.model}: ${cfg.nPositions} positions is not a square image`);
         let palette = m.palette;
         let originals: Int32Array | null = null;
         let knownPixels = 0;
