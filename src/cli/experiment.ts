@@ -83,7 +83,9 @@ export const experimentCommand: CommandModule = {
       .option('--probe-val <n>', 'validation images that choose the probe\'s layer and L2 (default: all)')
       .option('--seed <n>', 'seed', '0'))
       .action(async (dataset: string, flags: Flags) => {
+        // The study's own pretraining run folder too: `igpt pretrain --out <study>/pretrain` must wait.
         lockRunFolder(flags.out);
+        lockRunFolder(join(flags.out, 'pretrain'));
         const kernels = kernelsFromFlags(flags);
         const out = flags.out;
         const statePath = join(out, 'study.json');

@@ -8,7 +8,7 @@
  * with EEXIST when the name exists, exactly like open(O_CREAT | O_EXCL), and a reader never sees a
  * half-written note.
  */
-import { linkSync, mkdirSync, readFileSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, linkSync, mkdirSync, readFileSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 
@@ -94,6 +94,7 @@ export function acquireRunLock(dir: string): RunLock {
     const deadline = Date.now() + TAKEOVER_WAIT_MS;
     while (!tryLink(note, file)) {
       const owner = readOwner(file);
+      if (owner === null && !existsSync(file)) continue; // released between the two calls: try again
       if (owner === null || !isStale(owner) || Date.now() > deadline) throw new RunFolderLockedError(dir, owner, file);
       tookOverFrom = owner;
       if (!removeStaleLock(note, file, owner)) sleepSync(10);
