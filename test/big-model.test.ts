@@ -75,13 +75,23 @@ const igptM = imageGptConfig(presetShape('igpt-m'));
 const largeDir = join(root, 'igpt-l');
 const largeBytes = writeSparseModel(largeDir, igptL);
 
-function igpt(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string; ms: number }> {
+/** Runs igpt; `peakBytes` is the process's peak resident memory (Linux /proc, polled). */
+function igpt(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string; ms: number; peakBytes: number }> {
   const t0 = performance.now();
   const child = spawn(process.execPath, ['--import', 'tsx', MAIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let stdout = '', stderr = '';
+  let stdout = '', stderr = '', peakBytes = 0;
+  const poll = setInterval(() => {
+    try {
+      const kib = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'))?.[1];
+      if (kib) peakBytes = Math.max(peakBytes, Number(kib) * 1024);
+    } catch { /* ended */ }
+  }, 200);
   child.stdout.on('data', (d: Buffer) => { stdout += d.toString(); });
   child.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
-  return new Promise((resolve) => child.on('close', (code) => resolve({ code, stdout, stderr, ms: performance.now() - t0 })));
+  return new Promise((resolve) => child.on('close', (code) => {
+    clearInterval(poll);
+    resolve({ code, stdout, stderr, ms: performance.now() - t0, peakBytes });
+  }));
 }
 
 test('igpt info on an iGPT-L-shaped folder (1.4 B parameters, 5.6 GB) reads its headers only, in milliseconds', async () => {
@@ -207,5 +217,7 @@ test('iGPT-M (455 M parameters, random weights) samples two 32×32 images with i
   assert.equal(ids.completions.length, 2 * 1024);
   assert.ok(ids.completions.every((v) => v >= 0 && v < 512));
   console.log(`# iGPT-M: ${parameterCount(igptM).toLocaleString('en-US')} parameters written in ${saveSeconds.toFixed(1)} s; ` +
-              `2 images of 32×32 sampled in ${ids.seconds.toFixed(1)} s (the command: ${(r.ms / 1000).toFixed(1)} s)`);
+              `2 images of 32×32 sampled in ${ids.seconds.toFixed(1)} s (the command: ${(r.ms / 1000).toFixed(1)} s, ` +
+              `peak resident memory ${(r.peakBytes / GiB).toFixed(1)} GiB; estimate ${(samplingMemory(igptM, 2, 8, 'f16', 'ar').total / GiB).toFixed(1)} GiB)`);
+  assert.ok(r.peakBytes < 24 * GiB);
 });
