@@ -12,10 +12,11 @@ import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { cpSync, existsSync, type FSWatcher, mkdtempSync, readdirSync, readFileSync, rmSync, truncateSync, watch } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { buildTokenDataset } from '../src/data/build.js';
 import { saveTokenDataset, type TokenDataset } from '../src/data/tokens.js';
+import { writeChecksums } from '../src/io/checksums.js';
 import { readSafetensors, writeSafetensors } from '../src/io/safetensors.js';
 import { loadCheckpoint } from '../src/train/checkpoint.js';
 import type { HistoryPoint } from '../src/train/trainer.js';
@@ -190,7 +191,10 @@ test('a corrupt newest checkpoint: --resume falls back to the previous one and s
   assert.deepEqual(history(run), reference);
 });
 
-/** Copies the reference run and poisons one value of a tensor in its latest checkpoint. */
+/**
+ * Copies the reference run and poisons one value of a tensor in its latest checkpoint, as if the
+ * checkpoint had been written with it: its checksums are recorded anew, so the NaN is what loads.
+ */
 function poisonedCopy(name: string, file: string, tensor: string, value: number): { run: string; step: number } {
   const run = join(root, name);
   cpSync(referenceRun, run, { recursive: true });
@@ -200,6 +204,7 @@ function poisonedCopy(name: string, file: string, tensor: string, value: number)
   const copy = [...tensors].map(([n, t]) => ({ name: n, shape: t.shape, data: Float32Array.from(t.data) }));
   copy.find((t) => t.name === tensor)!.data[3] = value;
   writeSafetensors(path, copy, metadata);
+  writeChecksums(dirname(path));
   return { run, step };
 }
 
