@@ -241,7 +241,7 @@ test('a bit flipped in a checkpoint: info --verify names the file, --resume fall
   assert.equal(latestStep(run), 8);
 });
 
-test('folders without checksums (from elsewhere, or older checkpoints) still load; a truncated or missing listed file is named', () => {
+test('folders without checksums (from elsewhere, or older checkpoints) still load; a listed file that is missing is named', () => {
   const dir = join(root, 'plain');
   const cfg = makeConfig({ nEmbd: 16, nLayer: 1, nHead: 2 }, 16, 64, 0);
   const params = new ParameterTensors(cfg);
