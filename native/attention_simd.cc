@@ -36,23 +36,6 @@ namespace {
 
 using namespace simd;
 
-typedef int i32x8 __attribute__((vector_size(32)));
-typedef int i32x16 __attribute__((vector_size(64)));
-
-/** The int32 vector with as many lanes as V. */
-template <class V>
-struct IntOf;
-template <>
-struct IntOf<f32x8> {
-  using type = i32x8;
-};
-template <>
-struct IntOf<f32x16> {
-  using type = i32x16;
-};
-template <class V>
-using IntVec = typename IntOf<V>::type;
-
 /** Lane indices 0, 1, …, W−1. */
 template <class V>
 IGPT_INLINE V laneIndex() {
@@ -73,27 +56,6 @@ IGPT_INLINE float horizontalSum(V v) {
   float s = 0;
   for (int i = 0; i < lanes<V>(); i++) s += v[i];
   return s;
-}
-
-/** expApprox (vecmath.h) on every lane. */
-template <class V>
-IGPT_INLINE V expVec(V x) {
-  using VI = IntVec<V>;
-  x = x < splat<V>(-87.0f) ? splat<V>(-87.0f) : x;
-  x = x > splat<V>(88.0f) ? splat<V>(88.0f) : x;
-  const V shifter = splat<V>(12582912.0f);
-  const V t = x * 1.44269504088896341f + shifter;
-  const V n = t - shifter;
-  const V r = (x - n * 0.693145751953125f) - n * 1.42860682030941723e-6f;
-  V p = splat<V>(1.0f / 720.0f);
-  p = p * r + 1.0f / 120.0f;
-  p = p * r + 1.0f / 24.0f;
-  p = p * r + 1.0f / 6.0f;
-  p = p * r + 0.5f;
-  p = p * r + 1.0f;
-  p = p * r + 1.0f;
-  const VI scaleBits = ((__builtin_bit_cast(VI, t) - 0x4B400000) + 127) << 23;
-  return p * __builtin_bit_cast(V, scaleBits);
 }
 
 /** dst[0..hs) = src[0..hs) for hs a multiple of the vector width. */
@@ -248,12 +210,12 @@ IGPT_INLINE void softmaxInto(float* scores, float* attRow, int n, int keys, int 
   const V max = splat<V>(horizontalMax(vmax));
   V vsum = V{};
   for (int s = 0; s < whole; s += W) {
-    const V e = expVec(load<V>(scores + s) - max);
+    const V e = expApprox(load<V>(scores + s) - max);
     store<V>(scores + s, e);
     vsum += e;
   }
   if (whole < n) {
-    V e = expVec(tail - max);
+    V e = expApprox(tail - max);
     e = tailMask != 0 ? e : V{};
     store<V>(scores + whole, e);
     vsum += e;

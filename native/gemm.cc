@@ -99,25 +99,4 @@ void sgemm(bool transA, bool transB, int m, int n, int k, float alpha, const flo
   });
 }
 
-void sgemmStridedBatched(bool transA, bool transB, int m, int n, int k, float alpha,
-                         const float* a, int lda, int64_t strideA, const float* b, int ldb,
-                         int64_t strideB, float beta, float* c, int ldc, int64_t strideC,
-                         int batch) {
-  if (batch <= 0 || m <= 0 || n <= 0) return;
-  const double flops = 2.0 * m * n * k;
-  // Big matrices: thread each GEMM; many small ones: one GEMM per pool thread at a time.
-  if (batch < threadCount() * 2 || flops >= 5e7) {
-    for (int i = 0; i < batch; i++) {
-      sgemm(transA, transB, m, n, k, alpha, a + i * strideA, lda, b + i * strideB, ldb, beta,
-            c + i * strideC, ldc);
-    }
-    return;
-  }
-  SingleThreadedBlas single;
-  pool().run(batch, [&](int64_t i) {
-    sgemm(transA, transB, m, n, k, alpha, a + i * strideA, lda, b + i * strideB, ldb, beta,
-          c + i * strideC, ldc);
-  });
-}
-
 }  // namespace igpt

@@ -10,10 +10,22 @@ namespace igpt {
 void sgemm(bool transA, bool transB, int m, int n, int k, float alpha, const float* a, int lda,
            const float* b, int ldb, float beta, float* c, int ldc);
 
-void sgemmStridedBatched(bool transA, bool transB, int m, int n, int k, float alpha,
-                         const float* a, int lda, int64_t strideA, const float* b, int ldb,
-                         int64_t strideB, float beta, float* c, int ldc, int64_t strideC,
-                         int batch);
+/** One operand of gemmBf16: bf16 values (when `bf16` is set) or floats to be rounded to bf16. */
+struct GemmOperand {
+  const float* f32;
+  const uint16_t* bf16;
+};
+
+/**
+ * sgemm with bf16 operands and float32 accumulation (oneDNN). Float operands are rounded to bf16
+ * (to nearest even) first. Does nothing unless bf16Supported().
+ */
+void gemmBf16(bool transA, bool transB, int m, int n, int k, float alpha, const GemmOperand& a, int lda,
+              const GemmOperand& b, int ldb, float beta, float* c, int ldc);
+/** Whether gemmBf16 runs here: the addon was built with oneDNN and the CPU has AVX512-BF16 or AMX. */
+bool bf16Supported();
+/** dst[i] = src[i] rounded to bf16 (to nearest even), for n values. */
+void floatsToBf16(uint16_t* dst, const float* src, int64_t n);
 
 /** While alive, OpenBLAS runs single-threaded (for GEMMs issued from the pool's own threads). */
 class SingleThreadedBlas {

@@ -1,6 +1,7 @@
 // GCC vector types for the hand-blocked x86 kernels (attention_simd.cc, gemm_packed.cc): 8 or 16
 // floats, unaligned loads and stores, and a broadcast. Functions using them carry their own
-// target attribute (AVX2 or AVX-512).
+// target attribute (AVX2 or AVX-512). A plain float counts as a one-lane vector, so lane-wise
+// templates (expApprox in vecmath.h) serve scalar loops too.
 #pragma once
 
 #if defined(__x86_64__) && defined(__GNUC__)
@@ -10,6 +11,8 @@
 #include <immintrin.h>
 #endif
 
+#include <cstdint>
+
 #define IGPT_INLINE inline __attribute__((always_inline))
 
 namespace igpt {
@@ -18,8 +21,31 @@ namespace simd {
 typedef float f32x8 __attribute__((vector_size(32)));
 typedef float f32x16 __attribute__((vector_size(64)));
 
+typedef int i32x8 __attribute__((vector_size(32)));
+typedef int i32x16 __attribute__((vector_size(64)));
+
 template <class V>
 constexpr int lanes() { return static_cast<int>(sizeof(V) / sizeof(float)); }
+
+/** The int32 vector with as many lanes as V (int32_t for a float). */
+template <class V>
+struct IntOf;
+template <>
+struct IntOf<float> {
+  using type = int32_t;
+};
+template <>
+struct IntOf<f32x8> {
+  using type = i32x8;
+};
+template <>
+struct IntOf<f32x16> {
+  using type = i32x16;
+};
+template <class V>
+using IntVec = typename IntOf<V>::type;
+
+inline float broadcast(float*, float x) { return x; }
 
 // Unaligned vector loads and stores (memcpy compiles to a single vmovups).
 template <class V>
@@ -41,9 +67,10 @@ __attribute__((target("avx2"))) inline f32x8 broadcast(f32x8*, float x) {
 __attribute__((target("avx512f"))) inline f32x16 broadcast(f32x16*, float x) {
   return (f32x16)_mm512_broadcastss_ps(_mm_set_ss(x));
 }
+#endif
+/** x in every lane of V. */
 template <class V>
 IGPT_INLINE V splat(float x) { return broadcast(static_cast<V*>(nullptr), x); }
-#endif
 
 }  // namespace simd
 }  // namespace igpt

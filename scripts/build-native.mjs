@@ -1,11 +1,25 @@
 #!/usr/bin/env node
 // Builds the optional OpenBLAS addon (native/). Never fails the install: without a compiler or
 // OpenBLAS the portable TypeScript kernels are used, and this says how to get the fast path.
+// oneDNN (Debian libdnnl-dev) is linked when its header is found, for the bf16 matrix products;
+// `--has-dnnl` prints 1 or 0 for that decision (native/binding.gyp asks it, so a plain
+// `node-gyp rebuild` decides the same way).
 import { spawnSync } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createRequire } from 'node:module';
+
+// Debian puts cblas.h under the multiarch directory (/usr/include/x86_64-linux-gnu/ and the like).
+const includeDirs = ['/usr/include', '/usr/include/openblas', '/usr/local/include',
+  ...(existsSync('/usr/include') ? readdirSync('/usr/include').filter((d) => d.endsWith('-linux-gnu')).map((d) => join('/usr/include', d)) : [])];
+const hasHeader = (name) => includeDirs.some((d) => existsSync(join(d, name)));
+
+if (process.argv.includes('--has-dnnl')) {
+  // IGPT_WITH_DNNL=0 builds without oneDNN even where it is installed (to check that build).
+  console.log(process.env.IGPT_WITH_DNNL !== '0' && hasHeader('oneapi/dnnl/dnnl.hpp') ? 1 : 0);
+  process.exit(0);
+}
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const nativeDir = join(root, 'native');
@@ -13,10 +27,7 @@ if (process.env.IGPT_SKIP_NATIVE === '1' || !existsSync(join(nativeDir, 'binding
 
 const hint = 'igpt: the native OpenBLAS kernels were not built; the portable kernels will be used (slower).\n' +
   '      For the fast path: apt-get install -y libopenblas-dev g++ make python3, then npm rebuild igpt';
-// Debian puts cblas.h under the multiarch directory (/usr/include/x86_64-linux-gnu/ and the like).
-const includeDirs = ['/usr/include', '/usr/include/openblas', '/usr/local/include',
-  ...(existsSync('/usr/include') ? readdirSync('/usr/include').filter((d) => d.endsWith('-linux-gnu')).map((d) => join('/usr/include', d)) : [])];
-if (!includeDirs.some((d) => existsSync(join(d, 'cblas.h')))) {
+if (!hasHeader('cblas.h')) {
   console.warn(hint);
   process.exit(0);
 }
@@ -34,3 +45,6 @@ const nodeDirArg = !process.env.npm_config_nodedir && existsSync(join(nodeDir, '
 const args = gyp ? [gyp, 'rebuild', ...nodeDirArg] : null;
 const r = args ? spawnSync(process.execPath, args, { cwd: nativeDir, stdio: 'inherit' }) : { status: 1 };
 if (r.status !== 0) console.warn(hint);
+else if (!hasHeader('oneapi/dnnl/dnnl.hpp')) {
+  console.warn('igpt: built without oneDNN, so without bf16 matrix products; for them: apt-get install -y libdnnl-dev, then npm rebuild igpt');
+}

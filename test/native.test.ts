@@ -58,7 +58,7 @@ test('without the addon, auto falls back to portable with one hint line; native 
 test('with the addon, auto announces the native backend once', { skip }, () => {
   const r = runNode(`${SELECT} loadKernels(); loadKernels(); console.log(loadKernels().name);`, {});
   assert.equal(r.stdout.trim(), 'native');
-  assert.match(r.stderr.trim(), /^igpt: using the native kernels \(OpenBLAS, \d+ threads\)$/);
+  assert.match(r.stderr.trim(), /^igpt: using the native kernels \(OpenBLAS, \d+ threads; float32\)$/);
 });
 
 test('the addon rejects wrong types, short buffers and bad sizes with a clear error', { skip }, () => {

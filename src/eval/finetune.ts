@@ -162,6 +162,7 @@ export async function finetune(model: ImageGPT, data: TokenDataset, o: FinetuneO
     if (hooks.shouldStop?.()) break;
   }
   model.params.data.set(best.params);
+  model.weightsChanged();
   const testAccuracy = classificationAccuracy(model, data.test, {
     objective: o.objective, batch: o.batch, masks: o.evalMasks, maskProb: o.maskProb, seed: o.seed + 1,
   });

@@ -1,6 +1,7 @@
 /**
  * The one interface all heavy arithmetic goes through. Two implementations: `native` (a Node-API
  * addon over OpenBLAS plus threaded fused loops) and `portable` (TypeScript, runs in browsers).
+ * `loops.ts` holds the plain reference loops every backend is tested against.
  *
  * Conventions: every matrix is row-major float32; buffers are the caller's memory (pass
  * `subarray` views for offsets, never copies); `rows` is the flattened batch·time dimension.
@@ -32,12 +33,12 @@ export interface Kernels {
   /** C[m, n] = A[m, k]·B, or C += A·B with `accumulate`; B from packMatrix, A and C row-major. */
   sgemmPacked(m: number, a: Float32Array, b: PackedMatrix, c: Float32Array, accumulate: boolean): void;
 
-  /** `batch` independent sgemms; matrix i of A starts at element i·strideA (likewise B, C). */
-  sgemmStridedBatched(transA: boolean, transB: boolean, m: number, n: number, k: number,
-                      alpha: number, a: Float32Array, lda: number, strideA: number,
-                      b: Float32Array, ldb: number, strideB: number,
-                      beta: number, c: Float32Array, ldc: number, strideC: number,
-                      batch: number): void;
+  /**
+   * Matrix products with bf16 operands and float32 accumulation. Present only where the backend
+   * was loaded for bf16 (`loadKernels`' precision) and the CPU multiplies bf16 in hardware; the
+   * model then runs its linear layers' products here (see ImageGPT), everything else in float32.
+   */
+  readonly bf16?: Bf16Products;
 
   /** out[r, :] += bias for each of `rows` rows of width n. */
   biasForward(out: Float32Array, bias: Float32Array, rows: number, n: number): void;
@@ -127,4 +128,18 @@ export interface PackedMatrix {
   readonly k: number;
   readonly n: number;
   readonly data: Float32Array | Uint16Array;
+}
+
+/** bf16 matrix products (Kernels.bf16): the weights' bf16 copies and the products using them. */
+export interface Bf16Products {
+  /** dst[i] = src[i] rounded to bf16 (to nearest, ties to even), for n values. */
+  toBf16(dst: Uint16Array, src: Float32Array, n: number): void;
+  /**
+   * sgemm's product (same arguments and conventions) with every operand in bf16: a Uint16Array
+   * holds bf16 values already (a weight's copy), a Float32Array is rounded to bf16 first. Sums in
+   * float32; C stays float32.
+   */
+  gemm(transA: boolean, transB: boolean, m: number, n: number, k: number, alpha: number,
+       a: Float32Array | Uint16Array, lda: number, b: Float32Array | Uint16Array, ldb: number,
+       beta: number, c: Float32Array, ldc: number): void;
 }

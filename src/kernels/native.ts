@@ -1,16 +1,21 @@
 /**
  * The native kernel backend: the Node-API addon built from `native/` (OpenBLAS GEMM plus threaded
- * fused loops). Every call works in place on the caller's Float32Array memory.
+ * fused loops, and bf16 products through oneDNN where it was built with them). Every call works in
+ * place on the caller's typed-array memory.
  */
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
-import type { Kernels } from './kernels.js';
+import type { Bf16Products, Kernels } from './kernels.js';
 
 /** What the compiled addon exports: the kernel methods plus a few controls. */
-interface NativeAddon extends Omit<Kernels, 'name' | 'threads' | 'kvLayout' | 'decodeGroup' | 'packMatrix' | 'sgemmPacked' | 'attentionDecodeHalf'> {
+interface NativeAddon extends Omit<Kernels, 'name' | 'threads' | 'kvLayout' | 'decodeGroup' | 'packMatrix' | 'sgemmPacked' | 'attentionDecodeHalf' | 'bf16'> {
   threads(): number;
   halfFloats(): boolean;
+  /** Whether gemmBf16 runs here: built with oneDNN, on a CPU with AVX512-BF16 or AMX. */
+  bf16(): boolean;
+  gemmBf16: Bf16Products['gemm'];
+  toBf16: Bf16Products['toBf16'];
   attentionDecodeHalf: NonNullable<Kernels['attentionDecodeHalf']>;
   packMatrix(b: Float32Array, k: number, n: number, half: boolean): Float32Array | Uint16Array;
   sgemmPacked(m: number, n: number, k: number, a: Float32Array, packed: Float32Array | Uint16Array, c: Float32Array,
@@ -69,9 +74,24 @@ export function nativeGemmThreading(mode?: GemmThreading): GemmThreading {
   return mode === undefined ? loadAddon().gemmThreading() : loadAddon().gemmThreading(mode);
 }
 
-/** The native backend; throws an Error saying how to build it when the addon is missing. */
-export function createNativeKernels(): Kernels {
+/** Whether the native kernels can run bf16 products here (addon built with oneDNN, CPU with AVX512-BF16 or AMX). */
+export function nativeBf16Available(): boolean {
+  return nativeAvailable() && loadAddon().bf16();
+}
+
+/** The precision of the linear layers' matrix products (everything else is float32). */
+export type Precision = 'f32' | 'bf16';
+
+/**
+ * The native backend; throws an Error saying how to build it when the addon is missing, or, for
+ * `bf16`, why bf16 products are not available here.
+ */
+export function createNativeKernels(precision: Precision = 'f32'): Kernels {
   const a = loadAddon();
+  if (precision === 'bf16' && !a.bf16()) {
+    throw new Error('igpt: the native kernels have no bf16 products here: they need a CPU with AVX512-BF16 or AMX ' +
+      'and an addon built with oneDNN (apt-get install -y libdnnl-dev && npm rebuild igpt)');
+  }
   return {
     name: 'native',
     threads: a.threads(),
@@ -82,7 +102,7 @@ export function createNativeKernels(): Kernels {
     // in f16 and f32 alike.
     decodeGroup: 8,
     sgemm: a.sgemm,
-    sgemmStridedBatched: a.sgemmStridedBatched,
+    ...(precision === 'bf16' ? { bf16: { gemm: a.gemmBf16, toBf16: a.toBf16 } } : {}),
     packMatrix: (b, k, n, half = false) => ({ k, n, data: a.packMatrix(b, k, n, half) }),
     sgemmPacked: (m, x, b, c, accumulate) => a.sgemmPacked(m, b.n, b.k, x, b.data, c, accumulate),
     biasForward: a.biasForward,

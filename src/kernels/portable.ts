@@ -42,14 +42,6 @@ export function createPortableKernels(options: { simd?: boolean } = {}): Kernels
       gemm(false, false, m, b.n, b.k, 1, a, 0, b.k, b.data, 0, b.n, accumulate ? 1 : 0, c, 0, b.n);
     },
 
-    sgemmStridedBatched(transA, transB, m, n, k, alpha, a, lda, strideA, b, ldb, strideB,
-                        beta, c, ldc, strideC, batch) {
-      for (let i = 0; i < batch; i++) {
-        gemm(transA, transB, m, n, k, alpha, a, i * strideA, lda, b, i * strideB, ldb,
-             beta, c, i * strideC, ldc);
-      }
-    },
-
     attentionForward(out, att, qkv, B, T, H, hs, causal) {
       if (engine) engine.attentionForward(out, att, qkv, B, T, H, hs, causal);
       else attentionForwardLoops(gemm, out, att, qkv, B, T, H, hs, causal);

@@ -1,15 +1,22 @@
 /**
  * Picks the kernel backend: native when its addon loads, portable otherwise. The choice comes from
  * the argument or IGPT_KERNELS ('auto' | 'native' | 'portable'); one line on stderr says which
- * backend runs (IGPT_QUIET=1 silences it).
+ * backend runs and the precision of its matrix products (IGPT_QUIET=1 silences it).
+ *
+ * The precision asked for ('f32' | 'bf16' | 'auto'): `bf16` multiplies the linear layers in bf16
+ * where the native kernels can (a CPU with AVX512-BF16 or AMX, an addon built with oneDNN) and
+ * elsewhere says why not and runs float32; `auto` takes bf16 where it is available, silently
+ * float32 elsewhere; `f32` (the default) never uses bf16.
  */
 import type { Kernels } from './kernels.js';
-import { createNativeKernels } from './native.js';
+import { createNativeKernels, nativeBf16Available } from './native.js';
 import { createPortableKernels } from './portable.js';
 
 export type KernelChoice = 'auto' | 'native' | 'portable';
+export type PrecisionChoice = 'f32' | 'bf16' | 'auto';
 
 const CHOICES: readonly KernelChoice[] = ['auto', 'native', 'portable'];
+export const PRECISIONS: readonly PrecisionChoice[] = ['f32', 'bf16', 'auto'];
 
 let announced = false;
 
@@ -28,27 +35,52 @@ function choiceFromEnv(): KernelChoice {
   return env as KernelChoice;
 }
 
-/** The kernels to compute with. `native` throws if the addon is missing; `auto` falls back. */
-export function loadKernels(choice: KernelChoice = choiceFromEnv()): Kernels {
-  if (choice === 'portable') {
-    const k = createPortableKernels();
-    announce('igpt: using the portable kernels (IGPT_KERNELS=portable)');
-    return k;
+/** What the announcement says about the matrix products. */
+function productsNote(k: Kernels): string {
+  return k.bf16 ? 'linear layers in bf16 through oneDNN, the rest float32' : 'float32';
+}
+
+/** The native kernels at the precision asked for; bf16 falls back to float32 where it cannot run. */
+function nativeKernels(precision: PrecisionChoice): Kernels {
+  if (precision === 'f32') return createNativeKernels('f32');
+  if (nativeBf16Available()) return createNativeKernels('bf16');
+  if (precision === 'bf16') {
+    // Said whatever IGPT_QUIET says: the run is not what was asked for.
+    process.stderr.write('igpt: --precision bf16 is not available here (it needs a CPU with AVX512-BF16 or AMX and ' +
+      'native kernels built with oneDNN: apt-get install -y libdnnl-dev && npm rebuild igpt); running float32\n');
   }
+  return createNativeKernels('f32');
+}
+
+function portableKernels(precision: PrecisionChoice, line: string): Kernels {
+  const k = createPortableKernels();
+  if (precision === 'bf16') process.stderr.write('igpt: --precision bf16: the portable kernels multiply in float32 only; running float32\n');
+  announce(line);
+  return k;
+}
+
+/**
+ * The kernels to compute with. `native` throws if the addon is missing; `auto` falls back to the
+ * portable kernels (which multiply in float32 only).
+ */
+export function loadKernels(choice: KernelChoice = choiceFromEnv(), precision: PrecisionChoice = 'f32'): Kernels {
+  if (!(PRECISIONS as readonly string[]).includes(precision)) {
+    throw new Error(`precision must be one of ${PRECISIONS.join(', ')}; got '${String(precision)}'`);
+  }
+  if (choice === 'portable') return portableKernels(precision, 'igpt: using the portable kernels (IGPT_KERNELS=portable; float32)');
   if (choice === 'native') {
-    const k = createNativeKernels();
-    announce(`igpt: using the native kernels (OpenBLAS, ${k.threads} threads)`);
+    const k = nativeKernels(precision);
+    announce(`igpt: using the native kernels (OpenBLAS, ${k.threads} threads; ${productsNote(k)})`);
     return k;
   }
   if (choice !== 'auto') throw new Error(`loadKernels: unknown backend '${String(choice)}'`);
   let native: Kernels;
   try {
-    native = createNativeKernels();
+    native = nativeKernels(precision);
   } catch {
-    announce('igpt: using the portable kernels (slower); for the fast native ones: ' +
+    return portableKernels(precision, 'igpt: using the portable kernels (slower; float32); for the fast native ones: ' +
       'apt-get install -y libopenblas-dev && npm rebuild igpt');
-    return createPortableKernels();
   }
-  announce(`igpt: using the native kernels (OpenBLAS, ${native.threads} threads)`);
+  announce(`igpt: using the native kernels (OpenBLAS, ${native.threads} threads; ${productsNote(native)})`);
   return native;
 }

@@ -43,13 +43,29 @@ export function embeddingBackward(dwte: Float32Array, dwpe: Float32Array, dout: 
 }
 
 /**
+ * A linear layer's weight matrix, and its bf16 copy when the model multiplies in bf16
+ * (`Kernels.bf16`): then all three products of the layer (forward, dx, dw) take bf16 operands.
+ */
+export interface Weight {
+  readonly f32: Float32Array;
+  readonly bf16: Uint16Array | null;
+}
+
+/** C = op(A)·op(W) + beta·C for the layer's weight W (stored with row stride ldw). */
+function timesWeight(k: Kernels, w: Weight, transW: boolean, m: number, n: number, inner: number,
+                     a: Float32Array, lda: number, ldw: number, beta: number, c: Float32Array, ldc: number): void {
+  if (w.bf16 && k.bf16) k.bf16.gemm(false, transW, m, n, inner, 1, a, lda, w.bf16, ldw, beta, c, ldc);
+  else k.sgemm(false, transW, m, n, inner, 1, a, lda, w.f32, ldw, beta, c, ldc);
+}
+
+/**
  * out[r, :] = x[r, :] · w + b, w is [nIn, nOut] (HF's Conv1D layout). With `accumulate`, adds to
  * what `out` holds (used to fold the residual connection into the projection).
  */
-export function linearForward(k: Kernels, out: Float32Array, x: Float32Array, w: Float32Array,
+export function linearForward(k: Kernels, out: Float32Array, x: Float32Array, w: Weight,
                               b: Float32Array | null, rows: number, nIn: number, nOut: number,
                               accumulate = false): void {
-  k.sgemm(false, false, rows, nOut, nIn, 1, x, nIn, w, nOut, accumulate ? 1 : 0, out, nOut);
+  timesWeight(k, w, false, rows, nOut, nIn, x, nIn, nOut, accumulate ? 1 : 0, out, nOut);
   if (b) k.biasForward(out, b, rows, nOut);
 }
 
@@ -60,16 +76,24 @@ export function packedLinearForward(k: Kernels, out: Float32Array, x: Float32Arr
   if (b) k.biasForward(out, b, rows, w.n);
 }
 
-/** Writes dx (when given), accumulates dw and db. Needs only the forward input x. */
+/**
+ * Writes dx (when given), accumulates dw and db. Needs only the forward input x. In bf16 the
+ * weight gradient's product rounds x and dout to bf16 too; dw accumulates in float32.
+ */
 export function linearBackward(k: Kernels, dx: Float32Array | null, dw: Float32Array,
                                db: Float32Array | null, dout: Float32Array, x: Float32Array,
-                               w: Float32Array, rows: number, nIn: number, nOut: number): void {
-  if (dx) k.sgemm(false, true, rows, nIn, nOut, 1, dout, nOut, w, nOut, 0, dx, nIn);
-  k.sgemm(true, false, nIn, nOut, rows, 1, x, nIn, dout, nOut, 1, dw, nOut);
+                               w: Weight, rows: number, nIn: number, nOut: number): void {
+  if (dx) timesWeight(k, w, true, rows, nIn, nOut, dout, nOut, nOut, 0, dx, nIn);
+  if (w.bf16 && k.bf16) k.bf16.gemm(true, false, nIn, nOut, rows, 1, x, nIn, dout, nOut, 1, dw, nOut);
+  else k.sgemm(true, false, nIn, nOut, rows, 1, x, nIn, dout, nOut, 1, dw, nOut);
   if (db) k.biasBackward(db, dout, rows, nOut);
 }
 
-/** logits[r, :] = x[r, :] · headᵀ, head is [nOut, nIn] (nn.Linear layout, no bias). */
+/**
+ * logits[r, :] = x[r, :] · headᵀ, head is [nOut, nIn] (nn.Linear layout, no bias). The heads stay
+ * float32 in bf16 models: their products are narrow (16 or 512 palette colors, a few classes) and
+ * feed the losses directly.
+ */
 export function headForward(k: Kernels, logits: Float32Array, x: Float32Array, head: Float32Array,
                             rows: number, nIn: number, nOut: number): void {
   k.sgemm(false, true, rows, nOut, nIn, 1, x, nIn, head, nIn, 0, logits, nOut);

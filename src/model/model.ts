@@ -3,13 +3,13 @@
  *   h0 = wte[token] + wpe[pos];  a = h + attn(norm1(h));  h' = a + mlp(norm2(a))
  *   logits = norm_f(h_L) · lm_headᵀ;  class logits = mean_t(norm_f(h_L)) · scoreᵀ
  */
-import type { Kernels } from '../kernels/kernels.js';
+import type { Bf16Products, Kernels } from '../kernels/kernels.js';
 import type { ModelConfig } from './config.js';
 import { paletteSizeOf } from './config.js';
 import { ParameterTensors } from './parameters.js';
 import {
   embeddingBackward, embeddingForward, headBackward, headForward, linearBackward, linearForward,
-  meanPoolBackward, meanPoolForward,
+  meanPoolBackward, meanPoolForward, type Weight,
 } from './layers.js';
 
 /** One batch for `forward`. Token ids: 0..k-1 colors, k = SOS, -1 = masked (BERT). */
@@ -111,8 +111,37 @@ class GradientScratch {
   }
 }
 
+/**
+ * The bf16 copy of a model's parameters for bf16 matrix products: converted from the float32
+ * master weights once after they change (an Adam step, a load), never per product.
+ */
+class Bf16Weights {
+  private readonly data: Uint16Array;
+  private stale = true;
+
+  constructor(private readonly products: Bf16Products, private readonly params: ParameterTensors) {
+    this.data = new Uint16Array(params.count);
+  }
+
+  markStale(): void { this.stale = true; }
+
+  refresh(): void {
+    if (!this.stale) return;
+    this.products.toBf16(this.data, this.params.data, this.params.count);
+    this.stale = false;
+  }
+
+  /** The bf16 copy of `t`, a view into the parameters' buffer. */
+  of(t: Float32Array): Uint16Array {
+    const offset = (t.byteOffset - this.params.data.byteOffset) / Float32Array.BYTES_PER_ELEMENT;
+    return this.data.subarray(offset, offset + t.length);
+  }
+}
+
 export class ImageGPT {
   readonly params: ParameterTensors;
+  /** Present when the kernels multiply in bf16 (Kernels.bf16): the weights' bf16 copy. */
+  private readonly bf16Weights: Bf16Weights | null;
   private gradTensors: ParameterTensors | null = null;
   private acts: Activations | null = null;
   private scratch: GradientScratch | null = null;
@@ -123,6 +152,21 @@ export class ImageGPT {
 
   constructor(readonly kernels: Kernels, readonly config: ModelConfig, params?: ParameterTensors) {
     this.params = params ?? new ParameterTensors(config);
+    this.bf16Weights = kernels.bf16 ? new Bf16Weights(kernels.bf16, this.params) : null;
+  }
+
+  /** 'bf16' when the linear layers multiply in bf16 (the kernels offer it), else 'f32'. */
+  get precision(): 'f32' | 'bf16' { return this.bf16Weights ? 'bf16' : 'f32'; }
+
+  /**
+   * Call after writing to `params` (the trainer does after every Adam step): in bf16 the weights'
+   * bf16 copy is then converted again before the next forward pass.
+   */
+  weightsChanged(): void { this.bf16Weights?.markStale(); }
+
+  /** A linear layer's weight for layers.ts, with its bf16 copy in bf16 models. */
+  private weight(w: Float32Array): Weight {
+    return { f32: w, bf16: this.bf16Weights ? this.bf16Weights.of(w) : null };
   }
 
   /** Parameter gradients, allocated on first use. */
@@ -176,6 +220,7 @@ export class ImageGPT {
     const rows = B * T;
     if (batch.inputs.length < rows) throw new Error(`batch inputs hold ${batch.inputs.length} ids, need ${rows}`);
     const acts = this.activationsFor(B, T, training);
+    this.bf16Weights?.refresh();
 
     embeddingForward(acts.residual[0]!, batch.inputs, p.wte, p.wpe, B, T, d);
     for (let l = 0; l < L; l++) {
@@ -225,16 +270,16 @@ export class ImageGPT {
     const { nEmbd: d, nHead: H, layerNormEpsilon: eps } = this.config;
     const rows = B * T;
     k.normForward(a.ln1, a.ln1Rstd, x, w.ln1, rows, d, eps);
-    linearForward(k, a.qkv, a.ln1, w.attnW, w.attnB, rows, d, 3 * d);
+    linearForward(k, a.qkv, a.ln1, this.weight(w.attnW), w.attnB, rows, d, 3 * d);
     k.attentionForward(a.atty, a.att, a.qkv, B, T, H, d / H, causal);
     if (a.res2 !== x) a.res2.set(x);
-    linearForward(k, a.res2, a.atty, w.attnProjW, w.attnProjB, rows, d, d, true);
+    linearForward(k, a.res2, a.atty, this.weight(w.attnProjW), w.attnProjB, rows, d, d, true);
     k.normForward(a.ln2, a.ln2Rstd, a.res2, w.ln2, rows, d, eps);
-    linearForward(k, a.fch, a.ln2, w.fcW, w.fcB, rows, d, 4 * d);
+    linearForward(k, a.fch, a.ln2, this.weight(w.fcW), w.fcB, rows, d, 4 * d);
     k.geluForward(a.fchGelu, a.fch, rows * 4 * d);
     if (!out) return;
     if (out !== a.res2) out.set(a.res2);
-    linearForward(k, out, a.fchGelu, w.mlpProjW, w.mlpProjB, rows, 4 * d, d, true);
+    linearForward(k, out, a.fchGelu, this.weight(w.mlpProjW), w.mlpProjB, rows, 4 * d, d, true);
   }
 
   private scratchFor(B: number, T: number): GradientScratch {
@@ -277,14 +322,14 @@ export class ImageGPT {
       const a = acts.layers[acts.mode === 'train' ? l : 0]!;
       if (acts.mode === 'recompute') this.blockForward(l, a, x, null, B, T, last.batch.causal);
       // MLP branch: out = res2 + c_proj(gelu(c_fc(norm2(res2)))).
-      linearBackward(k, s.dfch, gw.mlpProjW, gw.mlpProjB, s.dresidual, a.fchGelu, w.mlpProjW, rows, 4 * d, d);
+      linearBackward(k, s.dfch, gw.mlpProjW, gw.mlpProjB, s.dresidual, a.fchGelu, this.weight(w.mlpProjW), rows, 4 * d, d);
       k.geluBackward(s.dfch, s.dfch, a.fch, rows * 4 * d);
-      linearBackward(k, s.dln, gw.fcW, gw.fcB, s.dfch, a.ln2, w.fcW, rows, d, 4 * d);
+      linearBackward(k, s.dln, gw.fcW, gw.fcB, s.dfch, a.ln2, this.weight(w.fcW), rows, d, 4 * d);
       k.normBackward(s.dresidual, gw.ln2, s.dln, a.res2, a.ln2Rstd, w.ln2, rows, d);
       // Attention branch: res2 = x + c_proj(attn(c_attn(norm1(x)))).
-      linearBackward(k, s.datty, gw.attnProjW, gw.attnProjB, s.dresidual, a.atty, w.attnProjW, rows, d, d);
+      linearBackward(k, s.datty, gw.attnProjW, gw.attnProjB, s.dresidual, a.atty, this.weight(w.attnProjW), rows, d, d);
       k.attentionBackward(s.dqkv, s.datty, a.qkv, a.att, B, T, H, d / H, last.batch.causal);
-      linearBackward(k, s.dln, gw.attnW, gw.attnB, s.dqkv, a.ln1, w.attnW, rows, d, 3 * d);
+      linearBackward(k, s.dln, gw.attnW, gw.attnB, s.dqkv, a.ln1, this.weight(w.attnW), rows, d, 3 * d);
       k.normBackward(s.dresidual, gw.ln1, s.dln, x, a.ln1Rstd, w.ln1, rows, d);
     }
     embeddingBackward(g.wte, g.wpe, s.dresidual, last.batch.inputs, B, T, d);

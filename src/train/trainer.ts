@@ -140,6 +140,7 @@ export class Trainer {
     const head = this.classHead;
     this.adam.update(model.kernels, model.params.data, model.grads.data, lr,
                      head ? { start: head.offset, lr: lr * head.lrScale } : undefined);
+    model.weightsChanged();
     const seconds = (performance.now() - t0) / 1000;
     state.step++;
     state.seconds += seconds;
