@@ -4,6 +4,7 @@
  * Mirrors ../shared/bench/pytorch_igpt.py:
  *   node --import tsx bench/igpt_step.ts --mode train|infer|sample [--batch 8] [--steps 3] [--backend native|portable] [--recompute]
  *                                        [--precision f32|f16] [--decode-group n]
+ *                                        [--matmul f32|bf16]
  * Prints one JSON line: {"mode", "median_s", "min_s", "steps", "peak_rss_mib", "backend", ...}.
  * With --mode sample, every sampling run is preceded by a forward pass over the same batch, timed
  * too (forward_median_s): the ratio of the two comes from interleaved runs, so that the load of a
@@ -23,8 +24,11 @@ const { values: a } = parseArgs({ options: {
   steps: { type: 'string', default: '3' }, backend: { type: 'string', default: 'auto' },
   pixels: { type: 'string', default: '784' }, recompute: { type: 'boolean', default: false },
   precision: { type: 'string', default: 'f32' }, 'decode-group': { type: 'string' },
+  matmul: { type: 'string', default: 'f32' },
 } });
-const kernels = loadKernels(a.backend as 'auto' | 'native' | 'portable');
+// --precision is sampling's (f16 caches and weights); --matmul the linear layers' products.
+const kernels = loadKernels(a.backend as 'auto' | 'native' | 'portable', a.matmul as 'f32' | 'bf16');
+if (a.matmul === 'bf16' && !kernels.bf16) throw new Error('--matmul bf16: this machine has no bf16 products');
 const B = Number(a.batch), steps = Number(a.steps), T = Number(a.pixels);
 const cfg = makeConfig(presetShape('cpu-m'), 16, T, 0);
 const params = new ParameterTensors(cfg);
@@ -52,6 +56,7 @@ for (let s = 0; s < runs; s++) {
     model.forward({ B, T, inputs, targets, causal: true }, true);
     model.backward();
     adam.update(kernels, params.data, model.grads.data, 1e-3);
+    model.weightsChanged();
   } else if (a.mode === 'infer') {
     model.forward({ B, T, inputs, causal: true }, false);
   } else {
@@ -67,7 +72,7 @@ times.sort((x, y) => x - y);
 forwardTimes.sort((x, y) => x - y);
 console.log(JSON.stringify({
   ...(forwardTimes.length > 0 ? { forward_median_s: +forwardTimes[forwardTimes.length >> 1]!.toFixed(4) } : {}),
-  peer: 'igpt', backend: kernels.name, mode: a.mode, recompute: a.recompute, precision: a.precision, batch: B, threads: kernels.threads,
+  peer: 'igpt', backend: kernels.name, matmul: model.precision, mode: a.mode, recompute: a.recompute, precision: a.precision, batch: B, threads: kernels.threads,
   median_s: +times[times.length >> 1]!.toFixed(4), min_s: +times[0]!.toFixed(4), steps: times.length,
   peak_rss_mib: Math.round(process.resourceUsage().maxRSS / 1024), params: params.count,
 }));

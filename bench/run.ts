@@ -3,7 +3,7 @@
  *   npm run bench                    all benchmarks (about 15 minutes on 2 cores)
  *   npm run bench -- --quick         fewer repetitions
  *   npm run bench -- --only model,probe
- *   npm run bench -- --step-json     only the reference training step: {"step_s": ...}
+ *   npm run bench -- --step-json     only the reference training step: {"step_s": ..., "step_s_bf16": ...}
  */
 import { writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
@@ -31,8 +31,13 @@ const { values } = parseArgs({ options: {
 process.env.IGPT_QUIET = '1';
 
 if (values['step-json']) {
-  const { trainStepSeconds } = await import('./model.js');
-  console.log(JSON.stringify({ step_s: trainStepSeconds(values.quick ? 2 : 3), config: 'd256 L8 h8, 784 pixels, vocab 16+SOS, batch 8' }));
+  const { trainStepSeconds, bf16Step } = await import('./model.js');
+  const steps = values.quick ? 2 : 3;
+  const line: Record<string, unknown> = { step_s: trainStepSeconds(steps), config: 'd256 L8 h8, 784 pixels, vocab 16+SOS, batch 8' };
+  // Where bf16 products run: their step time, and its speedup over float32 alternating in one process.
+  const bf16 = bf16Step('train', 8, steps);
+  if (!('error' in bf16) && !('skipped' in bf16)) Object.assign(line, { step_s_bf16: bf16.bf16_median_s, bf16_speedup: bf16.speedup });
+  console.log(JSON.stringify(line));
   process.exit(0);
 }
 

@@ -1,7 +1,7 @@
 /** Options and helpers several commands share. */
 import type { Command } from 'commander';
 import type { Kernels } from '../kernels/kernels.js';
-import { loadKernels, type KernelChoice } from '../kernels/select.js';
+import { loadKernels, PRECISIONS, type KernelChoice, type PrecisionChoice } from '../kernels/select.js';
 import { SPLITS, type SplitName } from '../data/tokens.js';
 import type { KvCachePrecision } from '../model/decode.js';
 import { acquireRunLock, describeOwner, type RunLock } from '../util/run-lock.js';
@@ -10,14 +10,23 @@ export function backendOption(cmd: Command): Command {
   return cmd.option('--backend <name>', 'kernels: auto, native (OpenBLAS addon) or portable (TypeScript); default: $IGPT_KERNELS or auto');
 }
 
-/** The kernels a command asked for: --backend, else IGPT_KERNELS, else auto. */
-export function kernelsFromFlags(flags: { backend?: string }): Kernels {
-  const choice = flags.backend;
-  if (choice === undefined) return loadKernels();
+/** --precision of the linear layers' matrix products (commands that train or run the full model). */
+export function precisionOption(cmd: Command): Command {
+  return cmd.option('--precision <p>', 'matrix products of the linear layers: f32, bf16 (bf16 operands, float32 sums; ' +
+    'weights, Adam, norms, softmax and loss stay float32; where the CPU has no AVX512-BF16/AMX or the addon no oneDNN, ' +
+    'says so and runs f32) or auto (bf16 where available, else f32)', 'f32');
+}
+
+/** The kernels a command asked for: --backend, else IGPT_KERNELS, else auto; at --precision (default f32). */
+export function kernelsFromFlags(flags: { backend?: string }, precision = 'f32'): Kernels {
+  if (!(PRECISIONS as readonly string[]).includes(precision)) {
+    throw new Error(`--precision must be ${PRECISIONS.join(', ')}, got "${precision}"`);
+  }
+  const choice = flags.backend ?? 'auto';
   if (choice !== 'auto' && choice !== 'native' && choice !== 'portable') {
     throw new Error(`--backend must be auto, native or portable, got "${choice}"`);
   }
-  return loadKernels(choice as KernelChoice);
+  return loadKernels(flags.backend === undefined ? undefined : choice as KernelChoice, precision as PrecisionChoice);
 }
 
 export function parseNumberOption(name: string, value: string, min: number, max = Infinity): number {

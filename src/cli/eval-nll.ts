@@ -3,15 +3,15 @@ import type { Command } from 'commander';
 import type { CommandModule } from './command.js';
 import { loadTokenDataset } from '../data/tokens.js';
 import { evaluateNll } from '../train/evaluate.js';
-import { backendOption, kernelsFromFlags, parseIntOption, parseSplitOption } from './common.js';
+import { backendOption, precisionOption, kernelsFromFlags, parseIntOption, parseSplitOption } from './common.js';
 import { checkModelMatchesData, openModel } from './open-model.js';
 import { createProgress } from './progress.js';
 
-interface Flags { model: string; data: string; split: string; batch: string; maxImages?: string; objective?: string; backend?: string; json?: boolean }
+interface Flags { model: string; data: string; split: string; batch: string; maxImages?: string; objective?: string; backend?: string; precision?: string; json?: boolean }
 
 export const evalNllCommand: CommandModule = {
   register(program: Command): void {
-    backendOption(program.command('eval-nll')
+    precisionOption(backendOption(program.command('eval-nll')
       .description('negative log-likelihood (nats/pixel, bits/dim) of a model on a token dataset split')
       .requiredOption('--model <dir|owner/name>', 'model folder (HF ImageGPT), or owner/name in the Hugging Face cache')
       .requiredOption('--data <dir>', 'token dataset folder')
@@ -19,9 +19,9 @@ export const evalNllCommand: CommandModule = {
       .option('--batch <n>', 'images per forward pass', '16')
       .option('--max-images <n>', 'evaluate at most this many images')
       .option('--objective <ar|bert>', 'override the objective recorded with the model')
-      .option('--json', 'print the result as JSON'))
+      .option('--json', 'print the result as JSON')))
       .action((flags: Flags) => {
-        const kernels = kernelsFromFlags(flags);
+        const kernels = kernelsFromFlags(flags, flags.precision);
         const data = loadTokenDataset(flags.data);
         const m = openModel(flags.model, kernels, flags.objective);
         checkModelMatchesData(m, data, flags.data);

@@ -20,7 +20,7 @@ import { completeImages } from '../sample/complete.js';
 import { writeCompletionGrid } from '../sample/grid.js';
 import { writeRunFile } from '../train/checkpoint.js';
 import type { NllReport } from '../train/evaluate.js';
-import { backendOption, kernelsFromFlags, lockRunFolder, parseIntOption, parseNumberOption } from './common.js';
+import { backendOption, precisionOption, kernelsFromFlags, lockRunFolder, parseIntOption, parseNumberOption } from './common.js';
 import { runFinetuning } from './finetune.js';
 import { runLowData } from './lowdata.js';
 import { openModel } from './open-model.js';
@@ -30,7 +30,7 @@ import { curveMarkdown, DEFAULT_CURVE_SIZES, probeCurve, type ProbeCurve } from 
 
 interface Flags {
   out: string; budget: string; finetuneMinutes: string; objective: string; preset: string; side: string;
-  batch: string; lr: string; probeTrain: string; probeVal?: string; backend?: string; seed: string;
+  batch: string; lr: string; probeTrain: string; probeVal?: string; backend?: string; precision?: string; seed: string;
 }
 
 
@@ -68,7 +68,7 @@ function measureStep(kernels: Kernels, data: TokenDataset, shape: ModelShape, ba
 
 export const experimentCommand: CommandModule = {
   register(program: Command): void {
-    backendOption(program.command('experiment')
+    precisionOption(backendOption(program.command('experiment')
       .argument('<dataset>', 'fashion-mnist (or mnist)')
       .description('the whole study within a time budget: pretrain, NLL, probe, fine-tune, low-data, samples, RESULTS.md')
       .option('--out <dir>', 'study folder (rerun the same command to resume)', 'study')
@@ -81,12 +81,12 @@ export const experimentCommand: CommandModule = {
       .option('--lr <x>', 'peak learning rate', '0.002')
       .option('--probe-train <n>', 'training images whose features the probe uses', '10000')
       .option('--probe-val <n>', 'validation images that choose the probe\'s layer and L2 (default: all)')
-      .option('--seed <n>', 'seed', '0'))
+      .option('--seed <n>', 'seed', '0')))
       .action(async (dataset: string, flags: Flags) => {
         // The study's own pretraining run folder too: `igpt pretrain --out <study>/pretrain` must wait.
         lockRunFolder(flags.out);
         lockRunFolder(join(flags.out, 'pretrain'));
-        const kernels = kernelsFromFlags(flags);
+        const kernels = kernelsFromFlags(flags, flags.precision);
         const out = flags.out;
         const statePath = join(out, 'study.json');
         const tokensDir = join(out, 'tokens');

@@ -10,19 +10,19 @@ import { saveModelFolder } from '../io/hf.js';
 import { ImageGPT } from '../model/model.js';
 import { withClassHead } from '../model/parameters.js';
 import { writeRunFile } from '../train/checkpoint.js';
-import { backendOption, kernelsFromFlags, lockRunFolder, parseIntOption, parseNumberOption, stopOnInterrupt } from './common.js';
+import { backendOption, precisionOption, kernelsFromFlags, lockRunFolder, parseIntOption, parseNumberOption, stopOnInterrupt } from './common.js';
 import { checkModelMatchesData, openModel, type OpenedModel } from './open-model.js';
 import { createProgress } from './progress.js';
 
 interface Flags {
   model: string; data: string; out: string; lr?: string; batch: string; steps?: string; epochs: string;
   genWeight: string; headLrScale?: string; schedule?: string; evalEvery?: string; patience: string; evalImages: string; augment: string;
-  seed: string; objective?: string; evalMasks: string; valMasks: string; probeHead: string; backend?: string;
+  seed: string; objective?: string; evalMasks: string; valMasks: string; probeHead: string; backend?: string; precision?: string;
 }
 
 export const finetuneCommand: CommandModule = {
   register(program: Command): void {
-    backendOption(program.command('finetune')
+    precisionOption(backendOption(program.command('finetune')
       .description('fine-tune a pretrained model for classification (L_CLF + L_GEN, early stopping)')
       .requiredOption('--model <dir|owner/name>', 'pretrained model folder, or owner/name in the Hugging Face cache')
       .requiredOption('--data <dir>', 'labelled token dataset (same palette and size)')
@@ -42,10 +42,10 @@ export const finetuneCommand: CommandModule = {
       .option('--eval-masks <n>', 'BERT: masks per test image (modal prediction)', '5')
       .option('--val-masks <n>', 'BERT: masks per validation image', '1')
       .option('--objective <ar|bert>', 'override the objective recorded with the model')
-      .option('--seed <n>', 'seed', '0'))
+      .option('--seed <n>', 'seed', '0')))
       .action(async (flags: Flags) => {
         lockRunFolder(flags.out);
-        const kernels = kernelsFromFlags(flags);
+        const kernels = kernelsFromFlags(flags, flags.precision);
         const data = loadTokenDataset(flags.data);
         const opened = openModel(flags.model, kernels, flags.objective);
         checkModelMatchesData(opened, data, flags.data);

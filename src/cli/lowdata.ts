@@ -36,7 +36,7 @@ export const lowdataCommand: CommandModule = {
       .option('--layer <n>', 'layer whose features are used (default: the best layer of igpt probe, run if needed)')
       .option('--seed <n>', 'seed of the subset draws', '0')
       .action(async (flags: Flags) => {
-        const kernels = kernelsFromFlags(flags);
+        const kernels = kernelsFromFlags(flags, flags.precision);
         const data = loadTokenDataset(flags.data);
         const m = openModel(flags.model, kernels, flags.objective);
         checkModelMatchesData(m, data, flags.data);

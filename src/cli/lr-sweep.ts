@@ -32,7 +32,7 @@ export const lrSweepCommand: CommandModule = {
       .option('--max-trials <n>', 'at most this many rates', '6')
       .action(async (flags: SweepFlags) => {
         lockRunFolder(flags.out);
-        const kernels = kernelsFromFlags(flags);
+        const kernels = kernelsFromFlags(flags, flags.precision);
         const data = loadTokenDataset(flags.data);
         const base = parseTrainingOptions({ ...flags, steps: flags.steps ?? '200' }, data);
         const rates = sweepRates(parseNumberOption('--start', flags.start, 0), parseIntOption('--max-trials', flags.maxTrials, 1, 20));

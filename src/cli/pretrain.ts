@@ -9,20 +9,20 @@ import { pretrain, type PretrainResult } from '../train/pretrain.js';
 import { NumericalFault, type PretrainOptions } from '../train/trainer.js';
 import type { Objective } from '../train/objectives.js';
 import type { Kernels } from '../kernels/kernels.js';
-import { backendOption, kernelsFromFlags, lockRunFolder, parseIntOption, parseNumberOption, stopOnInterrupt } from './common.js';
+import { backendOption, precisionOption, kernelsFromFlags, lockRunFolder, parseIntOption, parseNumberOption, stopOnInterrupt } from './common.js';
 import { createProgress } from './progress.js';
 import { availableMemoryBytes, gib } from '../util/memory.js';
 
 export interface TrainFlags {
   data: string; out: string; objective: string; preset: string; d?: string; layers?: string; heads?: string;
   batch: string; lr: string; steps?: string; epochs?: string; warmup?: string; maskProb: string;
-  evalEvery?: string; evalImages: string; checkpointEvery?: string; keepEvery?: string; seed: string; resume?: boolean; backend?: string;
+  evalEvery?: string; evalImages: string; checkpointEvery?: string; keepEvery?: string; seed: string; resume?: boolean; backend?: string; precision?: string;
   recompute?: boolean;
 }
 
 /** The options `pretrain` and `lr-sweep` share. */
 export function trainingOptions(cmd: Command): Command {
-  return backendOption(cmd
+  return precisionOption(backendOption(cmd
     .requiredOption('--data <dir>', 'token dataset folder (from igpt encode)')
     .option('--objective <ar|bert>', 'auto-regressive or BERT (masked) objective', 'ar')
     .option('--preset <name>', `model size: ${Object.keys(PRESETS).join(', ')}`, 'cpu-xs')
@@ -37,7 +37,7 @@ export function trainingOptions(cmd: Command): Command {
     .option('--mask-prob <p>', 'BERT mask probability', '0.15')
     .option('--eval-images <n>', 'validation images per evaluation (0: all)', '1000')
     .option('--seed <n>', 'seed of the initialization, data order and masks', '0')
-    .option('--recompute', 'recompute block activations in backward: much less memory, about a third more time'));
+    .option('--recompute', 'recompute block activations in backward: much less memory, about a third more time')));
 }
 
 export function parseShape(flags: TrainFlags): ModelShape {
@@ -141,7 +141,7 @@ export const pretrainCommand: CommandModule = {
       .option('--resume', 'continue the run in --out from its latest checkpoint')
       .action(async (flags: TrainFlags) => {
         lockRunFolder(flags.out);
-        const kernels = kernelsFromFlags(flags);
+        const kernels = kernelsFromFlags(flags, flags.precision);
         const data = loadTokenDataset(flags.data);
         const result = await runPretraining(kernels, data, flags, parseTrainingOptions(flags, data), flags.out, flags.resume === true);
         // Stopped by Ctrl-C or SIGTERM: the checkpoint is saved, and the exit code says "interrupted" (128 + SIGINT).

@@ -15,7 +15,7 @@ import { probeFeatures, probeLayers } from '../eval/probe.js';
 import type { Kernels } from '../kernels/kernels.js';
 import { listCheckpoints, writeRunFile } from '../train/checkpoint.js';
 import { plotLines } from '../util/plot.js';
-import { backendOption, kernelsFromFlags, parseIntOption } from './common.js';
+import { backendOption, precisionOption, kernelsFromFlags, parseIntOption } from './common.js';
 import { paletteImageFeatures } from './lowdata.js';
 import { checkModelMatchesData, openModel } from './open-model.js';
 import { createProgress } from './progress.js';
@@ -131,20 +131,20 @@ export function curveMarkdown(c: ProbeCurve): string {
   ].join('\n') + '\n';
 }
 
-interface Flags { run: string; data: string; out?: string; train: string; val: string; test: string; backend?: string }
+interface Flags { run: string; data: string; out?: string; train: string; val: string; test: string; backend?: string; precision?: string }
 
 export const probeCurveCommand: CommandModule = {
   register(program: Command): void {
-    backendOption(program.command('probe-curve')
+    precisionOption(backendOption(program.command('probe-curve')
       .description('linear-probe accuracy against pretraining time, from the checkpoints a run kept (pretrain --keep-every)')
       .requiredOption('--run <dir>', 'pretraining run folder')
       .requiredOption('--data <dir>', 'labelled token dataset the run was trained on')
       .option('--out <dir>', 'folder for curve.json, curve.md, curve.png (default: <run>/curve)')
       .option('--train <n>', 'training images per probe, at most (fewer than a few thousand measure the low-data regime)', String(DEFAULT_CURVE_SIZES.train))
       .option('--val <n>', 'validation images per probe, at most (choose the layer and L2)', String(DEFAULT_CURVE_SIZES.val))
-      .option('--test <n>', 'test images per probe, at most', String(DEFAULT_CURVE_SIZES.test)))
+      .option('--test <n>', 'test images per probe, at most', String(DEFAULT_CURVE_SIZES.test))))
       .action(async (flags: Flags) => {
-        const kernels = kernelsFromFlags(flags);
+        const kernels = kernelsFromFlags(flags, flags.precision);
         const data = loadTokenDataset(flags.data);
         // A small dataset (a folder of a few thousand images) is probed whole.
         const sizes = {

@@ -10,22 +10,22 @@ import { probeLayers, type LayerProbeReport } from '../eval/probe.js';
 import type { Kernels } from '../kernels/kernels.js';
 import { writeRunFile } from '../train/checkpoint.js';
 import { plotLines } from '../util/plot.js';
-import { backendOption, kernelsFromFlags, parseIntOption } from './common.js';
+import { backendOption, precisionOption, kernelsFromFlags, parseIntOption } from './common.js';
 import { checkModelMatchesData, openModel, type OpenedModel } from './open-model.js';
 import { createProgress } from './progress.js';
 
-export interface FeatureFlags { batch: string; maxTrain?: string; maxVal?: string; masks: string; backend?: string; objective?: string }
+export interface FeatureFlags { batch: string; maxTrain?: string; maxVal?: string; masks: string; backend?: string; precision?: string; objective?: string }
 
 /** Adds the options that feature extraction needs (shared by probe and lowdata). */
 export function featureOptions(cmd: Command): Command {
-  return backendOption(cmd
+  return precisionOption(backendOption(cmd
     .requiredOption('--model <dir|owner/name>', 'model folder (HF ImageGPT), or owner/name in the Hugging Face cache')
     .requiredOption('--data <dir>', 'labelled token dataset encoded with the model\'s palette')
     .option('--batch <n>', 'images per forward pass', '32')
     .option('--max-train <n>', 'use at most this many training images')
     .option('--max-val <n>', 'use at most this many validation images (they choose the layer and L2)')
     .option('--masks <n>', 'BERT models: average features over this many random masks', '1')
-    .option('--objective <ar|bert>', 'override the objective recorded with the model'));
+    .option('--objective <ar|bert>', 'override the objective recorded with the model')));
 }
 
 export interface SplitFeatures {
@@ -102,7 +102,7 @@ export const probeCommand: CommandModule = {
       .option('--out <dir>', 'folder for probe.json, probe.md, depth.png and the feature cache (default: <model>-probe)')
       .option('--concat <k>', 'also probe k layers around the best, concatenated', '0')
       .action(async (flags: Flags) => {
-        const kernels = kernelsFromFlags(flags);
+        const kernels = kernelsFromFlags(flags, flags.precision);
         const data = loadTokenDataset(flags.data);
         const m = openModel(flags.model, kernels, flags.objective);
         checkModelMatchesData(m, data, flags.data);

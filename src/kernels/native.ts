@@ -50,6 +50,11 @@ function loadAddon(): NativeAddon {
     throw new Error(`igpt: the native kernels are not built (${addonCandidates()[0]} is missing). ` +
       'Install OpenBLAS and rebuild: apt-get install -y libopenblas-dev && npm rebuild igpt');
   }
+  // oneDNN (the bf16 products) runs on OpenMP threads, which by default spin after each product
+  // and so take the cores from the addon's own pool running the next fused loop (measured: bias,
+  // norm and attention ran up to 2× slower between bf16 products). libgomp reads this when the
+  // addon loads it; passive waiting puts its threads to sleep at once.
+  process.env.OMP_WAIT_POLICY ??= 'passive';
   const require = createRequire(import.meta.url);
   try {
     cached = require(path) as NativeAddon;
