@@ -1,7 +1,7 @@
 /**
  * Our side of the peer comparison: the reference config (784 pixels, vocab 16 + SOS, d 256,
  * 8 heads, 8 layers) timed in its own process, so that peak memory is the step's alone.
- * Mirrors ../shared/bench/pytorch_igpt.py:
+ * Mirrors bench/torch_igpt.py (the PyTorch peer):
  *   node --import tsx bench/igpt_step.ts --mode train|infer|sample [--batch 8] [--steps 3] [--backend native|portable] [--recompute]
  *                                        [--precision f32|f16] [--decode-group n]
  *                                        [--matmul f32|bf16]

@@ -8,9 +8,9 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { loadKernels } from '../src/kernels/select.js';
 import type { BenchResult } from './types.js';
-import { hasTorch, isError, python, repoRoot, runJson, sharedBench } from './util.js';
+import { hasTorch, isError, python, repoRoot, runJson } from './util.js';
 
-interface StepJson { median_s: number; min_s: number; peak_rss_mib: number; backend?: string; precision?: string; forward_median_s?: number }
+interface StepJson { median_s: number; min_s: number; peak_rss_mib: number; backend?: string; precision?: string; forward_median_s?: number; torch?: string; ort?: string }
 
 const T = 784, D = 256, L = 8, K = 16;
 /**
@@ -43,13 +43,16 @@ const ours = (mode: string, batch: number, steps: number, backend = 'auto', extr
   runJson<StepJson>(process.execPath, ['--import', 'tsx', join(repoRoot, 'bench', 'igpt_step.ts'),
     '--mode', mode, '--batch', String(batch), '--steps', String(steps), '--backend', backend, ...extra], { env: { IGPT_QUIET: '1' } });
 const torch = (mode: string, batch: number, steps: number, extra: string[] = []): StepJson | { error: string } =>
-  runJson<StepJson>(python, [join(sharedBench, 'pytorch_igpt.py'), '--mode', mode, '--batch', String(batch), '--steps', String(steps), ...extra]);
+  runJson<StepJson>(python, [join(repoRoot, 'bench', 'torch_igpt.py'), '--mode', mode, '--batch', String(batch), '--steps', String(steps), ...extra]);
 
 interface Bf16Json { f32_median_s: number; bf16_median_s: number; speedup: number }
 /** bf16 against float32, alternating in one process; `skipped` says why where there are no bf16 products. */
 export const bf16Step = (mode: 'train' | 'infer', batch: number, steps: number): Bf16Json | { skipped: string } | { error: string } =>
   runJson<Bf16Json | { skipped: string }>(process.execPath, ['--import', 'tsx', join(repoRoot, 'bench', 'bf16_step.ts'),
     '--mode', mode, '--batch', String(batch), '--steps', String(steps)], { env: { IGPT_QUIET: '1' } });
+
+/** The PyTorch peer as the table names it: its version, and that it ran eagerly (bench/torch_igpt.py). */
+const torchLabel = (r: StepJson): string => `PyTorch ${r.torch ?? ''} eager (bench/torch_igpt.py)`;
 
 /** Only the training step of the reference config: `npm run bench -- --step-json`. */
 export function trainStepSeconds(steps = 3): number {
@@ -72,7 +75,7 @@ export async function run(opts: { quick: boolean }): Promise<BenchResult[]> {
   const flops = modelFlops(8, true);
   out.push({
     name: `train step, batch 8 (${train.backend})`, value: train.median_s, unit: 's',
-    ...(isError(ptTrain) ? { note: ptTrain.error } : { peer: 'PyTorch', peerValue: ptTrain.median_s, ratio: +(ptTrain.median_s / train.median_s).toFixed(2), note: 'ratio = PyTorch time / ours; target ≥ 2' }),
+    ...(isError(ptTrain) ? { note: ptTrain.error } : { peer: torchLabel(ptTrain), peerValue: ptTrain.median_s, ratio: +(ptTrain.median_s / train.median_s).toFixed(2), note: 'ratio = PyTorch time / ours; target ≥ 2' }),
   });
   out.push({ name: 'train step FLOP utilization (useful FLOPs)', value: +(100 * flops / train.median_s / 1e9 / peak).toFixed(1), unit: '% of sgemm peak',
     note: `${(flops / 1e9).toFixed(0)} GFLOP of useful work per step (causal attention's lower triangle only; ${(100 * modelFlops(8, true, 'nominal') / train.median_s / 1e9 / peak).toFixed(1)}% counting the full T×T square); target ≥ 50%` });
@@ -98,12 +101,12 @@ export async function run(opts: { quick: boolean }): Promise<BenchResult[]> {
   const ptInfer = torchOk ? torch('infer', 32, steps) : { error: 'python3-torch missing' };
   out.push({
     name: 'forward, batch 32', value: infer.median_s, unit: 's',
-    ...(isError(ptInfer) ? { note: ptInfer.error } : { peer: 'PyTorch', peerValue: ptInfer.median_s, ratio: +(ptInfer.median_s / infer.median_s).toFixed(2), note: 'ratio = PyTorch time / ours' }),
+    ...(isError(ptInfer) ? { note: ptInfer.error } : { peer: torchLabel(ptInfer), peerValue: ptInfer.median_s, ratio: +(ptInfer.median_s / infer.median_s).toFixed(2), note: 'ratio = PyTorch time / ours' }),
   });
   const ort = ortForward(steps, torchOk);
   if (ort) {
     out.push({ name: 'forward, batch 32 vs onnxruntime', value: infer.median_s, unit: 's', peer: 'onnxruntime-node',
-      ...(isError(ort) ? { note: ort.error } : { peerValue: ort.median_s, ratio: +(ort.median_s / infer.median_s).toFixed(2), note: 'ratio = onnxruntime time / ours; target ≥ 1' }) });
+      ...(isError(ort) ? { note: ort.error } : { peer: `onnxruntime-node ${ort.ort ?? ''} (bench/ort_forward.ts)`, peerValue: ort.median_s, ratio: +(ort.median_s / infer.median_s).toFixed(2), note: 'ratio = onnxruntime time / ours; target ≥ 1' }) });
   }
   out.push({ name: 'forward FLOP utilization (useful FLOPs)', value: +(100 * modelFlops(32, false) / infer.median_s / 1e9 / peak).toFixed(1), unit: '% of sgemm peak',
     note: `${(100 * modelFlops(32, false, 'nominal') / infer.median_s / 1e9 / peak).toFixed(1)}% counting the full T×T square` });
@@ -166,7 +169,7 @@ function ortForward(steps: number, torchOk: boolean): StepJson | { error: string
   mkdirSync(dir, { recursive: true });
   const onnx = join(dir, 'igpt_forward.onnx');
   if (!existsSync(onnx)) {
-    const r = runJson<{ exported: string }>(python, [join(sharedBench, 'pytorch_igpt.py'), '--mode', 'export', '--out', onnx]);
+    const r = runJson<{ exported: string }>(python, [join(repoRoot, 'bench', 'torch_igpt.py'), '--mode', 'export', '--out', onnx]);
     if (isError(r)) return r;
   }
   try {
@@ -175,7 +178,7 @@ function ortForward(steps: number, torchOk: boolean): StepJson | { error: string
   } catch {
     return { error: 'onnxruntime-node is not installed (ONNXRUNTIME_NODE_INSTALL=skip npm install onnxruntime-node)' };
   }
-  return runJson<StepJson>(process.execPath, [join(sharedBench, 'ort_forward.mjs'), onnx, '32', String(steps), '2'], { env: {} });
+  return runJson<StepJson>(process.execPath, ['--import', 'tsx', join(repoRoot, 'bench', 'ort_forward.ts'), onnx, '32', String(steps), '2'], { env: {} });
 }
 
 if (import.meta.url === pathToFileURL(process.argv[1]!).href) {

@@ -4,8 +4,6 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 export const repoRoot = join(dirname(fileURLToPath(import.meta.url)), '..');
-/** The shared peer scripts (../shared/bench beside the checkout). */
-export const sharedBench = join(repoRoot, '..', 'shared', 'bench');
 export const python = '/usr/bin/python3';
 
 /** Runs a command and parses the last line of its stdout as JSON; null (with a reason) on failure. */

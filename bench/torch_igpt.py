@@ -1,0 +1,142 @@
+"""PyTorch peer for bench/model.ts: the reference iGPT (784 pixels, 16 colors + SOS, d 256, 8 heads,
+8 layers) written plainly in PyTorch, run in eager mode (no torch.compile) on 2 threads like the
+native kernels. The model is iGPT's: gain-only norm, quick GELU, causal attention, untied LM head.
+
+    /usr/bin/python3 bench/torch_igpt.py --mode train|infer|sample|export [--batch 8] [--steps 3]
+                                         [--pixels 784] [--out model.onnx]
+
+train: forward, cross-entropy, backward and an Adam step (β 0.9/0.95), one warm-up step first.
+infer: a forward pass without gradients. sample: pixel by pixel without a key/value cache (every
+step re-runs the whole prefix). export: writes the forward pass as ONNX for bench/ort_forward.ts.
+Prints one JSON line: {"peer", "torch", "execution", "mode", "median_s", "min_s", "peak_rss_mib", ...}.
+"""
+import argparse
+import json
+import math
+import resource
+import statistics
+import time
+
+import torch
+import torch.nn.functional as F
+
+parser = argparse.ArgumentParser()
+parser.add_argument("--mode", choices=["train", "infer", "sample", "export"], default="train")
+parser.add_argument("--batch", type=int, default=8)
+parser.add_argument("--steps", type=int, default=3)
+parser.add_argument("--pixels", type=int, default=784)
+parser.add_argument("--threads", type=int, default=2)
+parser.add_argument("--out", default="igpt_forward.onnx")
+args = parser.parse_args()
+
+COLORS, WIDTH, HEADS, LAYERS = 16, 256, 8, 8
+torch.set_num_threads(args.threads)
+torch.manual_seed(0)
+
+
+class GainNorm(torch.nn.Module):
+    """x · rsqrt(mean(x²) + eps) · g: iGPT's norm, without mean subtraction or bias."""
+
+    def __init__(self, width):
+        super().__init__()
+        self.gain = torch.nn.Parameter(torch.ones(width))
+
+    def forward(self, x):
+        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + 1e-5) * self.gain
+
+
+class Block(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.norm1, self.norm2 = GainNorm(WIDTH), GainNorm(WIDTH)
+        self.qkv = torch.nn.Linear(WIDTH, 3 * WIDTH)
+        self.attn_out = torch.nn.Linear(WIDTH, WIDTH)
+        self.fc = torch.nn.Linear(WIDTH, 4 * WIDTH)
+        self.mlp_out = torch.nn.Linear(4 * WIDTH, WIDTH)
+
+    def attention(self, x):
+        batch, length, _ = x.shape
+        head = WIDTH // HEADS
+        q, k, v = self.qkv(x).split(WIDTH, dim=-1)
+        q, k, v = (t.view(batch, length, HEADS, head).transpose(1, 2) for t in (q, k, v))
+        scores = (q @ k.transpose(-2, -1)) / math.sqrt(head)
+        future = torch.ones(length, length, dtype=torch.bool).triu(1)
+        weights = scores.masked_fill(future, float("-inf")).softmax(-1)
+        y = (weights @ v).transpose(1, 2).reshape(batch, length, WIDTH)
+        return self.attn_out(y)
+
+    def forward(self, x):
+        x = x + self.attention(self.norm1(x))
+        h = self.fc(self.norm2(x))
+        return x + self.mlp_out(h * torch.sigmoid(1.702 * h))
+
+
+class ImageGPT(torch.nn.Module):
+    def __init__(self, pixels):
+        super().__init__()
+        self.tokens = torch.nn.Embedding(COLORS + 1, WIDTH)  # the colors, then SOS
+        self.positions = torch.nn.Parameter(torch.randn(pixels, WIDTH) * 0.01)
+        self.blocks = torch.nn.ModuleList(Block() for _ in range(LAYERS))
+        self.norm = GainNorm(WIDTH)
+        self.head = torch.nn.Linear(WIDTH, COLORS, bias=False)
+
+    def forward(self, ids):
+        x = self.tokens(ids) + self.positions[: ids.shape[1]]
+        for block in self.blocks:
+            x = block(x)
+        return self.head(self.norm(x))
+
+
+def peak_rss_mib():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
+
+
+model = ImageGPT(args.pixels)
+sos = torch.full((args.batch, 1), COLORS, dtype=torch.long)
+pixels = torch.randint(0, COLORS, (args.batch, args.pixels))
+inputs = torch.cat([sos, pixels[:, :-1]], dim=1)
+
+if args.mode == "export":
+    model.eval()
+    torch.onnx.export(model, (inputs,), args.out, input_names=["ids"], output_names=["logits"],
+                      dynamic_axes={"ids": {0: "batch"}, "logits": {0: "batch"}}, opset_version=17)
+    print(json.dumps({"exported": args.out, "pixels": args.pixels, "vocab": COLORS}))
+    raise SystemExit
+
+optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, betas=(0.9, 0.95))
+
+
+def train_step():
+    optimizer.zero_grad(set_to_none=True)
+    logits = model(inputs)
+    F.cross_entropy(logits.reshape(-1, COLORS), pixels.reshape(-1)).backward()
+    optimizer.step()
+
+
+@torch.no_grad()
+def forward_pass():
+    model(inputs)
+
+
+@torch.no_grad()
+def sample_without_cache():
+    ids = sos.clone()
+    for _ in range(args.pixels):
+        probs = model(ids)[:, -1].softmax(-1)
+        ids = torch.cat([ids, torch.multinomial(probs, 1)], dim=1)
+
+
+run = {"train": train_step, "infer": forward_pass, "sample": sample_without_cache}[args.mode]
+if args.mode != "sample":
+    run()  # warm-up: allocations and the thread pool
+times = []
+for _ in range(args.steps):
+    t0 = time.perf_counter()
+    run()
+    times.append(time.perf_counter() - t0)
+
+print(json.dumps({
+    "peer": "pytorch", "torch": torch.__version__, "execution": "eager", "mode": args.mode,
+    "batch": args.batch, "threads": args.threads, "median_s": round(statistics.median(times), 4),
+    "min_s": round(min(times), 4), "steps": len(times), "peak_rss_mib": peak_rss_mib(),
+}))
