@@ -76,7 +76,7 @@ export async function run(opts: { quick: boolean }): Promise<BenchResult[]> {
   const skIds = sets.map((s) => new Quantizer(skPalette).quantize(s.pixels) as Uint8Array);
   const skMseOurs = quantizationMse(skPalette, sets, skIds);
   results.push(
-    { name: `palette fit (${K} gray clusters, ${samples / 1e6}M Fashion-MNIST pixels)`, value: fitS, unit: 's', peer: peerName, peerValue: peer.fitSeconds, ratio: peer.fitSeconds / fitS, note: 'ratio > 1: faster than the peer; ours includes pixel sampling' },
+    { name: `palette fit (${K} gray clusters, ${samples / 1e6}M Fashion-MNIST pixels)`, value: fitS, unit: 's', peer: peerName, peerValue: peer.fitSeconds, ratio: peer.fitSeconds / fitS, note: 'ratio > 1: faster than the peer; ours includes pixel sampling; algorithmic, not the same work faster: ours clusters a 256-bin histogram of the pixels, scikit-learn the million points' },
     { name: `quantize all 70,000 images (${(pixels / 1e6).toFixed(1)}M pixels)`, value: quantS, unit: 's', peer: 'scikit-learn KMeans.predict', peerValue: peer.predictSeconds, ratio: peer.predictSeconds / quantS, note: 'ratio > 1: faster' },
     { name: 'palette fit + quantize', value: fitS + quantS, unit: 's', peer: 'scikit-learn fit + predict', peerValue: peer.fitSeconds + peer.predictSeconds, ratio: (peer.fitSeconds + peer.predictSeconds) / (fitS + quantS) },
     { name: 'quantization MSE over all pixels ([-1, 1] units)', value: mse, unit: 'mse', peer: peerName, peerValue: peer.mse, ratio: peer.mse / mse, note: `ratio > 1: our palette fits better (sklearn centers through our quantizer: ${skMseOurs.toExponential(4)}, ${peer.iterations} Lloyd iterations)` },

@@ -78,7 +78,8 @@ export async function run(opts: { quick: boolean }): Promise<BenchResult[]> {
     results.push({
       name: `probe fit time (${v.label})`, value: seconds, unit: 's',
       ...(sk ? { peer: 'scikit-learn 1.2 lbfgs', peerValue: sk.fitSeconds, ratio: sk.fitSeconds / seconds } : {}),
-      note: `${note}; ratio > 1: we are faster`,
+      // The time ratio is partly algorithmic: the two stop after different iteration counts.
+      note: `${note}; ratio > 1: we are faster; partly algorithmic (different iteration counts): compare the time per iteration`,
     });
     results.push({
       name: `probe test accuracy (${v.label})`, value: acc, unit: '%',

@@ -61,7 +61,8 @@ for (const b of BENCHES) {
 const command = `npm run bench${process.argv.slice(2).length ? ' -- ' + process.argv.slice(2).join(' ') : ''}`;
 const header = `# Benchmarks\n\nProduced by \`${command}\` on ${new Date().toISOString().slice(0, 10)}, ${cpus().length} × ${cpus()[0]?.model ?? 'CPU'}.\n` +
   'Peers run in the same invocation, so ratios hold even where absolute times are noisy (shared machine).\n' +
-  'Ratios are stated so that > 1 favours igpt unless the note says otherwise.\n\n';
+  'Ratios are stated so that > 1 favours igpt unless the note says otherwise.\n' +
+  'This file is written whole by the bench; the analysis of its figures is in [BENCHMARK-ANALYSIS.md](BENCHMARK-ANALYSIS.md).\n\n';
 writeFileSync(join(repoRoot, only ? `BENCHMARKS-${only.join('-')}.md` : 'BENCHMARKS.md'), header + sections.join('\n\n') + '\n');
 process.stderr.write(`wrote ${only ? `BENCHMARKS-${only.join('-')}.md` : 'BENCHMARKS.md'}\n`);
 
