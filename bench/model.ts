@@ -134,10 +134,10 @@ export async function run(opts: { quick: boolean }): Promise<BenchResult[]> {
     out.push({ name: 'sample 16 images × 784 pixels (KV cache, f16 caches and weights)', value: sampleF16.median_s, unit: 's',
       ...vsForward(sampleF16), note: 'ratio = sampling / forward (same arithmetic); target ≤ 3' });
   }
-  const sampleF16All = ours('sample', 16, steps, 'auto', ['--precision', 'f16', '--decode-group', '16']);
-  if (!isError(sampleF16All) && sampleF16All.precision === 'f16') {
-    out.push({ name: 'the same, all 16 images decoded together (not in groups of 8)', value: sampleF16All.median_s, unit: 's',
-      ...vsForward(sampleF16All), note: 'what decoding in groups buys: their caches and the weights stay in the last-level cache' });
+  const sampleF16By8 = ours('sample', 16, steps, 'auto', ['--precision', 'f16', '--decode-group', '8']);
+  if (!isError(sampleF16By8) && sampleF16By8.precision === 'f16') {
+    out.push({ name: 'the same, in groups of 8 images (the former fixed group)', value: sampleF16By8.median_s, unit: 's',
+      ...vsForward(sampleF16By8), note: 'against the row above, what choosing the group from the reported cache size buys' });
   }
   if (!isError(sample)) {
     out.push({ name: 'sample 16 images × 784 pixels (KV cache, f32: exact)', value: sample.median_s, unit: 's',

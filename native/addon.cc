@@ -464,6 +464,7 @@ Result AdamUpdate(Args& args) {
 Result Threads(Args& args) { return Napi::Number::New(args.env(), igpt::threadCount()); }
 Result HalfFloats(Args& args) { return Napi::Boolean::New(args.env(), igpt::halfFloatsSupported()); }
 Result Bf16(Args& args) { return Napi::Boolean::New(args.env(), igpt::bf16Supported()); }
+Result CacheBytes(Args& args) { return Napi::Number::New(args.env(), static_cast<double>(igpt::lastLevelCacheBytes())); }
 
 /** "pool" or "blas": how large GEMMs use the cores (for benchmarks). No argument: just reads it. */
 Result GemmThreadingMode(Args& args) {
@@ -517,6 +518,7 @@ const Export kExports[] = {
     {"threads", control<Threads>},
     {"halfFloats", control<HalfFloats>},
     {"bf16", control<Bf16>},
+    {"cacheBytes", control<CacheBytes>},
     {"gemmThreading", control<GemmThreadingMode>},
 };
 

@@ -4,6 +4,9 @@
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <cpuid.h>
 #endif
+#include <unistd.h>
+
+#include <initializer_list>
 
 namespace igpt {
 
@@ -20,6 +23,15 @@ bool halfFloatsSupported() {
 #else
   return false;
 #endif
+}
+
+int64_t lastLevelCacheBytes() {
+  // glibc reads these from CPUID (x86) or /sys; 0 or -1 where it cannot tell.
+  for (const int name : {_SC_LEVEL4_CACHE_SIZE, _SC_LEVEL3_CACHE_SIZE, _SC_LEVEL2_CACHE_SIZE}) {
+    const long bytes = sysconf(name);
+    if (bytes > 0) return bytes;
+  }
+  return 0;
 }
 
 }  // namespace igpt

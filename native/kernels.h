@@ -66,6 +66,9 @@ bool halfFloatsSupported();
 void attentionDecodeHalf(float* out, const float* qkv, uint16_t* kCache, uint16_t* vCache, int B, int H, int hs,
                          int t, int maxT);
 
+/** The size of the largest CPU cache the system reports (L4, L3 or L2), 0 where it reports none. */
+int64_t lastLevelCacheBytes();
+
 /** How a large GEMM is spread over cores: OpenBLAS's own threads, or split over our pool. */
 enum class GemmThreading { Blas, Pool };
 void setGemmThreading(GemmThreading mode);

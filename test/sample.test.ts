@@ -2,10 +2,12 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { makeConfig } from '../src/model/config.js';
 import type { Kernels } from '../src/kernels/kernels.js';
+import { createNativeKernels, nativeAvailable, nativeCacheBytes } from '../src/kernels/native.js';
+import { createPortableKernels } from '../src/kernels/portable.js';
 import { KvDecoder, type KvCachePrecision } from '../src/model/decode.js';
 import { computeLogits } from '../src/model/model.js';
 import { initParameters, ParameterTensors } from '../src/model/parameters.js';
-import { sampleAutoregressive, sampleBert, samplePixel } from '../src/sample/sampler.js';
+import { decodeGroupFor, sampleAutoregressive, sampleBert, samplePixel } from '../src/sample/sampler.js';
 import { Rng } from '../src/util/rng.js';
 import { availableBackends } from './backends.js';
 
@@ -63,19 +65,21 @@ for (const { name, kernels } of availableBackends()) {
   test(`${name}: sampling keeps the given rows, is greedy at temperature 0 and follows the seed, across decoding groups`, () => {
     const params = randomParameters(3);
     const n = cfg.nPositions;
-    const group = Number.isFinite(kernels.decodeGroup) ? kernels.decodeGroup : 8;
-    const count = group + 3; // where the backend decodes in groups: two, the second one partial
+    // Groups of 8 on every backend (for a model this small, each backend's own choice is one group).
+    const group = 8;
+    const grouped: Kernels = { ...kernels, decodeGroup: () => group };
+    const count = group + 3; // two groups, the second one partial
     const prefix = Int32Array.from({ length: count * n }, (_, i) => (i * 7 + (i >> 3)) % 5);
     prefix.copyWithin(group * n, 0, n); // the first image of each group starts alike
     const req = { count, prefix, knownPixels: 4 };
-    const a = sampleAutoregressive(kernels, params, req, { temperature: 1, topK: 0, topP: 1, seed: 7 });
-    const b = sampleAutoregressive(kernels, params, req, { temperature: 1, topK: 0, topP: 1, seed: 7 });
+    const a = sampleAutoregressive(grouped, params, req, { temperature: 1, topK: 0, topP: 1, seed: 7 });
+    const b = sampleAutoregressive(grouped, params, req, { temperature: 1, topK: 0, topP: 1, seed: 7 });
     assert.deepEqual(a, b);
     for (let img = 0; img < count; img++) for (let t = 0; t < 4; t++) assert.equal(a[img * n + t], prefix[img * n + t]);
     // One random stream for all images: a group does not repeat another one's draws.
     assert.notDeepEqual(a.subarray(0, n), a.subarray(group * n, (group + 1) * n));
-    const g1 = sampleAutoregressive(kernels, params, req, { temperature: 0, topK: 0, topP: 1, seed: 1 });
-    const g2 = sampleAutoregressive(kernels, params, req, { temperature: 0, topK: 0, topP: 1, seed: 2 });
+    const g1 = sampleAutoregressive(grouped, params, req, { temperature: 0, topK: 0, topP: 1, seed: 1 });
+    const g2 = sampleAutoregressive(grouped, params, req, { temperature: 0, topK: 0, topP: 1, seed: 2 });
     assert.deepEqual(g1, g2);
     // Greedy means each sampled pixel is the argmax of the full forward's logits.
     const inputs = new Int32Array(count * n);
@@ -90,7 +94,7 @@ for (const { name, kernels } of availableBackends()) {
       for (let v = 1; v < 5; v++) if (logits[i * 5 + v]! > logits[i * 5 + best]!) best = v;
       assert.equal(g1[i], best, `pixel ${i}`);
     }
-    const c = sampleAutoregressive(kernels, params, req, { temperature: 1, topK: 0, topP: 1, seed: 8 });
+    const c = sampleAutoregressive(grouped, params, req, { temperature: 1, topK: 0, topP: 1, seed: 8 });
     assert.notDeepEqual(a, c);
   });
 
@@ -121,4 +125,21 @@ test('samplePixel honours top-k and top-p', () => {
   seen.clear();
   for (let i = 0; i < 2000; i++) seen.add(samplePixel(logits, 0, 5, { temperature: 1, topK: 0, topP: 1, seed: 0 }, rng, probs, order));
   assert.equal(seen.size, 5);
+});
+
+test('the native decode group fills the reported cache: fewer images as each needs more bytes, at least one', { skip: !nativeAvailable() && 'the native addon is not built' }, () => {
+  const k = createNativeKernels();
+  const big = makeConfig({ nEmbd: 256, nLayer: 8, nHead: 8 }, 16, 784, 0);
+  const f16 = decodeGroupFor(k, big, 'f16'), f32 = decodeGroupFor(k, big, 'f32');
+  assert.ok(f16 >= 1 && f32 >= 1 && Number.isInteger(f16) && Number.isInteger(f32));
+  assert.ok(f16 >= f32, `f16 caches take half the bytes: group ${f16} should be at least f32's ${f32}`);
+  const cache = nativeCacheBytes();
+  if (cache > 0) {
+    assert.equal(k.decodeGroup(cache / 4, 0), 4, 'four images of a quarter of the cache each');
+    assert.equal(k.decodeGroup(cache / 4, cache / 2), 2, 'two beside weights of half the cache');
+    assert.equal(k.decodeGroup(1e15, 0), 1, 'an image larger than the cache is decoded alone');
+  } else {
+    assert.equal(k.decodeGroup(1e6, 0), 8, 'no cache size reported: the measured default');
+  }
+  assert.equal(createPortableKernels().decodeGroup(1e15, 0), Infinity, 'the portable kernels decode all images at once');
 });

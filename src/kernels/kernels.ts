@@ -92,11 +92,12 @@ export interface Kernels {
   readonly kvLayout: 'channels' | 'positions';
 
   /**
-   * At most this many images are decoded together when sampling (AR). Where decoding is bound by
-   * memory traffic (every cached key and value and every weight is read once per pixel), smaller
-   * groups keep their working set in the last-level cache; Infinity where it is bound by arithmetic.
+   * How many images to decode together when sampling (AR), given the bytes of one image's key/value
+   * caches and the bytes every image shares (the weights). Decoding reads all of them once per
+   * pixel: where that traffic bounds it (native), as many images as keep their caches and the
+   * weights in the last-level cache the machine reports; Infinity where arithmetic bounds it.
    */
-  readonly decodeGroup: number;
+  decodeGroup(imageBytes: number, sharedBytes: number): number;
 
   /**
    * attentionDecode with caches of IEEE half floats (same layout): decoding is bound by reading

@@ -14,6 +14,8 @@ interface NativeAddon extends Omit<Kernels, 'name' | 'threads' | 'kvLayout' | 'd
   halfFloats(): boolean;
   /** Whether gemmBf16 runs here: built with oneDNN, on a CPU with AVX512-BF16 or AMX. */
   bf16(): boolean;
+  /** The largest CPU cache the system reports, in bytes; 0 where it reports none. */
+  cacheBytes(): number;
   gemmBf16: Bf16Products['gemm'];
   toBf16: Bf16Products['toBf16'];
   attentionDecodeHalf: NonNullable<Kernels['attentionDecodeHalf']>;
@@ -79,6 +81,22 @@ export function nativeGemmThreading(mode?: GemmThreading): GemmThreading {
   return mode === undefined ? loadAddon().gemmThreading() : loadAddon().gemmThreading(mode);
 }
 
+/**
+ * Images decoded together: as many as fit their caches beside the weights in `cacheBytes` (at
+ * least one). Where the system reports no cache size, 8: the best group measured on a 2-core
+ * Intel Xeon for the reference config (f16 caches and weights, ~64 MB); on the 2-core Zen 4 that
+ * reports a 508 MiB cache, all 16 images at once beat groups of 8 (BENCHMARK-ANALYSIS.md).
+ */
+function decodeGroup(cacheBytes: number, imageBytes: number, sharedBytes: number): number {
+  if (!(cacheBytes > 0)) return 8;
+  return Math.max(1, Math.floor((cacheBytes - sharedBytes) / Math.max(imageBytes, 1)));
+}
+
+/** The largest CPU cache the system reports, in bytes (0 where it reports none). */
+export function nativeCacheBytes(): number {
+  return loadAddon().cacheBytes();
+}
+
 /** Whether the native kernels can run bf16 products here (addon built with oneDNN, CPU with AVX512-BF16 or AMX). */
 export function nativeBf16Available(): boolean {
   return nativeAvailable() && loadAddon().bf16();
@@ -101,11 +119,7 @@ export function createNativeKernels(precision: Precision = 'f32'): Kernels {
     name: 'native',
     threads: a.threads(),
     kvLayout: 'channels',
-    // For the reference config 8 images' caches and the weights (~64 MB in f16) stay in the
-    // last-level cache that 16 images' (~115 MB) overflow: measured, 2 groups of 8 took 10–15%
-    // less time than 16 at once, and 4 groups of 4 more (weights read once per group and pixel),
-    // in f16 and f32 alike.
-    decodeGroup: 8,
+    decodeGroup: (imageBytes, sharedBytes) => decodeGroup(a.cacheBytes(), imageBytes, sharedBytes),
     sgemm: a.sgemm,
     ...(precision === 'bf16' ? { bf16: { gemm: a.gemmBf16, toBf16: a.toBf16 } } : {}),
     packMatrix: (b, k, n, half = false) => ({ k, n, data: a.packMatrix(b, k, n, half) }),

@@ -28,7 +28,7 @@ export function createPortableKernels(options: { simd?: boolean } = {}): Kernels
     name: 'portable',
     threads: 1,
     kvLayout: 'positions',
-    decodeGroup: Infinity, // one thread, bound by arithmetic: grouping would only repeat the weights' packing
+    decodeGroup: () => Infinity, // one thread, bound by arithmetic: grouping would only repeat the weights' packing
 
     sgemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc) {
       gemm(transA, transB, m, n, k, alpha, a, 0, lda, b, 0, ldb, beta, c, 0, ldc);

@@ -3,7 +3,7 @@
  * checkpoints fill a mask iteratively with full (non-causal) passes.
  */
 import type { Kernels } from '../kernels/kernels.js';
-import { paletteSizeOf, sosTokenOf } from '../model/config.js';
+import { paletteSizeOf, sosTokenOf, type ModelConfig } from '../model/config.js';
 import { KvDecoder, type KvCachePrecision } from '../model/decode.js';
 import { ImageGPT } from '../model/model.js';
 import type { ParameterTensors } from '../model/parameters.js';
@@ -81,8 +81,19 @@ export interface CompletionRequest {
 }
 
 /**
+ * The kernels' decode group for this model: each image's key and value caches (every layer, every
+ * position) against the weights of the blocks, in the decoding precision's bytes.
+ */
+export function decodeGroupFor(k: Kernels, cfg: ModelConfig, precision: KvCachePrecision): number {
+  const bytes = precision === 'f16' ? 2 : 4;
+  const imageBytes = 2 * cfg.nLayer * cfg.nPositions * cfg.nEmbd * bytes;
+  const weightBytes = 12 * cfg.nLayer * cfg.nEmbd * cfg.nEmbd * bytes;
+  return k.decodeGroup(imageBytes, weightBytes);
+}
+
+/**
  * AR sampling with the KV cache: images whose first `knownPixels` pixels are given (0 for
- * unconditional samples), decoded `k.decodeGroup` at a time (where decoding is bound by memory
+ * unconditional samples), decoded `decodeGroupFor` images at a time (where decoding is bound by memory
  * traffic, smaller groups keep their caches in cache), all groups drawing from one random stream. `onProgress(done, total)` counts decided pixels over all images. Returns count × n² ids.
  */
 export function sampleAutoregressive(k: Kernels, params: ParameterTensors, req: CompletionRequest, o: SamplingOptions,
@@ -90,8 +101,9 @@ export function sampleAutoregressive(k: Kernels, params: ParameterTensors, req: 
   const n = params.config.nPositions;
   const out = new Int32Array(req.count * n);
   const rng = new Rng(o.seed);
-  for (let first = 0; first < req.count; first += k.decodeGroup) {
-    const count = Math.min(k.decodeGroup, req.count - first);
+  const group = decodeGroupFor(k, params.config, o.precision ?? 'f32');
+  for (let first = 0; first < req.count; first += group) {
+    const count = Math.min(group, req.count - first);
     const prefix = req.knownPixels > 0 ? req.prefix?.subarray(first * n, (first + count) * n) : undefined;
     const steps = autoregressiveSteps(k, params, { count, prefix, knownPixels: req.knownPixels }, o, rng);
     for (let step = steps.next(); ; step = steps.next()) {
