@@ -6,6 +6,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { cachedFeatures } from '../src/eval/feature-cache.js';
 import type { Kernels } from '../src/kernels/kernels.js';
 import { createNativeKernels, nativeAvailable, nativeBf16Available } from '../src/kernels/native.js';
 import { makeConfig } from '../src/model/config.js';
@@ -193,4 +197,21 @@ test('--precision bf16 names bf16 in the line saying which kernels run', { skip 
   assert.equal(r.status, 0, r.stderr);
   assert.equal(r.stdout.trim(), 'bf16');
   assert.match(r.stderr.trim(), /^igpt: using the native kernels \(OpenBLAS, \d+ threads; linear layers in bf16 through oneDNN, the rest float32\)$/);
+});
+
+test('bf16: cached probe features are not reused across precisions', { skip }, () => {
+  const dir = mkdtempSync(join(tmpdir(), 'igpt-bf16-features-'));
+  try {
+    const T = cfg.nPositions;
+    const split = { count: 4, tokens: Uint8Array.from({ length: 4 * T }, (_, i) => i % (cfg.vocabSize - 1)), labels: new Int32Array(4) };
+    const options = { batch: 2, objective: 'ar' as const };
+    const run = (kernels: Kernels) => cachedFeatures(tinyModel(kernels).model, split, 'train', dir, 'key', options);
+    assert.equal(run(createNativeKernels('f32')).cached, false);
+    assert.equal(run(createNativeKernels('f32')).cached, true, 'the same precision reads the cache');
+    const bf16Run = run(createNativeKernels('bf16'));
+    assert.equal(bf16Run.cached, false, 'bf16 features are extracted anew');
+    assert.equal(run(createNativeKernels('bf16')).cached, true);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });

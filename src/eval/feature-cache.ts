@@ -23,10 +23,12 @@ export function cachedFeatures(model: ImageGPT, split: TokenSplit, splitName: st
                                key: string, o: FeatureOptions): ExtractedFeatures & { cached: boolean } {
   const file = join(cacheDir, `features-${splitName}.safetensors`);
   const L = model.config.nLayer;
+  // Features from bf16 products differ from float32 ones: the precision is part of the key.
+  const stamp = `${key} precision:${model.precision}`;
   if (existsSync(file)) {
     try {
       const stored = readSafetensors(file);
-      if (stored.metadata.key === key) {
+      if (stored.metadata.key === stamp) {
         const layers = Array.from({ length: L + 1 }, (_, l) => stored.tensors.get(`layer.${l}`)?.data);
         if (layers.every((x): x is Float32Array => x !== undefined)) {
           return { layers, natsPerPixel: Number(stored.metadata.natsPerPixel), cached: true };
@@ -38,6 +40,6 @@ export function cachedFeatures(model: ImageGPT, split: TokenSplit, splitName: st
   mkdirSync(cacheDir, { recursive: true });
   const count = extracted.layers[0]!.length / model.config.nEmbd;
   writeSafetensors(file, extracted.layers.map((data, l) => ({ name: `layer.${l}`, shape: [count, model.config.nEmbd], data })),
-                   { key, natsPerPixel: String(extracted.natsPerPixel) });
+                   { key: stamp, natsPerPixel: String(extracted.natsPerPixel) });
   return { ...extracted, cached: false };
 }
