@@ -2,7 +2,7 @@
 import type { Command } from 'commander';
 import type { CommandModule } from './command.js';
 import { loadTokenDataset } from '../data/tokens.js';
-import type { SamplingOptions } from '../sample/sampler.js';
+import { decodeGroupFor, type SamplingOptions } from '../sample/sampler.js';
 import { completeImages } from '../sample/complete.js';
 import { writeCompletionGrid } from '../sample/grid.js';
 import { writeRunFile } from '../train/checkpoint.js';
@@ -51,8 +51,9 @@ export const sampleCommand: CommandModule = {
         };
         // From the headers alone: a model this machine cannot hold is refused before it is read.
         const stored = inspectModelFolder(flags.model);
-        checkSamplingFits(stored.dir, stored.config, count * samples, kernels.decodeGroup,
-                          kernels.attentionDecodeHalf ? o.precision! : 'f32', modelObjective(stored.dir, flags.objective));
+        const decodePrecision = kernels.attentionDecodeHalf ? o.precision! : 'f32';
+        checkSamplingFits(stored.dir, stored.config, count * samples, decodeGroupFor(kernels, stored.config, decodePrecision),
+                          decodePrecision, modelObjective(stored.dir, flags.objective));
         const m = openModel(flags.model, kernels, flags.objective);
         const cfg = m.model.config;
         const side = Math.round(Math.sqrt(cfg.nPositions));
