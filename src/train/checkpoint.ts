@@ -38,6 +38,9 @@ export interface Checkpoint<S> extends LoadedModel {
 
 const stepDirName = (step: number): string => `step-${String(step).padStart(6, '0')}`;
 
+/** The folder `saveCheckpoint` writes for step `step` of a run. */
+export const checkpointDir = (runDir: string, step: number): string => join(runDir, 'checkpoints', stepDirName(step));
+
 /**
  * Saves a checkpoint of step `step` and makes it the latest; returns its folder. Older checkpoints
  * are removed except the newest two and those whose step is a multiple of `keepEvery` (when > 0).
