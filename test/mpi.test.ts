@@ -11,7 +11,8 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { buildTokenDataset } from '../src/data/build.js';
 import { saveTokenDataset } from '../src/data/tokens.js';
-import { loadCheckpoint, loadLatestCheckpoint } from '../src/train/checkpoint.js';
+import { loadModelFolder } from '../src/io/hf.js';
+import { loadLatestCheckpoint } from '../src/train/checkpoint.js';
 import type { HistoryPoint } from '../src/train/trainer.js';
 
 const MAIN = fileURLToPath(new URL('../src/cli/main.ts', import.meta.url));
@@ -55,9 +56,9 @@ const train = (out: string, o: TrainArgs = {}): string[] => [
 const ok = (r: Exit, what: string): void => assert.equal(r.code, 0, `${what} failed:\n${r.stderr}`);
 const history = (run: string): HistoryPoint[] => JSON.parse(readFileSync(join(run, 'history.json'), 'utf8')) as HistoryPoint[];
 
-/** ‖a − b‖ / ‖b‖ over every parameter of two checkpoints. */
+/** ‖a − b‖ / ‖b‖ over every parameter of two model folders. */
 function weightDistance(a: string, b: string): number {
-  const pa = loadCheckpoint(a).params.data, pb = loadCheckpoint(b).params.data;
+  const pa = loadModelFolder(a).params.data, pb = loadModelFolder(b).params.data;
   assert.equal(pa.length, pb.length);
   let diff = 0, norm = 0;
   for (let i = 0; i < pa.length; i++) { diff += (pa[i]! - pb[i]!) ** 2; norm += pb[i]! ** 2; }
@@ -125,6 +126,38 @@ for (const objective of ['ar', 'bert']) {
     }
   });
 }
+
+test('eval-nll, probe and finetune split over 2 ranks give the numbers and files of 1 process', { skip }, async () => {
+  const model = join(root, 'ar-1', 'checkpoints', 'step-000006');
+  if (!existsSync(model)) ok(await run(0, MAIN, train(join(root, 'ar-1'))), 'the model to evaluate');
+  const nll = async (np: number): Promise<{ natsPerPixel: number; images: number }> => {
+    const r = await run(np, MAIN, ['eval-nll', '--model', model, '--data', dataDir, '--batch', '4', '--json']);
+    ok(r, `eval-nll on ${np || 1} rank(s)`);
+    assert.equal(r.stdout.trim().split('\n').length, 1, 'one rank prints');
+    return JSON.parse(r.stdout) as { natsPerPixel: number; images: number };
+  };
+  const [n1, n2] = [await nll(0), await nll(2)];
+  assert.equal(n2.images, n1.images);
+  assert.ok(Math.abs(n2.natsPerPixel - n1.natsPerPixel) <= 1e-9 * n1.natsPerPixel, `NLL ${n2.natsPerPixel} vs ${n1.natsPerPixel}`);
+
+  // 7-image batches: the last batch is short, and the ranks get different numbers of batches.
+  const probe = (np: number, out: string): Promise<Exit> => run(np, MAIN, ['probe', '--model', model, '--data', dataDir, '--batch', '7', '--out', out]);
+  ok(await probe(0, join(root, 'probe-1')), 'probe, 1 process');
+  ok(await probe(2, join(root, 'probe-2')), 'probe, 2 ranks');
+  const report = (dir: string): unknown => JSON.parse(readFileSync(join(dir, 'probe.json'), 'utf8'));
+  assert.deepEqual(report(join(root, 'probe-2')), report(join(root, 'probe-1')));
+  assert.ok(existsSync(join(root, 'probe-2', 'depth.png')));
+
+  const finetune = (np: number, out: string): Promise<Exit> => run(np, MAIN, ['finetune', '--model', model, '--data', dataDir, '--out', out,
+    '--steps', '4', '--batch', '8', '--eval-every', '2', '--eval-images', '20', '--probe-head', '40', '--seed', '2']);
+  ok(await finetune(0, join(root, 'ft-1')), 'finetune, 1 process');
+  ok(await finetune(2, join(root, 'ft-2')), 'finetune, 2 ranks');
+  const ft = (dir: string): { history: { valAccuracy: number }[]; testAccuracy: number } => JSON.parse(readFileSync(join(dir, 'finetune.json'), 'utf8'));
+  assert.deepEqual(ft(join(root, 'ft-2')).history, ft(join(root, 'ft-1')).history);
+  assert.equal(ft(join(root, 'ft-2')).testAccuracy, ft(join(root, 'ft-1')).testAccuracy);
+  const dw = weightDistance(join(root, 'ft-2', 'model'), join(root, 'ft-1', 'model'));
+  assert.ok(dw < 1e-5, `fine-tuned weights differ by ${dw}`);
+});
 
 test('a global batch that does not divide by the ranks is refused at start, saying so', { skip }, async () => {
   const r = await run(2, MAIN, train(join(root, 'odd'), { batch: 7 }));
