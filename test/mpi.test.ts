@@ -2,7 +2,7 @@
  * Data parallelism under mpirun (2 ranks on this machine: --oversubscribe, --allow-run-as-root for
  * CI's root). Skipped, saying why, where Open MPI's mpirun or igpt's MPI binding is missing.
  */
-import { before, test } from 'node:test';
+import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -92,6 +92,8 @@ before(async () => {
   saveTokenDataset(dataDir, d);
   saveTokenDataset(otherDataDir, { ...d, train: { ...d.train, count: d.train.count - 1, tokens: d.train.tokens.subarray(0, (d.train.count - 1) * 64), labels: d.train.labels.subarray(0, d.train.count - 1) } });
 });
+
+after(() => rmSync(root, { recursive: true, force: true }));
 
 test('the collectives sum, broadcast and gather exactly over shared memory and over TCP loopback', { skip }, async () => {
   for (const btl of ['vader,self', 'tcp,self']) {
