@@ -141,7 +141,7 @@ export class Trainer {
     losses[1] = this.opts.classify ? r.clfLoss : 0;
     losses[2] = r.clfCorrect;
     comm.allReduce(losses);
-    const [genLoss, clfLoss, clfCorrect] = losses as unknown as [number, number, number];
+    const genLoss = losses[0]!, clfLoss = losses[1]!, clfCorrect = losses[2]!;
     const loss = genLoss + clfLoss;
     if (!Number.isFinite(loss)) {
       // Usually a weight went bad (a poisoned checkpoint, an overflowing update): name it.
@@ -150,7 +150,7 @@ export class Trainer {
     }
     model.backward();
     // One all-reduce of the flat gradient buffer: on the reference model it costs well under 1% of
-    // a step (bench/allreduce.ts), so overlapping buckets with backward would not pay.
+    // a step (bench/parallel.ts, SCALING.md), so overlapping buckets with backward would not pay.
     comm.allReduce(model.grads.data);
     const gradNorm = gradientNorm(model.grads.data);
     if (!Number.isFinite(gradNorm)) {
