@@ -102,8 +102,10 @@ reference step takes about 2.5 s (BENCHMARKS.md).
 |---|---|---|---|---|
 ${fmtReduce}
 
-One all-reduce of the flat gradient buffer after backward is what the trainer does: at well under
-1% of a step here, overlapping buckets with the backward pass would save nothing measurable.
+The all-reduce rates are lower bounds: the ranks busy-poll, and on a loaded machine each waits
+while the other is descheduled. One all-reduce of the flat gradient buffer after backward is what
+the trainer does: at ${(100 * dual.allreduce_s / dual.step_s).toFixed(1)}% of a step here, overlapping buckets with the backward pass would
+save little.
 
 ## Predicted for clusters of such nodes
 
@@ -111,7 +113,7 @@ A ring all-reduce moves 2(N−1)/N · bytes through each node's link, so it cost
 2(N−1)/N · 4 · parameters / bandwidth (latency terms, 2(N−1) messages of some µs, are left out; at
 these sizes the bytes dominate). The trainer does not overlap it with backward, so the efficiency
 at b images per node is b · t_image / (b · t_image + t_allreduce). Two kinds of node: this one, at
-the rate measured above (${(cpuFlops / 1e9).toFixed(0)} GFLOP/s of training work: t_image = ${perImage.toFixed(3)} s for cpu-m), and a GPU
+the rate measured above (${(cpuFlops / 1e9).toFixed(0)} GFLOP/s of training work, loaded: t_image = ${perImage.toFixed(3)} s for cpu-m), and a GPU
 node assumed to sustain ${GPU_FLOPS / 1e12} TFLOP/s (not measured: an H100-class GPU at a good
 utilization). t_image scales with training FLOP per image (iGPT-S at 1024 positions:
 ${(models[1]!.flop / models[0]!.flop).toFixed(1)}× cpu-m's). Links are taken at their nominal rate; TCP over real Ethernet reaches
