@@ -55,12 +55,15 @@ export function datasetDigest(data: TokenDataset): string {
  * Stops every rank, naming the difference, unless all see the same code, model, options, data and
  * starting step.
  */
-export function requireRanksAgree(comm: Communicator, facts: { model: unknown; options: unknown; data: TokenDataset; step: number }): void {
+export function requireRanksAgree(comm: Communicator, facts: { model: object; options: object; data: TokenDataset; step: number }): void {
   if (comm.size === 1) return;
+  // One fact per field, so that a mismatch names the field ("option seed"), not a whole object.
+  const fields = (what: string, o: object): Record<string, string> =>
+    Object.fromEntries(Object.entries(o).map(([k, v]) => [`${what} ${k}`, JSON.stringify(v)]));
   requireSameOnEveryRank(comm, {
     'code version': codeVersion(),
-    'model config': JSON.stringify(facts.model),
-    'training options': JSON.stringify(facts.options),
+    ...fields('model config', facts.model),
+    ...fields('option', facts.options),
     'dataset': datasetDigest(facts.data),
     'starting step': String(facts.step),
   });
