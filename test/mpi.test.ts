@@ -198,8 +198,8 @@ test('a rank killed mid-run ends the job within seconds; the last checkpoint is 
     assert.ok(Date.now() < deadline, 'no checkpoint within two minutes');
     await new Promise((r) => setTimeout(r, 200));
   }
-  const rank1 = spawnSync('pgrep', ['-P', String(mpirunPid)], { encoding: 'utf8' }).stdout.split('\n').filter(Boolean).map(Number)
-    .find((pid) => readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0').includes('OMPI_COMM_WORLD_RANK=1'));
+  const ranks = spawnSync('pgrep', ['-P', String(mpirunPid)], { encoding: 'utf8' }).stdout.split('\n').filter(Boolean).map(Number);
+  const rank1 = ranks.find((pid) => readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0').includes('OMPI_COMM_WORLD_RANK=1'));
   assert.ok(rank1, 'rank 1 found among mpirun\'s children');
   const killedAt = performance.now();
   process.kill(rank1, 'SIGKILL');
@@ -208,6 +208,11 @@ test('a rank killed mid-run ends the job within seconds; the last checkpoint is 
   assert.notEqual(r.code, 0);
   assert.ok(seconds < 15, `the job took ${seconds.toFixed(1)} s to end after the kill`);
   assert.match(r.stderr, /signal 9/);
+  // Every rank is gone too (mpirun may exit a moment before the last one has died).
+  while (ranks.some((pid) => existsSync(`/proc/${pid}`))) {
+    assert.ok((performance.now() - killedAt) / 1000 < 15, 'a rank outlived the job by seconds');
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
   // The newest checkpoint loads, and the run resumes from it (one process, two more steps).
   const ckpt = loadLatestCheckpoint<{ step: number }>(out);
   assert.ok(ckpt && ckpt.state.step > 0 && ckpt.skipped?.length === 0, 'the latest checkpoint loads');
