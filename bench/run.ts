@@ -23,6 +23,7 @@ const BENCHES: { name: string; about: string; load: () => Promise<Bench> }[] = [
   { name: 'probe', about: 'L-BFGS linear probe vs scikit-learn LogisticRegression', load: () => import('./probe.js') },
   { name: 'io', about: 'checkpoint save/load vs torch.save/torch.load', load: () => import('./io.js') },
   { name: 'webgpu', about: 'WGSL GEMM on the adapter Node finds (on SwiftShader, the CPU: correctness only)', load: () => import('./webgpu.js') },
+  { name: 'parallel', about: 'data parallelism on MPI: 2 ranks vs 1 process, all-reduce GB/s (also writes SCALING.md)', load: () => import('./parallel.js') },
 ];
 
 const { values } = parseArgs({ options: {

@@ -36,3 +36,5 @@ export {
   headClassifier, probeClassifier, readProbeClassifier, probeClassifierJson, classifyFeatures,
   type Classifier, type Classification, type ProbeClassifierJson,
 } from './eval/classify.js';
+export { world } from './parallel/world.js';
+export { SingleProcess, type Communicator } from './parallel/communicator.js';

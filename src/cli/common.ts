@@ -5,6 +5,7 @@ import { loadKernels, PRECISIONS, type KernelChoice, type PrecisionChoice } from
 import { SPLITS, type SplitName } from '../data/tokens.js';
 import type { KvCachePrecision } from '../model/decode.js';
 import { acquireRunLock, describeOwner, type RunLock } from '../util/run-lock.js';
+import { world } from '../parallel/world.js';
 
 export function backendOption(cmd: Command): Command {
   return cmd.option('--backend <name>', 'kernels: auto, native (OpenBLAS addon) or portable (TypeScript); default: $IGPT_KERNELS or auto');
@@ -76,6 +77,8 @@ export function stopOnInterrupt(message: string): { requested(): boolean; dispos
  * folder is refused, naming this one; a lock left by a process that no longer runs is taken over.
  */
 export function lockRunFolder(dir: string): RunLock {
+  // Under MPI the ranks share the folder and rank 0 alone writes to it, so rank 0 alone holds it.
+  if (world().rank !== 0) return { file: '', tookOverFrom: null, release: () => { /* held by rank 0 */ } };
   const lock = acquireRunLock(dir);
   if (lock.tookOverFrom) {
     process.stderr.write(`igpt: warning: ${dir}: taking over the lock of ${describeOwner(lock.tookOverFrom)}, ` +

@@ -13,6 +13,7 @@ import { writeRunFile } from '../train/checkpoint.js';
 import { backendOption, precisionOption, kernelsFromFlags, lockRunFolder, parseIntOption, parseNumberOption, stopOnInterrupt } from './common.js';
 import { checkModelMatchesData, openModel, type OpenedModel } from './open-model.js';
 import { createProgress } from './progress.js';
+import { world } from '../parallel/world.js';
 
 interface Flags {
   model: string; data: string; out: string; lr?: string; batch: string; steps?: string; epochs: string;
@@ -96,8 +97,10 @@ export async function runFinetuning(kernels: Kernels, opened: OpenedModel, data:
       onValidate: (acc, _step, best) => { val = `${(100 * acc).toFixed(2)}%${best ? '*' : ''}`; },
       shouldStop: interrupt.requested,
     });
-    saveModelFolder(join(outDir, 'model'), model.params, opened.palette ?? data.palette, { labels: data.meta.classNames });
-    writeRunFile(outDir, 'finetune.json', JSON.stringify({ ...about, options, ...r }, null, 1));
+    if (world().rank === 0) { // under MPI, rank 0 alone writes
+      saveModelFolder(join(outDir, 'model'), model.params, opened.palette ?? data.palette, { labels: data.meta.classNames });
+      writeRunFile(outDir, 'finetune.json', JSON.stringify({ ...about, options, ...r }, null, 1));
+    }
     return r;
   } finally {
     bar.stop();

@@ -26,6 +26,7 @@ import { convertCommand } from './convert.js';
 import { completeCommand } from './complete.js';
 import { featuresCommand } from './features.js';
 import { classifyCommand } from './classify.js';
+import { reportFatal, world } from '../parallel/world.js';
 
 const commands: CommandModule[] = [
   // Each command module adds itself here, in the order `igpt --help` lists them.
@@ -58,10 +59,18 @@ const program = new Command('igpt')
   .version(pkg.version)
   .showHelpAfterError();
 for (const c of commands) c.register(program);
+// Under `mpirun -np N` (N > 1), the commands that split their work over the ranks.
+const PARALLEL_COMMANDS = new Set(['pretrain', 'finetune', 'eval-nll', 'probe', 'lowdata', 'probe-curve']);
+program.hook('preAction', (_program, command) => {
+  if (world().size > 1 && !PARALLEL_COMMANDS.has(command.name())) {
+    throw new Error(`igpt ${command.name()} does not split its work over MPI ranks; run it without mpirun ` +
+      `(under mpirun: ${[...PARALLEL_COMMANDS].join(', ')})`);
+  }
+});
 program.parseAsync(process.argv).catch((err: unknown) => {
   // Errors we raise carry a message meant for people; a stack trace is only for unexpected ones.
   const message = err instanceof Error ? err.message : String(err);
-  console.error(`igpt: ${message}`);
+  reportFatal(message);
   if (process.env.IGPT_DEBUG && err instanceof Error) console.error(err.stack);
   process.exit(1);
 });

@@ -9,6 +9,7 @@ import type { TokenSplit } from '../data/tokens.js';
 import type { ImageGPT } from '../model/model.js';
 import { readSafetensors, writeSafetensors } from '../io/safetensors.js';
 import { extractFeatures, type ExtractedFeatures, type FeatureOptions } from './features.js';
+import { world } from '../parallel/world.js';
 
 /** What identifies a set of features: if any of it changes, they are computed again. */
 export function featureCacheKey(modelDir: string, dataDir: string, split: string, o: FeatureOptions): string {
@@ -25,18 +26,22 @@ export function cachedFeatures(model: ImageGPT, split: TokenSplit, splitName: st
   const L = model.config.nLayer;
   // Features from bf16 products differ from float32 ones: the precision is part of the key.
   const stamp = `${key} precision:${model.precision}`;
+  let hit: ExtractedFeatures | null = null;
   if (existsSync(file)) {
     try {
       const stored = readSafetensors(file);
       if (stored.metadata.key === stamp) {
         const layers = Array.from({ length: L + 1 }, (_, l) => stored.tensors.get(`layer.${l}`)?.data);
-        if (layers.every((x): x is Float32Array => x !== undefined)) {
-          return { layers, natsPerPixel: Number(stored.metadata.natsPerPixel), cached: true };
-        }
+        if (layers.every((x): x is Float32Array => x !== undefined)) hit = { layers, natsPerPixel: Number(stored.metadata.natsPerPixel) };
       }
     } catch { /* a damaged cache is recomputed */ }
   }
+  // Under MPI extraction is collective: the cache serves only if it serves every rank.
+  const missed = new Int32Array([hit ? 0 : 1]);
+  world().allReduce(missed, 'max');
+  if (hit && missed[0] === 0) return { ...hit, cached: true };
   const extracted = extractFeatures(model, split, o);
+  if (world().rank !== 0) return { ...extracted, cached: false }; // under MPI, rank 0 alone writes
   mkdirSync(cacheDir, { recursive: true });
   const count = extracted.layers[0]!.length / model.config.nEmbd;
   writeSafetensors(file, extracted.layers.map((data, l) => ({ name: `layer.${l}`, shape: [count, model.config.nEmbd], data })),

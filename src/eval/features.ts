@@ -7,6 +7,7 @@ import type { TokenArray } from '../palette/quantize.js';
 import { sosTokenOf } from '../model/config.js';
 import type { ImageGPT } from '../model/model.js';
 import { BatchBuilder, maskRngFor, type Objective } from '../train/objectives.js';
+import { world } from '../parallel/world.js';
 
 export interface FeatureOptions {
   batch: number;
@@ -26,7 +27,12 @@ export interface ExtractedFeatures {
   natsPerPixel: number;
 }
 
+/**
+ * Under MPI the ranks take turns batch by batch (the same batches and masks as one process), and
+ * an all-reduce gives every rank every image's features.
+ */
 export function extractFeatures(model: ImageGPT, split: TokenSplit, o: FeatureOptions): ExtractedFeatures {
+  const comm = world();
   const { nEmbd: d, nLayer: L, nPositions: T } = model.config;
   const count = Math.min(split.count, o.maxImages ?? split.count);
   const masks = o.objective === 'bert' ? Math.max(1, o.masks ?? 1) : 1;
@@ -35,7 +41,7 @@ export function extractFeatures(model: ImageGPT, split: TokenSplit, o: FeatureOp
   const perBatch = new Float32Array((L + 1) * o.batch * d);
   const indices = new Int32Array(o.batch);
   let nllSum = 0, nllCount = 0;
-  for (let start = 0; start < count; start += o.batch) {
+  for (let start = comm.rank * o.batch; start < count; start += comm.size * o.batch) {
     const B = Math.min(o.batch, count - start);
     for (let b = 0; b < B; b++) indices[b] = start + b;
     for (let m = 0; m < masks; m++) {
@@ -49,9 +55,13 @@ export function extractFeatures(model: ImageGPT, split: TokenSplit, o: FeatureOp
         for (let i = 0; i < B * d; i++) dst[i]! += src[i]! / masks;
       }
     }
-    o.onBatch?.(start + B, count);
+    o.onBatch?.(Math.min(count, start + B + (comm.size - 1 - comm.rank) * o.batch), count);
   }
-  return { layers, natsPerPixel: nllSum / Math.max(nllCount, 1) };
+  // Rows a rank did not compute are zeros there, so the sum is exact.
+  for (const layer of layers) comm.allReduce(layer);
+  const nll = new Float64Array([nllSum, nllCount]);
+  comm.allReduce(nll);
+  return { layers, natsPerPixel: nll[0]! / Math.max(nll[1]!, 1) };
 }
 
 /**

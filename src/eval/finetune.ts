@@ -9,6 +9,8 @@ import { sosTokenOf } from '../model/config.js';
 import { argmax, type ImageGPT } from '../model/model.js';
 import { BatchBuilder, maskRngFor, type Objective } from '../train/objectives.js';
 import { Trainer, type PretrainOptions, type StepReport } from '../train/trainer.js';
+import { world } from '../parallel/world.js';
+import { requireRanksAgree } from '../train/data-parallel.js';
 import { extractFeatures } from './features.js';
 import { accuracy, selectL2, type LabeledFeatures } from './probe.js';
 
@@ -89,10 +91,14 @@ export interface FinetuneResult {
   seconds: number;
 }
 
-/** Accuracy of the class head; BERT: modal prediction over `masks` random masks. */
+/**
+ * Accuracy of the class head; BERT: modal prediction over `masks` random masks. Under MPI the
+ * ranks take turns batch by batch (the same batches and masks as one process) and sum the count.
+ */
 export function classificationAccuracy(model: ImageGPT, split: TokenSplit, o: {
   objective: Objective; batch: number; maxImages?: number; masks?: number; maskProb?: number; seed?: number;
 }): number {
+  const comm = world();
   const C = model.config.numLabels;
   if (C < 1) throw new Error('the model has no class head (numLabels is 0)');
   const count = Math.min(split.count, o.maxImages ?? split.count);
@@ -102,7 +108,7 @@ export function classificationAccuracy(model: ImageGPT, split: TokenSplit, o: {
   const indices = new Int32Array(o.batch);
   const votes = new Int32Array(o.batch * C);
   let correct = 0;
-  for (let start = 0; start < count; start += o.batch) {
+  for (let start = comm.rank * o.batch; start < count; start += comm.size * o.batch) {
     const B = Math.min(o.batch, count - start);
     for (let b = 0; b < B; b++) indices[b] = start + b;
     votes.fill(0);
@@ -118,7 +124,9 @@ export function classificationAccuracy(model: ImageGPT, split: TokenSplit, o: {
       if (best === split.labels[start + b]) correct++;
     }
   }
-  return correct / count;
+  const total = new Float64Array([correct]);
+  comm.allReduce(total);
+  return total[0]! / count;
 }
 
 /** Fine-tunes `model` in place; on return it holds the parameters of the best validation step. */
@@ -134,6 +142,10 @@ export async function finetune(model: ImageGPT, data: TokenDataset, o: FinetuneO
   };
   const probeHead = o.probeHeadImages > 0 ? fitHeadByProbe(model, data, o) : undefined;
   const trainer = new Trainer(model, data, trainOptions);
+  // Under MPI: every rank starts from rank 0's weights (a probe head fitted with another thread
+  // count could differ in the last bits), and every step keeps them equal.
+  requireRanksAgree(trainer.comm, { model: model.config, options: trainOptions, data, step: 0 });
+  trainer.comm.broadcast(model.params.data);
   const validate = (): number => classificationAccuracy(model, data.val, {
     objective: o.objective, batch: o.batch, maxImages: o.evalImages || undefined, masks: o.valMasks, maskProb: o.maskProb, seed: o.seed,
   });

@@ -26,10 +26,16 @@ export interface Batch {
   causal: boolean;
   /** Weight of the generative loss in the total (default 1). */
   genWeight?: number;
+  /**
+   * When this batch is one rank's share of a global batch: the global batch's scored positions
+   * and images. Losses and gradients are then divided by these, not by the share's own counts,
+   * so that summing them over the ranks gives exactly the global batch's means.
+   */
+  globalCounts?: { scored: number; images: number };
 }
 
 export interface ForwardResult {
-  /** Mean NLL over scored positions, nats (NaN without targets). */
+  /** Mean NLL over scored positions, nats (NaN without targets); see Batch.globalCounts. */
   genLoss: number;
   /** Positions that were scored. */
   genCount: number;
@@ -239,19 +245,21 @@ export class ImageGPT {
     let genScale = 0;
     if (batch.targets) {
       for (let i = 0; i < rows; i++) if (batch.targets[i]! >= 0) result.genCount++;
-      genScale = (batch.genWeight ?? 1) / Math.max(result.genCount, 1);
+      const scored = Math.max(batch.globalCounts?.scored ?? result.genCount, 1);
+      genScale = (batch.genWeight ?? 1) / scored;
       const sum = k.crossEntropy(acts.losses, scratch ? scratch.dlogits : null, acts.logits,
                                  batch.targets, rows, V, genScale);
-      result.genLoss = sum / Math.max(result.genCount, 1);
+      result.genLoss = sum / scored;
     }
     let clfScale = 0;
     if (batch.labels && cfg.numLabels > 0) {
       meanPoolForward(acts.pooled, acts.lnf, B, T, d);
       headForward(k, acts.classLogits, acts.pooled, p.score, B, d, cfg.numLabels);
-      clfScale = 1 / B;
+      const images = batch.globalCounts?.images ?? B;
+      clfScale = 1 / images;
       const sum = k.crossEntropy(acts.classLosses, scratch ? scratch.dclassLogits : null, acts.classLogits,
                                  batch.labels, B, cfg.numLabels, clfScale);
-      result.clfLoss = sum / B;
+      result.clfLoss = sum / images;
       result.clfCorrect = countCorrect(acts.classLogits, batch.labels, B, cfg.numLabels);
     }
     this.last = training ? { batch, genScale, clfScale } : null;

@@ -20,6 +20,7 @@ import { verifyChecksums, writeChecksums } from '../io/checksums.js';
 import { readSafetensors, writeSafetensors } from '../io/safetensors.js';
 import { writeFileAtomic } from '../util/fs.js';
 import type { Adam } from './adam.js';
+import { world } from '../parallel/world.js';
 
 const OPTIMIZER_FILE = 'optimizer.safetensors';
 const STATE_FILE = 'trainer_state.json';
@@ -37,6 +38,9 @@ export interface Checkpoint<S> extends LoadedModel {
 }
 
 const stepDirName = (step: number): string => `step-${String(step).padStart(6, '0')}`;
+
+/** The folder `saveCheckpoint` writes for step `step` of a run. */
+export const checkpointDir = (runDir: string, step: number): string => join(runDir, 'checkpoints', stepDirName(step));
 
 /**
  * Saves a checkpoint of step `step` and makes it the latest; returns its folder. Older checkpoints
@@ -154,10 +158,11 @@ export function loadCheckpoint<S>(dir: string): Checkpoint<S> {
   return { ...model, dir, state, adamM: m, adamV: v, adamStep: Number(opt.metadata.step ?? 0) };
 }
 
-/** Writes a small JSON or text artifact of a run atomically. */
+/** Writes a small JSON or text artifact of a run atomically (under MPI, on rank 0 alone). */
 export function writeRunFile(runDir: string, name: string, text: string): string {
-  mkdirSync(runDir, { recursive: true });
   const path = join(runDir, name);
+  if (world().rank !== 0) return path;
+  mkdirSync(runDir, { recursive: true });
   writeFileAtomic(path, text);
   return path;
 }

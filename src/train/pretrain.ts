@@ -9,7 +9,8 @@ import { makeConfig, type ModelConfig, type ModelShape } from '../model/config.j
 import { ImageGPT } from '../model/model.js';
 import { initParameters, ParameterTensors } from '../model/parameters.js';
 import { plotLines } from '../util/plot.js';
-import { loadLatestCheckpoint, saveCheckpoint, writeRunFile } from './checkpoint.js';
+import { checkpointDir, loadLatestCheckpoint, saveCheckpoint, writeRunFile } from './checkpoint.js';
+import { requireRanksAgree } from './data-parallel.js';
 import type { NllReport } from './evaluate.js';
 import { firstNonFiniteTensor, NumericalFault, Trainer, type PretrainOptions, type StepReport, type TrainerState } from './trainer.js';
 
@@ -43,6 +44,8 @@ export interface PretrainResult {
 /**
  * Trains until `options.steps` (continuing a run found in `runDir` when `resume`). Data order,
  * BERT masks and Adam state are restored exactly, so a resumed run matches an uninterrupted one.
+ * Under MPI every rank runs this with the same arguments (checked at start) and reads the same
+ * run folder; rank 0 alone writes to it. Resuming with another number of ranks continues exactly.
  */
 export async function pretrain(kernels: Kernels, data: TokenDataset, dataPath: string, runDir: string,
                          shape: ModelShape, options: PretrainOptions, resume: boolean,
@@ -65,6 +68,9 @@ export async function pretrain(kernels: Kernels, data: TokenDataset, dataPath: s
     state = { step: 0, seconds: 0, history: [], options, shape, data: dataPath };
   }
   const trainer = new Trainer(model, data, options);
+  const comm = trainer.comm;
+  const writer = comm.rank === 0;
+  requireRanksAgree(comm, { model: model.config, options, data, step: state.step });
   Object.assign(trainer.state, { step: state.step, seconds: state.seconds, history: state.history });
   if (ckpt) {
     trainer.adam.m.set(ckpt.adamM);
@@ -74,13 +80,14 @@ export async function pretrain(kernels: Kernels, data: TokenDataset, dataPath: s
   hooks.onStart?.({ resumedFrom: ckpt ? state.step : -1, skipped: ckpt?.skipped ?? [], config: model.config, params: model.params.count });
   // history.json and loss.png are written after latest.json: a crash in between leaves them behind
   // the checkpoint, so a resumed run rewrites them from the checkpoint's own history.
-  if (ckpt) await writeLossCurve(runDir, state);
+  if (ckpt && writer) await writeLossCurve(runDir, state);
 
   const snapshot = (): RunState => ({ ...state, ...trainer.state });
   const checkpoint = async (): Promise<string> => {
     // Never replace the last good checkpoint with weights an update has broken.
     const bad = firstNonFiniteTensor(model.params);
     if (bad) throw new NumericalFault(trainer.state.step - 1, `the update made parameter ${bad} NaN or inf`);
+    if (!writer) return checkpointDir(runDir, trainer.state.step);
     const dir = saveCheckpoint(runDir, trainer.state.step, model.params, data.palette, trainer.adam, snapshot(), data.meta.classNames, options.keepEvery ?? 0);
     await writeLossCurve(runDir, snapshot());
     hooks.onCheckpoint?.(dir, trainer.state.step);
@@ -88,6 +95,7 @@ export async function pretrain(kernels: Kernels, data: TokenDataset, dataPath: s
   };
   let last = ckpt?.dir ?? '';
   let stoppedEarly = false;
+  const stopFlag = new Int32Array(1);
   while (trainer.state.step < options.steps) {
     const r = trainer.step();
     hooks.onStep?.(r, trainer);
@@ -99,7 +107,10 @@ export async function pretrain(kernels: Kernels, data: TokenDataset, dataPath: s
     if (options.checkpointEvery > 0 && step % options.checkpointEvery === 0 && step < options.steps) last = await checkpoint();
     // Yield to the event loop so that signals (Ctrl-C) are delivered between steps.
     await new Promise<void>((resolve) => setImmediate(resolve));
-    if (hooks.shouldStop?.()) { stoppedEarly = true; break; }
+    // Every rank stops after the same step when any was asked to.
+    stopFlag[0] = hooks.shouldStop?.() ? 1 : 0;
+    comm.allReduce(stopFlag, 'max');
+    if (stopFlag[0]) { stoppedEarly = true; break; }
   }
   let finalValidation: NllReport | null = null;
   if (!stoppedEarly) {

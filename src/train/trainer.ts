@@ -13,6 +13,9 @@ import { Adam, gradientNorm } from './adam.js';
 import { evaluateNll, type NllReport } from './evaluate.js';
 import { BatchBuilder, DataOrder, maskRngFor, type Objective } from './objectives.js';
 import { learningRateAt, type Schedule } from './schedule.js';
+import type { Communicator } from '../parallel/communicator.js';
+import { world } from '../parallel/world.js';
+import { checkBatchDivides, shareOfBatch } from './data-parallel.js';
 
 export interface PretrainOptions {
   objective: Objective;
@@ -93,8 +96,12 @@ export class Trainer {
   private identity: Int32Array | null = null;
   /** Fine-tuning: where the class head starts in the flat buffer (kept last) and its rate scale. */
   private readonly classHead: { offset: number; lrScale: number } | null;
+  /** This step's losses, summed over the ranks: generative, classification, correct predictions. */
+  private readonly losses = new Float64Array(3);
 
-  constructor(readonly model: ImageGPT, readonly data: TokenDataset, readonly opts: PretrainOptions) {
+  /** `comm`: the ranks that share each global batch of `opts.batch` images (one process by default). */
+  constructor(readonly model: ImageGPT, readonly data: TokenDataset, readonly opts: PretrainOptions,
+              readonly comm: Communicator = world()) {
     const T = data.meta.pixels;
     if (T !== model.config.nPositions) {
       throw new Error(`the dataset has ${T} pixels per image but the model has ${model.config.nPositions} positions`);
@@ -102,6 +109,7 @@ export class Trainer {
     if (data.palette.k !== model.config.vocabSize - 1) {
       throw new Error(`the dataset's palette has ${data.palette.k} colors but the model expects ${model.config.vocabSize - 1}`);
     }
+    checkBatchDivides(opts.batch, comm);
     model.recompute = opts.recompute ?? false;
     const score = model.params.layout.find((t) => t.name === 'score.weight');
     this.classHead = opts.classify && score ? { offset: score.offset, lrScale: opts.classify.headLrScale } : null;
@@ -117,21 +125,33 @@ export class Trainer {
 
   get epoch(): number { return this.order.epochOf(this.state.step); }
 
-  /** One step: forward, backward, NaN check, Adam. */
+  /**
+   * One step: forward on this rank's share of the global batch, losses summed over the ranks,
+   * NaN check, backward, gradients summed over the ranks, Adam (the same step on every rank).
+   */
   step(): StepReport {
     const t0 = performance.now();
-    const { model, state } = this;
+    const { model, state, comm, losses } = this;
     const step = state.step;
-    const batch = this.nextBatch(step);
+    const global = this.nextBatch(step);
+    const batch = shareOfBatch(global, comm);
     model.zeroGrad();
     const r = model.forward(batch, true);
-    const loss = (this.opts.classify ? r.clfLoss : 0) + (r.genCount > 0 ? r.genLoss : 0);
+    losses[0] = r.genCount > 0 ? r.genLoss : 0;
+    losses[1] = this.opts.classify ? r.clfLoss : 0;
+    losses[2] = r.clfCorrect;
+    comm.allReduce(losses);
+    const genLoss = losses[0]!, clfLoss = losses[1]!, clfCorrect = losses[2]!;
+    const loss = genLoss + clfLoss;
     if (!Number.isFinite(loss)) {
       // Usually a weight went bad (a poisoned checkpoint, an overflowing update): name it.
       const bad = firstNonFiniteTensor(model.params);
       throw new NumericalFault(step, `the loss is ${loss}${bad ? ` (parameter ${bad} holds NaN or inf)` : ''}`);
     }
     model.backward();
+    // One all-reduce of the flat gradient buffer: on the reference model it costs well under 1% of
+    // a step (bench/parallel.ts, SCALING.md), so overlapping buckets with backward would not pay.
+    comm.allReduce(model.grads.data);
     const gradNorm = gradientNorm(model.grads.data);
     if (!Number.isFinite(gradNorm)) {
       throw new NumericalFault(step, `the gradient of ${firstNonFinite(model)} is not finite`);
@@ -144,9 +164,9 @@ export class Trainer {
     const seconds = (performance.now() - t0) / 1000;
     state.step++;
     state.seconds += seconds;
-    state.history.push({ step: state.step, loss: r.genLoss, lr, gradNorm });
-    const clf = this.opts.classify ? { clfLoss: r.clfLoss, clfAccuracy: r.clfCorrect / batch.B } : {};
-    return { step: state.step, loss: r.genLoss, lr, gradNorm, seconds, ...clf };
+    state.history.push({ step: state.step, loss: genLoss, lr, gradNorm });
+    const clf = this.opts.classify ? { clfLoss, clfAccuracy: clfCorrect / global.B } : {};
+    return { step: state.step, loss: genLoss, lr, gradNorm, seconds, ...clf };
   }
 
   /** The batch of a step: a pure function of (seed, step), also when augmenting. */
@@ -176,7 +196,7 @@ export class Trainer {
   validate(evalBatch = this.opts.batch): NllReport {
     const report = evaluateNll(this.model, this.data.val, this.opts.objective, {
       batch: evalBatch, maxImages: this.opts.evalImages || undefined, channels: this.data.meta.channels,
-      maskProb: this.opts.maskProb, seed: this.opts.seed,
+      maskProb: this.opts.maskProb, seed: this.opts.seed, comm: this.comm,
     });
     this.state.history.push({ step: this.state.step, valLoss: report.natsPerPixel });
     return report;

@@ -5,6 +5,7 @@
  */
 import sharp from 'sharp';
 import { writeFileAtomic } from './fs.js';
+import { world } from '../parallel/world.js';
 
 export interface Series {
   name: string;
@@ -146,6 +147,7 @@ function sampleLine(s: Series): [number, number][] {
 
 /** Renders the chart to a PNG file (written atomically: temp file in the same folder + rename). */
 export async function plotLines(path: string, chart: LineChart): Promise<void> {
+  if (world().rank !== 0) return; // under MPI, rank 0 alone writes
   writeFileAtomic(path, await renderPng(chart));
 }
 
