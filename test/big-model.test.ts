@@ -17,7 +17,7 @@ import { syncBuiltinESMExports } from 'node:module';
 import { totalmem, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { describeModelFolder } from '../src/cli/info.js';
+import { describeModelFolder } from '../src/pipeline/info.js';
 import { CONFIG_FILE, configToHf, inspectModelFolder, loadModelFolder, PREPROCESSOR_FILE, preprocessorJson, saveModelFolder, WEIGHTS_FILE } from '../src/io/hf.js';
 import { readSafetensors } from '../src/io/safetensors.js';
 import { loadKernels } from '../src/kernels/select.js';

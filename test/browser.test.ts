@@ -14,7 +14,7 @@ import { modelFromFiles } from '../src/io/hf-format.js';
 import { parseTestImages } from '../src/io/test-images.js';
 import { saveTokenDataset, type TokenDataset } from '../src/data/tokens.js';
 import { Quantizer } from '../src/palette/quantize.js';
-import { startServer } from '../src/cli/serve.js';
+import { startServer } from '../src/pipeline/serve.js';
 
 const ROOT = dirname(dirname(fileURLToPath(import.meta.url)));
 const MODEL_DIR = join(ROOT, 'web', 'public', 'model');

@@ -13,7 +13,7 @@ import {
   configFromHf, float32Json, inspectModelFolder, loadModelFolder, saveModelFolder,
 } from '../src/io/hf.js';
 import { writeOpenAiClusters } from '../src/io/openai.js';
-import { describeModelFolder } from '../src/cli/info.js';
+import { describeModelFolder } from '../src/pipeline/info.js';
 import { makeConfig, type ModelConfig } from '../src/model/config.js';
 import { initParameters, parameterCount, ParameterTensors, tensorLayout } from '../src/model/parameters.js';
 import type { Palette } from '../src/palette/palette.js';

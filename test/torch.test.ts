@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command } from 'commander';
 import { convertCommand } from '../src/cli/convert.js';
-import { describeModelFolder, describeWeightFile } from '../src/cli/info.js';
+import { describeModelFolder, describeWeightFile } from '../src/pipeline/info.js';
 import { convertModelFolder, inspectModelFolder, loadModelFolder, resolveModelDir, saveModelFolder } from '../src/io/hf.js';
 import { hubCacheDir } from '../src/io/hf-cache.js';
 import { ACCEPTED_OPCODES } from '../src/io/pickle.js';

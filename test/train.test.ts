@@ -10,7 +10,7 @@ import { makeConfig } from '../src/model/config.js';
 import { ImageGPT } from '../src/model/model.js';
 import { initParameters, ParameterTensors } from '../src/model/parameters.js';
 import { listCheckpoints, loadLatestCheckpoint } from '../src/train/checkpoint.js';
-import { probeCurve } from '../src/cli/probe-curve.js';
+import { probeCurve } from '../src/pipeline/probe-curve.js';
 import { BatchBuilder } from '../src/train/objectives.js';
 import { pretrain, type RunState } from '../src/train/pretrain.js';
 import { NumericalFault, Trainer, type PretrainOptions } from '../src/train/trainer.js';

@@ -153,11 +153,3 @@ export function loadCheckpoint<S>(dir: string): Checkpoint<S> {
   }
   return { ...model, dir, state, adamM: m, adamV: v, adamStep: Number(opt.metadata.step ?? 0) };
 }
-
-/** Writes a small JSON or text artifact of a run atomically. */
-export function writeRunFile(runDir: string, name: string, text: string): string {
-  mkdirSync(runDir, { recursive: true });
-  const path = join(runDir, name);
-  writeFileAtomic(path, text);
-  return path;
-}

@@ -8,8 +8,9 @@ import type { TokenDataset } from '../data/tokens.js';
 import { makeConfig, type ModelConfig, type ModelShape } from '../model/config.js';
 import { ImageGPT } from '../model/model.js';
 import { initParameters, ParameterTensors } from '../model/parameters.js';
+import { writeRunFile } from '../util/fs.js';
 import { plotLines } from '../util/plot.js';
-import { loadLatestCheckpoint, saveCheckpoint, writeRunFile } from './checkpoint.js';
+import { loadLatestCheckpoint, saveCheckpoint } from './checkpoint.js';
 import type { NllReport } from './evaluate.js';
 import { firstNonFiniteTensor, NumericalFault, Trainer, type PretrainOptions, type StepReport, type TrainerState } from './trainer.js';
 

@@ -1,3 +1,4 @@
+/** File helpers: atomic writes (temp name, fsync, rename), whole reads and writes in chunks. */
 import { closeSync, fstatSync, fsyncSync, mkdirSync, openSync, readSync, renameSync, unlinkSync, writeSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 
@@ -71,4 +72,11 @@ export function readFully(fd: number, out: Uint8Array, position: number, file: s
     if (n === 0) throw new Error(`${file}: unexpected end of file at byte ${position + done}`);
     done += n;
   }
+}
+
+/** Writes a small JSON or text artifact of a run (`runDir/name`) atomically; returns its path. */
+export function writeRunFile(runDir: string, name: string, text: string): string {
+  const path = join(runDir, name);
+  writeFileAtomic(path, text);
+  return path;
 }
