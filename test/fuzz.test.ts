@@ -235,7 +235,7 @@ async function buildCases(root: string, rng: InstanceType<typeof import('../src/
   const { readCifar10Batch, readCifar100File } = await import('../src/data/cifar.js');
   const { readStl10 } = await import('../src/data/stl10.js');
   const { readImageFolder } = await import('../src/data/folder.js');
-  const { loadPalette, savePalette } = await import('../src/palette/files.js');
+  const { loadPalette, savePalette } = await import('../src/io/palette-files.js');
   const { encodeNpy } = await import('../src/io/npy.js');
   const { readOpenAiClusters } = await import('../src/io/openai.js');
   const { SafetensorsReader, readSafetensors, writeSafetensors } = await import('../src/io/safetensors.js');

@@ -3,9 +3,9 @@ import { describe, it } from 'node:test';
 import { minimizeLbfgs } from '../src/eval/lbfgs.js';
 import { lowDataProbe, pixelFeatures, sampleLabelsPerClass, selectRows } from '../src/eval/lowdata.js';
 import {
-  accuracy, concatColumns, featureStats, predict, probeFeatures, probeLayers, selectL2, softmaxObjective,
-  standardize, trainLogisticRegression, type LabeledFeatures,
-} from '../src/eval/probe.js';
+  accuracy, featureStats, predict, softmaxObjective, standardize, trainLogisticRegression, type LabeledFeatures,
+} from '../src/eval/logistic.js';
+import { concatColumns, probeFeatures, probeLayers, selectL2 } from '../src/eval/probe.js';
 import { Rng } from '../src/util/rng.js';
 import { availableBackends } from './backends.js';
 

@@ -4,8 +4,7 @@
  */
 import { compositeOver, convertPixelChannels, DEFAULT_BACKGROUND, formatColor, parseColor } from '../src/data/pixels.js';
 import { parseTestImages } from '../src/io/test-images.js';
-import { unitToByte } from '../src/palette/kmeans.js';
-import type { Palette } from '../src/palette/palette.js';
+import { unitToByte, type Palette } from '../src/palette/palette.js';
 import { Quantizer } from '../src/palette/quantize.js';
 import type { FromWorker, ModelInfo, ToWorker } from './protocol.js';
 

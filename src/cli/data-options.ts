@@ -2,7 +2,7 @@
 import type { Command } from 'commander';
 import { parseColor, type Rgb } from '../data/pixels.js';
 import type { PrepareOptions } from '../data/prepare.js';
-import { parseIntOption } from './common.js';
+import { parseOptionalInt } from './common.js';
 
 export interface DataFlags {
   data: string; dataDir?: string; side?: string; channels?: string; cifar100Labels?: string; background: string; testFraction: string;
@@ -20,7 +20,7 @@ export function dataOptions(cmd: Command): Command {
 }
 
 export function parseDataOptions(flags: DataFlags): PrepareOptions {
-  const channels = flags.channels === undefined ? undefined : parseIntOption('--channels', flags.channels, 1, 3);
+  const channels = parseOptionalInt('--channels', flags.channels, 1, 3);
   if (channels === 2) throw new Error('--channels must be 1 or 3');
   const label = flags.cifar100Labels ?? 'fine';
   if (label !== 'fine' && label !== 'coarse') throw new Error(`--cifar100-labels must be fine or coarse, got "${label}"`);
@@ -28,7 +28,7 @@ export function parseDataOptions(flags: DataFlags): PrepareOptions {
   if (!(testFraction >= 0 && testFraction < 1)) throw new Error(`--test-fraction must be in [0, 1), got "${flags.testFraction}"`);
   return {
     dir: flags.dataDir,
-    side: flags.side === undefined ? undefined : parseIntOption('--side', flags.side, 1, 1024),
+    side: parseOptionalInt('--side', flags.side, 1, 1024),
     channels: channels as 1 | 3 | undefined,
     cifar100Label: label,
     background: parseBackground(flags.background),

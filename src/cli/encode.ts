@@ -3,12 +3,9 @@ import type { Command } from 'commander';
 import type { CommandModule } from './command.js';
 import { buildTokenDataset } from '../data/build.js';
 import { saveTokenDataset } from '../data/tokens.js';
+import { paletteFromPath } from '../io/palette-files.js';
 import { DEFAULT_SAMPLE_PIXELS } from '../palette/kmeans.js';
-import { existsSync, statSync } from 'node:fs';
-import { loadPalette } from '../palette/files.js';
-import type { Palette } from '../palette/palette.js';
-import { isRepoId, readFolderPalette, readPreprocessorPalette, resolveModelDir } from '../io/hf.js';
-import { parseIntOption } from './common.js';
+import { parseIntOption, parseOptionalInt } from './common.js';
 import { dataOptions, parseDataOptions, type DataFlags } from './data-options.js';
 
 interface EncodeFlags extends DataFlags { palette?: string; k?: string; samplePixels: string; valFraction: string; seed: string; maxTrain?: string; maxTest?: string; out: string }
@@ -35,12 +32,12 @@ export const encodeCommand: CommandModule = {
           ...parseDataOptions(flags),
           palette: flags.palette ? paletteFromPath(flags.palette) : undefined,
           paletteSource: flags.palette,
-          k: flags.k === undefined ? undefined : parseIntOption('--k', flags.k, 1, 65535),
+          k: parseOptionalInt('--k', flags.k, 1, 65535),
           samplePixels: parseIntOption('--sample-pixels', flags.samplePixels, 1),
           valFraction,
           seed: parseIntOption('--seed', flags.seed, 0),
-          maxTrain: flags.maxTrain === undefined ? undefined : parseIntOption('--max-train', flags.maxTrain, 1),
-          maxTest: flags.maxTest === undefined ? undefined : parseIntOption('--max-test', flags.maxTest, 0),
+          maxTrain: parseOptionalInt('--max-train', flags.maxTrain, 1),
+          maxTest: parseOptionalInt('--max-test', flags.maxTest, 0),
         });
         if (ds.fittedPalette) console.log(`fitted a ${ds.palette.k}-color palette on the training split`);
         saveTokenDataset(flags.out, ds);
@@ -52,17 +49,3 @@ export const encodeCommand: CommandModule = {
       });
   },
 };
-
-/** A palette file (.json, .npy), an HF preprocessor_config.json, or a model folder's palette. */
-function paletteFromPath(path: string): Palette {
-  let isDir = false;
-  try { isDir = statSync(path).isDirectory(); } catch { /* loadPalette names the missing file */ }
-  // A model by name (owner/name in the Hugging Face cache); palette files keep their extensions.
-  if (!isDir && !existsSync(path) && isRepoId(path) && !/\.(json|npy)$/.test(path)) return paletteFromPath(resolveModelDir(path));
-  if (isDir) {
-    const p = readFolderPalette(path);
-    if (!p) throw new Error(`${path}: a folder without preprocessor_config.json or kmeans_centers.npy has no palette`);
-    return p;
-  }
-  return path.endsWith('preprocessor_config.json') ? readPreprocessorPalette(path) : loadPalette(path);
-}

@@ -2,10 +2,9 @@
 import type { Command } from 'commander';
 import type { CommandModule } from './command.js';
 import { prepareDataset } from '../data/prepare.js';
+import { savePalette } from '../io/palette-files.js';
 import { fitPalette, DEFAULT_SAMPLE_PIXELS } from '../palette/kmeans.js';
-import { savePalette } from '../palette/files.js';
-import { writeNpy } from '../io/npy.js';
-import { parseIntOption } from './common.js';
+import { parseIntOption, parseOptionalInt } from './common.js';
 import { dataOptions, parseDataOptions, type DataFlags } from './data-options.js';
 
 interface PaletteFlags extends DataFlags { k?: string; samplePixels: string; seed: string; out: string }
@@ -22,15 +21,14 @@ export const paletteCommand: CommandModule = {
       .requiredOption('--out <file>', 'palette file to write (.json, or .npy float32 [k, channels])')
       .action(async (flags: PaletteFlags) => {
         const started = Date.now();
-        const seed = parseIntOption('--seed', flags.seed, 0);
-        const data = await prepareDataset(flags.data, { ...parseDataOptions(flags), seed });
-        const palette = fitPalette(data.train, {
-          k: flags.k === undefined ? undefined : parseIntOption('--k', flags.k, 1, 65535),
+        const fit = {
+          k: parseOptionalInt('--k', flags.k, 1, 65535),
           samplePixels: parseIntOption('--sample-pixels', flags.samplePixels, 1),
-          seed,
-        });
-        if (flags.out.endsWith('.npy')) writeNpy(flags.out, palette.centers, [palette.k, palette.channels]);
-        else savePalette(flags.out, palette);
+          seed: parseIntOption('--seed', flags.seed, 0),
+        };
+        const data = await prepareDataset(flags.data, { ...parseDataOptions(flags), seed: fit.seed });
+        const palette = fitPalette(data.train, fit);
+        savePalette(flags.out, palette);
         const rmse = Math.sqrt(palette.meanSquaredError / palette.channels) * 127.5;
         console.log(`${flags.out}: ${palette.k} ${palette.channels === 1 ? 'gray' : 'RGB'} colors from ${data.source} ` +
           `(${data.train.count} training images), RMS error ${rmse.toFixed(2)} levels per channel, ${((Date.now() - started) / 1000).toFixed(1)} s`);

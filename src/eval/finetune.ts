@@ -10,7 +10,8 @@ import { argmax, type ImageGPT } from '../model/model.js';
 import { BatchBuilder, maskRngFor, type Objective } from '../train/objectives.js';
 import { Trainer, type PretrainOptions, type StepReport } from '../train/trainer.js';
 import { extractFeatures } from './features.js';
-import { accuracy, selectL2, type LabeledFeatures } from './probe.js';
+import { accuracy, type LabeledFeatures } from './logistic.js';
+import { selectL2 } from './probe.js';
 
 export interface FinetuneOptions {
   objective: Objective;

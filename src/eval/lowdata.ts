@@ -9,9 +9,8 @@ import type { Kernels } from '../kernels/kernels.js';
 import type { Palette } from '../palette/palette.js';
 import { dequantize } from '../palette/quantize.js';
 import { Rng } from '../util/rng.js';
-import {
-  accuracy, featureDim, selectL2, trainLogisticRegression, type LabeledFeatures,
-} from './probe.js';
+import { accuracy, featureDim, trainLogisticRegression, type LabeledFeatures } from './logistic.js';
+import { selectL2 } from './probe.js';
 
 /** Pixel bytes [count, valuesPerImage] → features in [0, 1] (the raw-pixel baseline). */
 export function pixelFeatures(pixels: Uint8Array, count: number, valuesPerImage: number): Float32Array {
