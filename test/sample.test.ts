@@ -92,6 +92,9 @@ for (const { name, kernels } of availableBackends()) {
     }
     const c = sampleAutoregressive(kernels, params, req, { temperature: 1, topK: 0, topP: 1, seed: 8 });
     assert.notDeepEqual(a, c);
+    // The hidden pixels of the prefix must not reach the samples: other hidden content, same samples.
+    const otherHidden = prefix.map((v, i) => (i % n < 4 ? v : (v + 1 + (i % 3)) % 5));
+    assert.deepEqual(sampleAutoregressive(kernels, params, { ...req, prefix: otherHidden }, { temperature: 1, topK: 0, topP: 1, seed: 7 }), a);
   });
 
   test(`${name}: BERT in-filling keeps known pixels and fills every unknown one`, () => {
@@ -99,12 +102,18 @@ for (const { name, kernels } of availableBackends()) {
     const n = cfg.nPositions;
     const tokens = Int32Array.from({ length: n }, (_, i) => i % 5);
     const known = Uint8Array.from({ length: n }, (_, i) => (i < n / 2 ? 1 : 0));
-    const out = sampleBert(kernels, params, tokens, known, 1,
+    const fill = (input: Int32Array): Int32Array => sampleBert(kernels, params, input, known, 1,
       { temperature: 1, topK: 0, topP: 1, seed: 1, passes: 3, order: 'confident' });
+    const out = fill(tokens);
     for (let i = 0; i < n; i++) {
       assert.ok(out[i]! >= 0 && out[i]! < 5);
       if (known[i]) assert.equal(out[i], tokens[i]);
     }
+    // The hidden pixels of the input must not reach the output: other hidden content, same output
+    // (an in-filler that returned its input, or read the pixels it was to guess, fails here).
+    const otherHidden = tokens.map((v, i) => (known[i] ? v : (v + 1 + (i % 3)) % 5));
+    assert.deepEqual(fill(otherHidden), out);
+    assert.notDeepEqual(out, otherHidden);
   });
 }
 

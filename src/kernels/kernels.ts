@@ -1,6 +1,10 @@
 /**
  * The one interface all heavy arithmetic goes through. Two implementations: `native` (a Node-API
  * addon over OpenBLAS plus threaded fused loops) and `portable` (TypeScript, runs in browsers).
+ * The plain loops of loops.ts (the portable backend without WebAssembly SIMD) are the reference
+ * implementation: the one to read for what each kernel computes. test/kernels.test.ts runs every
+ * backend, those loops included, through the same cases against float64 references, so each
+ * agrees with the loops within float32 rounding.
  *
  * Conventions: every matrix is row-major float32; buffers are the caller's memory (pass
  * `subarray` views for offsets, never copies); `rows` is the flattened batch·time dimension.
@@ -31,13 +35,6 @@ export interface Kernels {
 
   /** C[m, n] = A[m, k]·B, or C += A·B with `accumulate`; B from packMatrix, A and C row-major. */
   sgemmPacked(m: number, a: Float32Array, b: PackedMatrix, c: Float32Array, accumulate: boolean): void;
-
-  /** `batch` independent sgemms; matrix i of A starts at element i·strideA (likewise B, C). */
-  sgemmStridedBatched(transA: boolean, transB: boolean, m: number, n: number, k: number,
-                      alpha: number, a: Float32Array, lda: number, strideA: number,
-                      b: Float32Array, ldb: number, strideB: number,
-                      beta: number, c: Float32Array, ldc: number, strideC: number,
-                      batch: number): void;
 
   /** out[r, :] += bias for each of `rows` rows of width n. */
   biasForward(out: Float32Array, bias: Float32Array, rows: number, n: number): void;

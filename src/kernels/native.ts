@@ -82,7 +82,6 @@ export function createNativeKernels(): Kernels {
     // in f16 and f32 alike.
     decodeGroup: 8,
     sgemm: a.sgemm,
-    sgemmStridedBatched: a.sgemmStridedBatched,
     packMatrix: (b, k, n, half = false) => ({ k, n, data: a.packMatrix(b, k, n, half) }),
     sgemmPacked: (m, x, b, c, accumulate) => a.sgemmPacked(m, b.n, b.k, x, b.data, c, accumulate),
     biasForward: a.biasForward,

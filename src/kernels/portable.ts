@@ -9,10 +9,10 @@ import { createSimdKernels } from './simd.js';
 import { createSimdEngine } from './simd-engine.js';
 
 /**
- * The portable backend. GEMM, attention and GELU run on WebAssembly SIMD kernels when the runtime
- * has WebAssembly SIMD (every current browser and Node ≥ 16), on plain loops otherwise or with
- * `{ simd: false }`; the memory-bound rest is plain loops. Holds reusable scratch (the wasm memory
- * among it), so use one instance per thread of work.
+ * The portable backend. GEMM, attention, GELU and layer norm run on WebAssembly SIMD kernels when
+ * the runtime has WebAssembly SIMD (every current browser and Node ≥ 16), on plain loops otherwise
+ * or with `{ simd: false }`; the memory-bound rest is plain loops. Holds reusable scratch (the
+ * wasm memory among it), so use one instance per thread of work.
  */
 export function createPortableKernels(options: { simd?: boolean } = {}): Kernels {
   const simd = options.simd === false ? null : createSimdKernels();
@@ -40,14 +40,6 @@ export function createPortableKernels(options: { simd?: boolean } = {}): Kernels
     sgemmPacked(m, a, b, c, accumulate) {
       if (!(b.data instanceof Float32Array)) throw new Error('portable sgemmPacked: the matrix was packed by another backend');
       gemm(false, false, m, b.n, b.k, 1, a, 0, b.k, b.data, 0, b.n, accumulate ? 1 : 0, c, 0, b.n);
-    },
-
-    sgemmStridedBatched(transA, transB, m, n, k, alpha, a, lda, strideA, b, ldb, strideB,
-                        beta, c, ldc, strideC, batch) {
-      for (let i = 0; i < batch; i++) {
-        gemm(transA, transB, m, n, k, alpha, a, i * strideA, lda, b, i * strideB, ldb,
-             beta, c, i * strideC, ldc);
-      }
     },
 
     attentionForward(out, att, qkv, B, T, H, hs, causal) {

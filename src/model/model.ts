@@ -144,8 +144,10 @@ export class ImageGPT {
     const training = mode !== 'inference';
     const perLayer = rows * (d + 1 + 3 * d + d + d + 1 + 8 * d) + (training ? rows * d : 0) + B * H * T * T;
     const layers = mode === 'train' ? L : 1;
-    const scratch = training ? rows * (d + d + 3 * d + d + 4 * d + paletteSizeOf(cfg)) : 0;
-    return 4 * (perLayer * layers + rows * d * (training ? L + 1 : 1) + rows * (d + 1 + paletteSizeOf(cfg) + 1) + scratch);
+    const C = Math.max(cfg.numLabels, 1);
+    const classHead = B * (d + C + 1); // pooled features, class logits, class losses
+    const scratch = training ? rows * (d + d + 3 * d + d + 4 * d + paletteSizeOf(cfg)) + B * (d + C) : 0;
+    return 4 * (perLayer * layers + rows * d * (training ? L + 1 : 1) + rows * (d + 1 + paletteSizeOf(cfg) + 1) + classHead + scratch);
   }
 
   private activationsFor(B: number, T: number, training: boolean): Activations {
