@@ -4,6 +4,7 @@
  * `rows` is batch·time. Backward functions accumulate parameter gradients (`+=`).
  */
 import type { Kernels, PackedMatrix } from '../kernels/kernels.js';
+import type { BlockParameters } from './parameters.js';
 
 /**
  * h0[b, t, :] = wte[token] + wpe[t]. A token of -1 is masked (BERT): its content embedding is
@@ -105,4 +106,43 @@ export function meanPoolBackward(dx: Float32Array, dpooled: Float32Array, B: num
       for (let i = 0; i < d; i++) dx[row + i]! += dpooled[b * d + i]! / T;
     }
   }
+}
+
+/** What a block's forward writes: the norms' outputs and rstd, qkv, the attention output, the residual after attention, the MLP's hidden layer before and after GELU. */
+export interface BlockActivations {
+  ln1: Float32Array; ln1Rstd: Float32Array;   // [rows, d], [rows]
+  qkv: Float32Array;                          // [rows, 3d]
+  atty: Float32Array;                         // [rows, d]   attention output before c_proj
+  res2: Float32Array;                         // [rows, d]   x + attn(...)
+  ln2: Float32Array; ln2Rstd: Float32Array;
+  fch: Float32Array; fchGelu: Float32Array;   // [rows, 4d]
+}
+
+/** A block's four products, with their input and output widths in multiples of d. */
+export const BLOCK_PRODUCTS = { attn: [1, 3], attnProj: [1, 1], fc: [1, 4], mlpProj: [4, 1] } as const;
+
+/** out = x·W + b (or out += x·W + b with `accumulate`) for one of a block's products, over the block's rows. */
+export type BlockProduct = (which: keyof typeof BLOCK_PRODUCTS, out: Float32Array, x: Float32Array, accumulate: boolean) => void;
+
+/**
+ * One block, the same for training, inference and cached decoding:
+ *   a = x + attn(norm1(x)); out = a + mlp(norm2(a)),
+ * keeping what backward needs in `a`. `product` runs the linear layers (plain or packed weights),
+ * `attend` fills a.atty from a.qkv (full attention, or one position against the caches). `a.res2`
+ * may be `x` and `out` may be `a.res2`: the residual stream updated in place. With `out` null
+ * (recomputation in backward) the last product, which backward does not need, is skipped.
+ */
+export function blockForward(k: Kernels, w: BlockParameters, a: BlockActivations, x: Float32Array, out: Float32Array | null,
+                             rows: number, d: number, eps: number, product: BlockProduct, attend: () => void): void {
+  k.normForward(a.ln1, a.ln1Rstd, x, w.ln1, rows, d, eps);
+  product('attn', a.qkv, a.ln1, false);
+  attend();
+  if (a.res2 !== x) a.res2.set(x);
+  product('attnProj', a.res2, a.atty, true);
+  k.normForward(a.ln2, a.ln2Rstd, a.res2, w.ln2, rows, d, eps);
+  product('fc', a.fch, a.ln2, false);
+  k.geluForward(a.fchGelu, a.fch, rows * 4 * d);
+  if (!out) return;
+  if (out !== a.res2) out.set(a.res2);
+  product('mlpProj', out, a.fchGelu, true);
 }

@@ -8,8 +8,8 @@ import type { ModelConfig } from './config.js';
 import { paletteSizeOf } from './config.js';
 import { ParameterTensors } from './parameters.js';
 import {
-  embeddingBackward, embeddingForward, headBackward, headForward, linearBackward, linearForward,
-  meanPoolBackward, meanPoolForward,
+  BLOCK_PRODUCTS, blockForward, embeddingBackward, embeddingForward, headBackward, headForward, linearBackward, linearForward,
+  meanPoolBackward, meanPoolForward, type BlockActivations, type BlockProduct,
 } from './layers.js';
 
 /** One batch for `forward`. Token ids: 0..k-1 colors, k = SOS, -1 = masked (BERT). */
@@ -40,14 +40,8 @@ export interface ForwardResult {
 }
 
 /** Per-layer activations; in inference mode every layer shares index 0. */
-interface LayerActivations {
-  ln1: Float32Array; ln1Rstd: Float32Array;   // [rows, d], [rows]
-  qkv: Float32Array;                          // [rows, 3d]
-  atty: Float32Array;                         // [rows, d]   attention output before c_proj
+interface LayerActivations extends BlockActivations {
   att: Float32Array;                          // [B, H, T, T] softmax probabilities
-  res2: Float32Array;                         // [rows, d]   h + attn(...)
-  ln2: Float32Array; ln2Rstd: Float32Array;
-  fch: Float32Array; fchGelu: Float32Array;   // [rows, 4d]
 }
 
 /**
@@ -215,28 +209,18 @@ export class ImageGPT {
     return result;
   }
 
-  /**
-   * Block l: a = x + attn(norm1(x)); out = a + mlp(norm2(a)), keeping what backward needs in `a`.
-   * With `out` null (recomputation in backward) the last projection, which backward does not
-   * need, is skipped.
-   */
+  /** Block l over the batch (see layers.ts blockForward): full attention, plain weights. */
   private blockForward(l: number, a: LayerActivations, x: Float32Array, out: Float32Array | null,
                        B: number, T: number, causal: boolean): void {
-    const k = this.kernels;
+    const kernels = this.kernels;
     const w = this.params.blocks[l]!;
     const { nEmbd: d, nHead: H, layerNormEpsilon: eps } = this.config;
     const rows = B * T;
-    k.normForward(a.ln1, a.ln1Rstd, x, w.ln1, rows, d, eps);
-    linearForward(k, a.qkv, a.ln1, w.attnW, w.attnB, rows, d, 3 * d);
-    k.attentionForward(a.atty, a.att, a.qkv, B, T, H, d / H, causal);
-    if (a.res2 !== x) a.res2.set(x);
-    linearForward(k, a.res2, a.atty, w.attnProjW, w.attnProjB, rows, d, d, true);
-    k.normForward(a.ln2, a.ln2Rstd, a.res2, w.ln2, rows, d, eps);
-    linearForward(k, a.fch, a.ln2, w.fcW, w.fcB, rows, d, 4 * d);
-    k.geluForward(a.fchGelu, a.fch, rows * 4 * d);
-    if (!out) return;
-    if (out !== a.res2) out.set(a.res2);
-    linearForward(k, out, a.fchGelu, w.mlpProjW, w.mlpProjB, rows, 4 * d, d, true);
+    const product: BlockProduct = (which, y, input, accumulate) => {
+      const [nIn, nOut] = BLOCK_PRODUCTS[which];
+      linearForward(kernels, y, input, w[`${which}W`], w[`${which}B`], rows, nIn * d, nOut * d, accumulate);
+    };
+    blockForward(kernels, w, a, x, out, rows, d, eps, product, () => kernels.attentionForward(a.atty, a.att, a.qkv, B, T, H, d / H, causal));
   }
 
   private scratchFor(B: number, T: number): GradientScratch {
