@@ -1,6 +1,7 @@
 /**
  * Fine-tuning (the paper's §3.4): the class head on mean-pooled ln_f output, loss
- * L_CLF + genWeight · L_GEN, Adam without cosine decay, early stopping on validation accuracy.
+ * L_CLF + genWeight · L_GEN, Adam (flat after warmup, or decaying by a cosine), early stopping on
+ * validation accuracy.
  * The head starts at zero (the paper) or from a linear probe on its own input.
  * BERT models are evaluated with several independent masks and the modal prediction.
  */
@@ -49,13 +50,11 @@ export interface FinetuneOptions {
 }
 
 /**
- * Defaults for the two ways to start the head. Under a probe head the body takes small steps
- * (at 3e-4 a probe head's validation accuracy fell from 74% to 40% in 10 steps, on a cpu-s
- * Fashion-MNIST checkpoint) with the head at the same rate, and the rate decays by a cosine over
- * the steps: at a flat 1e-4 validation accuracy swung by 3-4 points from one evaluation to the
- * next, and with a cosine from 5e-5 it dipped for the first 100 steps, then rose 2 points above the
- * probe head (2-hour Fashion-MNIST checkpoint, batch 16). A zero head must first grow, at 10 times
- * the body's rate, while the body adjusts; that is the paper's setting (flat, early stopping).
+ * Defaults for the two ways to start the head. Under a probe head the body takes small steps with
+ * the head at the same rate, decaying by a cosine over the steps: larger or flat rates move the
+ * features away from the head faster than they improve them (the trials are in RESULTS.md,
+ * Fine-tuning). A zero head must first grow, at 10 times the body's rate, while the body adjusts;
+ * that is the paper's setting (flat, early stopping).
  */
 export const FINETUNE_DEFAULTS = {
   probeHead: { lr: 5e-5, headLrScale: 1, cosine: true },

@@ -76,10 +76,9 @@ export function createNativeKernels(): Kernels {
     name: 'native',
     threads: a.threads(),
     kvLayout: 'channels',
-    // For the reference config 8 images' caches and the weights (~64 MB in f16) stay in the
-    // last-level cache that 16 images' (~115 MB) overflow: measured, 2 groups of 8 took 10–15%
-    // less time than 16 at once, and 4 groups of 4 more (weights read once per group and pixel),
-    // in f16 and f32 alike.
+    // Decoding 8 images at a time keeps their caches and the weights in the last-level cache for
+    // the reference model (~64 MB in f16, where 16 images need ~115 MB); BENCHMARKS.md times it
+    // against all images at once.
     decodeGroup: 8,
     sgemm: a.sgemm,
     packMatrix: (b, k, n, half = false) => ({ k, n, data: a.packMatrix(b, k, n, half) }),
