@@ -179,7 +179,9 @@ async function probeStage(study: Study, opened: OpenedModel): Promise<{ nll: Nll
 async function curveStage(study: Study): Promise<ProbeCurve> {
   const curveDir = join(study.o.outDir, 'curve');
   if (existsSync(join(curveDir, 'curve.md'))) return JSON.parse(readFileSync(join(curveDir, 'curve.json'), 'utf8')) as ProbeCurve;
-  return timed(study, 'curve', () => probeCurve(study.o.kernels, study.data, study.tokensDir, study.runDir, curveDir, DEFAULT_CURVE_SIZES));
+  const { train, val, test } = study.data;
+  const sizes = { train: Math.min(DEFAULT_CURVE_SIZES.train, train.count), val: Math.min(DEFAULT_CURVE_SIZES.val, val.count), test: Math.min(DEFAULT_CURVE_SIZES.test, test.count) };
+  return timed(study, 'curve', () => probeCurve(study.o.kernels, study.data, study.tokensDir, study.runDir, curveDir, sizes));
 }
 
 /** Fine-tuning within its budget: the whole budget is run (the cosine's low end is where it gains), the best validation step kept. */
