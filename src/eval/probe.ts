@@ -164,10 +164,10 @@ export function probeLayers(featuresPerLayer: LayerFeatures[],
     layers, bestLayer, best: { l2: top.l2, valAccuracy: top.valAccuracy, testAccuracy: top.testAccuracy },
   };
 
-  const k = Math.min(options.concatLayers ?? 0, featuresPerLayer.length);
-  if (k > 1) {
-    const first = Math.max(0, Math.min(bestLayer - Math.floor((k - 1) / 2), featuresPerLayer.length - k));
-    const chosen = Array.from({ length: k }, (_, i) => first + i);
+  const concatCount = Math.min(options.concatLayers ?? 0, featuresPerLayer.length);
+  if (concatCount > 1) {
+    const first = Math.max(0, Math.min(bestLayer - Math.floor((concatCount - 1) / 2), featuresPerLayer.length - concatCount));
+    const chosen = Array.from({ length: concatCount }, (_, i) => first + i);
     const parts = chosen.map((l) => featuresPerLayer[l]);
     const concat: LayerFeatures = {
       train: concatColumns(parts.map((p) => p.train), labels.train.length),

@@ -31,14 +31,14 @@ function choiceFromEnv(): KernelChoice {
 /** The kernels to compute with. `native` throws if the addon is missing; `auto` falls back. */
 export function loadKernels(choice: KernelChoice = choiceFromEnv()): Kernels {
   if (choice === 'portable') {
-    const k = createPortableKernels();
+    const portable = createPortableKernels();
     announce('igpt: using the portable kernels (IGPT_KERNELS=portable)');
-    return k;
+    return portable;
   }
   if (choice === 'native') {
-    const k = createNativeKernels();
-    announce(`igpt: using the native kernels (OpenBLAS, ${k.threads} threads)`);
-    return k;
+    const native = createNativeKernels();
+    announce(`igpt: using the native kernels (OpenBLAS, ${native.threads} threads)`);
+    return native;
   }
   if (choice !== 'auto') throw new Error(`loadKernels: unknown backend '${String(choice)}'`);
   let native: Kernels;

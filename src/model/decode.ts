@@ -19,7 +19,7 @@ export type KvCachePrecision = 'f32' | 'f16';
 export class KvDecoder {
   /** Position of the next token to feed. */
   position = 0;
-  /** [B, k] logits for the next pixel after each `feed`. */
+  /** [B, V] logits (V: the palette size) for the next pixel after each `feed`. */
   readonly logits: Float32Array;
   /** The precision the caches are held in ('f32' when 'f16' was asked for but is not supported). */
   readonly precision: KvCachePrecision;

@@ -47,41 +47,41 @@ export function embeddingBackward(dwte: Float32Array, dwpe: Float32Array, dout: 
  * out[r, :] = x[r, :] · w + b, w is [nIn, nOut] (HF's Conv1D layout). With `accumulate`, adds to
  * what `out` holds (used to fold the residual connection into the projection).
  */
-export function linearForward(k: Kernels, out: Float32Array, x: Float32Array, w: Float32Array,
+export function linearForward(kernels: Kernels, out: Float32Array, x: Float32Array, w: Float32Array,
                               b: Float32Array | null, rows: number, nIn: number, nOut: number,
                               accumulate = false): void {
-  k.sgemm(false, false, rows, nOut, nIn, 1, x, nIn, w, nOut, accumulate ? 1 : 0, out, nOut);
-  if (b) k.biasForward(out, b, rows, nOut);
+  kernels.sgemm(false, false, rows, nOut, nIn, 1, x, nIn, w, nOut, accumulate ? 1 : 0, out, nOut);
+  if (b) kernels.biasForward(out, b, rows, nOut);
 }
 
 /** linearForward with the weight packed by `kernels.packMatrix` (decoding: a few rows at a time). */
-export function packedLinearForward(k: Kernels, out: Float32Array, x: Float32Array, w: PackedMatrix,
+export function packedLinearForward(kernels: Kernels, out: Float32Array, x: Float32Array, w: PackedMatrix,
                                     b: Float32Array | null, rows: number, accumulate = false): void {
-  k.sgemmPacked(rows, x, w, out, accumulate);
-  if (b) k.biasForward(out, b, rows, w.n);
+  kernels.sgemmPacked(rows, x, w, out, accumulate);
+  if (b) kernels.biasForward(out, b, rows, w.n);
 }
 
 /** Writes dx (when given), accumulates dw and db. Needs only the forward input x. */
-export function linearBackward(k: Kernels, dx: Float32Array | null, dw: Float32Array,
+export function linearBackward(kernels: Kernels, dx: Float32Array | null, dw: Float32Array,
                                db: Float32Array | null, dout: Float32Array, x: Float32Array,
                                w: Float32Array, rows: number, nIn: number, nOut: number): void {
-  if (dx) k.sgemm(false, true, rows, nIn, nOut, 1, dout, nOut, w, nOut, 0, dx, nIn);
-  k.sgemm(true, false, nIn, nOut, rows, 1, x, nIn, dout, nOut, 1, dw, nOut);
-  if (db) k.biasBackward(db, dout, rows, nOut);
+  if (dx) kernels.sgemm(false, true, rows, nIn, nOut, 1, dout, nOut, w, nOut, 0, dx, nIn);
+  kernels.sgemm(true, false, nIn, nOut, rows, 1, x, nIn, dout, nOut, 1, dw, nOut);
+  if (db) kernels.biasBackward(db, dout, rows, nOut);
 }
 
 /** logits[r, :] = x[r, :] · headᵀ, head is [nOut, nIn] (nn.Linear layout, no bias). */
-export function headForward(k: Kernels, logits: Float32Array, x: Float32Array, head: Float32Array,
+export function headForward(kernels: Kernels, logits: Float32Array, x: Float32Array, head: Float32Array,
                             rows: number, nIn: number, nOut: number): void {
-  k.sgemm(false, true, rows, nOut, nIn, 1, x, nIn, head, nIn, 0, logits, nOut);
+  kernels.sgemm(false, true, rows, nOut, nIn, 1, x, nIn, head, nIn, 0, logits, nOut);
 }
 
 /** Accumulates dx (+=) and dhead. */
-export function headBackward(k: Kernels, dx: Float32Array, dhead: Float32Array,
+export function headBackward(kernels: Kernels, dx: Float32Array, dhead: Float32Array,
                              dlogits: Float32Array, x: Float32Array, head: Float32Array,
                              rows: number, nIn: number, nOut: number): void {
-  k.sgemm(false, false, rows, nIn, nOut, 1, dlogits, nOut, head, nIn, 1, dx, nIn);
-  k.sgemm(true, false, nOut, nIn, rows, 1, dlogits, nOut, x, nIn, 1, dhead, nIn);
+  kernels.sgemm(false, false, rows, nIn, nOut, 1, dlogits, nOut, head, nIn, 1, dx, nIn);
+  kernels.sgemm(true, false, nOut, nIn, rows, 1, dlogits, nOut, x, nIn, 1, dhead, nIn);
 }
 
 /** pooled[b, :] = mean over t of x[b, t, :]. */
@@ -132,16 +132,16 @@ export type BlockProduct = (which: keyof typeof BLOCK_PRODUCTS, out: Float32Arra
  * may be `x` and `out` may be `a.res2`: the residual stream updated in place. With `out` null
  * (recomputation in backward) the last product, which backward does not need, is skipped.
  */
-export function blockForward(k: Kernels, w: BlockParameters, a: BlockActivations, x: Float32Array, out: Float32Array | null,
+export function blockForward(kernels: Kernels, w: BlockParameters, a: BlockActivations, x: Float32Array, out: Float32Array | null,
                              rows: number, d: number, eps: number, product: BlockProduct, attend: () => void): void {
-  k.normForward(a.ln1, a.ln1Rstd, x, w.ln1, rows, d, eps);
+  kernels.normForward(a.ln1, a.ln1Rstd, x, w.ln1, rows, d, eps);
   product('attn', a.qkv, a.ln1, false);
   attend();
   if (a.res2 !== x) a.res2.set(x);
   product('attnProj', a.res2, a.atty, true);
-  k.normForward(a.ln2, a.ln2Rstd, a.res2, w.ln2, rows, d, eps);
+  kernels.normForward(a.ln2, a.ln2Rstd, a.res2, w.ln2, rows, d, eps);
   product('fc', a.fch, a.ln2, false);
-  k.geluForward(a.fchGelu, a.fch, rows * 4 * d);
+  kernels.geluForward(a.fchGelu, a.fch, rows * 4 * d);
   if (!out) return;
   if (out !== a.res2) out.set(a.res2);
   product('mlpProj', out, a.fchGelu, true);

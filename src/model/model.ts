@@ -12,7 +12,7 @@ import {
   meanPoolBackward, meanPoolForward, type BlockActivations, type BlockProduct,
 } from './layers.js';
 
-/** One batch for `forward`. Token ids: 0..k-1 colors, k = SOS, -1 = masked (BERT). */
+/** One batch for `forward`. Token ids: 0..V-1 colors (V: the palette size), V = SOS, -1 = masked (BERT). */
 export interface Batch {
   B: number;
   T: number;
@@ -163,7 +163,7 @@ export class ImageGPT {
    * probe features: mean over positions of each block's first norm output, and of ln_f last.
    */
   forward(batch: Batch, training: boolean, features?: Float32Array): ForwardResult {
-    const k = this.kernels;
+    const kernels = this.kernels;
     const cfg = this.config;
     const p = this.params;
     const { B, T } = batch;
@@ -181,9 +181,9 @@ export class ImageGPT {
       if (features) meanPoolForward(features.subarray(l * B * d, (l + 1) * B * d), a.ln1, B, T, d);
     }
     const hL = acts.residual[training ? L : 0]!;
-    k.normForward(acts.lnf, acts.lnfRstd, hL, p.lnF, rows, d, eps);
+    kernels.normForward(acts.lnf, acts.lnfRstd, hL, p.lnF, rows, d, eps);
     if (features) meanPoolForward(features.subarray(L * B * d, (L + 1) * B * d), acts.lnf, B, T, d);
-    headForward(k, acts.logits, acts.lnf, p.lmHead, rows, d, V);
+    headForward(kernels, acts.logits, acts.lnf, p.lmHead, rows, d, V);
 
     const result: ForwardResult = { genLoss: NaN, genCount: 0, clfLoss: NaN, clfCorrect: 0 };
     const scratch = training ? (this.scratch = this.scratchFor(B, T)) : null;
@@ -191,16 +191,16 @@ export class ImageGPT {
     if (batch.targets) {
       for (let i = 0; i < rows; i++) if (batch.targets[i]! >= 0) result.genCount++;
       genScale = (batch.genWeight ?? 1) / Math.max(result.genCount, 1);
-      const sum = k.crossEntropy(acts.losses, scratch ? scratch.dlogits : null, acts.logits,
+      const sum = kernels.crossEntropy(acts.losses, scratch ? scratch.dlogits : null, acts.logits,
                                  batch.targets, rows, V, genScale);
       result.genLoss = sum / Math.max(result.genCount, 1);
     }
     let clfScale = 0;
     if (batch.labels && cfg.numLabels > 0) {
       meanPoolForward(acts.pooled, acts.lnf, B, T, d);
-      headForward(k, acts.classLogits, acts.pooled, p.score, B, d, cfg.numLabels);
+      headForward(kernels, acts.classLogits, acts.pooled, p.score, B, d, cfg.numLabels);
       clfScale = 1 / B;
-      const sum = k.crossEntropy(acts.classLosses, scratch ? scratch.dclassLogits : null, acts.classLogits,
+      const sum = kernels.crossEntropy(acts.classLosses, scratch ? scratch.dclassLogits : null, acts.classLogits,
                                  batch.labels, B, cfg.numLabels, clfScale);
       result.clfLoss = sum / B;
       result.clfCorrect = countCorrect(acts.classLogits, batch.labels, B, cfg.numLabels);
@@ -236,7 +236,7 @@ export class ImageGPT {
     const acts = this.acts;
     const s = this.scratch;
     if (!last || !acts || !s || !acts.training) throw new Error('backward needs a training forward first');
-    const k = this.kernels;
+    const kernels = this.kernels;
     const cfg = this.config;
     const p = this.params;
     const g = this.grads;
@@ -247,14 +247,14 @@ export class ImageGPT {
 
     // Gradient at ln_f's output, from the LM head and the class head.
     s.dln.fill(0);
-    if (last.genScale > 0) headBackward(k, s.dln, g.lmHead, s.dlogits, acts.lnf, p.lmHead, rows, d, V);
+    if (last.genScale > 0) headBackward(kernels, s.dln, g.lmHead, s.dlogits, acts.lnf, p.lmHead, rows, d, V);
     if (last.clfScale > 0) {
       s.dpooled.fill(0);
-      headBackward(k, s.dpooled, g.score, s.dclassLogits, acts.pooled, p.score, B, d, cfg.numLabels);
+      headBackward(kernels, s.dpooled, g.score, s.dclassLogits, acts.pooled, p.score, B, d, cfg.numLabels);
       meanPoolBackward(s.dln, s.dpooled, B, T, d);
     }
     s.dresidual.fill(0);
-    k.normBackward(s.dresidual, g.lnF, s.dln, acts.residual[L]!, acts.lnfRstd, p.lnF, rows, d);
+    kernels.normBackward(s.dresidual, g.lnF, s.dln, acts.residual[L]!, acts.lnfRstd, p.lnF, rows, d);
 
     for (let l = L - 1; l >= 0; l--) {
       const w = p.blocks[l]!;
@@ -263,15 +263,15 @@ export class ImageGPT {
       const a = acts.layers[acts.mode === 'train' ? l : 0]!;
       if (acts.mode === 'recompute') this.blockForward(l, a, x, null, B, T, last.batch.causal);
       // MLP branch: out = res2 + c_proj(gelu(c_fc(norm2(res2)))).
-      linearBackward(k, s.dfch, gw.mlpProjW, gw.mlpProjB, s.dresidual, a.fchGelu, w.mlpProjW, rows, 4 * d, d);
-      k.geluBackward(s.dfch, s.dfch, a.fch, rows * 4 * d);
-      linearBackward(k, s.dln, gw.fcW, gw.fcB, s.dfch, a.ln2, w.fcW, rows, d, 4 * d);
-      k.normBackward(s.dresidual, gw.ln2, s.dln, a.res2, a.ln2Rstd, w.ln2, rows, d);
+      linearBackward(kernels, s.dfch, gw.mlpProjW, gw.mlpProjB, s.dresidual, a.fchGelu, w.mlpProjW, rows, 4 * d, d);
+      kernels.geluBackward(s.dfch, s.dfch, a.fch, rows * 4 * d);
+      linearBackward(kernels, s.dln, gw.fcW, gw.fcB, s.dfch, a.ln2, w.fcW, rows, d, 4 * d);
+      kernels.normBackward(s.dresidual, gw.ln2, s.dln, a.res2, a.ln2Rstd, w.ln2, rows, d);
       // Attention branch: res2 = x + c_proj(attn(c_attn(norm1(x)))).
-      linearBackward(k, s.datty, gw.attnProjW, gw.attnProjB, s.dresidual, a.atty, w.attnProjW, rows, d, d);
-      k.attentionBackward(s.dqkv, s.datty, a.qkv, a.att, B, T, H, d / H, last.batch.causal);
-      linearBackward(k, s.dln, gw.attnW, gw.attnB, s.dqkv, a.ln1, w.attnW, rows, d, 3 * d);
-      k.normBackward(s.dresidual, gw.ln1, s.dln, x, a.ln1Rstd, w.ln1, rows, d);
+      linearBackward(kernels, s.datty, gw.attnProjW, gw.attnProjB, s.dresidual, a.atty, w.attnProjW, rows, d, d);
+      kernels.attentionBackward(s.dqkv, s.datty, a.qkv, a.att, B, T, H, d / H, last.batch.causal);
+      linearBackward(kernels, s.dln, gw.attnW, gw.attnB, s.dqkv, a.ln1, w.attnW, rows, d, 3 * d);
+      kernels.normBackward(s.dresidual, gw.ln1, s.dln, x, a.ln1Rstd, w.ln1, rows, d);
     }
     embeddingBackward(g.wte, g.wpe, s.dresidual, last.batch.inputs, B, T, d);
   }
@@ -294,10 +294,10 @@ export function argmax(x: Float32Array, offset: number, n: number): number {
   return best;
 }
 
-/** Full-sequence logits [B, T, k] for input ids (causal), e.g. to compare with a reference. */
-export function computeLogits(k: Kernels, params: ParameterTensors, tokens: Int32Array,
+/** Full-sequence logits [B, T, V] for input ids (causal), e.g. to compare with a reference. */
+export function computeLogits(kernels: Kernels, params: ParameterTensors, tokens: Int32Array,
                               B: number, T: number): Float32Array {
-  const model = new ImageGPT(k, params.config, params);
+  const model = new ImageGPT(kernels, params.config, params);
   model.forward({ B, T, inputs: tokens, causal: true }, false);
   return model.activations.logits.slice();
 }

@@ -1,6 +1,7 @@
 /** Palettes: the type, the byte ↔ [-1, 1] scale of their centers, validation, and their JSON form. */
 /** A color palette: k centers of `channels` values each, in [-1, 1] (OpenAI's and HF's scale). */
 export interface Palette {
+  /** The number of colors: k-means' k (and the JSON form's "k"); the model layers call it V. */
   k: number;
   channels: 1 | 3;
   /** k × channels, row-major. */

@@ -82,18 +82,18 @@ export interface CompletionRequest {
 
 /**
  * AR sampling with the KV cache: images whose first `knownPixels` pixels are given (0 for
- * unconditional samples), decoded `k.decodeGroup` at a time (where decoding is bound by memory
+ * unconditional samples), decoded `kernels.decodeGroup` at a time (where decoding is bound by memory
  * traffic, smaller groups keep their caches in cache), all groups drawing from one random stream. `onProgress(done, total)` counts decided pixels over all images. Returns count × n² ids.
  */
-export function sampleAutoregressive(k: Kernels, params: ParameterTensors, req: CompletionRequest, o: SamplingOptions,
+export function sampleAutoregressive(kernels: Kernels, params: ParameterTensors, req: CompletionRequest, o: SamplingOptions,
                                      onProgress?: (done: number, total: number) => void): Int32Array {
   const n = params.config.nPositions;
   const out = new Int32Array(req.count * n);
   const rng = new Rng(o.seed);
-  for (let first = 0; first < req.count; first += k.decodeGroup) {
-    const count = Math.min(k.decodeGroup, req.count - first);
+  for (let first = 0; first < req.count; first += kernels.decodeGroup) {
+    const count = Math.min(kernels.decodeGroup, req.count - first);
     const prefix = req.knownPixels > 0 ? req.prefix?.subarray(first * n, (first + count) * n) : undefined;
-    const steps = autoregressiveSteps(k, params, { count, prefix, knownPixels: req.knownPixels }, o, rng);
+    const steps = autoregressiveSteps(kernels, params, { count, prefix, knownPixels: req.knownPixels }, o, rng);
     for (let step = steps.next(); ; step = steps.next()) {
       if (step.done) {
         out.set(step.value, first * n);
@@ -110,7 +110,7 @@ export function sampleAutoregressive(k: Kernels, params: ParameterTensors, req: 
  * image is decided (tokens is the count × n² output so far) and returns the output. A caller that
  * must stay responsive (the browser worker) can pause between pixels or stop early.
  */
-export function* autoregressiveSteps(k: Kernels, params: ParameterTensors, req: CompletionRequest, o: SamplingOptions,
+export function* autoregressiveSteps(kernels: Kernels, params: ParameterTensors, req: CompletionRequest, o: SamplingOptions,
                                      rng = new Rng(o.seed)): Generator<{ t: number; tokens: Int32Array }, Int32Array> {
   const cfg = params.config;
   const n = cfg.nPositions;
@@ -119,7 +119,7 @@ export function* autoregressiveSteps(k: Kernels, params: ParameterTensors, req: 
   if (req.knownPixels > 0 && (!req.prefix || req.prefix.length < B * n)) {
     throw new Error(`completion needs ${B} × ${n} prefix ids`);
   }
-  const decoder = new KvDecoder(k, params, B, n, o.precision ?? 'f32');
+  const decoder = new KvDecoder(kernels, params, B, n, o.precision ?? 'f32');
   const out = new Int32Array(B * n);
   const feed = new Int32Array(B).fill(sosTokenOf(cfg));
   const probs = new Float64Array(V);
@@ -141,12 +141,12 @@ export function* autoregressiveSteps(k: Kernels, params: ParameterTensors, req: 
  * BERT in-filling: positions where `known[i]` is 0 are unknown; `passes` full forward passes
  * each fill an equal share of the remaining pixels, most confident first (or in random order).
  */
-export function sampleBert(k: Kernels, params: ParameterTensors, tokens: Int32Array, known: Uint8Array,
+export function sampleBert(kernels: Kernels, params: ParameterTensors, tokens: Int32Array, known: Uint8Array,
                            count: number, o: SamplingOptions & { passes: number; order: 'confident' | 'random' }): Int32Array {
   const cfg = params.config;
   const n = cfg.nPositions;
   const V = paletteSizeOf(cfg);
-  const model = new ImageGPT(k, cfg, params);
+  const model = new ImageGPT(kernels, cfg, params);
   const rng = new Rng(o.seed);
   const probs = new Float64Array(V);
   const order = new Int32Array(V);
