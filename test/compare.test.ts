@@ -16,7 +16,7 @@ function writeStudy(root: string, name: string, objective: Objective, layerAccur
   };
   const probe: LayerProbeReport = {
     layers: layerAccuracies.map((a, layer) => ({ layer, l2: 1e-3, valAccuracy: a, testAccuracy: a - 0.01, sweep: [] })),
-    bestLayer, best: { l2: 1e-3, valAccuracy: layerAccuracies[bestLayer]!, testAccuracy: layerAccuracies[bestLayer]! - 0.01 },
+    bestLayer, best: { l2: 1e-3, valAccuracy: layerAccuracies[bestLayer], testAccuracy: layerAccuracies[bestLayer] - 0.01 },
   };
   writeFileSync(join(dir, 'study.json'), JSON.stringify(state));
   writeFileSync(join(dir, 'nll.json'), JSON.stringify({ natsPerPixel: 0.75, bitsPerDim: 0.75 / Math.LN2, images: 10 }));

@@ -15,7 +15,7 @@ function randomParameters(seed: number): ParameterTensors {
   const p = new ParameterTensors(cfg);
   initParameters(p, seed);
   const rng = new Rng(seed + 1);
-  for (let i = 0; i < p.data.length; i++) p.data[i]! += rng.normal() * 0.3;
+  for (let i = 0; i < p.data.length; i++) p.data[i] += rng.normal() * 0.3;
   return p;
 }
 
@@ -30,12 +30,12 @@ function decoderAgainstFullForward(kernels: Kernels, precision: KvCachePrecision
   const feed = new Int32Array(B);
   let maxDiff = 0, maxRef = 0;
   for (let t = 0; t < T; t++) {
-    for (let b = 0; b < B; b++) feed[b] = inputs[b * T + t]!;
+    for (let b = 0; b < B; b++) feed[b] = inputs[b * T + t];
     const logits = decoder.feed(feed);
     for (let b = 0; b < B; b++) {
       for (let v = 0; v < V; v++) {
-        const ref = full[(b * T + t) * V + v]!;
-        maxDiff = Math.max(maxDiff, Math.abs(logits[b * V + v]! - ref));
+        const ref = full[(b * T + t) * V + v];
+        maxDiff = Math.max(maxDiff, Math.abs(logits[b * V + v] - ref));
         maxRef = Math.max(maxRef, Math.abs(ref));
       }
     }
@@ -81,13 +81,13 @@ for (const { name, kernels } of availableBackends()) {
     const inputs = new Int32Array(count * n);
     for (let img = 0; img < count; img++) {
       inputs[img * n] = 5;
-      for (let t = 1; t < n; t++) inputs[img * n + t] = g1[img * n + t - 1]!;
+      for (let t = 1; t < n; t++) inputs[img * n + t] = g1[img * n + t - 1];
     }
     const logits = computeLogits(kernels, params, inputs, count, n);
     for (let i = 0; i < count * n; i++) {
       if (i % n < 4) continue;
       let best = 0;
-      for (let v = 1; v < 5; v++) if (logits[i * 5 + v]! > logits[i * 5 + best]!) best = v;
+      for (let v = 1; v < 5; v++) if (logits[i * 5 + v] > logits[i * 5 + best]) best = v;
       assert.equal(g1[i], best, `pixel ${i}`);
     }
     const c = sampleAutoregressive(kernels, params, req, { temperature: 1, topK: 0, topP: 1, seed: 8 });
@@ -106,7 +106,7 @@ for (const { name, kernels } of availableBackends()) {
       { temperature: 1, topK: 0, topP: 1, seed: 1, passes: 3, order: 'confident' });
     const out = fill(tokens);
     for (let i = 0; i < n; i++) {
-      assert.ok(out[i]! >= 0 && out[i]! < 5);
+      assert.ok(out[i] >= 0 && out[i] < 5);
       if (known[i]) assert.equal(out[i], tokens[i]);
     }
     // The hidden pixels of the input must not reach the output: other hidden content, same output

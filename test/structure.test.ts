@@ -42,7 +42,7 @@ export function importsOf(source: string): string[] {
     /^\s*import\s+['"]([^'"]+)['"]/gm,                             // import '…' (side effects)
     /\bimport\(\s*['"]([^'"]+)['"]\s*\)/g,                         // import('…')
   ];
-  for (const re of patterns) for (const m of source.matchAll(re)) found.push(m[1]!);
+  for (const re of patterns) for (const m of source.matchAll(re)) found.push(m[1]);
   return found.filter((p) => p.startsWith('.'));
 }
 
@@ -50,7 +50,7 @@ export function importsOf(source: string): string[] {
 function folderOf(path: string): string | null {
   const rel = relative(SRC, path);
   if (rel.startsWith('..')) return null;
-  return rel.includes(sep) ? rel.split(sep)[0]! : '';
+  return rel.includes(sep) ? rel.split(sep)[0] : '';
 }
 
 interface Edge { from: string; to: string; file: string }

@@ -36,7 +36,7 @@ export function cachedFeatures(model: ImageGPT, split: TokenSplit, splitName: st
   }
   const extracted = extractFeatures(model, split, o);
   mkdirSync(cacheDir, { recursive: true });
-  const count = extracted.layers[0]!.length / model.config.nEmbd;
+  const count = extracted.layers[0].length / model.config.nEmbd;
   writeSafetensors(file, extracted.layers.map((data, l) => ({ name: `layer.${l}`, shape: [count, model.config.nEmbd], data })),
                    { key, natsPerPixel: String(extracted.natsPerPixel) });
   return { ...extracted, cached: false };

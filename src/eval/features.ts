@@ -45,8 +45,8 @@ export function extractFeatures(model: ImageGPT, split: TokenSplit, o: FeatureOp
       nllCount += r.genCount;
       for (let l = 0; l <= L; l++) {
         const src = perBatch.subarray(l * B * d, (l + 1) * B * d);
-        const dst = layers[l]!.subarray(start * d, (start + B) * d);
-        for (let i = 0; i < B * d; i++) dst[i]! += src[i]! / masks;
+        const dst = layers[l].subarray(start * d, (start + B) * d);
+        for (let i = 0; i < B * d; i++) dst[i] += src[i] / masks;
       }
     }
     o.onBatch?.(start + B, count);

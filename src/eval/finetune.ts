@@ -110,11 +110,11 @@ export function classificationAccuracy(model: ImageGPT, split: TokenSplit, o: {
       const batch = builder.fill(split, indices.subarray(0, B), maskRngFor((o.seed ?? 0) + 101 * m, start), true);
       model.forward(batch, false);
       const logits = model.activations.classLogits;
-      for (let b = 0; b < B; b++) votes[b * C + argmax(logits, b * C, C)]!++;
+      for (let b = 0; b < B; b++) votes[b * C + argmax(logits, b * C, C)]++;
     }
     for (let b = 0; b < B; b++) {
       let best = 0;
-      for (let c = 1; c < C; c++) if (votes[b * C + c]! > votes[b * C + best]!) best = c;
+      for (let c = 1; c < C; c++) if (votes[b * C + c] > votes[b * C + best]) best = c;
       if (best === split.labels[start + b]) correct++;
     }
   }
@@ -182,7 +182,7 @@ function fitHeadByProbe(model: ImageGPT, data: TokenDataset, o: FinetuneOptions)
   const { nEmbd: d, nLayer: L, numLabels: C, nPositions: T } = model.config;
   const lnfFeatures = (split: TokenSplit): LabeledFeatures => {
     const { layers } = extractFeatures(model, split, { batch: o.batch, objective: o.objective, maskProb: o.maskProb, seed: o.seed });
-    return { features: layers[L]!, labels: split.labels };
+    return { features: layers[L], labels: split.labels };
   };
   const validated = o.evalImages || data.val.count;
   const train = lnfFeatures(splitRows(data.train, 0, o.probeHeadImages, T));
@@ -190,7 +190,7 @@ function fitHeadByProbe(model: ImageGPT, data: TokenDataset, o: FinetuneOptions)
   const heldOut = splitRows(data.val, validated, 2 * validated, T);
   const fit = selectL2(train, heldOut.count > 0 ? lnfFeatures(heldOut) : val, { numClasses: C, kernels: model.kernels, rawLinear: true });
   const weights = fit.model.weights; // [d, C]; the head is [C, d]
-  for (let c = 0; c < C; c++) for (let j = 0; j < d; j++) model.params.score[c * d + j] = weights[j * C + c]!;
+  for (let c = 0; c < C; c++) for (let j = 0; j < d; j++) model.params.score[c * d + j] = weights[j * C + c];
   return { images: train.labels.length, l2: fit.l2, l2ChosenOn: heldOut.count > 0 ? heldOut.count : 0,
            valAccuracy: accuracy(fit.model, val.features, val.labels, model.kernels) };
 }

@@ -15,13 +15,13 @@ export function embeddingForward(out: Float32Array, tokens: Int32Array, wte: Flo
   for (let b = 0; b < B; b++) {
     for (let t = 0; t < T; t++) {
       const row = (b * T + t) * d;
-      const token = tokens[b * T + t]!;
+      const token = tokens[b * T + t];
       const pos = t * d;
       if (token < 0) {
-        for (let i = 0; i < d; i++) out[row + i] = wpe[pos + i]!;
+        for (let i = 0; i < d; i++) out[row + i] = wpe[pos + i];
       } else {
         const tok = token * d;
-        for (let i = 0; i < d; i++) out[row + i] = wte[tok + i]! + wpe[pos + i]!;
+        for (let i = 0; i < d; i++) out[row + i] = wte[tok + i] + wpe[pos + i];
       }
     }
   }
@@ -32,12 +32,12 @@ export function embeddingBackward(dwte: Float32Array, dwpe: Float32Array, dout: 
   for (let b = 0; b < B; b++) {
     for (let t = 0; t < T; t++) {
       const row = (b * T + t) * d;
-      const token = tokens[b * T + t]!;
+      const token = tokens[b * T + t];
       const pos = t * d;
-      for (let i = 0; i < d; i++) dwpe[pos + i]! += dout[row + i]!;
+      for (let i = 0; i < d; i++) dwpe[pos + i] += dout[row + i];
       if (token >= 0) {
         const tok = token * d;
-        for (let i = 0; i < d; i++) dwte[tok + i]! += dout[row + i]!;
+        for (let i = 0; i < d; i++) dwte[tok + i] += dout[row + i];
       }
     }
   }
@@ -91,9 +91,9 @@ export function meanPoolForward(pooled: Float32Array, x: Float32Array, B: number
   for (let b = 0; b < B; b++) {
     for (let t = 0; t < T; t++) {
       const row = (b * T + t) * d;
-      for (let i = 0; i < d; i++) pooled[b * d + i]! += x[row + i]!;
+      for (let i = 0; i < d; i++) pooled[b * d + i] += x[row + i];
     }
-    for (let i = 0; i < d; i++) pooled[b * d + i]! /= T;
+    for (let i = 0; i < d; i++) pooled[b * d + i] /= T;
   }
 }
 
@@ -103,7 +103,7 @@ export function meanPoolBackward(dx: Float32Array, dpooled: Float32Array, B: num
   for (let b = 0; b < B; b++) {
     for (let t = 0; t < T; t++) {
       const row = (b * T + t) * d;
-      for (let i = 0; i < d; i++) dx[row + i]! += dpooled[b * d + i]! / T;
+      for (let i = 0; i < d; i++) dx[row + i] += dpooled[b * d + i] / T;
     }
   }
 }

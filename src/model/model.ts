@@ -70,7 +70,7 @@ class Activations {
       ln1: f(rows * d), ln1Rstd: f(rows), qkv: f(rows * 3 * d), atty: f(rows * d),
       att: f(B * H * T * T),
       // In inference the residual stream is updated in place, so res2 is the residual itself.
-      res2: training ? f(rows * d) : this.residual[0]!,
+      res2: training ? f(rows * d) : this.residual[0],
       ln2: f(rows * d), ln2Rstd: f(rows), fch: f(rows * 4 * d), fchGelu: f(rows * 4 * d),
     }));
     this.lnf = f(rows * d);
@@ -173,14 +173,14 @@ export class ImageGPT {
     if (batch.inputs.length < rows) throw new Error(`batch inputs hold ${batch.inputs.length} ids, need ${rows}`);
     const acts = this.activationsFor(B, T, training);
 
-    embeddingForward(acts.residual[0]!, batch.inputs, p.wte, p.wpe, B, T, d);
+    embeddingForward(acts.residual[0], batch.inputs, p.wte, p.wpe, B, T, d);
     for (let l = 0; l < L; l++) {
-      const a = acts.layers[acts.mode === 'train' ? l : 0]!;
-      const x = acts.residual[training ? l : 0]!;
-      this.blockForward(l, a, x, acts.residual[training ? l + 1 : 0]!, B, T, batch.causal);
+      const a = acts.layers[acts.mode === 'train' ? l : 0];
+      const x = acts.residual[training ? l : 0];
+      this.blockForward(l, a, x, acts.residual[training ? l + 1 : 0], B, T, batch.causal);
       if (features) meanPoolForward(features.subarray(l * B * d, (l + 1) * B * d), a.ln1, B, T, d);
     }
-    const hL = acts.residual[training ? L : 0]!;
+    const hL = acts.residual[training ? L : 0];
     kernels.normForward(acts.lnf, acts.lnfRstd, hL, p.lnF, rows, d, eps);
     if (features) meanPoolForward(features.subarray(L * B * d, (L + 1) * B * d), acts.lnf, B, T, d);
     headForward(kernels, acts.logits, acts.lnf, p.lmHead, rows, d, V);
@@ -189,7 +189,7 @@ export class ImageGPT {
     const scratch = training ? (this.scratch = this.scratchFor(B, T)) : null;
     let genScale = 0;
     if (batch.targets) {
-      for (let i = 0; i < rows; i++) if (batch.targets[i]! >= 0) result.genCount++;
+      for (let i = 0; i < rows; i++) if (batch.targets[i] >= 0) result.genCount++;
       genScale = (batch.genWeight ?? 1) / Math.max(result.genCount, 1);
       const sum = kernels.crossEntropy(acts.losses, scratch ? scratch.dlogits : null, acts.logits,
                                  batch.targets, rows, V, genScale);
@@ -213,7 +213,7 @@ export class ImageGPT {
   private blockForward(l: number, a: LayerActivations, x: Float32Array, out: Float32Array | null,
                        B: number, T: number, causal: boolean): void {
     const kernels = this.kernels;
-    const w = this.params.blocks[l]!;
+    const w = this.params.blocks[l];
     const { nEmbd: d, nHead: H, layerNormEpsilon: eps } = this.config;
     const rows = B * T;
     const product: BlockProduct = (which, y, input, accumulate) => {
@@ -254,13 +254,13 @@ export class ImageGPT {
       meanPoolBackward(s.dln, s.dpooled, B, T, d);
     }
     s.dresidual.fill(0);
-    kernels.normBackward(s.dresidual, g.lnF, s.dln, acts.residual[L]!, acts.lnfRstd, p.lnF, rows, d);
+    kernels.normBackward(s.dresidual, g.lnF, s.dln, acts.residual[L], acts.lnfRstd, p.lnF, rows, d);
 
     for (let l = L - 1; l >= 0; l--) {
-      const w = p.blocks[l]!;
-      const gw = g.blocks[l]!;
-      const x = acts.residual[l]!;
-      const a = acts.layers[acts.mode === 'train' ? l : 0]!;
+      const w = p.blocks[l];
+      const gw = g.blocks[l];
+      const x = acts.residual[l];
+      const a = acts.layers[acts.mode === 'train' ? l : 0];
       if (acts.mode === 'recompute') this.blockForward(l, a, x, null, B, T, last.batch.causal);
       // MLP branch: out = res2 + c_proj(gelu(c_fc(norm2(res2)))).
       linearBackward(kernels, s.dfch, gw.mlpProjW, gw.mlpProjB, s.dresidual, a.fchGelu, w.mlpProjW, rows, 4 * d, d);
@@ -290,7 +290,7 @@ function countCorrect(logits: Float32Array, labels: Int32Array, B: number, C: nu
 
 export function argmax(x: Float32Array, offset: number, n: number): number {
   let best = 0;
-  for (let i = 1; i < n; i++) if (x[offset + i]! > x[offset + best]!) best = i;
+  for (let i = 1; i < n; i++) if (x[offset + i] > x[offset + best]) best = i;
   return best;
 }
 

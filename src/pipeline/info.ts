@@ -12,8 +12,8 @@ const bytesText = (n: number): string =>
 
 function tensorTable(tensors: readonly StoredTensor[], showFile: boolean): string {
   const rows = tensors.map((t) => [t.name, `[${t.shape.join(', ')}]`, t.dtype, showFile ? basename(t.file) : '']);
-  const widths = [0, 1, 2].map((c) => Math.max(...rows.map((r) => r[c]!.length), 0));
-  return rows.map((r) => '  ' + [r[0]!.padEnd(widths[0]!), r[1]!.padEnd(widths[1]!), r[2]!.padEnd(widths[2]!), r[3]!]
+  const widths = [0, 1, 2].map((c) => Math.max(...rows.map((r) => r[c].length), 0));
+  return rows.map((r) => '  ' + [r[0].padEnd(widths[0]), r[1].padEnd(widths[1]), r[2].padEnd(widths[2]), r[3]]
     .join('  ').trimEnd() + '\n').join('');
 }
 

@@ -144,7 +144,7 @@ function handle(o: ServeOptions, testImagesText: string | null, req: IncomingMes
     return MODEL_FILES.includes(name) ? sendFile(req, res, join(o.modelDir, name), 'no-cache') : notFound(res);
   }
   if (path === '/test-images.json' && testImagesText !== null) {
-    res.writeHead(200, { 'Content-Type': CONTENT_TYPES['.json']!, 'Cache-Control': 'no-cache' });
+    res.writeHead(200, { 'Content-Type': CONTENT_TYPES['.json'], 'Cache-Control': 'no-cache' });
     res.end(req.method === 'HEAD' ? undefined : testImagesText);
     return;
   }

@@ -34,38 +34,38 @@ export const defaultSampling: SamplingOptions = { temperature: 1, topK: 0, topP:
 export function samplePixel(logits: Float32Array, offset: number, V: number, o: SamplingOptions,
                             rng: Rng, probs: Float64Array, order: Int32Array): number {
   let best = 0;
-  for (let i = 1; i < V; i++) if (logits[offset + i]! > logits[offset + best]!) best = i;
+  for (let i = 1; i < V; i++) if (logits[offset + i] > logits[offset + best]) best = i;
   if (o.temperature <= 0) return best;
-  const max = logits[offset + best]!;
+  const max = logits[offset + best];
   let total = 0;
   for (let i = 0; i < V; i++) {
-    probs[i] = Math.exp((logits[offset + i]! - max) / o.temperature);
-    total += probs[i]!;
+    probs[i] = Math.exp((logits[offset + i] - max) / o.temperature);
+    total += probs[i];
   }
   let n = V;
   if ((o.topK > 0 && o.topK < V) || o.topP < 1) {
     for (let i = 0; i < V; i++) order[i] = i;
-    const sorted = order.subarray(0, V).sort((a, b) => probs[b]! - probs[a]!);
+    const sorted = order.subarray(0, V).sort((a, b) => probs[b] - probs[a]);
     n = o.topK > 0 ? Math.min(o.topK, V) : V;
     if (o.topP < 1) {
       let mass = 0;
       for (let i = 0; i < n; i++) {
-        mass += probs[sorted[i]!]! / total;
+        mass += probs[sorted[i]] / total;
         if (mass >= o.topP) { n = i + 1; break; }
       }
     }
     let kept = 0;
-    for (let i = 0; i < n; i++) kept += probs[sorted[i]!]!;
+    for (let i = 0; i < n; i++) kept += probs[sorted[i]];
     let u = rng.next() * kept;
     for (let i = 0; i < n; i++) {
-      u -= probs[sorted[i]!]!;
-      if (u <= 0) return sorted[i]!;
+      u -= probs[sorted[i]];
+      if (u <= 0) return sorted[i];
     }
-    return sorted[n - 1]!;
+    return sorted[n - 1];
   }
   let u = rng.next() * total;
   for (let i = 0; i < V; i++) {
-    u -= probs[i]!;
+    u -= probs[i];
     if (u <= 0) return i;
   }
   return V - 1;
@@ -128,7 +128,7 @@ export function* autoregressiveSteps(kernels: Kernels, params: ParameterTensors,
     // Known pixels need no logits from their own position, but feeding them is what fills the cache.
     const logits = decoder.feed(feed);
     for (let b = 0; b < B; b++) {
-      const pixel = t < req.knownPixels ? req.prefix![b * n + t]! : samplePixel(logits, b * V, V, o, rng, probs, order);
+      const pixel = t < req.knownPixels ? req.prefix![b * n + t] : samplePixel(logits, b * V, V, o, rng, probs, order);
       out[b * n + t] = pixel;
       feed[b] = pixel;
     }
@@ -179,8 +179,8 @@ export function sampleBert(kernels: Kernels, params: ParameterTensors, tokens: I
 
 function maxSoftmax(logits: Float32Array, offset: number, V: number): number {
   let max = -Infinity;
-  for (let i = 0; i < V; i++) max = Math.max(max, logits[offset + i]!);
+  for (let i = 0; i < V; i++) max = Math.max(max, logits[offset + i]);
   let total = 0;
-  for (let i = 0; i < V; i++) total += Math.exp(logits[offset + i]! - max);
+  for (let i = 0; i < V; i++) total += Math.exp(logits[offset + i] - max);
   return 1 / total;
 }

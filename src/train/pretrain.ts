@@ -119,7 +119,7 @@ export async function writeLossCurve(runDir: string, state: TrainerState): Promi
   const smooth = train.map((_, i) => {
     const from = Math.max(0, i - window + 1);
     let s = 0;
-    for (let j = from; j <= i; j++) s += train[j]!.loss!;
+    for (let j = from; j <= i; j++) s += train[j].loss!;
     return s / (i - from + 1);
   });
   const path = join(runDir, 'loss.png');
