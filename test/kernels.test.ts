@@ -228,6 +228,17 @@ function referenceNorm(x: ArrayLike<number>, g: ArrayLike<number>, rows: number,
   return { out, rstd };
 }
 
+/** Runs normForward into poisoned buffers, checks out and rstd against float64, returns rstd. */
+function checkedNormForward(kernels: Kernels, x: Float32Array, g: Float32Array, rows: number, d: number, eps: number): Float32Array {
+  const out = poisoned(rows * d);
+  const rstd = poisoned(rows);
+  kernels.normForward(out, rstd, x, g, rows, d, eps);
+  const ref = referenceNorm(x, g, rows, d, eps);
+  assertClose(out, ref.out, `normForward out ${rows}×${d}`);
+  assertClose(rstd, ref.rstd, `normForward rstd ${rows}×${d}`);
+  return rstd;
+}
+
 /** Float64 central finite differences of L = Σ dout·f(inputs) with respect to each input. */
 function finiteDifferenceGradient(inputs: Float64Array, dout: ArrayLike<number>,
                                   f: (x: Float64Array) => Float64Array, h = 1e-6): Float64Array {
@@ -258,12 +269,7 @@ for (const { label, kernels } of backends) {
       const x = randomArray(rng, rows * d);
       const g = randomArray(rng, d);
       for (let j = 0; j < d; j++) g[j] += 1;
-      const out = poisoned(rows * d);
-      const rstd = poisoned(rows);
-      kernels.normForward(out, rstd, x, g, rows, d, eps);
-      const ref = referenceNorm(x, g, rows, d, eps);
-      assertClose(out, ref.out, `normForward out ${rows}×${d}`);
-      assertClose(rstd, ref.rstd, `normForward rstd ${rows}×${d}`);
+      const rstd = checkedNormForward(kernels, x, g, rows, d, eps);
 
       const dout = randomArray(rng, rows * d);
       const dx = randomArray(rng, rows * d);
@@ -289,18 +295,14 @@ for (const { label, kernels } of backends) {
     const x = randomArray(rng, rows * d);
     const g = randomArray(rng, d);
     const dout = randomArray(rng, rows * d);
-    const out = poisoned(rows * d);
-    const rstd = poisoned(rows);
-    kernels.normForward(out, rstd, x, g, rows, d, eps);
-    const ref = referenceNorm(x, g, rows, d, eps);
-    assertClose(out, ref.out, `normForward out ${rows}×${d}`);
-    assertClose(rstd, ref.rstd, `normForward rstd ${rows}×${d}`);
+    const rstd = checkedNormForward(kernels, x, g, rows, d, eps);
     const dx = randomArray(rng, rows * d);
     const dg = randomArray(rng, d);
     const refDx = Float64Array.from(dx);
     const refDg = Float64Array.from(dg);
+    const refRstd = referenceNorm(x, g, rows, d, eps).rstd;
     for (let r = 0; r < rows; r++) {
-      const rs = ref.rstd[r];
+      const rs = refRstd[r];
       let dot = 0;
       for (let j = 0; j < d; j++) dot += dout[r * d + j] * g[j] * x[r * d + j];
       for (let j = 0; j < d; j++) {

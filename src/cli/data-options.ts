@@ -1,8 +1,9 @@
-/** The dataset options shared by `igpt palette` and `igpt encode`. */
+/** The dataset and palette-fitting options shared by `igpt palette` and `igpt encode`. */
 import type { Command } from 'commander';
 import { parseColor, type Rgb } from '../data/pixels.js';
 import type { PrepareOptions } from '../data/prepare.js';
-import { parseOptionalInt } from './common.js';
+import { parseIntOption, parseOptionalInt } from './common.js';
+import { DEFAULT_SAMPLE_PIXELS } from '../palette/kmeans.js';
 
 export interface DataFlags {
   data: string; dataDir?: string; side?: string; channels?: string; cifar100Labels?: string; background: string; testFraction: string;
@@ -42,4 +43,17 @@ function parseBackground(value: string): Rgb {
   } catch (err) {
     throw new Error(`--background: ${(err as Error).message}`);
   }
+}
+
+export interface PaletteFitFlags { k?: string; samplePixels: string }
+
+/** Declares how a palette is fitted: its size and the pixels sampled. */
+export function paletteFitOptions(cmd: Command): Command {
+  return cmd
+    .option('--k <k>', 'palette size when fitting one (default 512 for RGB, 16 for gray)')
+    .option('--sample-pixels <n>', 'pixels sampled from the training images when fitting a palette', String(DEFAULT_SAMPLE_PIXELS));
+}
+
+export function parsePaletteFit(flags: PaletteFitFlags): { k?: number; samplePixels: number } {
+  return { k: parseOptionalInt('--k', flags.k, 1, 65535), samplePixels: parseIntOption('--sample-pixels', flags.samplePixels, 1) };
 }

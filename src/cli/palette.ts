@@ -3,29 +3,23 @@ import type { Command } from 'commander';
 import type { CommandModule } from './command.js';
 import { prepareDataset } from '../data/prepare.js';
 import { savePalette } from '../io/palette-files.js';
-import { fitPalette, DEFAULT_SAMPLE_PIXELS } from '../palette/kmeans.js';
-import { parseIntOption, parseOptionalInt } from './common.js';
-import { dataOptions, parseDataOptions, type DataFlags } from './data-options.js';
+import { fitPalette } from '../palette/kmeans.js';
+import { parseIntOption } from './common.js';
+import { dataOptions, paletteFitOptions, parseDataOptions, parsePaletteFit, type DataFlags, type PaletteFitFlags } from './data-options.js';
 
-interface PaletteFlags extends DataFlags { k?: string; samplePixels: string; seed: string; out: string }
+interface PaletteFlags extends DataFlags, PaletteFitFlags { seed: string; out: string }
 
 export const paletteCommand: CommandModule = {
   register(program: Command): void {
     const cmd = program
       .command('palette')
       .description('fit a color palette (k-means on pixel values, centers in [-1, 1]) to a dataset');
-    dataOptions(cmd)
-      .option('--k <k>', 'palette size (default 512 for RGB, 16 for gray)')
-      .option('--sample-pixels <n>', 'pixels sampled from the training images', String(DEFAULT_SAMPLE_PIXELS))
+    paletteFitOptions(dataOptions(cmd))
       .option('--seed <seed>', 'random seed (of k-means, and of the test split a folder without one gets: give encode the same)', '0')
       .requiredOption('--out <file>', 'palette file to write (.json, or .npy float32 [k, channels])')
       .action(async (flags: PaletteFlags) => {
         const started = Date.now();
-        const fit = {
-          k: parseOptionalInt('--k', flags.k, 1, 65535),
-          samplePixels: parseIntOption('--sample-pixels', flags.samplePixels, 1),
-          seed: parseIntOption('--seed', flags.seed, 0),
-        };
+        const fit = { ...parsePaletteFit(flags), seed: parseIntOption('--seed', flags.seed, 0) };
         const data = await prepareDataset(flags.data, { ...parseDataOptions(flags), seed: fit.seed });
         const palette = fitPalette(data.train, fit);
         savePalette(flags.out, palette);
