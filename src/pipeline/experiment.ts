@@ -24,7 +24,7 @@ import { finetuneOptions, runFinetuning } from './finetune.js';
 import { runLowData } from './lowdata.js';
 import { openModel, type OpenedModel } from './open.js';
 import { featuresForProbe, probeAndReport, probeReportMarkdown } from './probe.js';
-import { curveMarkdown, DEFAULT_CURVE_SIZES, probeCurve, type ProbeCurve } from './probe-curve.js';
+import { curveMarkdown, curveSizes, DEFAULT_CURVE_SIZES, probeCurve, type ProbeCurve } from './probe-curve.js';
 import { pretrainOptions, pretrainSummary, runPretraining } from './pretrain.js';
 import { readStudyState, writeStudyState, type StudyState } from './study.js';
 
@@ -179,8 +179,7 @@ async function probeStage(study: Study, opened: OpenedModel): Promise<{ nll: Nll
 async function curveStage(study: Study): Promise<ProbeCurve> {
   const curveDir = join(study.o.outDir, 'curve');
   if (existsSync(join(curveDir, 'curve.md'))) return JSON.parse(readFileSync(join(curveDir, 'curve.json'), 'utf8')) as ProbeCurve;
-  const { train, val, test } = study.data;
-  const sizes = { train: Math.min(DEFAULT_CURVE_SIZES.train, train.count), val: Math.min(DEFAULT_CURVE_SIZES.val, val.count), test: Math.min(DEFAULT_CURVE_SIZES.test, test.count) };
+  const sizes = curveSizes(DEFAULT_CURVE_SIZES, study.data, study.tokensDir);
   return timed(study, 'curve', () => probeCurve(study.o.kernels, study.data, study.tokensDir, study.runDir, curveDir, sizes));
 }
 
