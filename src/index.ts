@@ -37,3 +37,10 @@ export {
   headClassifier, probeClassifier, readProbeClassifier, probeClassifierJson, classifyFeatures,
   type Classifier, type Classification, type ProbeClassifierJson,
 } from './eval/classify.js';
+export { openModel, openModelAndData, checkModelMatchesData, stepsFromEpochs, type OpenedModel } from './pipeline/open.js';
+export { pretrainOptions, runPretraining, type PretrainSettings, type PretrainRun } from './pipeline/pretrain.js';
+export { finetuneOptions, runFinetuning, type FinetuneSettings } from './pipeline/finetune.js';
+export { featuresForProbe, probeAndReport, type FeatureSettings, type SplitFeatures } from './pipeline/probe.js';
+export { runLowData, type LowDataSettings } from './pipeline/lowdata.js';
+export { probeCurve } from './pipeline/probe-curve.js';
+export { runExperiment, type ExperimentOptions } from './pipeline/experiment.js';

@@ -35,7 +35,7 @@ export const featuresCommand: CommandModule = {
       .requiredOption('--out <file>', '.npy (float32 [images, d], or [images, layers, d]) or .safetensors (layer.<l>: [images, d]); the file names go beside it as .json')
       .action(async (inputs: string[], flags: Flags) => {
         const masks = parseIntOption('--masks', flags.masks, 1);
-        const tokenDir = inputs.length === 1 && existsSync(join(inputs[0]!, 'meta.json')) ? inputs[0]! : null;
+        const tokenDir = inputs.length === 1 && existsSync(join(inputs[0], 'meta.json')) ? inputs[0] : null;
         const t0 = performance.now();
         let result: { names: string[]; features: Float32Array; layers: number[]; d: number; model: string };
         if (tokenDir) {

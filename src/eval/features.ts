@@ -67,7 +67,7 @@ export function tokenFeatures(model: ImageGPT, tokens: TokenArray, count: number
   const all = extractFeatures(model, split, o).layers;
   const out = new Float32Array(count * layers.length * d);
   for (let i = 0; i < count; i++) {
-    layers.forEach((l, j) => out.set(all[l]!.subarray(i * d, (i + 1) * d), (i * layers.length + j) * d));
+    layers.forEach((l, j) => out.set(all[l].subarray(i * d, (i + 1) * d), (i * layers.length + j) * d));
   }
   return out;
 }

@@ -180,7 +180,7 @@ export function probeLayers(featuresPerLayer: LayerFeatures[],
     options.log?.(`layers ${chosen.join('+')}: l2 ${r.l2}, val ${(100 * r.valAccuracy).toFixed(2)}%, test ${(100 * r.testAccuracy).toFixed(2)}%`);
     report.concat = { layers: chosen, l2: r.l2, valAccuracy: r.valAccuracy, testAccuracy: r.testAccuracy };
   }
-  return { report, bestModel: models[bestLayer]! };
+  return { report, bestModel: models[bestLayer] };
 }
 
 /** Row-wise concatenation of feature blocks [n, d_i] into [n, Σ d_i]. */
