@@ -19,7 +19,7 @@ const ALLOWED: Record<string, readonly string[]> = {
   cli: ['pipeline', 'eval', 'sample', 'train', 'io', 'model', 'kernels', 'data', 'palette', 'util'],
   pipeline: ['eval', 'sample', 'train', 'io', 'model', 'kernels', 'data', 'palette', 'util'],
   eval: ['train', 'io', 'model', 'kernels', 'data', 'palette', 'util'],
-  sample: ['train', 'model', 'kernels', 'palette', 'util'],
+  sample: ['train', 'model', 'kernels', 'data', 'palette', 'util'],
   train: ['io', 'model', 'kernels', 'data', 'palette', 'util'],
   io: ['model', 'data', 'palette', 'util'],
   model: ['kernels', 'util'],
