@@ -106,7 +106,7 @@ test('igpt info on an iGPT-L-shaped folder (1.4 B parameters, 5.6 GB) reads its 
   const text = describeModelFolder(largeDir, false);
   const ms = Math.min(...times);
   console.log(`# iGPT-L (${parameterCount(igptL).toLocaleString('en-US')} parameters, ${(largeBytes / 1e9).toFixed(2)} GB): ` +
-              `described from its headers in ${ms.toFixed(1)} ms (best of 5; first call ${times[0]!.toFixed(1)} ms)`);
+              `described from its headers in ${ms.toFixed(1)} ms (best of 5; first call ${times[0].toFixed(1)} ms)`);
   assert.equal(summary.tensors.length, tensorLayout(igptL).length);
   assert.deepEqual(summary.missing, []);
   assert.match(text, new RegExp(`parameters: ${parameterCount(igptL).toLocaleString('en-US')} \\(5\\.\\d\\d GiB as float32\\)`));
