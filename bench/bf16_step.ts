@@ -66,7 +66,7 @@ for (let s = 0; s < steps; s++) {
   bf16Times.push(tb);
   ratios.push(tf / tb);
 }
-const median = (xs: number[]): number => [...xs].sort((x, y) => x - y)[xs.length >> 1]!;
+const median = (xs: number[]): number => [...xs].sort((x, y) => x - y)[xs.length >> 1];
 console.log(JSON.stringify({
   mode: a.mode, batch: B, steps,
   f32_median_s: +median(f32Times).toFixed(4), bf16_median_s: +median(bf16Times).toFixed(4),

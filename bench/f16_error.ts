@@ -31,9 +31,9 @@ for (let t = 0; t < T; t++) {
   for (let i = 0; i < B; i++) {
     const pa = softmax(a, i * V), pb = softmax(b, i * V);
     for (let v = 0; v < V; v++) {
-      maxLogit = Math.max(maxLogit, Math.abs(a[i * V + v]!));
-      maxLogitDiff = Math.max(maxLogitDiff, Math.abs(a[i * V + v]! - b[i * V + v]!));
-      maxProbDiff = Math.max(maxProbDiff, Math.abs(pa[v]! - pb[v]!));
+      maxLogit = Math.max(maxLogit, Math.abs(a[i * V + v]));
+      maxLogitDiff = Math.max(maxLogitDiff, Math.abs(a[i * V + v] - b[i * V + v]));
+      maxProbDiff = Math.max(maxProbDiff, Math.abs(pa[v] - pb[v]));
     }
     // Feed the exact decoder's likeliest pixel to both: the same sequences, realistic contexts.
     feed[i] = pa.indexOf(Math.max(...pa));

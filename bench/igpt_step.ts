@@ -71,8 +71,8 @@ for (let s = 0; s < runs; s++) {
 times.sort((x, y) => x - y);
 forwardTimes.sort((x, y) => x - y);
 console.log(JSON.stringify({
-  ...(forwardTimes.length > 0 ? { forward_median_s: +forwardTimes[forwardTimes.length >> 1]!.toFixed(4) } : {}),
+  ...(forwardTimes.length > 0 ? { forward_median_s: +forwardTimes[forwardTimes.length >> 1].toFixed(4) } : {}),
   peer: 'igpt', backend: kernels.name, matmul: model.precision, mode: a.mode, recompute: a.recompute, precision: a.precision, batch: B, threads: kernels.threads,
-  median_s: +times[times.length >> 1]!.toFixed(4), min_s: +times[0]!.toFixed(4), steps: times.length,
+  median_s: +times[times.length >> 1].toFixed(4), min_s: +times[0].toFixed(4), steps: times.length,
   peak_rss_mib: Math.round(process.resourceUsage().maxRSS / 1024), params: params.count,
 }));

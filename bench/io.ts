@@ -54,13 +54,13 @@ export async function run(opts: { quick: boolean }): Promise<BenchResult[]> {
       const peer = runJson<TorchJson>(python, [join(repoRoot, 'bench', 'torch_checkpoint_io.py'), dir,
         String(config.vocabSize), String(config.nPositions), String(config.nEmbd), String(config.nLayer), String(repeats)]);
       if (isError(peer)) {
-        results[0]!.note = results[1]!.note = `peer failed: ${peer.error}`;
+        results[0].note = results[1].note = `peer failed: ${peer.error}`;
       } else {
-        Object.assign(results[0]!, { peer: 'torch.save (pytorch_model.bin)', peerValue: peer.saveSeconds, ratio: peer.saveSeconds / save });
-        Object.assign(results[1]!, { peer: 'torch.load (pytorch_model.bin)', peerValue: peer.loadSeconds, ratio: peer.loadSeconds / load });
+        Object.assign(results[0], { peer: 'torch.save (pytorch_model.bin)', peerValue: peer.saveSeconds, ratio: peer.saveSeconds / save });
+        Object.assign(results[1], { peer: 'torch.load (pytorch_model.bin)', peerValue: peer.loadSeconds, ratio: peer.loadSeconds / load });
       }
     } else {
-      results[0]!.note = results[1]!.note = 'PyTorch not available: no peer';
+      results[0].note = results[1].note = 'PyTorch not available: no peer';
     }
     return results;
   } finally {
@@ -68,7 +68,7 @@ export async function run(opts: { quick: boolean }): Promise<BenchResult[]> {
   }
 }
 
-if (import.meta.url === pathToFileURL(process.argv[1]!).href) {
+if (import.meta.url === pathToFileURL(process.argv[1]).href) {
   const results = await run({ quick: process.argv.includes('--quick') });
   for (const r of results) {
     const peer = r.peer ? `   ${r.peer}: ${r.peerValue!.toFixed(3)} ${r.unit}, ratio ${r.ratio!.toFixed(2)}` : '';

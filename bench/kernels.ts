@@ -120,7 +120,7 @@ export async function run(opts: { quick: boolean }): Promise<BenchResult[]> {
   return results;
 }
 
-if (import.meta.url === pathToFileURL(process.argv[1]!).href) {
+if (import.meta.url === pathToFileURL(process.argv[1]).href) {
   const quick = process.argv.includes('--quick');
   const t0 = performance.now();
   for (const r of await run({ quick })) {

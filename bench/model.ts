@@ -181,6 +181,6 @@ function ortForward(steps: number, torchOk: boolean): StepJson | { error: string
   return runJson<StepJson>(process.execPath, ['--import', 'tsx', join(repoRoot, 'bench', 'ort_forward.ts'), onnx, '32', String(steps), '2'], { env: {} });
 }
 
-if (import.meta.url === pathToFileURL(process.argv[1]!).href) {
+if (import.meta.url === pathToFileURL(process.argv[1]).href) {
   console.log(JSON.stringify(await run({ quick: process.argv.includes('--quick') }), null, 1));
 }

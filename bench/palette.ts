@@ -142,7 +142,7 @@ function rgbBench(gray: ImageSet, quick: boolean): BenchResult[] {
   }
 }
 
-if (import.meta.url === pathToFileURL(process.argv[1]!).href) {
+if (import.meta.url === pathToFileURL(process.argv[1]).href) {
   const results = await run({ quick: process.argv.includes('--quick') });
   for (const r of results) {
     const peer = r.peerValue === undefined ? '' : `  | ${r.peer}: ${r.peerValue.toPrecision(4)}  ratio ${r.ratio?.toFixed(2)}`;

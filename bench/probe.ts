@@ -17,7 +17,7 @@ import type { Kernels } from '../src/kernels/kernels.js';
 import { createPortableKernels } from '../src/kernels/portable.js';
 import { loadKernels } from '../src/kernels/select.js';
 import { pixelFeatures } from '../src/eval/lowdata.js';
-import { accuracy, trainLogisticRegression } from '../src/eval/probe.js';
+import { accuracy, trainLogisticRegression } from '../src/eval/logistic.js';
 import type { BenchResult } from './types.js';
 import { isError, python, repoRoot, runJson } from './util.js';
 

@@ -12,7 +12,7 @@ export function runJson<T>(cmd: string, args: string[], opts: { env?: NodeJS.Pro
   if (r.status !== 0) return { error: `${cmd} ${args.join(' ')} exited ${r.status}: ${(r.stderr || '').trim().split('\n').slice(-3).join(' | ')}` };
   const lines = r.stdout.trim().split('\n');
   try {
-    return JSON.parse(lines[lines.length - 1]!) as T;
+    return JSON.parse(lines[lines.length - 1]) as T;
   } catch {
     return { error: `no JSON from ${cmd}: ${lines.slice(-2).join(' | ')}` };
   }
@@ -27,7 +27,7 @@ export function hasTorch(): boolean {
 /** Median of a list of numbers. */
 export function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)]!;
+  return s[Math.floor(s.length / 2)];
 }
 
 /** Best wall time (ms) of `reps` runs after one warm-up. */

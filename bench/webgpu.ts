@@ -51,8 +51,8 @@ export async function run(opts: { quick: boolean }): Promise<BenchResult[]> {
       portable.sgemm(s.transA, s.transB, n, n, n, 1, a, n, b, n, 0, ref, n);
       let maxDiff = 0, maxRef = 0;
       for (let i = 0; i < ref.length; i++) {
-        maxDiff = Math.max(maxDiff, Math.abs(got[i]! - ref[i]!));
-        maxRef = Math.max(maxRef, Math.abs(ref[i]!));
+        maxDiff = Math.max(maxDiff, Math.abs(got[i] - ref[i]));
+        maxRef = Math.max(maxRef, Math.abs(ref[i]));
       }
       // Timed: `reps` products recorded back to back, then one wait for all of them.
       const t0 = performance.now();

@@ -27,34 +27,36 @@ if (skip) console.log(`# bf16 tests skipped: ${skip}`);
 function bf16(x: number): number {
   const f = new Float32Array([x]);
   const u = new Uint32Array(f.buffer);
-  const bits = u[0]!;
+  const bits = u[0];
   u[0] = ((bits + 0x7fff + ((bits >>> 16) & 1)) >>> 16) << 16;
-  return f[0]!;
+  return f[0];
 }
 
 function fromBf16(h: Uint16Array): Float32Array {
   const u = new Uint32Array(h.length);
-  for (let i = 0; i < h.length; i++) u[i] = h[i]! << 16;
+  for (let i = 0; i < h.length; i++) u[i] = h[i] << 16;
   return new Float32Array(u.buffer);
 }
 
 test('bf16: rounding to nearest even, NaN and infinities kept', { skip }, () => {
-  const k = createNativeKernels('bf16');
+  const products = createNativeKernels('bf16').bf16;
+  assert.ok(products, 'kernels loaded for bf16 offer bf16 products');
   const ulp = 2 ** -7; // bf16 has 8 significant bits: the step just above 1
   const xs = [1, 1 + ulp / 2, 1 + ulp * 1.5, 1 + ulp / 2 + 2 ** -20, -3.3e-3, 65504, 3.4e38, Infinity, -Infinity, 0, -0];
   const src = Float32Array.from([...xs, NaN]);
   const dst = new Uint16Array(src.length);
-  k.bf16!.toBf16(dst, src, src.length);
+  products.toBf16(dst, src, src.length);
   const back = fromBf16(dst);
   assert.equal(back[1], 1, 'a tie rounds to the even neighbor (down)');
   assert.equal(back[2], 1 + 2 * ulp, 'a tie rounds to the even neighbor (up)');
   assert.equal(back[3], 1 + ulp, 'above the tie rounds up');
-  for (let i = 0; i < xs.length; i++) assert.ok(Object.is(back[i], bf16(xs[i]!)), `bf16(${xs[i]}) = ${back[i]}`);
+  for (let i = 0; i < xs.length; i++) assert.ok(Object.is(back[i], bf16(xs[i])), `bf16(${xs[i]}) = ${back[i]}`);
   assert.ok(Number.isNaN(back[xs.length]), 'NaN stays NaN');
 });
 
 test('bf16: gemm matches float64 for every transpose, stride, alpha and beta; bf16 and float operands agree', { skip }, () => {
-  const k = createNativeKernels('bf16');
+  const products = createNativeKernels('bf16').bf16;
+  assert.ok(products, 'kernels loaded for bf16 offer bf16 products');
   const rng = new Rng(1);
   for (const [m, n, inner] of [[1, 1, 1], [7, 5, 3], [37, 19, 70], [130, 96, 64]] as const) {
     for (const transA of [false, true]) {
@@ -67,8 +69,8 @@ test('bf16: gemm matches float64 for every transpose, stride, alpha and beta; bf
           const a = Float32Array.from({ length: aRows * lda }, () => rng.normal());
           const b = Float32Array.from({ length: bRows * ldb }, () => rng.normal());
           const c0 = Float32Array.from({ length: m * ldc }, () => (beta === 0 ? NaN : rng.normal()));
-          const A = (i: number, p: number): number => (transA ? a[p * lda + i]! : a[i * lda + p]!);
-          const B = (p: number, j: number): number => (transB ? b[j * ldb + p]! : b[p * ldb + j]!);
+          const A = (i: number, p: number): number => (transA ? a[p * lda + i] : a[i * lda + p]);
+          const B = (p: number, j: number): number => (transB ? b[j * ldb + p] : b[p * ldb + j]);
           // Exact float64 of the rounded operands (what bf16 products compute, up to float32 sums),
           // and of the unrounded ones (what the caller meant, up to bf16's rounding).
           const rounded = new Float64Array(m * n), exact = new Float64Array(m * n);
@@ -81,24 +83,24 @@ test('bf16: gemm matches float64 for every transpose, stride, alpha and beta; bf
                 e += A(i, p) * B(p, j);
                 s += Math.abs(A(i, p) * B(p, j));
               }
-              const prior = beta === 0 ? 0 : beta * c0[i * ldc + j]!;
+              const prior = beta === 0 ? 0 : beta * c0[i * ldc + j];
               rounded[i * n + j] = alpha * r + prior;
               exact[i * n + j] = alpha * e + prior;
               scale = Math.max(scale, Math.abs(alpha) * s);
             }
           }
           const b16 = new Uint16Array(b.length);
-          k.bf16!.toBf16(b16, b, b.length);
+          products.toBf16(b16, b, b.length);
           for (const operand of [b, b16]) {
             const c = c0.slice();
-            k.bf16!.gemm(transA, transB, m, n, inner, alpha, a, lda, operand, ldb, beta, c, ldc);
+            products.gemm(transA, transB, m, n, inner, alpha, a, lda, operand, ldb, beta, c, ldc);
             for (let i = 0; i < m; i++) {
               for (let j = 0; j < n; j++) {
-                const got = c[i * ldc + j]!;
-                assert.ok(Math.abs(got - rounded[i * n + j]!) <= 1e-5 * scale + 1e-6, `${what}: [${i},${j}] ${got} vs rounded-operand ${rounded[i * n + j]}`);
+                const got = c[i * ldc + j];
+                assert.ok(Math.abs(got - rounded[i * n + j]) <= 1e-5 * scale + 1e-6, `${what}: [${i},${j}] ${got} vs rounded-operand ${rounded[i * n + j]}`);
                 // bf16 keeps 8 significant bits, so each operand is within 2^-8 relative and each
                 // term within 2^-7 (1 + 2^-9) of its own.
-                assert.ok(Math.abs(got - exact[i * n + j]!) <= 2 ** -7 * 1.01 * scale + 1e-5, `${what}: [${i},${j}] ${got} vs exact ${exact[i * n + j]}`);
+                assert.ok(Math.abs(got - exact[i * n + j]) <= 2 ** -7 * 1.01 * scale + 1e-5, `${what}: [${i},${j}] ${got} vs exact ${exact[i * n + j]}`);
               }
               for (let j = n; j < ldc; j++) assert.ok(Object.is(c[i * ldc + j], c0[i * ldc + j]), `${what}: wrote padding`);
             }
@@ -115,10 +117,10 @@ function tinyModel(kernels: Kernels): { model: ImageGPT; batch: Batch } {
   const params = new ParameterTensors(cfg);
   initParameters(params, 3);
   const rng = new Rng(4);
-  for (let i = 0; i < params.data.length; i++) params.data[i]! += rng.normal() * 0.2;
+  for (let i = 0; i < params.data.length; i++) params.data[i] += rng.normal() * 0.2;
   const B = 3, T = cfg.nPositions, colors = cfg.vocabSize - 1;
   const pixels = Int32Array.from({ length: B * T }, () => rng.int(colors));
-  const inputs = Int32Array.from({ length: B * T }, (_, i) => (i % T === 0 ? colors : pixels[i - 1]!));
+  const inputs = Int32Array.from({ length: B * T }, (_, i) => (i % T === 0 ? colors : pixels[i - 1]));
   const labels = Int32Array.from({ length: B }, () => rng.int(cfg.numLabels));
   const batch: Batch = { B, T, inputs, targets: pixels, labels, causal: true, genWeight: 0.7 };
   return { model: new ImageGPT(kernels, cfg, params), batch };
@@ -153,14 +155,14 @@ test('bf16: a tiny model\'s gradients match float64 finite differences within bf
     let err = 0, norm = 0;
     for (let j = 0; j < Math.min(8, t.size); j++) {
       const i = t.offset + rng.int(t.size);
-      const saved = flat[i]!;
+      const saved = flat[i];
       flat[i] = saved + h;
       const up = referenceForward(cfg, flat, batch).loss;
       flat[i] = saved - h;
       const down = referenceForward(cfg, flat, batch).loss;
       flat[i] = saved;
       const numeric = (up - down) / (2 * h);
-      err += (model.grads.data[i]! - numeric) ** 2;
+      err += (model.grads.data[i] - numeric) ** 2;
       norm += numeric ** 2;
     }
     const relative = Math.sqrt(err / Math.max(norm, 1e-12));
@@ -172,8 +174,8 @@ test('bf16: the weights\' copy follows the float32 weights after weightsChanged,
   const { model, batch } = tinyModel(createNativeKernels('bf16'));
   model.forward(batch, false);
   const before = model.activations.logits.slice();
-  const w = model.params.blocks[0]!.fcW;
-  for (let i = 0; i < w.length; i++) w[i]! *= 3;
+  const w = model.params.blocks[0].fcW;
+  for (let i = 0; i < w.length; i++) w[i] *= 3;
   model.forward(batch, false);
   assert.deepEqual(model.activations.logits, before, 'a forward before weightsChanged keeps the old copy');
   model.weightsChanged();
@@ -183,7 +185,7 @@ test('bf16: the weights\' copy follows the float32 weights after weightsChanged,
 
 test('--precision bf16 where it cannot run says so and runs float32', () => {
   const code = `import { loadKernels } from './src/kernels/select.ts';
-    const k = loadKernels('portable', 'bf16'); console.log(k.bf16 === undefined ? 'float32' : 'bf16');`;
+    const kernels = loadKernels('portable', 'bf16'); console.log(kernels.bf16 === undefined ? 'float32' : 'bf16');`;
   const r = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', code], { encoding: 'utf8', env: { ...process.env, IGPT_QUIET: '1' } });
   assert.equal(r.status, 0, r.stderr);
   assert.equal(r.stdout.trim(), 'float32');
@@ -192,7 +194,7 @@ test('--precision bf16 where it cannot run says so and runs float32', () => {
 
 test('--precision bf16 names bf16 in the line saying which kernels run', { skip }, () => {
   const code = `import { loadKernels } from './src/kernels/select.ts';
-    const k = loadKernels('native', 'bf16'); console.log(k.bf16 ? 'bf16' : 'float32');`;
+    const kernels = loadKernels('native', 'bf16'); console.log(kernels.bf16 ? 'bf16' : 'float32');`;
   const r = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', code], { encoding: 'utf8', env: { ...process.env, IGPT_QUIET: '' } });
   assert.equal(r.status, 0, r.stderr);
   assert.equal(r.stdout.trim(), 'bf16');

@@ -17,7 +17,7 @@ import { syncBuiltinESMExports } from 'node:module';
 import { totalmem, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { describeModelFolder } from '../src/cli/info.js';
+import { describeModelFolder } from '../src/pipeline/info.js';
 import { CONFIG_FILE, configToHf, inspectModelFolder, loadModelFolder, PREPROCESSOR_FILE, preprocessorJson, saveModelFolder, WEIGHTS_FILE } from '../src/io/hf.js';
 import { readSafetensors } from '../src/io/safetensors.js';
 import { loadKernels } from '../src/kernels/select.js';
@@ -106,7 +106,7 @@ test('igpt info on an iGPT-L-shaped folder (1.4 B parameters, 5.6 GB) reads its 
   const text = describeModelFolder(largeDir, false);
   const ms = Math.min(...times);
   console.log(`# iGPT-L (${parameterCount(igptL).toLocaleString('en-US')} parameters, ${(largeBytes / 1e9).toFixed(2)} GB): ` +
-              `described from its headers in ${ms.toFixed(1)} ms (best of 5; first call ${times[0]!.toFixed(1)} ms)`);
+              `described from its headers in ${ms.toFixed(1)} ms (best of 5; first call ${times[0].toFixed(1)} ms)`);
   assert.equal(summary.tensors.length, tensorLayout(igptL).length);
   assert.deepEqual(summary.missing, []);
   assert.match(text, new RegExp(`parameters: ${parameterCount(igptL).toLocaleString('en-US')} \\(5\\.\\d\\d GiB as float32\\)`));

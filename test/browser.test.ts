@@ -14,7 +14,7 @@ import { modelFromFiles } from '../src/io/hf-format.js';
 import { parseTestImages } from '../src/io/test-images.js';
 import { saveTokenDataset, type TokenDataset } from '../src/data/tokens.js';
 import { Quantizer } from '../src/palette/quantize.js';
-import { startServer } from '../src/cli/serve.js';
+import { startServer } from '../src/pipeline/serve.js';
 
 const ROOT = dirname(dirname(fileURLToPath(import.meta.url)));
 const MODEL_DIR = join(ROOT, 'web', 'public', 'model');
@@ -105,7 +105,7 @@ function writeSmallDataset(dir: string, images: number): void {
   const n = set.side * set.side;
   const q = new Quantizer(palette);
   const tokens = new Uint8Array(images * n);
-  for (let i = 0; i < images; i++) q.quantize(Uint8Array.from(set.images[i]!.pixels), tokens.subarray(i * n, (i + 1) * n));
+  for (let i = 0; i < images; i++) q.quantize(Uint8Array.from(set.images[i].pixels), tokens.subarray(i * n, (i + 1) * n));
   const split = { count: images, tokens, labels: Int32Array.from(set.images.slice(0, images), (im) => im.label) };
   const empty = { count: 0, tokens: new Uint8Array(0), labels: new Int32Array(0) };
   const ds: TokenDataset = {
@@ -126,7 +126,7 @@ function spawnServe(args: string[]): Promise<{ child: ChildProcess; url: string 
     child.stdout!.on('data', (d: Buffer) => {
       out += d.toString();
       const m = /igpt serve: (http:\/\/\S+)/.exec(out);
-      if (m) { clearTimeout(timer); resolve({ child, url: m[1]! }); }
+      if (m) { clearTimeout(timer); resolve({ child, url: m[1] }); }
     });
     child.on('exit', (code) => { clearTimeout(timer); reject(new Error(`igpt serve exited (${code}):\n${out}${err}`)); });
   });
@@ -208,7 +208,7 @@ test('in Chromium: completes an image pixel by pixel and can stop', { timeout: 1
     const uploaded = await page.evaluate(() => {
       const c = document.querySelector<HTMLCanvasElement>('#strip canvas')!;
       const d = c.getContext('2d')!.getImageData(0, 0, c.width, c.height).data;
-      return { selected: c.classList.contains('selected'), top: d[4 * (2 * 28 + 14)]!, middle: d[4 * (14 * 28 + 14)]! };
+      return { selected: c.classList.contains('selected'), top: d[4 * (2 * 28 + 14)], middle: d[4 * (14 * 28 + 14)] };
     });
     assert.deepEqual(uploaded.selected, true, 'the upload is selected');
     assert.ok(uploaded.top < 40 && uploaded.middle > 200, `the bar is quantized to palette grays: ${JSON.stringify(uploaded)}`);
@@ -225,7 +225,7 @@ test('in Chromium: completes an image pixel by pixel and can stop', { timeout: 1
       return page.evaluate(() => {
         const c = document.querySelector<HTMLCanvasElement>('#strip canvas')!;
         const d = c.getContext('2d')!.getImageData(0, 0, c.width, c.height).data;
-        return { top: d[4 * (2 * 28 + 14)]!, middle: d[4 * (14 * 28 + 14)]! };
+        return { top: d[4 * (2 * 28 + 14)], middle: d[4 * (14 * 28 + 14)] };
       });
     };
     assert.equal(await page.locator('#background').inputValue(), '#ffffff');
@@ -261,7 +261,7 @@ test('autoregressiveSteps: the worker\'s pixel-by-pixel sampling is sampleAutore
   const k = createPortableKernels();
   const n = m.config.nPositions, known = n - 2 * 28;
   const set = parseTestImages(readJson(TEST_IMAGES), TEST_IMAGES);
-  const image = Int32Array.from(new Quantizer(m.palette!).quantize(Uint8Array.from(set.images[0]!.pixels)));
+  const image = Int32Array.from(new Quantizer(m.palette!).quantize(Uint8Array.from(set.images[0].pixels)));
   const prefix = new Int32Array(2 * n);
   prefix.set(image, 0);
   prefix.set(image, n);

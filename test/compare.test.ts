@@ -3,11 +3,11 @@ import assert from 'node:assert/strict';
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { comparisonMarkdown, readStudy } from '../src/cli/compare.js';
-import type { StudyState } from '../src/cli/experiment.js';
 import type { LayerProbeReport } from '../src/eval/probe.js';
+import { comparisonMarkdown, readStudy, type StudyState } from '../src/pipeline/study.js';
+import type { Objective } from '../src/train/objectives.js';
 
-function writeStudy(root: string, name: string, objective: string, layerAccuracies: number[], bestLayer: number): string {
+function writeStudy(root: string, name: string, objective: Objective, layerAccuracies: number[], bestLayer: number): string {
   const dir = join(root, name);
   mkdirSync(join(dir, 'probe'), { recursive: true });
   const state: StudyState = {
@@ -16,7 +16,7 @@ function writeStudy(root: string, name: string, objective: string, layerAccuraci
   };
   const probe: LayerProbeReport = {
     layers: layerAccuracies.map((a, layer) => ({ layer, l2: 1e-3, valAccuracy: a, testAccuracy: a - 0.01, sweep: [] })),
-    bestLayer, best: { l2: 1e-3, valAccuracy: layerAccuracies[bestLayer]!, testAccuracy: layerAccuracies[bestLayer]! - 0.01 },
+    bestLayer, best: { l2: 1e-3, valAccuracy: layerAccuracies[bestLayer], testAccuracy: layerAccuracies[bestLayer] - 0.01 },
   };
   writeFileSync(join(dir, 'study.json'), JSON.stringify(state));
   writeFileSync(join(dir, 'nll.json'), JSON.stringify({ natsPerPixel: 0.75, bitsPerDim: 0.75 / Math.LN2, images: 10 }));

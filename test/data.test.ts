@@ -5,7 +5,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import sharp from 'sharp';
-import { Command } from 'commander';
 import { readMaybeGzip } from '../src/data/binary.js';
 import { readIdx, readIdxImageSet } from '../src/data/idx.js';
 import { readCifar10Batch, readCifar100File } from '../src/data/cifar.js';
@@ -21,9 +20,7 @@ import { encodeImages, saveTokenDataset, loadTokenDataset, type TokenDataset } f
 import { dequantize, quantize } from '../src/palette/quantize.js';
 import type { Palette } from '../src/palette/palette.js';
 import { Rng } from '../src/util/rng.js';
-import { paletteCommand } from '../src/cli/palette.js';
-import { encodeCommand } from '../src/cli/encode.js';
-import { showCommand } from '../src/cli/show.js';
+import { runCli } from './cli.js';
 import { composeGrid, upscaleNearest, writeImageGrid, writeImage } from '../src/util/image.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'igpt-data-'));
@@ -357,18 +354,6 @@ test('token datasets: damaged files are named', () => {
   assert.throws(() => encodeImages({ count: 1, height: 3, width: 3, channels: 1, pixels: new Uint8Array(9), labels: new Int32Array(1) }, grayPalette, 2), /3×3, expected 2×2/);
 });
 
-async function runCli(args: string[]): Promise<void> {
-  const program = new Command('igpt').exitOverride();
-  for (const c of [paletteCommand, encodeCommand, showCommand]) c.register(program);
-  const log = console.log;
-  console.log = () => {};
-  try {
-    await program.parseAsync(args, { from: 'user' });
-  } finally {
-    console.log = log;
-  }
-}
-
 test('CLI: palette → encode → show on an image folder with train/test', async () => {
   const root = join(tmp, 'cli-data');
   for (const split of ['train', 'test']) for (const cls of ['dark', 'light']) {
@@ -564,21 +549,12 @@ test('a folder without train/ and test/ gets a test split: 10% of each class, fi
 
   // Through the CLI: encode reports and records it; the palette command holds out the same images.
   const out = join(tmp, 'classes-only-tokens');
-  const lines: string[] = [];
-  const log = console.log;
-  console.log = (line: string) => { lines.push(line); };
-  try {
-    const program = new Command('igpt').exitOverride();
-    encodeCommand.register(program);
-    await program.parseAsync(['encode', '--data', dir, '--k', '4', '--seed', '1', '--out', out], { from: 'user' });
-  } finally {
-    console.log = log;
-  }
+  const printed = await runCli(['encode', '--data', dir, '--k', '4', '--seed', '1', '--out', out]);
   const ds = loadTokenDataset(out);
   assert.equal(ds.test.count, 6);
   assert.equal(ds.train.count + ds.val.count, 54);
   assert.equal(ds.meta.testFraction, 0.1);
-  assert.match(lines.join('\n'), /6 test images .*6 held out of .*10% of each class, seed 1/);
+  assert.match(printed, /6 test images .*6 held out of .*10% of each class, seed 1/);
   await assert.rejects(runCli(['encode', '--data', dir, '--test-fraction', '1', '--out', join(tmp, 'x')]), /--test-fraction must be in \[0, 1\)/);
   await assert.rejects(runCli(['encode', '--data', dir, '--background', 'transparent', '--out', join(tmp, 'x')]), /--background: "transparent" is not a color/);
 });

@@ -10,10 +10,9 @@ import { existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSyn
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
-import { Command } from 'commander';
 import { EMOJI_FOLDER_MARKER, emojiPackageDir, installEmojiPackage, layoutEmojiFolder, readEmojiIndex } from '../src/data/emoji.js';
 import { readImageFolder } from '../src/data/folder.js';
-import { emojiFolderCommand } from '../src/cli/emoji-folder.js';
+import { runCli } from './cli.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'igpt-emoji-'));
 process.on('exit', () => rmSync(tmp, { recursive: true, force: true }));
@@ -119,23 +118,11 @@ test('igpt emoji-folder: --install runs npm install --prefix <cache>; without it
   assert.ok(existsSync(join(installed, 'img', 'apple', '64', '1f600.png')));
   assert.equal(JSON.parse(readFileSync(join(cache, 'package.json'), 'utf8')).dependencies['emoji-datasource-apple'] !== undefined, true);
 
-  const run = async (args: string[]): Promise<string[]> => {
-    const program = new Command('igpt').exitOverride();
-    emojiFolderCommand.register(program);
-    const lines: string[] = [];
-    const log = console.log;
-    console.log = (line: string) => { lines.push(line); };
-    try {
-      await program.parseAsync(['emoji-folder', ...args], { from: 'user' });
-    } finally {
-      console.log = log;
-    }
-    return lines;
-  };
+  const run = (args: string[]): Promise<string> => runCli(['emoji-folder', ...args]);
   const out = join(tmp, 'cli-emoji');
-  const lines = await run(['--cache', cache, '--out', out]);
-  assert.match(lines.join('\n'), /4 apple emoji in 3 categories \(Flags 1, People & Body 1, Smileys & Emotion 2\), linked from/);
-  assert.match(lines.join('\n'), /not licensed for commercial use/);
+  const printed = await run(['--cache', cache, '--out', out]);
+  assert.match(printed, /4 apple emoji in 3 categories \(Flags 1, People & Body 1, Smileys & Emotion 2\), linked from/);
+  assert.match(printed, /not licensed for commercial use/);
   assert.equal((await readImageFolder(out)).count, 4);
   await assert.rejects(run(['--cache', join(tmp, 'empty-cache'), '--out', out]), /not found; add --install/);
   await assert.rejects(run(['--vendor', 'samsung', '--out', out]), /--vendor must be one of apple, twitter, facebook, google/);

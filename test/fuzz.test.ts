@@ -152,7 +152,7 @@ function genericMutations(file: string, size: number, headerBytes: number, rng: 
   out.push({ name: 'cut-last-byte', file, apply: (b) => b.slice(0, -1) });
   const flip = (where: number): Mutation => {
     const pos = where, bit = rng.int(8);
-    return { name: `bitflip-${pos}.${bit}`, file, apply: (b) => { const c = b.slice(); c[pos]! ^= 1 << bit; return c; } };
+    return { name: `bitflip-${pos}.${bit}`, file, apply: (b) => { const c = b.slice(); c[pos] ^= 1 << bit; return c; } };
   };
   for (let i = 0; i < 8; i++) out.push(flip(rng.int(Math.min(size, headerBytes + 16))));
   for (let i = 0; i < 6; i++) out.push(flip(rng.int(size)));
@@ -171,7 +171,7 @@ function jsonMutations(file: string, text: string, rng: { int(n: number): number
   const paths = leafPaths(JSON.parse(text) as unknown);
   const out: Mutation[] = [];
   for (let i = 0; i < count; i++) {
-    const path = paths[rng.int(paths.length)]!;
+    const path = paths[rng.int(paths.length)];
     const value = hostile[rng.int(hostile.length)];
     const del = rng.int(4) === 0;
     out.push({
@@ -196,7 +196,7 @@ function leafPaths(v: unknown, prefix: (string | number)[] = []): (string | numb
 function setAt(obj: unknown, path: (string | number)[], value: unknown, del: boolean): void {
   let o = obj as Record<string | number, unknown>;
   for (const k of path.slice(0, -1)) o = o[k] as Record<string | number, unknown>;
-  const last = path[path.length - 1]!;
+  const last = path[path.length - 1];
   if (del && !Array.isArray(o)) delete o[last];
   else o[last] = value;
 }
@@ -204,7 +204,7 @@ function setAt(obj: unknown, path: (string | number)[], value: unknown, del: boo
 /** n of the mutations, spread over the list (empty, truncations, flips, junk alike). */
 function pick(list: Mutation[], n: number): Mutation[] {
   if (list.length <= n) return list;
-  return Array.from({ length: n }, (_, i) => list[Math.floor((i * list.length) / n)]!);
+  return Array.from({ length: n }, (_, i) => list[Math.floor((i * list.length) / n)]);
 }
 
 function forged(file: string, what: string, apply: (b: Uint8Array) => Uint8Array): Mutation {
@@ -235,7 +235,7 @@ async function buildCases(root: string, rng: InstanceType<typeof import('../src/
   const { readCifar10Batch, readCifar100File } = await import('../src/data/cifar.js');
   const { readStl10 } = await import('../src/data/stl10.js');
   const { readImageFolder } = await import('../src/data/folder.js');
-  const { loadPalette, savePalette } = await import('../src/palette/files.js');
+  const { loadPalette, savePalette } = await import('../src/io/palette-files.js');
   const { encodeNpy } = await import('../src/io/npy.js');
   const { readOpenAiClusters } = await import('../src/io/openai.js');
   const { SafetensorsReader, readSafetensors, writeSafetensors } = await import('../src/io/safetensors.js');
@@ -458,7 +458,7 @@ async function buildCases(root: string, rng: InstanceType<typeof import('../src/
     const archive = (ts: typeof tensors, pickle = stateDictPickle(ts)): Uint8Array => torchArchive(pickle, storages);
     const data = archive(tensors);
     const pickleEnd = 30 + 'archive/data.pkl'.length + stateDictPickle(tensors).length;
-    const editW = (edit: Partial<(typeof tensors)[number]>) => (): Uint8Array => archive([{ ...tensors[0]!, ...edit }, ...tensors.slice(1)]);
+    const editW = (edit: Partial<(typeof tensors)[number]>) => (): Uint8Array => archive([{ ...tensors[0], ...edit }, ...tensors.slice(1)]);
     const eocd = data.length - 22;
     const directory = new DataView(data.buffer).getUint32(eocd + 16, true);
     const withU32LE = (at: number, v: number) => (b: Uint8Array): Uint8Array => { const c = b.slice(); new DataView(c.buffer).setUint32(at, v, true); return c; };

@@ -13,7 +13,7 @@ import {
   configFromHf, float32Json, inspectModelFolder, loadModelFolder, saveModelFolder,
 } from '../src/io/hf.js';
 import { writeOpenAiClusters } from '../src/io/openai.js';
-import { describeModelFolder } from '../src/cli/info.js';
+import { describeModelFolder } from '../src/pipeline/info.js';
 import { makeConfig, type ModelConfig } from '../src/model/config.js';
 import { initParameters, parameterCount, ParameterTensors, tensorLayout } from '../src/model/parameters.js';
 import type { Palette } from '../src/palette/palette.js';
@@ -94,8 +94,8 @@ test('safetensors: write then read returns the tensors, order, metadata; header 
   assert.equal(bytes.length, 8 + n + 4 * (6 + 1 + 1));
   const header = JSON.parse(bytes.toString('utf8', 8, 8 + n)) as Record<string, { data_offsets: number[] }>;
   assert.deepEqual(Object.keys(header), ['__metadata__', 'z.first', 'a.second', 'scalar', 'empty']);
-  assert.deepEqual(header['z.first']!.data_offsets, [0, 24]);
-  assert.deepEqual(header['a.second']!.data_offsets, [24, 28]);
+  assert.deepEqual(header['z.first'].data_offsets, [0, 24]);
+  assert.deepEqual(header['a.second'].data_offsets, [24, 28]);
 
   const r = SafetensorsReader.open(file);
   assert.deepEqual(r.metadata, { note: 'hi' });
@@ -145,8 +145,8 @@ test('safetensors: float16 conversion round-trips every half value and rounds to
   const values = new Float32Array(65536);
   halfToFloat32(values, all);
   for (let h = 0; h < 65536; h++) {
-    if (Number.isNaN(values[h])) { assert.ok(Number.isNaN(halfToFloat32Of(float32ToHalfBits(values[h]!)))); continue; }
-    assert.equal(float32ToHalfBits(values[h]!), h, `half 0x${h.toString(16)}`);
+    if (Number.isNaN(values[h])) { assert.ok(Number.isNaN(halfToFloat32Of(float32ToHalfBits(values[h])))); continue; }
+    assert.equal(float32ToHalfBits(values[h]), h, `half 0x${h.toString(16)}`);
   }
   assert.equal(float32ToHalfBits(1 + 2 ** -11), 0x3c00);     // tie → even
   assert.equal(float32ToHalfBits(1 + 3 * 2 ** -11), 0x3c02); // tie → even (up)
@@ -166,7 +166,7 @@ test('safetensors: float16 conversion round-trips every half value and rounds to
 function halfToFloat32Of(bits: number): number {
   const out = new Float32Array(1);
   halfToFloat32(out, Uint16Array.from([bits]));
-  return out[0]!;
+  return out[0];
 }
 
 test('safetensors: the writer stores F16/BF16 that the reader reads back', withTempDir((dir) => {
@@ -180,8 +180,8 @@ test('safetensors: the writer stores F16/BF16 that the reader reads back', withT
   assert.deepEqual(r.entries.map((e) => [e.dtype, e.begin, e.end]), [['F16', 0, 8], ['BF16', 8, 16]]);
   const a = r.read('a'), b = r.read('b');
   for (let i = 0; i < 4; i++) {
-    assert.ok(Math.abs(a[i]! - values[i]!) <= Math.abs(values[i]!) * 2 ** -11 + 2 ** -25, `f16 ${values[i]} → ${a[i]}`);
-    assert.ok(Math.abs(b[i]! - values[i]!) <= Math.abs(values[i]!) * 2 ** -8, `bf16 ${values[i]} → ${b[i]}`);
+    assert.ok(Math.abs(a[i] - values[i]) <= Math.abs(values[i]) * 2 ** -11 + 2 ** -25, `f16 ${values[i]} → ${a[i]}`);
+    assert.ok(Math.abs(b[i] - values[i]) <= Math.abs(values[i]) * 2 ** -8, `bf16 ${values[i]} → ${b[i]}`);
   }
   r.close();
 }));
@@ -274,7 +274,7 @@ test('hf: config.json and preprocessor_config.json carry the HF ImageGPT fields'
   assert.equal(pre.do_normalize, true);
   const clusters = pre.clusters as number[][];
   assert.equal(clusters.length, 16);
-  assert.ok(clusters.every((c) => c.length === 1 && c[0]! >= -1 && c[0]! <= 1));
+  assert.ok(clusters.every((c) => c.length === 1 && c[0] >= -1 && c[0] <= 1));
   // Names in the weights are exactly tensorLayout's, in its order.
   const r = SafetensorsReader.open(join(dir, 'model.safetensors'));
   assert.deepEqual(r.entries.map((e) => e.name), tensorLayout(tinyConfig).map((t) => t.name));
@@ -474,8 +474,8 @@ function assertLogitsClose(ours: Float32Array, ref: Float32Array, what: string):
   assert.equal(ours.length, ref.length);
   let maxDiff = 0, maxRef = 0;
   for (let i = 0; i < ref.length; i++) {
-    maxDiff = Math.max(maxDiff, Math.abs(ours[i]! - ref[i]!));
-    maxRef = Math.max(maxRef, Math.abs(ref[i]!));
+    maxDiff = Math.max(maxDiff, Math.abs(ours[i] - ref[i]));
+    maxRef = Math.max(maxRef, Math.abs(ref[i]));
   }
   assert.ok(maxRef > 0.5, `${what}: reference logits are not trivial (max |logit| ${maxRef})`);
   assert.ok(maxDiff <= 1e-4 * maxRef, `${what}: max |ours - torch| = ${maxDiff} vs max |logit| ${maxRef}`);

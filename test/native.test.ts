@@ -39,8 +39,8 @@ test('without the addon, auto falls back to portable with one hint line; native 
   assert.equal(auto.stdout.trim(), 'portable');
   const lines = auto.stderr.trim().split('\n');
   assert.equal(lines.length, 1, `expected one line, got: ${auto.stderr}`);
-  assert.match(lines[0]!, /portable/);
-  assert.match(lines[0]!, /apt-get install -y libopenblas-dev && npm rebuild igpt/);
+  assert.match(lines[0], /portable/);
+  assert.match(lines[0], /apt-get install -y libopenblas-dev && npm rebuild igpt/);
 
   const quiet = runNode(`${SELECT} console.log(loadKernels().name);`, { ...missing, IGPT_QUIET: '1' });
   assert.equal(quiet.stdout.trim(), 'portable');
@@ -110,8 +110,8 @@ test('pool-split and OpenBLAS-threaded GEMM agree', { skip }, () => {
   }
   let worst = 0, scale = 0;
   for (let i = 0; i < m * n; i++) {
-    worst = Math.max(worst, Math.abs(results[0]![i]! - results[1]![i]!));
-    scale = Math.max(scale, Math.abs(results[1]![i]!));
+    worst = Math.max(worst, Math.abs(results[0][i] - results[1][i]));
+    scale = Math.max(scale, Math.abs(results[1][i]));
   }
   assert.ok(worst / scale < 1e-5, `pool vs blas: ${worst / scale}`);
 });
@@ -151,7 +151,7 @@ test('fused kernels give bit-identical results on 1, 2 and 3 threads', { skip },
   });
   assert.equal(prints[1], prints[0]);
   assert.equal(prints[2], prints[0]);
-  assert.match(prints[0]!, /^[0-9a-f]{64}$/);
+  assert.match(prints[0], /^[0-9a-f]{64}$/);
 });
 
 test('the AVX2 and BLAS attention paths (and AVX2 decoding products) pass the shared tests too', { skip }, () => {

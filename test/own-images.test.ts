@@ -20,7 +20,8 @@ import { classifyFeatures, headClassifier, probeClassifier, probeClassifierJson,
 import { extractFeatures } from '../src/eval/features.js';
 import { classificationAccuracy, finetune } from '../src/eval/finetune.js';
 import { classifyImageFiles, imageFileFeatures, writeFeatureFile } from '../src/eval/image-files.js';
-import { predict, probeLayers } from '../src/eval/probe.js';
+import { predict } from '../src/eval/logistic.js';
+import { probeLayers } from '../src/eval/probe.js';
 import { readNpy } from '../src/io/npy.js';
 import { readSafetensors } from '../src/io/safetensors.js';
 import { saveModelFolder } from '../src/io/hf.js';
@@ -68,8 +69,8 @@ before(async () => {
     await raw(gray, SIDE, 1).png().toFile(join(pngDir, `${name}.png`));
     const rgb = new Uint8Array(3 * T), rgba = new Uint8Array(4 * T);
     for (let p = 0; p < T; p++) {
-      rgb.fill(gray[p]!, 3 * p, 3 * p + 3);
-      rgba.fill(gray[p]!, 4 * p, 4 * p + 3);
+      rgb.fill(gray[p], 3 * p, 3 * p + 3);
+      rgba.fill(gray[p], 4 * p, 4 * p + 3);
       rgba[4 * p + 3] = p % 3 === 0 ? 128 : 255;
     }
     const kind = i % 4;
@@ -122,7 +123,7 @@ describe('own images', () => {
       for (let i = 0; i < IMAGES; i++) {
         [0, 2, 1].forEach((l, j) => assert.deepEqual(
           Array.from(r.features.subarray((i * 3 + j) * d, (i * 3 + j + 1) * d)),
-          Array.from(reference[l]!.subarray(i * d, (i + 1) * d)), `${dir} image ${i} layer ${l}`));
+          Array.from(reference[l].subarray(i * d, (i + 1) * d)), `${dir} image ${i} layer ${l}`));
       }
       // The color files are made gray (luma), said once.
       assert.equal(warnings.filter((w) => /converted to gray/.test(w)).length, dir === mixedDir ? 1 : 0, warnings.join('\n'));
@@ -171,24 +172,24 @@ describe('own images', () => {
     for (const r of results) {
       assert.equal(r.name, names[r.label]);
       assert.equal(r.top.length, 3);
-      assert.equal(r.top[0]!.label, r.label);
-      assert.ok(r.probability > 0 && r.probability <= 1 && r.top[1]!.probability <= r.probability);
+      assert.equal(r.top[0].label, r.label);
+      assert.ok(r.probability > 0 && r.probability <= 1 && r.top[1].probability <= r.probability);
     }
 
     // A probe: fitted on the dataset's features, saved as probe.json saves it, read back, classifies the files as it predicts.
     const feats = (split: typeof data.train) => extractFeatures(pretrained, split, { batch: 32, objective: 'ar' }).layers;
     const train = feats(splitRows(data.train, 0, 400, T)), val = feats(data.val), test = feats(data.test);
-    const { report, bestModel } = probeLayers(train.map((t, l) => ({ train: t, val: val[l]!, test: test[l]! })),
+    const { report, bestModel } = probeLayers(train.map((t, l) => ({ train: t, val: val[l], test: test[l] })),
       { train: data.train.labels.subarray(0, 400), val: data.val.labels, test: data.test.labels }, { numClasses: 10, kernels, l2Grid: [1e-2, 1e-3] });
     const probePath = join(runDir, 'probe.json');
     writeFileSync(probePath, JSON.stringify({ ...report, classifier: probeClassifierJson(bestModel, report.bestLayer, names) }));
     const probe = readProbeClassifier(probePath, kernels);
     assert.equal(probe.layer, report.bestLayer);
-    const expected = predict(bestModel, test[report.bestLayer]!.subarray(0, IMAGES * 32), IMAGES, kernels);
+    const expected = predict(bestModel, test[report.bestLayer].subarray(0, IMAGES * 32), IMAGES, kernels);
     const byProbe = await classifyImageFiles(pretrained, data.palette, listImageInputs([pngDir]), probe, { objective: 'ar' });
     assert.deepEqual(byProbe.map((r) => r.label), Array.from(expected));
     // The in-memory probe and the one read back from JSON are the same numbers.
-    const direct = classifyFeatures(probeClassifier(probeClassifierJson(bestModel, report.bestLayer, names), 'mem'), test[report.bestLayer]!, data.test.count);
+    const direct = classifyFeatures(probeClassifier(probeClassifierJson(bestModel, report.bestLayer, names), 'mem'), test[report.bestLayer], data.test.count);
     assert.deepEqual(direct.slice(0, IMAGES).map((r) => r.label), Array.from(expected));
   });
 
@@ -207,8 +208,8 @@ describe('own images', () => {
     for await (const b of readImageBatches(files, { side: SIDE, channels: 1, batch: 2, warn: (m) => warnings.push(m) })) batches.push(b);
     assert.deepEqual(batches.flatMap((b) => b.files), [join(dir, 'b-good.png')]);
     assert.equal(warnings.length, 2);
-    assert.match(warnings[0]!, /a-bad\.png: cannot read image .*skipped/);
-    assert.match(warnings[1]!, /missing\.png: cannot read image \(ENOENT\)/);
+    assert.match(warnings[0], /a-bad\.png: cannot read image .*skipped/);
+    assert.match(warnings[1], /missing\.png: cannot read image \(ENOENT\)/);
     await assert.rejects(async () => { for await (const _ of readImageBatches(files, { side: SIDE, channels: 1, strict: true })) { /* reading */ } },
       /a-bad\.png: cannot read image/);
     const empty = join(runDir, 'empty');
@@ -221,7 +222,7 @@ describe('own images', () => {
       assert.equal(b.pixels[0], b.pixels[1]);
     }
     assert.equal(rgbWarnings.length, 1);
-    assert.match(rgbWarnings[0]!, /repeated into RGB/);
+    assert.match(rgbWarnings[0], /repeated into RGB/);
   });
 
   it('the commands: complete writes the grid and each completion, features the .npy and names, classify explains a missing head', () => {

@@ -6,7 +6,8 @@ import { join } from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { kmeans, fitPalette, samplePixelColors, type WeightedPoints } from '../src/palette/kmeans.js';
 import { Quantizer, quantize, dequantize, nearestCenter } from '../src/palette/quantize.js';
-import { savePalette, loadPalette, loadPaletteNpy } from '../src/palette/files.js';
+import { savePalette, loadPalette } from '../src/io/palette-files.js';
+import { readOpenAiClusters } from '../src/io/openai.js';
 import { parseNpy, encodeNpy, readNpy, writeNpy } from '../src/io/npy.js';
 import type { Palette } from '../src/palette/palette.js';
 import type { ImageSet } from '../src/data/images.js';
@@ -159,7 +160,7 @@ test('npy: reads a float32 [512, 3] file written by numpy (v1 and v2)', { skip: 
     'fh = open(sys.argv[2], "wb"); f.write_array(fh, c, version=(2, 0)); fh.close()',
   ].join('\n'), v1, v2]);
   for (const path of [v1, v2]) {
-    const p = loadPaletteNpy(path);
+    const p = readOpenAiClusters(path);
     assert.equal(p.k, 512);
     assert.equal(p.channels, 3);
     assert.equal(p.centers[0], -1);
@@ -197,9 +198,9 @@ test('npy: crafted bytes; bad magic, dtype, shape, size are clear errors', () =>
   assert.throws(() => parseNpy(good.subarray(0, 40), 't.npy'), /t\.npy: truncated/);
   const path = join(tmp, 'bad-shape.npy');
   writeFileSync(path, encodeNpy(new Float32Array(8), [2, 4]));
-  assert.throws(() => loadPaletteNpy(path), (e: Error) => e.message.includes(path) && /shape \[k, 3\]/.test(e.message));
+  assert.throws(() => readOpenAiClusters(path), (e: Error) => e.message.includes(path) && /shape \[k, 3\]/.test(e.message));
   writeFileSync(path, encodeNpy(new Uint8Array(6), [2, 3]));
-  assert.throws(() => loadPaletteNpy(path), (e: Error) => e.message.includes(path) && /float32/.test(e.message));
+  assert.throws(() => readOpenAiClusters(path), (e: Error) => e.message.includes(path) && /float32/.test(e.message));
   assert.throws(() => readNpy(join(tmp, 'missing.npy')), /missing\.npy: cannot read/);
   assert.ok(!existsSync(`${path}.tmp-${process.pid}`));
 });

@@ -45,7 +45,7 @@ describe('plot', () => {
 
   it('puts the legend in the corner the lines leave free', () => {
     const legendAt = (y: number[]) => {
-      const svg = lineChartSvg({ series: [{ name: 'a', x: [0, 1, 2, 3], y }, { name: 'b', x: [0, 3], y: [y[0]!, y[3]!] }] });
+      const svg = lineChartSvg({ series: [{ name: 'a', x: [0, 1, 2, 3], y }, { name: 'b', x: [0, 3], y: [y[0], y[3]] }] });
       const m = /<rect x="([\d.]+)" y="([\d.]+)"[^>]*stroke="#bbb"/.exec(svg);
       assert.ok(m, 'legend box drawn');
       return `${Number(m[1]) > 400 ? 'right' : 'left'} ${Number(m[2]) > 250 ? 'bottom' : 'top'}`;

@@ -3,9 +3,9 @@ import { describe, it } from 'node:test';
 import { minimizeLbfgs } from '../src/eval/lbfgs.js';
 import { lowDataProbe, pixelFeatures, sampleLabelsPerClass, selectRows } from '../src/eval/lowdata.js';
 import {
-  accuracy, concatColumns, featureStats, predict, probeFeatures, probeLayers, selectL2, softmaxObjective,
-  standardize, trainLogisticRegression, type LabeledFeatures,
-} from '../src/eval/probe.js';
+  accuracy, featureStats, predict, softmaxObjective, standardize, trainLogisticRegression, type LabeledFeatures,
+} from '../src/eval/logistic.js';
+import { concatColumns, probeFeatures, probeLayers, selectL2 } from '../src/eval/probe.js';
 import { Rng } from '../src/util/rng.js';
 import { availableBackends } from './backends.js';
 
@@ -231,7 +231,7 @@ describe('logistic regression probe', () => {
     const pred = predict(m, val.features, n);
     let correct = 0;
     for (let r = 0; r < n; r++) {
-      const scores = [0, 1, 2].map((c) => { let s = 0; for (let j = 0; j < 6; j++) s += val.features[r * 6 + j]! * m.weights[j * 3 + c]!; return s; });
+      const scores = [0, 1, 2].map((c) => { let s = 0; for (let j = 0; j < 6; j++) s += val.features[r * 6 + j] * m.weights[j * 3 + c]; return s; });
       const best = scores.indexOf(Math.max(...scores));
       assert.equal(pred[r], best, `row ${r}`);
       if (best === val.labels[r]) correct++;

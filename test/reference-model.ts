@@ -32,13 +32,13 @@ export function referenceForward(cfg: ModelConfig, flat: Float64Array, x: Refere
     let ms = 0;
     for (const e of v) ms += e * e;
     const r = 1 / Math.sqrt(ms / v.length + eps);
-    return v.map((e, i) => e * r * g[i]!);
+    return v.map((e, i) => e * r * g[i]);
   };
   const affine = (v: Float64Array, w: Float64Array, b: Float64Array | null, nOut: number): Float64Array => {
     const out = new Float64Array(nOut);
     for (let o = 0; o < nOut; o++) {
-      let s = b ? b[o]! : 0;
-      for (let i = 0; i < v.length; i++) s += v[i]! * w[i * nOut + o]!;
+      let s = b ? b[o] : 0;
+      for (let i = 0; i < v.length; i++) s += v[i] * w[i * nOut + o];
       out[o] = s;
     }
     return out;
@@ -47,19 +47,19 @@ export function referenceForward(cfg: ModelConfig, flat: Float64Array, x: Refere
     const m = Math.max(...z);
     let s = 0;
     for (const e of z) s += Math.exp(e - m);
-    return z[target]! - m - Math.log(s);
+    return z[target] - m - Math.log(s);
   };
 
   for (let b = 0; b < B; b++) {
     let h: Float64Array[] = [];
     for (let t = 0; t < T; t++) {
-      const tok = x.inputs[b * T + t]!;
+      const tok = x.inputs[b * T + t];
       const v = new Float64Array(d);
-      for (let i = 0; i < d; i++) v[i] = (tok >= 0 ? W('transformer.wte.weight')[tok * d + i]! : 0) + W('transformer.wpe.weight')[t * d + i]!;
+      for (let i = 0; i < d; i++) v[i] = (tok >= 0 ? W('transformer.wte.weight')[tok * d + i] : 0) + W('transformer.wpe.weight')[t * d + i];
       h.push(v);
     }
     const pool = (rowsOf: Float64Array[], layer: number): void => {
-      for (const r of rowsOf) for (let i = 0; i < d; i++) features[(layer * B + b) * d + i]! += r[i]! / T;
+      for (const r of rowsOf) for (let i = 0; i < d; i++) features[(layer * B + b) * d + i] += r[i] / T;
     };
     for (let l = 0; l < L; l++) {
       const pre = `transformer.h.${l}.`;
@@ -73,26 +73,26 @@ export function referenceForward(cfg: ModelConfig, flat: Float64Array, x: Refere
           const scores: number[] = [];
           for (let u = 0; u <= last; u++) {
             let s = 0;
-            for (let i = 0; i < hs; i++) s += qkv[t]![head * hs + i]! * qkv[u]![d + head * hs + i]!;
+            for (let i = 0; i < hs; i++) s += qkv[t][head * hs + i] * qkv[u][d + head * hs + i];
             scores.push(s / Math.sqrt(hs));
           }
           const m = Math.max(...scores);
           const e = scores.map((s) => Math.exp(s - m));
           const z = e.reduce((a, c) => a + c, 0);
           for (let u = 0; u <= last; u++) {
-            for (let i = 0; i < hs; i++) y[t]![head * hs + i]! += (e[u]! / z) * qkv[u]![2 * d + head * hs + i]!;
+            for (let i = 0; i < hs; i++) y[t][head * hs + i] += (e[u] / z) * qkv[u][2 * d + head * hs + i];
           }
         }
       }
       const a = h.map((v, t) => {
-        const o = affine(y[t]!, W(pre + 'attn.c_proj.weight'), W(pre + 'attn.c_proj.bias'), d);
-        return v.map((e, i) => e + o[i]!);
+        const o = affine(y[t], W(pre + 'attn.c_proj.weight'), W(pre + 'attn.c_proj.bias'), d);
+        return v.map((e, i) => e + o[i]);
       });
       h = a.map((v) => {
         const f = affine(norm(v, W(pre + 'ln_2.weight')), W(pre + 'mlp.c_fc.weight'), W(pre + 'mlp.c_fc.bias'), 4 * d)
           .map((u) => u / (1 + Math.exp(-1.702 * u)));
         const o = affine(f, W(pre + 'mlp.c_proj.weight'), W(pre + 'mlp.c_proj.bias'), d);
-        return v.map((e, i) => e + o[i]!);
+        return v.map((e, i) => e + o[i]);
       });
     }
     const nf = h.map((v) => norm(v, W('transformer.ln_f.weight')));
@@ -102,7 +102,7 @@ export function referenceForward(cfg: ModelConfig, flat: Float64Array, x: Refere
       const z = new Float64Array(K);
       for (let o = 0; o < K; o++) {
         let s = 0;
-        for (let i = 0; i < d; i++) s += nf[t]![i]! * head[o * d + i]!;
+        for (let i = 0; i < d; i++) s += nf[t][i] * head[o * d + i];
         z[o] = s;
       }
       logits.set(z, (b * T + t) * K);
@@ -115,10 +115,10 @@ export function referenceForward(cfg: ModelConfig, flat: Float64Array, x: Refere
       const z = new Float64Array(cfg.numLabels);
       for (let c = 0; c < cfg.numLabels; c++) {
         let s = 0;
-        for (let i = 0; i < d; i++) s += pooled[i]! * score[c * d + i]!;
+        for (let i = 0; i < d; i++) s += pooled[i] * score[c * d + i];
         z[c] = s;
       }
-      clfSum -= logSoftmaxAt(z, x.labels[b]!);
+      clfSum -= logSoftmaxAt(z, x.labels[b]);
     }
   }
   const gen = genCount > 0 ? (x.genWeight ?? 1) * genSum / genCount : 0;

@@ -43,7 +43,7 @@ interface Child { child: ChildProcess; done: Promise<Exit>; stdout(): string }
 function node(script: string, args: string[], fileSizeKiB?: number): Child {
   const argv = [process.execPath, '--import', 'tsx', script, ...args];
   const child = fileSizeKiB === undefined
-    ? spawn(argv[0]!, argv.slice(1), { env: { ...process.env, IGPT_DEBUG: '' }, stdio: ['ignore', 'pipe', 'pipe'] })
+    ? spawn(argv[0], argv.slice(1), { env: { ...process.env, IGPT_DEBUG: '' }, stdio: ['ignore', 'pipe', 'pipe'] })
     : spawn('bash', ['-c', `ulimit -f ${fileSizeKiB}; exec "$@"`, 'bash', ...argv], { env: { ...process.env, IGPT_DEBUG: '' }, stdio: ['ignore', 'pipe', 'pipe'] });
   const t0 = performance.now();
   let stdout = '', stderr = '';
@@ -152,10 +152,10 @@ test('processes racing for a lock, fresh or stale: exactly one holds it, the oth
   const dir = join(root, 'race');
   const fresh = await race(dir, 4);
   assert.equal(fresh.holders.length, 1, fresh.lines.join('\n'));
-  const winner = fresh.holders[0]!.child.pid!;
+  const winner = fresh.holders[0].child.pid!;
   for (const line of fresh.lines.filter((l) => l.startsWith('refused'))) assert.match(line, new RegExp(`in use by another igpt process: pid ${winner} `));
-  fresh.holders[0]!.child.kill('SIGTERM');
-  const ended = await fresh.holders[0]!.done;
+  fresh.holders[0].child.kill('SIGTERM');
+  const ended = await fresh.holders[0].done;
   assert.equal(ended.signal, 'SIGTERM', 'the process still dies of the signal');
   assert.ok(!existsSync(join(dir, LOCK_FILE)), 'SIGTERM released the lock');
 
@@ -163,11 +163,11 @@ test('processes racing for a lock, fresh or stale: exactly one holds it, the oth
   writeFileSync(join(dir, LOCK_FILE), JSON.stringify({ pid: dead, host: hostname(), since: '2020-01-01T00:00:00.000Z', command: 'igpt pretrain' }));
   const stale = await race(dir, 4);
   assert.equal(stale.holders.length, 1, stale.lines.join('\n'));
-  assert.match(stale.holders[0]!.stdout(), new RegExp(`took-over ${dead}\\b`));
-  const taker = stale.holders[0]!.child.pid!;
+  assert.match(stale.holders[0].stdout(), new RegExp(`took-over ${dead}\\b`));
+  const taker = stale.holders[0].child.pid!;
   for (const line of stale.lines.filter((l) => l.startsWith('refused'))) assert.match(line, new RegExp(`pid ${taker} `));
-  stale.holders[0]!.child.kill('SIGINT');
-  assert.equal((await stale.holders[0]!.done).signal, 'SIGINT');
+  stale.holders[0].child.kill('SIGINT');
+  assert.equal((await stale.holders[0].done).signal, 'SIGINT');
   assert.deepEqual(readdirSync(dir), [], 'no lock, guard or note left behind');
 });
 
@@ -214,7 +214,7 @@ test('a full disk mid-checkpoint (file-size limit on the process): a clear error
 /** Flips one bit of a file at `position` bytes before its end. */
 function flipBit(file: string, fromEnd: number): void {
   const bytes = readFileSync(file);
-  bytes[bytes.length - fromEnd]! ^= 0x10;
+  bytes[bytes.length - fromEnd] ^= 0x10;
   writeFileSync(file, bytes);
 }
 
@@ -312,7 +312,7 @@ test('igpt serve: 200 concurrent downloads of the model and the page are all ans
   const server = igpt(['serve', '--model', model, '--web', web, '--port', '0']);
   try {
     await waitFor(() => /igpt serve: http:\/\/\S+/.test(server.stdout()), server, 'it listened');
-    const url = new URL(/igpt serve: (http:\/\/\S+)/.exec(server.stdout())![1]!);
+    const url = new URL(/igpt serve: (http:\/\/\S+)/.exec(server.stdout())![1]);
     const pid = server.child.pid!;
     const agent = new Agent({ keepAlive: false, maxSockets: 200 });
     await get(url, '/', agent); // warm up: the first request's code paths are not a per-request cost

@@ -17,7 +17,7 @@ function randomParameters(seed: number): ParameterTensors {
   const p = new ParameterTensors(cfg);
   initParameters(p, seed);
   const rng = new Rng(seed + 1);
-  for (let i = 0; i < p.data.length; i++) p.data[i]! += rng.normal() * 0.3;
+  for (let i = 0; i < p.data.length; i++) p.data[i] += rng.normal() * 0.3;
   return p;
 }
 
@@ -32,12 +32,12 @@ function decoderAgainstFullForward(kernels: Kernels, precision: KvCachePrecision
   const feed = new Int32Array(B);
   let maxDiff = 0, maxRef = 0;
   for (let t = 0; t < T; t++) {
-    for (let b = 0; b < B; b++) feed[b] = inputs[b * T + t]!;
+    for (let b = 0; b < B; b++) feed[b] = inputs[b * T + t];
     const logits = decoder.feed(feed);
     for (let b = 0; b < B; b++) {
       for (let v = 0; v < V; v++) {
-        const ref = full[(b * T + t) * V + v]!;
-        maxDiff = Math.max(maxDiff, Math.abs(logits[b * V + v]! - ref));
+        const ref = full[(b * T + t) * V + v];
+        maxDiff = Math.max(maxDiff, Math.abs(logits[b * V + v] - ref));
         maxRef = Math.max(maxRef, Math.abs(ref));
       }
     }
@@ -85,17 +85,20 @@ for (const { name, kernels } of availableBackends()) {
     const inputs = new Int32Array(count * n);
     for (let img = 0; img < count; img++) {
       inputs[img * n] = 5;
-      for (let t = 1; t < n; t++) inputs[img * n + t] = g1[img * n + t - 1]!;
+      for (let t = 1; t < n; t++) inputs[img * n + t] = g1[img * n + t - 1];
     }
     const logits = computeLogits(kernels, params, inputs, count, n);
     for (let i = 0; i < count * n; i++) {
       if (i % n < 4) continue;
       let best = 0;
-      for (let v = 1; v < 5; v++) if (logits[i * 5 + v]! > logits[i * 5 + best]!) best = v;
+      for (let v = 1; v < 5; v++) if (logits[i * 5 + v] > logits[i * 5 + best]) best = v;
       assert.equal(g1[i], best, `pixel ${i}`);
     }
     const c = sampleAutoregressive(grouped, params, req, { temperature: 1, topK: 0, topP: 1, seed: 8 });
     assert.notDeepEqual(a, c);
+    // The hidden pixels of the prefix must not reach the samples: other hidden content, same samples.
+    const otherHidden = prefix.map((v, i) => (i % n < 4 ? v : (v + 1 + (i % 3)) % 5));
+    assert.deepEqual(sampleAutoregressive(grouped, params, { ...req, prefix: otherHidden }, { temperature: 1, topK: 0, topP: 1, seed: 7 }), a);
   });
 
   test(`${name}: BERT in-filling keeps known pixels and fills every unknown one`, () => {
@@ -103,12 +106,18 @@ for (const { name, kernels } of availableBackends()) {
     const n = cfg.nPositions;
     const tokens = Int32Array.from({ length: n }, (_, i) => i % 5);
     const known = Uint8Array.from({ length: n }, (_, i) => (i < n / 2 ? 1 : 0));
-    const out = sampleBert(kernels, params, tokens, known, 1,
+    const fill = (input: Int32Array): Int32Array => sampleBert(kernels, params, input, known, 1,
       { temperature: 1, topK: 0, topP: 1, seed: 1, passes: 3, order: 'confident' });
+    const out = fill(tokens);
     for (let i = 0; i < n; i++) {
-      assert.ok(out[i]! >= 0 && out[i]! < 5);
+      assert.ok(out[i] >= 0 && out[i] < 5);
       if (known[i]) assert.equal(out[i], tokens[i]);
     }
+    // The hidden pixels of the input must not reach the output: other hidden content, same output
+    // (an in-filler that returned its input, or read the pixels it was to guess, fails here).
+    const otherHidden = tokens.map((v, i) => (known[i] ? v : (v + 1 + (i % 3)) % 5));
+    assert.deepEqual(fill(otherHidden), out);
+    assert.notDeepEqual(out, otherHidden);
   });
 }
 
@@ -128,18 +137,18 @@ test('samplePixel honours top-k and top-p', () => {
 });
 
 test('the native decode group fills the reported cache: fewer images as each needs more bytes, at least one', { skip: !nativeAvailable() && 'the native addon is not built' }, () => {
-  const k = createNativeKernels();
+  const native = createNativeKernels();
   const big = makeConfig({ nEmbd: 256, nLayer: 8, nHead: 8 }, 16, 784, 0);
-  const f16 = decodeGroupFor(k, big, 'f16'), f32 = decodeGroupFor(k, big, 'f32');
+  const f16 = decodeGroupFor(native, big, 'f16'), f32 = decodeGroupFor(native, big, 'f32');
   assert.ok(f16 >= 1 && f32 >= 1 && Number.isInteger(f16) && Number.isInteger(f32));
   assert.ok(f16 >= f32, `f16 caches take half the bytes: group ${f16} should be at least f32's ${f32}`);
   const cache = nativeCacheBytes();
   if (cache > 0) {
-    assert.equal(k.decodeGroup(cache / 4, 0), 4, 'four images of a quarter of the cache each');
-    assert.equal(k.decodeGroup(cache / 4, cache / 2), 2, 'two beside weights of half the cache');
-    assert.equal(k.decodeGroup(1e15, 0), 1, 'an image larger than the cache is decoded alone');
+    assert.equal(native.decodeGroup(cache / 4, 0), 4, 'four images of a quarter of the cache each');
+    assert.equal(native.decodeGroup(cache / 4, cache / 2), 2, 'two beside weights of half the cache');
+    assert.equal(native.decodeGroup(1e15, 0), 1, 'an image larger than the cache is decoded alone');
   } else {
-    assert.equal(k.decodeGroup(1e6, 0), 8, 'no cache size reported: the measured default');
+    assert.equal(native.decodeGroup(1e6, 0), 8, 'no cache size reported: the measured default');
   }
   assert.equal(createPortableKernels().decodeGroup(1e15, 0), Infinity, 'the portable kernels decode all images at once');
 });

@@ -11,9 +11,8 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, 
 import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Command } from 'commander';
-import { convertCommand } from '../src/cli/convert.js';
-import { describeModelFolder, describeWeightFile } from '../src/cli/info.js';
+import { runCli } from './cli.js';
+import { describeModelFolder, describeWeightFile } from '../src/pipeline/info.js';
 import { convertModelFolder, inspectModelFolder, loadModelFolder, resolveModelDir, saveModelFolder } from '../src/io/hf.js';
 import { hubCacheDir } from '../src/io/hf-cache.js';
 import { ACCEPTED_OPCODES } from '../src/io/pickle.js';
@@ -115,17 +114,7 @@ test('igpt convert writes a safetensors folder from a pytorch_model.bin folder',
     name: x.name, shape: x.shape, data: params.data.subarray(x.offset, x.offset + x.size),
   }))));
   rmSync(join(src, 'model.safetensors'));
-  const program = new Command('igpt').exitOverride();
-  convertCommand.register(program);
-  const lines: string[] = [];
-  const log = console.log;
-  console.log = (s: string) => { lines.push(s); };
-  try {
-    await program.parseAsync(['convert', src, '--out', join(dir, 'out')], { from: 'user' });
-  } finally {
-    console.log = log;
-  }
-  assert.match(lines.join('\n'), /26,976 parameters/);
+  assert.match(await runCli(['convert', src, '--out', join(dir, 'out')]), /26,976 parameters/);
   assert.deepEqual(loadModelFolder(join(dir, 'out')).params.data, params.data);
 });
 

@@ -10,7 +10,7 @@ import { makeConfig } from '../src/model/config.js';
 import { ImageGPT } from '../src/model/model.js';
 import { initParameters, ParameterTensors } from '../src/model/parameters.js';
 import { listCheckpoints, loadLatestCheckpoint } from '../src/train/checkpoint.js';
-import { probeCurve } from '../src/cli/probe-curve.js';
+import { probeCurve } from '../src/pipeline/probe-curve.js';
 import { BatchBuilder } from '../src/train/objectives.js';
 import { pretrain, type RunState } from '../src/train/pretrain.js';
 import { NumericalFault, Trainer, type PretrainOptions } from '../src/train/trainer.js';
@@ -40,10 +40,10 @@ const finetuneOptions = (o: Partial<FinetuneOptions>): FinetuneOptions => ({
 /** Cross-entropy of the validation pixels under the training pixels' color frequencies. */
 function unigramNats(d: TokenDataset): number {
   const counts = new Float64Array(d.palette.k).fill(1);
-  for (const t of d.train.tokens) counts[t]!++;
+  for (const t of d.train.tokens) counts[t]++;
   const total = counts.reduce((a, b) => a + b, 0);
   let nll = 0;
-  for (const t of d.val.tokens) nll -= Math.log(counts[t]! / total);
+  for (const t of d.val.tokens) nll -= Math.log(counts[t] / total);
   return nll / d.val.tokens.length;
 }
 
@@ -101,7 +101,7 @@ test('BERT: the loss counts masked positions only and their content embedding is
   let masked = 0;
   for (let i = 0; i < 2 * T; i++) {
     const isMasked = batch.inputs[i] === -1;
-    assert.equal(batch.targets![i]! >= 0, isMasked, `position ${i}`);
+    assert.equal(batch.targets![i] >= 0, isMasked, `position ${i}`);
     if (isMasked) { masked++; assert.equal(batch.targets![i], data.train.tokens[i]); }
   }
   assert.ok(masked > 0.2 * 2 * T && masked < 0.4 * 2 * T, `${masked} masked of ${2 * T}`);
@@ -109,11 +109,11 @@ test('BERT: the loss counts masked positions only and their content embedding is
   const logits = model.activations.logits;
   let sum = 0;
   for (let i = 0; i < 2 * T; i++) {
-    if (batch.targets![i]! < 0) continue;
+    if (batch.targets![i] < 0) continue;
     let max = -Infinity, z = 0;
-    for (let v = 0; v < V; v++) max = Math.max(max, logits[i * V + v]!);
-    for (let v = 0; v < V; v++) z += Math.exp(logits[i * V + v]! - max);
-    sum -= logits[i * V + batch.targets![i]!]! - max - Math.log(z);
+    for (let v = 0; v < V; v++) max = Math.max(max, logits[i * V + v]);
+    for (let v = 0; v < V; v++) z += Math.exp(logits[i * V + v] - max);
+    sum -= logits[i * V + batch.targets![i]] - max - Math.log(z);
   }
   assert.equal(r.genCount, masked);
   assert.ok(Math.abs(r.genLoss - sum / masked) < 1e-5, `${r.genLoss} vs ${sum / masked}`);
@@ -132,7 +132,7 @@ test('--keep-every keeps its checkpoints for good, and probe-curve probes every 
     assert.ok(p.layers.every((a) => a > 0.2 && a <= 1), `accuracies ${p.layers} (10 classes: chance is 0.1)`);
     assert.ok(Number.isFinite(p.testNll) && p.testNll > 0);
   }
-  assert.ok(curve.points[0]!.minutes < curve.points[2]!.minutes);
+  assert.ok(curve.points[0].minutes < curve.points[2].minutes);
   assert.ok(curve.pixels.testAccuracy > 0.5, 'raw pixels of digits on 300 images');
   assert.ok(existsSync(join(out, 'curve.png')));
   assert.match(readFileSync(join(out, 'curve.md'), 'utf8'), /\| 40 \| [\d.]+ \| [\d.]+ \| \d \| [\d.]+ \| [\d.]+ \| [\d.]+ \| [\d.]+ \|/);
@@ -161,7 +161,7 @@ test('a NaN stops training with the step named and leaves the last checkpoint in
   const weights = readFileSync(join(before.dir, 'model.safetensors'));
   // Poison the checkpoint's copy in memory by resuming with a NaN in one weight.
   const model = new ImageGPT(kernels, before.config, before.params);
-  model.params.blocks[1]!.fcW[3] = NaN;
+  model.params.blocks[1].fcW[3] = NaN;
   const trainer = new Trainer(model, data, { ...o, steps: 8 });
   assert.throws(() => trainer.step(), (err: unknown) => err instanceof NumericalFault && /step 0: the loss is NaN/.test(err.message));
   assert.deepEqual(readFileSync(join(before.dir, 'model.safetensors')), weights);

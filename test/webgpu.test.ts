@@ -53,10 +53,10 @@ function relativeError(got: ArrayLike<number>, ref: ArrayLike<number>): number {
   assert.equal(got.length, ref.length, 'length mismatch');
   let maxDiff = 0, maxRef = 0;
   for (let i = 0; i < ref.length; i++) {
-    const d = Math.abs(got[i]! - ref[i]!);
+    const d = Math.abs(got[i] - ref[i]);
     if (Number.isNaN(d)) return Infinity;
     maxDiff = Math.max(maxDiff, d);
-    maxRef = Math.max(maxRef, Math.abs(ref[i]!));
+    maxRef = Math.max(maxRef, Math.abs(ref[i]));
   }
   return maxDiff / Math.max(maxRef, 1e-30);
 }
@@ -98,12 +98,12 @@ async function checkGemm(k: WebGpuKernels, transA: boolean, transB: boolean, m: 
   for (let i = 0; i < batch; i++) {
     sgemmLoops(transA, transB, m, n, kk, alpha, a, offA + i * sizeA, lda, b, offB + i * sizeB, ldb, beta, ref, offC + i * sizeC, ldc);
   }
-  if (beta === 0) for (let i = 0; i < ref.length; i++) if (Number.isNaN(ref[i]!)) ref[i] = 0;
+  if (beta === 0) for (let i = 0; i < ref.length; i++) if (Number.isNaN(ref[i])) ref[i] = 0;
   const C = up(k, c);
   k.sgemmStridedBatched(transA, transB, m, n, kk, alpha, up(k, a), offA, lda, sizeA, up(k, b), offB, ldb, sizeB,
                         beta, C, offC, ldc, sizeC, batch);
   const got = await read(k, C);
-  if (beta === 0) for (let i = 0; i < got.length; i++) if (Number.isNaN(c[i]!) && !isWritten(i, offC, m, n, ldc, sizeC, batch)) got[i] = 0;
+  if (beta === 0) for (let i = 0; i < got.length; i++) if (Number.isNaN(c[i]) && !isWritten(i, offC, m, n, ldc, sizeC, batch)) got[i] = 0;
   assertClose(got, ref, `sgemm ${transA ? 'T' : 'N'}${transB ? 'T' : 'N'} (${m}×${n}×${kk}, α ${alpha}, β ${beta}, pad ${pad}, batch ${batch})`, TOL.gemm);
 }
 
@@ -351,7 +351,7 @@ function logSumExps(qkv: Float32Array, B: number, T: number, H: number, hs: numb
     const scores: number[] = [];
     for (let s = 0; s < (causal ? t + 1 : T); s++) {
       let dot = 0;
-      for (let i = 0; i < hs; i++) dot += qkv[(b * T + t) * 3 * C + h * hs + i]! * qkv[(b * T + s) * 3 * C + C + h * hs + i]!;
+      for (let i = 0; i < hs; i++) dot += qkv[(b * T + t) * 3 * C + h * hs + i] * qkv[(b * T + s) * 3 * C + C + h * hs + i];
       scores.push(dot * scale);
     }
     const mx = Math.max(...scores);

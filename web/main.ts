@@ -4,8 +4,7 @@
  */
 import { compositeOver, convertPixelChannels, DEFAULT_BACKGROUND, formatColor, parseColor } from '../src/data/pixels.js';
 import { parseTestImages } from '../src/io/test-images.js';
-import { unitToByte } from '../src/palette/kmeans.js';
-import type { Palette } from '../src/palette/palette.js';
+import { unitToByte, type Palette } from '../src/palette/palette.js';
 import { Quantizer } from '../src/palette/quantize.js';
 import type { FromWorker, ModelInfo, ToWorker } from './protocol.js';
 
@@ -75,8 +74,8 @@ function paintIds(img: ImageData, ids: ArrayLike<number>, from: number, to: numb
     if (t >= visible) {
       img.data[o] = OCCLUDED[0]; img.data[o + 1] = OCCLUDED[1]; img.data[o + 2] = OCCLUDED[2];
     } else {
-      const c = 3 * ids[idsOffset + t - from]!;
-      img.data[o] = colors[c]!; img.data[o + 1] = colors[c + 1]!; img.data[o + 2] = colors[c + 2]!;
+      const c = 3 * ids[idsOffset + t - from];
+      img.data[o] = colors[c]; img.data[o + 1] = colors[c + 1]; img.data[o + 2] = colors[c + 2];
     }
     img.data[o + 3] = 255;
   }
@@ -149,7 +148,7 @@ async function addUpload(file: File): Promise<void> {
   ctx.imageSmoothingQuality = 'high';
   ctx.drawImage(bitmap, (bitmap.width - crop) / 2, (bitmap.height - crop) / 2, crop, crop, 0, 0, side, side);
   const rgb = compositeOver(ctx.getImageData(0, 0, side, side).data, parseColor(backgroundInput.value));
-  if ($<HTMLInputElement>('invert').checked) for (let i = 0; i < rgb.length; i++) rgb[i] = 255 - rgb[i]!;
+  if ($<HTMLInputElement>('invert').checked) for (let i = 0; i < rgb.length; i++) rgb[i] = 255 - rgb[i];
   const ids = idsOf(rgb, 3);
   select(ids, addToStrip(ids, file.name, true));
 }
@@ -193,8 +192,8 @@ function onPixels(from: number, to: number, ids: Int32Array): void {
   const start = Math.max(from, run.knownPixels);
   if (start >= to) return;
   for (let b = 0; b < run.count; b++) {
-    paintIds(run.images[b]!, ids, start, to, Infinity, b * width + (start - from));
-    run.contexts[b]!.putImageData(run.images[b]!, 0, 0);
+    paintIds(run.images[b], ids, start, to, Infinity, b * width + (start - from));
+    run.contexts[b].putImageData(run.images[b], 0, 0);
   }
 }
 
@@ -221,7 +220,7 @@ worker.onmessage = (e: MessageEvent<FromWorker>) => {
       quantizer = new Quantizer(palette);
       colors = new Uint8Array(3 * info.k);
       for (let i = 0; i < info.k; i++) {
-        for (let c = 0; c < 3; c++) colors[3 * i + c] = unitToByte(info.centers[i * info.channels + (info.channels === 3 ? c : 0)]!);
+        for (let c = 0; c < 3; c++) colors[3 * i + c] = unitToByte(info.centers[i * info.channels + (info.channels === 3 ? c : 0)]);
       }
       rowsInput.max = String(info.side);
       rowsInput.value = String(Math.floor(info.side / 2));

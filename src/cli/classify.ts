@@ -5,7 +5,7 @@ import { headClassifier, readProbeClassifier } from '../eval/classify.js';
 import { classifyImageFiles } from '../eval/image-files.js';
 import { parseIntOption } from './common.js';
 import { imageInputOptions, openImageInputs, type ImageInputFlags } from './image-inputs.js';
-import { createProgress } from './progress.js';
+import { createProgress } from '../util/progress.js';
 
 interface Flags extends ImageInputFlags { probe?: string; json?: boolean; top: string; masks: string }
 

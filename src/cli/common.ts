@@ -1,9 +1,10 @@
-/** Options and helpers several commands share. */
+/** Options and parsers several commands share: each turns a flag's text into a typed value or a clear error. */
 import type { Command } from 'commander';
 import type { Kernels } from '../kernels/kernels.js';
-import { loadKernels, PRECISIONS, type KernelChoice, type PrecisionChoice } from '../kernels/select.js';
+import { loadKernels, PRECISIONS } from '../kernels/select.js';
 import { SPLITS, type SplitName } from '../data/tokens.js';
 import type { KvCachePrecision } from '../model/decode.js';
+import type { Objective } from '../train/objectives.js';
 import { acquireRunLock, describeOwner, type RunLock } from '../util/run-lock.js';
 import { world } from '../parallel/world.js';
 
@@ -18,16 +19,14 @@ export function precisionOption(cmd: Command): Command {
     'says so and runs f32) or auto (bf16 where available, else f32)', 'f32');
 }
 
-/** The kernels a command asked for: --backend, else IGPT_KERNELS, else auto; at --precision (default f32). */
+/**
+ * The kernels a command asked for: --backend, else IGPT_KERNELS, else auto; their matrix products
+ * at `precision` (--precision f32, bf16 or auto; default f32).
+ */
 export function kernelsFromFlags(flags: { backend?: string }, precision = 'f32'): Kernels {
-  if (!(PRECISIONS as readonly string[]).includes(precision)) {
-    throw new Error(`--precision must be ${PRECISIONS.join(', ')}, got "${precision}"`);
-  }
-  const choice = flags.backend ?? 'auto';
-  if (choice !== 'auto' && choice !== 'native' && choice !== 'portable') {
-    throw new Error(`--backend must be auto, native or portable, got "${choice}"`);
-  }
-  return loadKernels(flags.backend === undefined ? undefined : choice as KernelChoice, precision as PrecisionChoice);
+  const products = parseChoice('--precision', precision, PRECISIONS);
+  if (flags.backend === undefined) return loadKernels(undefined, products);
+  return loadKernels(parseChoice('--backend', flags.backend, ['auto', 'native', 'portable'] as const), products);
 }
 
 export function parseNumberOption(name: string, value: string, min: number, max = Infinity): number {
@@ -42,34 +41,51 @@ export function parseIntOption(name: string, value: string, min: number, max = N
   return v;
 }
 
-/** --precision of AR decoding, or a clear error. */
-export function parsePrecision(value: string): KvCachePrecision {
-  if (value !== 'f16' && value !== 'f32') throw new Error(`--precision must be f16 or f32, got "${value}"`);
-  return value;
+/** An optional integer flag: undefined when absent. */
+export function parseOptionalInt(name: string, value: string | undefined, min: number, max?: number): number | undefined {
+  return value === undefined ? undefined : parseIntOption(name, value, min, max);
 }
 
-/** --split as a split name, or a clear error. */
+/** An optional number flag: undefined when absent. */
+export function parseOptionalNumber(name: string, value: string | undefined, min: number, max?: number): number | undefined {
+  return value === undefined ? undefined : parseNumberOption(name, value, min, max);
+}
+
+/** One of `choices`, or a clear error naming them. */
+export function parseChoice<T extends string>(name: string, value: string, choices: readonly T[]): T {
+  if (!(choices as readonly string[]).includes(value)) {
+    const list = choices.length === 2 ? `${choices[0]} or ${choices[1]}` : `${choices.slice(0, -1).join(', ')} or ${choices[choices.length - 1]}`;
+    throw new Error(`${name} must be ${list}, got "${value}"`);
+  }
+  return value as T;
+}
+
+/** --objective: ar or bert. */
+export function parseObjective(value: string): Objective {
+  return parseChoice('--objective', value, ['ar', 'bert'] as const);
+}
+
+/** --objective where it overrides the one recorded with a model: undefined when absent. */
+export function parseObjectiveOverride(value: string | undefined): Objective | undefined {
+  return value === undefined ? undefined : parseObjective(value);
+}
+
+/** --precision of AR decoding. */
+export function parsePrecision(value: string): KvCachePrecision {
+  return parseChoice('--precision', value, ['f16', 'f32'] as const);
+}
+
+/** --split as a split name. */
 export function parseSplitOption(value: string): SplitName {
   if (!(SPLITS as readonly string[]).includes(value)) throw new Error(`--split must be one of ${SPLITS.join(', ')}, got "${value}"`);
   return value as SplitName;
 }
 
-/**
- * Ctrl-C (or SIGTERM, as from `kill` or a job scheduler) for long work: the first signal asks the
- * work to stop at its next safe point (it polls `requested()`), saying `message`; a second Ctrl-C
- * quits at once. `dispose()` removes the handlers.
- */
-export function stopOnInterrupt(message: string): { requested(): boolean; dispose(): void } {
-  let stop = false;
-  const onSignal = (signal: NodeJS.Signals): void => {
-    if (stop && signal === 'SIGINT') process.exit(130);
-    if (stop) return;
-    stop = true;
-    process.stderr.write(`\nigpt: ${signal === 'SIGINT' ? '' : `${signal}: `}${message} (Ctrl-C again to quit at once)\n`);
-  };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
-  return { requested: () => stop, dispose: () => { process.off('SIGINT', onSignal); process.off('SIGTERM', onSignal); } };
+/** A model's image side, or a clear error when its positions are not a square image. */
+export function squareSide(positions: number, what: string): number {
+  const side = Math.round(Math.sqrt(positions));
+  if (side * side !== positions) throw new Error(`${what}: ${positions} positions is not a square image`);
+  return side;
 }
 
 /**

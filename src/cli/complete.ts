@@ -6,10 +6,10 @@ import { modelImageSide } from '../sample/complete.js';
 import { completeImageFiles } from '../sample/complete-files.js';
 import { writeCompletionGrid, writeCompletionImages } from '../sample/grid.js';
 import type { SamplingOptions } from '../sample/sampler.js';
-import { writeRunFile } from '../train/checkpoint.js';
+import { writeRunFile } from '../util/fs.js';
 import { parseIntOption, parseNumberOption, parsePrecision } from './common.js';
 import { imageInputOptions, openImageInputs, type ImageInputFlags } from './image-inputs.js';
-import { createProgress } from './progress.js';
+import { createProgress } from '../util/progress.js';
 
 interface Flags extends ImageInputFlags {
   rows?: string; fraction?: string; samples: string; temperature: string; topK: string; topP: string; seed: string;

@@ -1,8 +1,9 @@
-/** The dataset options shared by `igpt palette` and `igpt encode`. */
+/** The dataset and palette-fitting options shared by `igpt palette` and `igpt encode`. */
 import type { Command } from 'commander';
 import { parseColor, type Rgb } from '../data/pixels.js';
 import type { PrepareOptions } from '../data/prepare.js';
-import { parseIntOption } from './common.js';
+import { parseIntOption, parseOptionalInt } from './common.js';
+import { DEFAULT_SAMPLE_PIXELS } from '../palette/kmeans.js';
 
 export interface DataFlags {
   data: string; dataDir?: string; side?: string; channels?: string; cifar100Labels?: string; background: string; testFraction: string;
@@ -20,7 +21,7 @@ export function dataOptions(cmd: Command): Command {
 }
 
 export function parseDataOptions(flags: DataFlags): PrepareOptions {
-  const channels = flags.channels === undefined ? undefined : parseIntOption('--channels', flags.channels, 1, 3);
+  const channels = parseOptionalInt('--channels', flags.channels, 1, 3);
   if (channels === 2) throw new Error('--channels must be 1 or 3');
   const label = flags.cifar100Labels ?? 'fine';
   if (label !== 'fine' && label !== 'coarse') throw new Error(`--cifar100-labels must be fine or coarse, got "${label}"`);
@@ -28,7 +29,7 @@ export function parseDataOptions(flags: DataFlags): PrepareOptions {
   if (!(testFraction >= 0 && testFraction < 1)) throw new Error(`--test-fraction must be in [0, 1), got "${flags.testFraction}"`);
   return {
     dir: flags.dataDir,
-    side: flags.side === undefined ? undefined : parseIntOption('--side', flags.side, 1, 1024),
+    side: parseOptionalInt('--side', flags.side, 1, 1024),
     channels: channels as 1 | 3 | undefined,
     cifar100Label: label,
     background: parseBackground(flags.background),
@@ -42,4 +43,17 @@ function parseBackground(value: string): Rgb {
   } catch (err) {
     throw new Error(`--background: ${(err as Error).message}`);
   }
+}
+
+export interface PaletteFitFlags { k?: string; samplePixels: string }
+
+/** Declares how a palette is fitted: its size and the pixels sampled. */
+export function paletteFitOptions(cmd: Command): Command {
+  return cmd
+    .option('--k <k>', 'palette size when fitting one (default 512 for RGB, 16 for gray)')
+    .option('--sample-pixels <n>', 'pixels sampled from the training images when fitting a palette', String(DEFAULT_SAMPLE_PIXELS));
+}
+
+export function parsePaletteFit(flags: PaletteFitFlags): { k?: number; samplePixels: number } {
+  return { k: parseOptionalInt('--k', flags.k, 1, 65535), samplePixels: parseIntOption('--sample-pixels', flags.samplePixels, 1) };
 }

@@ -9,13 +9,12 @@ import type { CommandModule } from './command.js';
 import { buildTokenDataset } from '../data/build.js';
 import { DEFAULT_FASHION_MNIST_DIR } from '../data/datasets.js';
 import { saveTokenDataset } from '../data/tokens.js';
-import { completeImages } from '../sample/complete.js';
-import { writeCompletionGrid } from '../sample/grid.js';
+import { presetShape } from '../model/config.js';
+import { imagesOfSplit, writeCompletions } from '../pipeline/completions.js';
+import { openModel } from '../pipeline/open.js';
+import { pretrainOptions, pretrainSummary, runPretraining } from '../pipeline/pretrain.js';
+import { featuresForProbe, probeAndReport, probeReportMarkdown } from '../pipeline/probe.js';
 import { backendOption, kernelsFromFlags, parseIntOption } from './common.js';
-import { featuresForProbe, probeAndReport, probeReportMarkdown } from './probe.js';
-import { openModel } from './open-model.js';
-import { parseTrainingOptions, runPretraining, type TrainFlags } from './pretrain.js';
-import { createProgress } from './progress.js';
 
 interface Flags { data?: string; out: string; steps: string; side: string; preset: string; batch: string; backend?: string; maxTrain: string }
 
@@ -32,9 +31,13 @@ export const demoCommand: CommandModule = {
       .option('--max-train <n>', 'training images used for the probe', '5000'))
       .action(async (flags: Flags) => {
         const started = performance.now();
+        const side = parseIntOption('--side', flags.side, 4, 64);
+        const steps = parseIntOption('--steps', flags.steps, 1);
+        const batch = parseIntOption('--batch', flags.batch, 1, 4096);
+        const maxTrain = parseIntOption('--max-train', flags.maxTrain, 1);
+        const shape = presetShape(flags.preset);
         const kernels = kernelsFromFlags(flags);
         const dataName = flags.data ?? (existsSync(join(DEFAULT_FASHION_MNIST_DIR, 'train-images-idx3-ubyte.gz')) ? 'fashion-mnist' : 'mnist');
-        const side = parseIntOption('--side', flags.side, 4, 64);
         const out = flags.out;
         const dataDir = join(out, `${dataName}-${side}`);
 
@@ -44,37 +47,31 @@ export const demoCommand: CommandModule = {
         console.log(`    ${data.train.count} train, ${data.val.count} validation, ${data.test.count} test images → ${dataDir}`);
 
         console.log(`2/4 pretraining (auto-regressive, ${flags.preset})`);
-        const trainFlags: TrainFlags = {
-          data: dataDir, out: join(out, 'run'), objective: 'ar', preset: flags.preset, batch: flags.batch, lr: '0.003',
-          steps: flags.steps, maskProb: '0.15', evalImages: '500', seed: '0',
-        };
-        const run = await runPretraining(kernels, data, trainFlags, parseTrainingOptions(trainFlags, data), trainFlags.out, false);
+        const runDir = join(out, 'run');
+        const options = pretrainOptions({ objective: 'ar', batch, lr: 0.003, steps, seed: 0, maskProb: 0.15, evalImages: 500 }, data.train.count);
+        const run = await runPretraining({ kernels, data, dataDir, outDir: runDir, shape, options, resume: false });
+        console.log(pretrainSummary(run, runDir));
         if (run.stoppedEarly) return;
-        const modelDir = join(trainFlags.out, 'model');
+        const modelDir = join(runDir, 'model');
 
         console.log('3/4 linear probe on every layer');
         const opened = openModel(modelDir, kernels);
         const probeDir = join(out, 'probe');
-        const features = featuresForProbe(opened, data, dataDir, { batch: '32', masks: '1', maxTrain: flags.maxTrain }, probeDir);
+        const features = featuresForProbe(opened, data, dataDir, { batch: 32, masks: 1, maxTrain }, probeDir);
         const report = await probeAndReport(kernels, features, data.meta.numClasses, probeDir, 0, data.meta.classNames);
         console.log(probeReportMarkdown(report));
 
         console.log('4/4 completions of test images (top half kept)');
         const count = 8, samples = 4;
-        const originals = Int32Array.from(data.test.tokens.subarray(0, count * data.meta.pixels));
-        const bar = createProgress('sample', count * samples * data.meta.pixels, 'pixels');
-        const fig = completeImages(kernels, opened.model.params, originals, {
-          temperature: 1, topK: 0, topP: 1, seed: 0, precision: 'f16', objective: 'ar', count, samples, rows: Math.floor(side / 2),
-          onProgress: (done) => bar.update(done),
-        });
-        bar.stop();
         const gridPath = join(out, 'completions.png');
-        await writeCompletionGrid(gridPath, fig, data.palette, Math.max(2, Math.round(112 / side)));
+        await writeCompletions(kernels, opened.model.params, imagesOfSplit(data.test, 0, count, data.meta.pixels, 'the test split'), {
+          temperature: 1, topK: 0, topP: 1, seed: 0, precision: 'f16', objective: 'ar', count, samples, rows: Math.floor(side / 2),
+        }, data.palette, gridPath, Math.max(2, Math.round(112 / side)));
 
         const v = run.finalValidation;
         console.log(`\ndone in ${((performance.now() - started) / 1000).toFixed(0)} s`);
         console.log(`  model (HF ImageGPT folder): ${modelDir}`);
-        console.log(`  loss curve:                 ${join(trainFlags.out, 'loss.png')}` + (v ? `  (validation ${v.natsPerPixel.toFixed(3)} nats/pixel)` : ''));
+        console.log(`  loss curve:                 ${join(runDir, 'loss.png')}` + (v ? `  (validation ${v.natsPerPixel.toFixed(3)} nats/pixel)` : ''));
         console.log(`  probe:                      ${join(probeDir, 'probe.md')}, ${join(probeDir, 'depth.png')}  (best layer ${report.bestLayer}: ${(100 * report.best.testAccuracy).toFixed(1)}% test)`);
         console.log(`  completions:                ${gridPath}  (each row: input with the bottom hidden, ${samples} completions, original)`);
       });

@@ -3,25 +3,19 @@ import type { Command } from 'commander';
 import type { CommandModule } from './command.js';
 import { buildTokenDataset } from '../data/build.js';
 import { saveTokenDataset } from '../data/tokens.js';
-import { DEFAULT_SAMPLE_PIXELS } from '../palette/kmeans.js';
-import { existsSync, statSync } from 'node:fs';
-import { loadPalette } from '../palette/files.js';
-import type { Palette } from '../palette/palette.js';
-import { isRepoId, readFolderPalette, readPreprocessorPalette, resolveModelDir } from '../io/hf.js';
-import { parseIntOption } from './common.js';
-import { dataOptions, parseDataOptions, type DataFlags } from './data-options.js';
+import { paletteFromPath } from '../io/palette-files.js';
+import { parseIntOption, parseOptionalInt } from './common.js';
+import { dataOptions, paletteFitOptions, parseDataOptions, parsePaletteFit, type DataFlags, type PaletteFitFlags } from './data-options.js';
 
-interface EncodeFlags extends DataFlags { palette?: string; k?: string; samplePixels: string; valFraction: string; seed: string; maxTrain?: string; maxTest?: string; out: string }
+interface EncodeFlags extends DataFlags, PaletteFitFlags { palette?: string; valFraction: string; seed: string; maxTrain?: string; maxTest?: string; out: string }
 
 export const encodeCommand: CommandModule = {
   register(program: Command): void {
     const cmd = program
       .command('encode')
       .description('quantize a dataset to palette ids and write a token dataset (train/val/test)');
-    dataOptions(cmd)
-      .option('--palette <file>', 'palette: .json from `igpt palette`, kmeans_centers.npy, an HF preprocessor_config.json, a model folder or a cached owner/name; default: fit one on the training split')
-      .option('--k <k>', 'palette size when fitting one (default 512 RGB, 16 gray)')
-      .option('--sample-pixels <n>', 'pixels sampled when fitting a palette', String(DEFAULT_SAMPLE_PIXELS))
+    paletteFitOptions(dataOptions(cmd)
+      .option('--palette <file>', 'palette: .json from `igpt palette`, kmeans_centers.npy, an HF preprocessor_config.json, a model folder or a cached owner/name; default: fit one on the training split'))
       .option('--val-fraction <f>', 'share of the training set held out for validation', '0.1')
       .option('--seed <seed>', 'seed of the validation split, of the test split a folder without one gets, and of palette fitting', '0')
       .option('--max-train <n>', 'keep only the first n training images (before the validation split)')
@@ -35,12 +29,11 @@ export const encodeCommand: CommandModule = {
           ...parseDataOptions(flags),
           palette: flags.palette ? paletteFromPath(flags.palette) : undefined,
           paletteSource: flags.palette,
-          k: flags.k === undefined ? undefined : parseIntOption('--k', flags.k, 1, 65535),
-          samplePixels: parseIntOption('--sample-pixels', flags.samplePixels, 1),
+          ...parsePaletteFit(flags),
           valFraction,
           seed: parseIntOption('--seed', flags.seed, 0),
-          maxTrain: flags.maxTrain === undefined ? undefined : parseIntOption('--max-train', flags.maxTrain, 1),
-          maxTest: flags.maxTest === undefined ? undefined : parseIntOption('--max-test', flags.maxTest, 0),
+          maxTrain: parseOptionalInt('--max-train', flags.maxTrain, 1),
+          maxTest: parseOptionalInt('--max-test', flags.maxTest, 0),
         });
         if (ds.fittedPalette) console.log(`fitted a ${ds.palette.k}-color palette on the training split`);
         saveTokenDataset(flags.out, ds);
@@ -52,17 +45,3 @@ export const encodeCommand: CommandModule = {
       });
   },
 };
-
-/** A palette file (.json, .npy), an HF preprocessor_config.json, or a model folder's palette. */
-function paletteFromPath(path: string): Palette {
-  let isDir = false;
-  try { isDir = statSync(path).isDirectory(); } catch { /* loadPalette names the missing file */ }
-  // A model by name (owner/name in the Hugging Face cache); palette files keep their extensions.
-  if (!isDir && !existsSync(path) && isRepoId(path) && !/\.(json|npy)$/.test(path)) return paletteFromPath(resolveModelDir(path));
-  if (isDir) {
-    const p = readFolderPalette(path);
-    if (!p) throw new Error(`${path}: a folder without preprocessor_config.json or kmeans_centers.npy has no palette`);
-    return p;
-  }
-  return path.endsWith('preprocessor_config.json') ? readPreprocessorPalette(path) : loadPalette(path);
-}

@@ -1,11 +1,12 @@
 /** `igpt eval-nll`: the generative loss of a checkpoint on a split (test by default). */
 import type { Command } from 'commander';
 import type { CommandModule } from './command.js';
-import { loadTokenDataset } from '../data/tokens.js';
+import { openModelAndData } from '../pipeline/open.js';
 import { evaluateNll } from '../train/evaluate.js';
-import { backendOption, precisionOption, kernelsFromFlags, parseIntOption, parseSplitOption } from './common.js';
-import { checkModelMatchesData, openModel } from './open-model.js';
-import { createProgress } from './progress.js';
+import { createProgress } from '../util/progress.js';
+import {
+  backendOption, kernelsFromFlags, parseIntOption, parseObjectiveOverride, parseOptionalInt, parseSplitOption, precisionOption,
+} from './common.js';
 
 interface Flags { model: string; data: string; split: string; batch: string; maxImages?: string; objective?: string; backend?: string; precision?: string; json?: boolean }
 
@@ -21,17 +22,15 @@ export const evalNllCommand: CommandModule = {
       .option('--objective <ar|bert>', 'override the objective recorded with the model')
       .option('--json', 'print the result as JSON')))
       .action((flags: Flags) => {
+        const splitName = parseSplitOption(flags.split);
+        const batch = parseIntOption('--batch', flags.batch, 1);
+        const maxImages = parseOptionalInt('--max-images', flags.maxImages, 1);
+        const objective = parseObjectiveOverride(flags.objective);
         const kernels = kernelsFromFlags(flags, flags.precision);
-        const data = loadTokenDataset(flags.data);
-        const m = openModel(flags.model, kernels, flags.objective);
-        checkModelMatchesData(m, data, flags.data);
-        const split = data[parseSplitOption(flags.split)];
-        const maxImages = flags.maxImages ? parseIntOption('--max-images', flags.maxImages, 1) : undefined;
+        const { opened: m, data } = openModelAndData(kernels, { model: flags.model, data: flags.data, objective });
+        const split = data[splitName];
         const bar = createProgress('eval-nll', Math.min(split.count, maxImages ?? split.count), 'images');
-        const r = evaluateNll(m.model, split, m.objective, {
-          batch: parseIntOption('--batch', flags.batch, 1), maxImages, channels: data.meta.channels,
-          onBatch: (done) => bar.update(done),
-        });
+        const r = evaluateNll(m.model, split, m.objective, { batch, maxImages, channels: data.meta.channels, onBatch: (done) => bar.update(done) });
         bar.stop();
         if (flags.json) console.log(JSON.stringify({ model: flags.model, split: flags.split, objective: m.objective, ...r }));
         else console.log(`${flags.split}: ${r.natsPerPixel.toFixed(4)} nats/pixel, ${r.bitsPerDim.toFixed(4)} bits/dim over ${r.images} images (${m.objective.toUpperCase()})`);

@@ -6,10 +6,10 @@ import type { CommandModule } from './command.js';
 import { loadTokenDataset } from '../data/tokens.js';
 import { tokenFeatures } from '../eval/features.js';
 import { imageFileFeatures, writeFeatureFile } from '../eval/image-files.js';
-import { kernelsFromFlags, parseIntOption, parseSplitOption } from './common.js';
+import { kernelsFromFlags, parseIntOption, parseObjectiveOverride, parseSplitOption } from './common.js';
 import { imageInputOptions, openImageInputs, type ImageInputFlags } from './image-inputs.js';
-import { checkModelMatchesData, openModel } from './open-model.js';
-import { createProgress } from './progress.js';
+import { checkModelMatchesData, openModel } from '../pipeline/open.js';
+import { createProgress } from '../util/progress.js';
 
 interface Flags extends ImageInputFlags { layer?: string; layers?: string; out: string; split: string; masks: string }
 
@@ -35,11 +35,11 @@ export const featuresCommand: CommandModule = {
       .requiredOption('--out <file>', '.npy (float32 [images, d], or [images, layers, d]) or .safetensors (layer.<l>: [images, d]); the file names go beside it as .json')
       .action(async (inputs: string[], flags: Flags) => {
         const masks = parseIntOption('--masks', flags.masks, 1);
-        const tokenDir = inputs.length === 1 && existsSync(join(inputs[0]!, 'meta.json')) ? inputs[0]! : null;
+        const tokenDir = inputs.length === 1 && existsSync(join(inputs[0], 'meta.json')) ? inputs[0] : null;
         const t0 = performance.now();
         let result: { names: string[]; features: Float32Array; layers: number[]; d: number; model: string };
         if (tokenDir) {
-          const opened = openModel(flags.model, kernelsFromFlags(flags), flags.objective);
+          const opened = openModel(flags.model, kernelsFromFlags(flags), parseObjectiveOverride(flags.objective));
           const data = loadTokenDataset(tokenDir);
           checkModelMatchesData(opened, data, tokenDir);
           const split = data[parseSplitOption(flags.split)];

@@ -4,8 +4,8 @@ import { listImageInputs } from '../data/image-inputs.js';
 import { parseColor, type Rgb } from '../data/pixels.js';
 import type { Kernels } from '../kernels/kernels.js';
 import type { Palette } from '../palette/palette.js';
-import { backendOption, kernelsFromFlags, parseIntOption } from './common.js';
-import { openModel, type OpenedModel } from './open-model.js';
+import { backendOption, kernelsFromFlags, parseIntOption, parseObjectiveOverride } from './common.js';
+import { openModel, type OpenedModel } from '../pipeline/open.js';
 
 export interface ImageInputFlags { model: string; background: string; strict?: boolean; batch: string; backend?: string; objective?: string }
 
@@ -33,7 +33,7 @@ export function openImageInputs(paths: string[], flags: ImageInputFlags): ImageI
   const batch = parseIntOption('--batch', flags.batch, 1, 4096);
   const files = listImageInputs(paths);
   const kernels = kernelsFromFlags(flags);
-  const opened = openModel(flags.model, kernels, flags.objective);
+  const opened = openModel(flags.model, kernels, parseObjectiveOverride(flags.objective));
   if (!opened.palette) throw new Error(`${flags.model} has no palette (preprocessor_config.json clusters), so images cannot be turned into its tokens`);
   return {
     kernels, opened, palette: opened.palette, files,

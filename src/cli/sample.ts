@@ -1,17 +1,18 @@
 /** `igpt sample`: unconditional samples or completions of test images, as a PNG grid + JSON. */
+import { basename, dirname, join } from 'node:path';
 import type { Command } from 'commander';
 import type { CommandModule } from './command.js';
 import { loadTokenDataset } from '../data/tokens.js';
-import { decodeGroupFor, type SamplingOptions } from '../sample/sampler.js';
-import { completeImages } from '../sample/complete.js';
-import { writeCompletionGrid } from '../sample/grid.js';
-import { writeRunFile } from '../train/checkpoint.js';
-import { backendOption, kernelsFromFlags, parseIntOption, parseNumberOption, parsePrecision, parseSplitOption } from './common.js';
-import { checkModelMatchesData, modelObjective, openModel } from './open-model.js';
+import { imagesOfSplit, writeCompletions } from '../pipeline/completions.js';
 import { inspectModelFolder } from '../io/hf.js';
+import { checkModelMatchesData, openModel, recordedObjective } from '../pipeline/open.js';
 import { checkSamplingFits } from '../sample/memory.js';
-import { createProgress } from './progress.js';
-import { dirname, basename, join } from 'node:path';
+import { decodeGroupFor, type SamplingOptions } from '../sample/sampler.js';
+import { writeRunFile } from '../util/fs.js';
+import {
+  backendOption, kernelsFromFlags, parseChoice, parseIntOption, parseNumberOption, parseObjectiveOverride, parseOptionalInt,
+  parsePrecision, parseSplitOption, squareSide,
+} from './common.js';
 
 interface Flags {
   model: string; data?: string; split: string; count: string; samples: string; rows?: string;
@@ -41,53 +42,48 @@ export const sampleCommand: CommandModule = {
       .option('--precision <p>', 'AR decoding: f16 (half-float caches and weights where the CPU has them, faster) or f32 (exact)', 'f16')
       .requiredOption('--out <file.png>', 'grid to write; the ids go to the same name with .json'))
       .action(async (flags: Flags) => {
-        const kernels = kernelsFromFlags(flags);
         const count = parseIntOption('--count', flags.count, 1, 1024);
         const samples = parseIntOption('--samples', flags.samples, 1, 64);
-        const o: SamplingOptions = {
+        const sampling: SamplingOptions = {
           temperature: parseNumberOption('--temperature', flags.temperature, 0),
           topK: parseIntOption('--top-k', flags.topK, 0), topP: parseNumberOption('--top-p', flags.topP, 0, 1),
           seed: parseIntOption('--seed', flags.seed, 0), precision: parsePrecision(flags.precision),
         };
+        const passes = parseIntOption('--passes', flags.passes, 1);
+        const order = parseChoice('--order', flags.order, ['confident', 'random'] as const);
+        const scale = parseIntOption('--scale', flags.scale, 1, 32);
+        const kernels = kernelsFromFlags(flags);
+        const objective = parseObjectiveOverride(flags.objective);
         // From the headers alone: a model this machine cannot hold is refused before it is read.
         const stored = inspectModelFolder(flags.model);
-        const decodePrecision = kernels.attentionDecodeHalf ? o.precision! : 'f32';
+        const decodePrecision = kernels.attentionDecodeHalf ? sampling.precision ?? 'f32' : 'f32';
         checkSamplingFits(stored.dir, stored.config, count * samples, decodeGroupFor(kernels, stored.config, decodePrecision),
-                          decodePrecision, modelObjective(stored.dir, flags.objective));
-        const m = openModel(flags.model, kernels, flags.objective);
-        const cfg = m.model.config;
-        const side = Math.round(Math.sqrt(cfg.nPositions));
-        if (side * side !== cfg.nPositions) throw new Error(`${flags.model}: ${cfg.nPositions} positions is not a square image`);
+                          decodePrecision, objective ?? recordedObjective(stored.dir) ?? 'ar');
+        const m = openModel(flags.model, kernels, objective);
+        const n = m.model.config.nPositions;
+        const side = squareSide(n, flags.model);
         let palette = m.palette;
         let originals: Int32Array | null = null;
-        let knownPixels = 0;
+        let rows = 0;
         if (flags.data) {
           const data = loadTokenDataset(flags.data);
           checkModelMatchesData(m, data, flags.data);
           palette ??= data.palette;
-          const split = data[parseSplitOption(flags.split)];
-          const first = parseIntOption('--first', flags.first, 0);
-          if (first + count > split.count) throw new Error(`${flags.data}: the ${flags.split} split has ${split.count} images, cannot take ${count} from ${first}`);
-          originals = Int32Array.from(split.tokens.subarray(first * cfg.nPositions, (first + count) * cfg.nPositions));
-          knownPixels = side * (flags.rows !== undefined ? parseIntOption('--rows', flags.rows, 0, side) : Math.floor(side / 2));
+          const splitName = parseSplitOption(flags.split);
+          originals = imagesOfSplit(data[splitName], parseIntOption('--first', flags.first, 0), count, n, `${flags.data}: the ${splitName} split`);
+          rows = parseOptionalInt('--rows', flags.rows, 0, side) ?? Math.floor(side / 2);
         }
         if (!palette) throw new Error(`${flags.model} has no palette (preprocessor_config.json clusters); pass --data to use a dataset's`);
-        const bar = createProgress('sample', count * samples * cfg.nPositions, 'pixels');
-        const t0 = performance.now();
-        const fig = completeImages(kernels, m.model.params, originals, {
-          ...o, objective: m.objective, count, samples, rows: knownPixels / side,
-          passes: parseIntOption('--passes', flags.passes, 1), order: flags.order === 'random' ? 'random' : 'confident',
-          onProgress: (done) => bar.update(done),
-        });
-        bar.stop();
-        const seconds = (performance.now() - t0) / 1000;
-        await writeCompletionGrid(flags.out, fig, palette, parseIntOption('--scale', flags.scale, 1, 32));
+        const { figure, seconds } = await writeCompletions(kernels, m.model.params, originals, {
+          ...sampling, objective: m.objective, count, samples, rows, passes, order,
+        }, palette, flags.out, scale);
+        const knownPixels = rows * side;
         const jsonPath = join(dirname(flags.out), basename(flags.out).replace(/\.png$/i, '') + '.json');
         writeRunFile(dirname(jsonPath), basename(jsonPath), JSON.stringify({
-          model: flags.model, objective: m.objective, side, count, samples, knownPixels, sampling: o, seconds,
-          originals: originals ? Array.from(originals) : null, completions: Array.from(fig.completions),
+          model: flags.model, objective: m.objective, side, count, samples, knownPixels, sampling, seconds,
+          originals: originals ? Array.from(originals) : null, completions: Array.from(figure.completions),
         }));
-        console.log(`${flags.out}: ${count} × ${samples} ${originals ? `completions (top ${knownPixels / side} rows kept)` : 'samples'} in ${seconds.toFixed(1)} s; ids in ${jsonPath}`);
+        console.log(`${flags.out}: ${count} × ${samples} ${originals ? `completions (top ${rows} rows kept)` : 'samples'} in ${seconds.toFixed(1)} s; ids in ${jsonPath}`);
       });
   },
 };

@@ -102,7 +102,7 @@ export async function* readImageBatches(files: readonly string[], o: ImageInputO
         o.warn?.(`the model reads ${o.channels === 1 ? 'gray' : 'RGB'} images: ${change} (first: ${names[i]})`);
       }
       pixels.set(d.pixels, size * kept.length);
-      kept.push(names[i]!);
+      kept.push(names[i]);
     });
     if (kept.length > 0) yield { files: kept, handled: start + names.length, count: kept.length, pixels: pixels.subarray(0, kept.length * size) };
   }

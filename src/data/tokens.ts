@@ -1,10 +1,9 @@
 /** Token datasets: palette ids of images in train / validation / test splits, in memory and on disk. */
 import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { Quantizer, allocTokens, validatePalette } from '../palette/quantize.js';
-import { paletteFromJson, paletteToJson } from '../palette/files.js';
+import { Quantizer, allocTokens } from '../palette/quantize.js';
 import type { ImageSet } from './images.js';
-import type { Palette } from '../palette/palette.js';
+import { paletteFromJson, paletteToJson, validatePalette, type Palette } from '../palette/palette.js';
 
 /** One split of a token dataset: `count` images of `pixels` palette ids each, raster order. */
 export interface TokenSplit {

@@ -8,7 +8,7 @@ import { readFileSync } from 'node:fs';
 import type { Kernels } from '../kernels/kernels.js';
 import { headForward } from '../model/layers.js';
 import type { ImageGPT } from '../model/model.js';
-import { predictLogits, type LogisticModel } from './probe.js';
+import { predictLogits, type LogisticModel } from './logistic.js';
 
 export interface Classifier {
   /** The feature layer it reads (the model's last, L, is the pooled ln_f output). */
@@ -115,9 +115,9 @@ export function classifyFeatures(classifier: Classifier, features: Float32Array,
     const max = row.reduce((a, b) => Math.max(a, b), -Infinity);
     const exp = Array.from(row, (v) => Math.exp(v - max));
     const sum = exp.reduce((a, b) => a + b, 0);
-    const ranked = exp.map((e, label) => ({ label, name: classifier.classNames[label]!, probability: e / sum }))
+    const ranked = exp.map((e, label) => ({ label, name: classifier.classNames[label], probability: e / sum }))
       .sort((a, b) => b.probability - a.probability || a.label - b.label);
-    out.push({ ...ranked[0]!, top: ranked.slice(0, Math.min(top, C)) });
+    out.push({ ...ranked[0], top: ranked.slice(0, Math.min(top, C)) });
   }
   return out;
 }

@@ -43,7 +43,7 @@ export function cachedFeatures(model: ImageGPT, split: TokenSplit, splitName: st
   const extracted = extractFeatures(model, split, o);
   if (world().rank !== 0) return { ...extracted, cached: false }; // under MPI, rank 0 alone writes
   mkdirSync(cacheDir, { recursive: true });
-  const count = extracted.layers[0]!.length / model.config.nEmbd;
+  const count = extracted.layers[0].length / model.config.nEmbd;
   writeSafetensors(file, extracted.layers.map((data, l) => ({ name: `layer.${l}`, shape: [count, model.config.nEmbd], data })),
                    { key: stamp, natsPerPixel: String(extracted.natsPerPixel) });
   return { ...extracted, cached: false };

@@ -51,8 +51,8 @@ export function extractFeatures(model: ImageGPT, split: TokenSplit, o: FeatureOp
       nllCount += r.genCount;
       for (let l = 0; l <= L; l++) {
         const src = perBatch.subarray(l * B * d, (l + 1) * B * d);
-        const dst = layers[l]!.subarray(start * d, (start + B) * d);
-        for (let i = 0; i < B * d; i++) dst[i]! += src[i]! / masks;
+        const dst = layers[l].subarray(start * d, (start + B) * d);
+        for (let i = 0; i < B * d; i++) dst[i] += src[i] / masks;
       }
     }
     o.onBatch?.(Math.min(count, start + B + (comm.size - 1 - comm.rank) * o.batch), count);
@@ -77,7 +77,7 @@ export function tokenFeatures(model: ImageGPT, tokens: TokenArray, count: number
   const all = extractFeatures(model, split, o).layers;
   const out = new Float32Array(count * layers.length * d);
   for (let i = 0; i < count; i++) {
-    layers.forEach((l, j) => out.set(all[l]!.subarray(i * d, (i + 1) * d), (i * layers.length + j) * d));
+    layers.forEach((l, j) => out.set(all[l].subarray(i * d, (i + 1) * d), (i * layers.length + j) * d));
   }
   return out;
 }

@@ -1,6 +1,7 @@
 /**
  * Fine-tuning (the paper's §3.4): the class head on mean-pooled ln_f output, loss
- * L_CLF + genWeight · L_GEN, Adam without cosine decay, early stopping on validation accuracy.
+ * L_CLF + genWeight · L_GEN, Adam (flat after warmup, or decaying by a cosine), early stopping on
+ * validation accuracy.
  * The head starts at zero (the paper) or from a linear probe on its own input.
  * BERT models are evaluated with several independent masks and the modal prediction.
  */
@@ -12,7 +13,8 @@ import { Trainer, type PretrainOptions, type StepReport } from '../train/trainer
 import { world } from '../parallel/world.js';
 import { requireRanksAgree } from '../train/data-parallel.js';
 import { extractFeatures } from './features.js';
-import { accuracy, selectL2, type LabeledFeatures } from './probe.js';
+import { accuracy, type LabeledFeatures } from './logistic.js';
+import { selectL2 } from './probe.js';
 
 export interface FinetuneOptions {
   objective: Objective;
@@ -50,13 +52,11 @@ export interface FinetuneOptions {
 }
 
 /**
- * Defaults for the two ways to start the head. Under a probe head the body takes small steps
- * (at 3e-4 a probe head's validation accuracy fell from 74% to 40% in 10 steps, on a cpu-s
- * Fashion-MNIST checkpoint) with the head at the same rate, and the rate decays by a cosine over
- * the steps: at a flat 1e-4 validation accuracy swung by 3-4 points from one evaluation to the
- * next, and with a cosine from 5e-5 it dipped for the first 100 steps, then rose 2 points above the
- * probe head (2-hour Fashion-MNIST checkpoint, batch 16). A zero head must first grow, at 10 times
- * the body's rate, while the body adjusts; that is the paper's setting (flat, early stopping).
+ * Defaults for the two ways to start the head. Under a probe head the body takes small steps with
+ * the head at the same rate, decaying by a cosine over the steps: larger or flat rates move the
+ * features away from the head faster than they improve them (the trials are in RESULTS.md,
+ * Fine-tuning). A zero head must first grow, at 10 times the body's rate, while the body adjusts;
+ * that is the paper's setting (flat, early stopping).
  */
 export const FINETUNE_DEFAULTS = {
   probeHead: { lr: 5e-5, headLrScale: 1, cosine: true },
@@ -116,11 +116,11 @@ export function classificationAccuracy(model: ImageGPT, split: TokenSplit, o: {
       const batch = builder.fill(split, indices.subarray(0, B), maskRngFor((o.seed ?? 0) + 101 * m, start), true);
       model.forward(batch, false);
       const logits = model.activations.classLogits;
-      for (let b = 0; b < B; b++) votes[b * C + argmax(logits, b * C, C)]!++;
+      for (let b = 0; b < B; b++) votes[b * C + argmax(logits, b * C, C)]++;
     }
     for (let b = 0; b < B; b++) {
       let best = 0;
-      for (let c = 1; c < C; c++) if (votes[b * C + c]! > votes[b * C + best]!) best = c;
+      for (let c = 1; c < C; c++) if (votes[b * C + c] > votes[b * C + best]) best = c;
       if (best === split.labels[start + b]) correct++;
     }
   }
@@ -195,7 +195,7 @@ function fitHeadByProbe(model: ImageGPT, data: TokenDataset, o: FinetuneOptions)
   const { nEmbd: d, nLayer: L, numLabels: C, nPositions: T } = model.config;
   const lnfFeatures = (split: TokenSplit): LabeledFeatures => {
     const { layers } = extractFeatures(model, split, { batch: o.batch, objective: o.objective, maskProb: o.maskProb, seed: o.seed });
-    return { features: layers[L]!, labels: split.labels };
+    return { features: layers[L], labels: split.labels };
   };
   const validated = o.evalImages || data.val.count;
   const train = lnfFeatures(splitRows(data.train, 0, o.probeHeadImages, T));
@@ -203,7 +203,7 @@ function fitHeadByProbe(model: ImageGPT, data: TokenDataset, o: FinetuneOptions)
   const heldOut = splitRows(data.val, validated, 2 * validated, T);
   const fit = selectL2(train, heldOut.count > 0 ? lnfFeatures(heldOut) : val, { numClasses: C, kernels: model.kernels, rawLinear: true });
   const weights = fit.model.weights; // [d, C]; the head is [C, d]
-  for (let c = 0; c < C; c++) for (let j = 0; j < d; j++) model.params.score[c * d + j] = weights[j * C + c]!;
+  for (let c = 0; c < C; c++) for (let j = 0; j < d; j++) model.params.score[c * d + j] = weights[j * C + c];
   return { images: train.labels.length, l2: fit.l2, l2ChosenOn: heldOut.count > 0 ? heldOut.count : 0,
            valAccuracy: accuracy(fit.model, val.features, val.labels, model.kernels) };
 }

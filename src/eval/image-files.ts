@@ -63,7 +63,7 @@ export async function classifyImageFiles(model: ImageGPT, palette: Palette, file
     throw new Error(`the classifier reads layer ${classifier.layer} of width ${classifier.dim}, the model has layers 0..${L} of width ${d}`);
   }
   const { files: read, features } = await imageFileFeatures(model, palette, files, [classifier.layer], o);
-  return classifyFeatures(classifier, features, read.length, o.top).map((c, i) => ({ file: read[i]!, ...c }));
+  return classifyFeatures(classifier, features, read.length, o.top).map((c, i) => ({ file: read[i], ...c }));
 }
 
 /**

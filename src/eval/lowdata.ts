@@ -4,11 +4,13 @@
  * accuracy. The features are whatever the caller gives: transformer features, or raw pixels
  * (`pixelFeatures`) for the baseline.
  */
+import type { TokenSplit } from '../data/tokens.js';
 import type { Kernels } from '../kernels/kernels.js';
+import type { Palette } from '../palette/palette.js';
+import { dequantize } from '../palette/quantize.js';
 import { Rng } from '../util/rng.js';
-import {
-  accuracy, featureDim, selectL2, trainLogisticRegression, type LabeledFeatures,
-} from './probe.js';
+import { accuracy, featureDim, trainLogisticRegression, type LabeledFeatures } from './logistic.js';
+import { selectL2 } from './probe.js';
 
 /** Pixel bytes [count, valuesPerImage] → features in [0, 1] (the raw-pixel baseline). */
 export function pixelFeatures(pixels: Uint8Array, count: number, valuesPerImage: number): Float32Array {
@@ -18,6 +20,12 @@ export function pixelFeatures(pixels: Uint8Array, count: number, valuesPerImage:
   const out = new Float32Array(count * valuesPerImage);
   for (let i = 0; i < out.length; i++) out[i] = pixels[i] / 255;
   return out;
+}
+
+/** The first `count` images of a token split through the palette, as [0, 1] features (the raw-pixel baseline). */
+export function paletteImageFeatures(split: TokenSplit, palette: Palette, pixels: number, count = split.count): Float32Array {
+  const bytes = dequantize(palette, split.tokens.subarray(0, count * pixels));
+  return pixelFeatures(bytes, count, pixels * palette.channels);
 }
 
 /**

@@ -51,7 +51,7 @@ export function resolveModelDir(model: string, env: NodeJS.ProcessEnv = process.
     if (all.length !== 1) {
       throw new Error(`${repo}: no refs/main and ${all.length} snapshots, so the revision is ambiguous; fetch it with:\n  ${fetch}`);
     }
-    revision = all[0]!;
+    revision = all[0];
   }
   const dir = join(snapshots, revision);
   if (!existsSync(dir)) {

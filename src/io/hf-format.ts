@@ -149,7 +149,7 @@ export function preprocessorJson(palette: Palette, size: { height: number; width
   const rows: string[] = [];
   for (let i = 0; i < palette.k; i++) {
     const row: string[] = [];
-    for (let c = 0; c < palette.channels; c++) row.push(float32Json(palette.centers[i * palette.channels + c]!));
+    for (let c = 0; c < palette.channels; c++) row.push(float32Json(palette.centers[i * palette.channels + c]));
     rows.push(`    [${row.join(', ')}]`);
   }
   return [

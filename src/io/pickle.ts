@@ -66,7 +66,7 @@ export function unpickle(bytes: Uint8Array, options: UnpickleOptions): unknown {
   const need = (n: number): void => {
     if (pos + n > bytes.length) throw fail('truncated pickle');
   };
-  const u8 = (): number => { need(1); return bytes[pos++]!; };
+  const u8 = (): number => { need(1); return bytes[pos++]; };
   const u16 = (): number => { need(2); const v = view.getUint16(pos, true); pos += 2; return v; };
   const u32 = (): number => { need(4); const v = view.getUint32(pos, true); pos += 4; return v; };
   const utf8 = (n: number): string => {
@@ -181,8 +181,8 @@ export function unpickle(bytes: Uint8Array, options: UnpickleOptions): unknown {
         if (n > 8) throw fail(`LONG1 of ${n} bytes: integer too large`);
         need(n);
         let v = 0n;
-        for (let i = n - 1; i >= 0; i--) v = (v << 8n) | BigInt(bytes[pos + i]!);
-        if (n > 0 && bytes[pos + n - 1]! & 0x80) v -= 1n << BigInt(8 * n); // two's complement
+        for (let i = n - 1; i >= 0; i--) v = (v << 8n) | BigInt(bytes[pos + i]);
+        if (n > 0 && bytes[pos + n - 1] & 0x80) v -= 1n << BigInt(8 * n); // two's complement
         pos += n;
         if (v > BigInt(Number.MAX_SAFE_INTEGER) || v < BigInt(Number.MIN_SAFE_INTEGER)) throw fail(`integer ${v} out of range`);
         stack.push(Number(v));

@@ -96,7 +96,7 @@ export function parseHeader(headerJson: string, headerLength: number, fileSize: 
   }
   entries.sort((a, b) => a.begin - b.begin || a.end - b.end);
   for (let i = 1; i < entries.length; i++) {
-    const prev = entries[i - 1]!, cur = entries[i]!;
+    const prev = entries[i - 1], cur = entries[i];
     if (cur.begin < prev.end) {
       throw new Error(`${file}: malformed safetensors header: tensors "${prev.name}" and "${cur.name}" overlap`);
     }
@@ -164,13 +164,13 @@ function halfTable(): Float32Array {
 /** Half-precision bits → float32, n values. */
 export function halfToFloat32(out: Float32Array, bits: Uint16Array): void {
   const t = halfTable();
-  for (let i = 0; i < bits.length; i++) out[i] = t[bits[i]!]!;
+  for (let i = 0; i < bits.length; i++) out[i] = t[bits[i]];
 }
 
 /** bfloat16 is the top half of a float32. */
 export function bfloat16ToFloat32(out: Float32Array, bits: Uint16Array): void {
   const u = new Uint32Array(out.buffer, out.byteOffset, out.length);
-  for (let i = 0; i < bits.length; i++) u[i] = bits[i]! << 16;
+  for (let i = 0; i < bits.length; i++) u[i] = bits[i] << 16;
 }
 
 const scratchF32 = new Float32Array(1);
@@ -179,7 +179,7 @@ const scratchU32 = new Uint32Array(scratchF32.buffer);
 /** float32 → half-precision bits, rounding to nearest even; overflow goes to ±Infinity. */
 export function float32ToHalfBits(value: number): number {
   scratchF32[0] = value;
-  const x = scratchU32[0]!;
+  const x = scratchU32[0];
   const sign = (x >>> 16) & 0x8000;
   const exp = (x >>> 23) & 0xff;
   const mant = x & 0x7fffff;
@@ -206,7 +206,7 @@ export function float32ToHalfBits(value: number): number {
 /** float32 → bfloat16 bits, rounding to nearest even. */
 export function float32ToBfloat16Bits(value: number): number {
   scratchF32[0] = value;
-  const x = scratchU32[0]!;
+  const x = scratchU32[0];
   if ((x & 0x7f800000) === 0x7f800000 && x & 0x7fffff) return (x >>> 16) | 0x40; // keep NaN a NaN
   return ((x + 0x7fff + ((x >>> 16) & 1)) >>> 16) & 0xffff;
 }

@@ -204,7 +204,7 @@ function encodeTensorData(t: TensorToWrite): Uint8Array {
   if (dtype === 'F32') return new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength);
   const bits = new Uint16Array(t.data.length);
   const convert = dtype === 'F16' ? float32ToHalfBits : float32ToBfloat16Bits;
-  for (let i = 0; i < t.data.length; i++) bits[i] = convert(t.data[i]!);
+  for (let i = 0; i < t.data.length; i++) bits[i] = convert(t.data[i]);
   return new Uint8Array(bits.buffer);
 }
 

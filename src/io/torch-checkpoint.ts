@@ -54,7 +54,7 @@ function rebuildTensor(args: readonly unknown[]): TensorRef {
   const count = shape.reduce((a, b) => a * b, 1);
   if (count > MAX_TENSOR_VALUES) throw new Error(`tensor of size ${shapeText(shape)} is implausibly large`);
   if (count > 0) {
-    const last = offset + shape.reduce((sum, s, i) => sum + (s - 1) * stride[i]!, 0);
+    const last = offset + shape.reduce((sum, s, i) => sum + (s - 1) * stride[i], 0);
     if (last >= storage.numel) {
       throw new Error(`a tensor of size ${shapeText(shape)}, stride ${shapeText(stride)}, offset ${offset} reaches ` +
                       `element ${last} of storage "${storage.key}", which holds ${storage.numel}`);
@@ -185,7 +185,7 @@ export class TorchCheckpoint {
       return;
     }
     // A strided view (a transpose, a slice): read the span of storage it touches, then gather.
-    const last = t.offset + t.shape.reduce((sum, s, i) => sum + (s - 1) * t.stride[i]!, 0);
+    const last = t.offset + t.shape.reduce((sum, s, i) => sum + (s - 1) * t.stride[i], 0);
     const span = new Float32Array(last - t.offset + 1);
     const bytes = new Uint8Array(span.length * bytesPer);
     this.zip.read(t.storage.entry, bytes, t.offset * bytesPer);
@@ -232,7 +232,7 @@ function isContiguous(shape: readonly number[], stride: readonly number[]): bool
   let expected = 1;
   for (let i = shape.length - 1; i >= 0; i--) {
     if (shape[i] !== 1 && stride[i] !== expected) return false;
-    expected *= shape[i]!;
+    expected *= shape[i];
   }
   return true;
 }
@@ -243,10 +243,10 @@ function gatherStrided(out: Float32Array, src: Float32Array, shape: readonly num
   const index = new Array<number>(rank).fill(0);
   let at = 0;
   for (let n = 0; n < out.length; n++) {
-    out[n] = src[at]!;
+    out[n] = src[at];
     for (let k = rank - 1; k >= 0; k--) {
-      if (++index[k]! < shape[k]!) { at += stride[k]!; break; }
-      at -= (shape[k]! - 1) * stride[k]!;
+      if (++index[k] < shape[k]) { at += stride[k]; break; }
+      at -= (shape[k] - 1) * stride[k];
       index[k] = 0;
     }
   }
@@ -257,7 +257,7 @@ function findTopFolder(zip: ZipArchive, path: string): string {
   const tops = [...zip.entries.keys()].map((n) => /^([^/]+)\/data\.pkl$/.exec(n)?.[1]).filter((t): t is string => t !== undefined);
   if (tops.length === 0) throw new Error(`${path}: a zip archive without <folder>/data.pkl (not a torch.save checkpoint)`);
   if (tops.length > 1) throw new Error(`${path}: several data.pkl files (${tops.join(', ')}); expected one checkpoint`);
-  return tops[0]!;
+  return tops[0];
 }
 
 /** torch.save before 1.6 wrote pickles back to back, the first being a magic number: PROTO 2, LONG1 of 10 bytes. */

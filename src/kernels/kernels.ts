@@ -1,7 +1,10 @@
 /**
  * The one interface all heavy arithmetic goes through. Two implementations: `native` (a Node-API
  * addon over OpenBLAS plus threaded fused loops) and `portable` (TypeScript, runs in browsers).
- * `loops.ts` holds the plain reference loops every backend is tested against.
+ * The plain loops of loops.ts (the portable backend without WebAssembly SIMD) are the reference
+ * implementation: the one to read for what each kernel computes. test/kernels.test.ts runs every
+ * backend, those loops included, through the same cases against float64 references, so each
+ * agrees with the loops within float32 rounding.
  *
  * Conventions: every matrix is row-major float32; buffers are the caller's memory (pass
  * `subarray` views for offsets, never copies); `rows` is the flattened batch·time dimension.

@@ -74,6 +74,17 @@ export function softmaxRow(x: Float32Array, row: number, count: number): void {
 export const ATTENTION_BLOCK = 64;
 
 /**
+ * Where head h of sequence b lies in the attention buffers: its query, key and value columns in
+ * qkv [B, T, 3C] (q; k = q + C; v = q + 2C), its columns in the output [B, T, C], and its
+ * [T, T] block of the probabilities [B, H, T, T].
+ */
+export function headOffsets(b: number, h: number, T: number, H: number, hs: number): { q: number; k: number; v: number; out: number; att: number } {
+  const C = H * hs;
+  const q = b * T * 3 * C + h * hs;
+  return { q, k: q + C, v: q + 2 * C, out: b * T * C + h * hs, att: (b * H + h) * T * T };
+}
+
+/**
  * Attention per (batch, head) as GEMMs over row blocks: S = scale·Q·Kᵀ into att, a row softmax in
  * place, then out = P·V. Causal blocks only compute keys up to their last query.
  */
@@ -85,11 +96,7 @@ export function attentionForwardLoops(gemm: Gemm, out: Float32Array, att: Float3
   const block = causal ? ATTENTION_BLOCK : T;
   for (let b = 0; b < B; b++) {
     for (let h = 0; h < H; h++) {
-      const qOff = b * T * C3 + h * hs;
-      const kOff = qOff + C;
-      const vOff = qOff + 2 * C;
-      const oOff = b * T * C + h * hs;
-      const attOff = (b * H + h) * T * T;
+      const { q: qOff, k: kOff, v: vOff, out: oOff, att: attOff } = headOffsets(b, h, T, H, hs);
       for (let t0 = 0; t0 < T; t0 += block) {
         const t1 = Math.min(T, t0 + block);
         const keys = causal ? t1 : T;
@@ -121,11 +128,7 @@ export function attentionBackwardLoops(gemm: Gemm, scratch: Float32Array, dqkv: 
   const dS = scratch;
   for (let b = 0; b < B; b++) {
     for (let h = 0; h < H; h++) {
-      const qOff = b * T * C3 + h * hs;
-      const kOff = qOff + C;
-      const vOff = qOff + 2 * C;
-      const dOff = b * T * C + h * hs;
-      const attOff = (b * H + h) * T * T;
+      const { q: qOff, k: kOff, v: vOff, out: dOff, att: attOff } = headOffsets(b, h, T, H, hs);
       for (let t0 = 0; t0 < T; t0 += block) {
         const t1 = Math.min(T, t0 + block);
         const keys = causal ? t1 : T;

@@ -9,10 +9,10 @@ import { createSimdKernels } from './simd.js';
 import { createSimdEngine } from './simd-engine.js';
 
 /**
- * The portable backend. GEMM, attention and GELU run on WebAssembly SIMD kernels when the runtime
- * has WebAssembly SIMD (every current browser and Node ≥ 16), on plain loops otherwise or with
- * `{ simd: false }`; the memory-bound rest is plain loops. Holds reusable scratch (the wasm memory
- * among it), so use one instance per thread of work.
+ * The portable backend. GEMM, attention, GELU and layer norm run on WebAssembly SIMD kernels when
+ * the runtime has WebAssembly SIMD (every current browser and Node ≥ 16), on plain loops otherwise
+ * or with `{ simd: false }`; the memory-bound rest is plain loops. Holds reusable scratch (the
+ * wasm memory among it), so use one instance per thread of work.
  */
 export function createPortableKernels(options: { simd?: boolean } = {}): Kernels {
   const simd = options.simd === false ? null : createSimdKernels();

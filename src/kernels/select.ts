@@ -36,8 +36,8 @@ function choiceFromEnv(): KernelChoice {
 }
 
 /** What the announcement says about the matrix products. */
-function productsNote(k: Kernels): string {
-  return k.bf16 ? 'linear layers in bf16 through oneDNN, the rest float32' : 'float32';
+function productsNote(kernels: Kernels): string {
+  return kernels.bf16 ? 'linear layers in bf16 through oneDNN, the rest float32' : 'float32';
 }
 
 /** The native kernels at the precision asked for; bf16 falls back to float32 where it cannot run. */
@@ -53,10 +53,10 @@ function nativeKernels(precision: PrecisionChoice): Kernels {
 }
 
 function portableKernels(precision: PrecisionChoice, line: string): Kernels {
-  const k = createPortableKernels();
+  const portable = createPortableKernels();
   if (precision === 'bf16') process.stderr.write('igpt: --precision bf16: the portable kernels multiply in float32 only; running float32\n');
   announce(line);
-  return k;
+  return portable;
 }
 
 /**
@@ -69,9 +69,9 @@ export function loadKernels(choice: KernelChoice = choiceFromEnv(), precision: P
   }
   if (choice === 'portable') return portableKernels(precision, 'igpt: using the portable kernels (IGPT_KERNELS=portable; float32)');
   if (choice === 'native') {
-    const k = nativeKernels(precision);
-    announce(`igpt: using the native kernels (OpenBLAS, ${k.threads} threads; ${productsNote(k)})`);
-    return k;
+    const native = nativeKernels(precision);
+    announce(`igpt: using the native kernels (OpenBLAS, ${native.threads} threads; ${productsNote(native)})`);
+    return native;
   }
   if (choice !== 'auto') throw new Error(`loadKernels: unknown backend '${String(choice)}'`);
   let native: Kernels;

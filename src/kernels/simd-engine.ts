@@ -3,7 +3,7 @@
  * simd.ts. Operands are copied (or packed) into the wasm memory, which doubles as reusable scratch
  * and only grows.
  */
-import { ATTENTION_BLOCK, copyFloats, sgemmLoops, type Gemm } from './loops.js';
+import { ATTENTION_BLOCK, copyFloats, headOffsets, sgemmLoops, type Gemm } from './loops.js';
 import { MR, NR, type SimdKernels } from './simd.js';
 
 /** Column block of B packed at once, rows of A per packed block, and the shared-dimension block. */
@@ -223,16 +223,19 @@ export function createSimdEngine(simd: SimdKernels): SimdEngine {
     for (let i = 0; i < rows; i++) copyFloats(x, off + i * xStride, heap, src + i * srcStride, cols);
   };
 
+  /** Rows padded to whole row tiles (Tr) and to whole column tiles (Tc); the head size in column tiles and padded to them. */
+  const attentionTiles = (T: number, hs: number): { Tr: number; Tc: number; hsTiles: number; hsPad: number } => {
+    const hsTiles = Math.ceil(hs / nr);
+    return { Tr: Math.ceil(T / mr) * mr, Tc: Math.ceil(T / nr) * nr, hsTiles, hsPad: hsTiles * nr };
+  };
+
   const attentionForward = (out: Float32Array, att: Float32Array, qkv: Float32Array, B: number, T: number,
                             H: number, hs: number, causal: boolean): void => {
     const C = H * hs;
     const C3 = 3 * C;
     const scale = 1 / Math.sqrt(hs);
     const block = ATTENTION_BLOCK;
-    const Tr = Math.ceil(T / mr) * mr;
-    const Tc = Math.ceil(T / nr) * nr;
-    const hsTiles = Math.ceil(hs / nr);
-    const hsPad = hsTiles * nr;
+    const { Tr, Tc, hsTiles, hsPad } = attentionTiles(T, hs);
     // Layout in floats.
     const qRows = 0;
     const kT = qRows + Tr * hs;
@@ -242,13 +245,11 @@ export function createSimdEngine(simd: SimdKernels): SimdEngine {
     reserve(O + block * hsPad);
     for (let b = 0; b < B; b++) {
       for (let h = 0; h < H; h++) {
-        const qOff = b * T * C3 + h * hs;
-        const oOff = b * T * C + h * hs;
-        const attOff = (b * H + h) * T * T;
+        const { q: qOff, k: kOff, v: vOff, out: oOff, att: attOff } = headOffsets(b, h, T, H, hs);
         copyRows(qRows, qkv, qOff, C3, T, hs, scale);
         heap.fill(0, qRows + T * hs, qRows + Tr * hs);
-        packTransposedPanels(kT, qkv, qOff + C, C3, T, hs);
-        packPanels(vPanels, Tr * nr, qkv, qOff + 2 * C, C3, T, hs);
+        packTransposedPanels(kT, qkv, kOff, C3, T, hs);
+        packPanels(vPanels, Tr * nr, qkv, vOff, C3, T, hs);
         for (let t0 = 0; t0 < T; t0 += block) {
           const rows = Math.min(block, T - t0);
           const mTiles = Math.ceil(rows / mr);
@@ -275,10 +276,7 @@ export function createSimdEngine(simd: SimdKernels): SimdEngine {
     const C3 = 3 * C;
     const scale = 1 / Math.sqrt(hs);
     const block = ATTENTION_BLOCK;
-    const Tr = Math.ceil(T / mr) * mr;
-    const Tc = Math.ceil(T / nr) * nr;
-    const hsTiles = Math.ceil(hs / nr);
-    const hsPad = hsTiles * nr;
+    const { Tr, Tc, hsTiles, hsPad } = attentionTiles(T, hs);
     const panels = hsTiles * Tr * nr;
     // Layout in floats.
     const dORows = 0;
@@ -292,11 +290,7 @@ export function createSimdEngine(simd: SimdKernels): SimdEngine {
     reserve(O + block * hsPad);
     for (let b = 0; b < B; b++) {
       for (let h = 0; h < H; h++) {
-        const qOff = b * T * C3 + h * hs;
-        const kOff = qOff + C;
-        const vOff = qOff + 2 * C;
-        const dOff = b * T * C + h * hs;
-        const attOff = (b * H + h) * T * T;
+        const { q: qOff, k: kOff, v: vOff, out: dOff, att: attOff } = headOffsets(b, h, T, H, hs);
         copyRows(dORows, dout, dOff, C, T, hs, 1);
         heap.fill(0, dORows + T * hs, dORows + Tr * hs);
         packTransposedPanels(vT, qkv, vOff, C3, T, hs);

@@ -135,7 +135,7 @@ function loopWhileBelow(p: number, end: number, step: number, body: Code): Code 
 /** The body of gemmBlock (see the file comment). */
 function gemmBlockBody(): number[] {
   const NV = NR / 4; // f32x4 vectors per row of a tile
-  // Parameters 0..9, then locals.
+  // Parameters 0..11, then locals.
   const [aPtr, aTileBytes, aRowBytes, aStepBytes, bPtr, bPanelBytes, cPtr, mTiles, nTiles, kc, ldcBytes,
          accumulate] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11];
   const [jr, ir, p, bp, cp] = [12, 13, 14, 15, 16];

@@ -1,6 +1,6 @@
 /** Model shape: the fields of Hugging Face's ImageGPTConfig that matter, in our names. */
 export interface ModelConfig {
-  /** Palette size k + 1 (the SOS token is id k). The LM head has k outputs. */
+  /** The palette size V + 1: V colors and the SOS token (id V). The LM head has V outputs. */
   vocabSize: number;
   /** Sequence length n² (pixels per image). */
   nPositions: number;
@@ -57,7 +57,7 @@ export function validateConfig(cfg: ModelConfig): void {
   }
 }
 
-/** The palette size k: logits per position. */
+/** The palette size V: logits per position. */
 export const paletteSizeOf = (cfg: ModelConfig): number => cfg.vocabSize - 1;
 /** The SOS token id. */
 export const sosTokenOf = (cfg: ModelConfig): number => cfg.vocabSize - 1;

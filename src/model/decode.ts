@@ -11,64 +11,59 @@
  */
 import type { Kernels, PackedMatrix } from '../kernels/kernels.js';
 import { paletteSizeOf } from './config.js';
-import { headForward, packedLinearForward } from './layers.js';
+import { BLOCK_PRODUCTS, blockForward, headForward, packedLinearForward, type BlockActivations, type BlockProduct } from './layers.js';
 import type { ParameterTensors } from './parameters.js';
 
 export type KvCachePrecision = 'f32' | 'f16';
 
-/** One block's weight matrices, packed. */
-interface PackedBlock { attn: PackedMatrix; attnProj: PackedMatrix; fc: PackedMatrix; mlpProj: PackedMatrix }
-
 export class KvDecoder {
   /** Position of the next token to feed. */
   position = 0;
-  /** [B, k] logits for the next pixel after each `feed`. */
+  /** [B, V] logits (V: the palette size) for the next pixel after each `feed`. */
   readonly logits: Float32Array;
   /** The precision the caches are held in ('f32' when 'f16' was asked for but is not supported). */
   readonly precision: KvCachePrecision;
-  private readonly blocks: PackedBlock[];
-  /** Per layer: one attention step at position t over that layer's caches (atty ← qkv). */
-  private readonly attend: ((t: number) => void)[];
+  /** The residual stream of the B sequences at the current position, [B, d]. */
   private readonly x: Float32Array;
-  private readonly ln: Float32Array;
-  private readonly rstd: Float32Array;
-  private readonly qkv: Float32Array;
-  private readonly atty: Float32Array;
-  private readonly fch: Float32Array;
-  private readonly fchGelu: Float32Array;
+  /** One block's buffers for one position, shared by the layers; the residual is updated in place. */
+  private readonly acts: BlockActivations;
+  /** Per layer: its products on the packed weights, and one attention step over its caches (atty ← qkv). */
+  private readonly layers: { product: BlockProduct; attend: () => void }[];
 
   constructor(readonly kernels: Kernels, readonly params: ParameterTensors, readonly B: number,
               readonly maxT = params.config.nPositions, precision: KvCachePrecision = 'f32') {
-    const { nEmbd: d, nLayer: L, nHead: H } = params.config;
+    const { nEmbd: d, nHead: H } = params.config;
     if (maxT > params.config.nPositions) {
       throw new Error(`cannot decode ${maxT} positions with a model of ${params.config.nPositions}`);
     }
     const half = precision === 'f16' ? kernels.attentionDecodeHalf : undefined;
     this.precision = half ? 'f16' : 'f32';
-    this.blocks = params.blocks.map((w) => ({
-      attn: kernels.packMatrix(w.attnW, d, 3 * d, half !== undefined),
-      attnProj: kernels.packMatrix(w.attnProjW, d, d, half !== undefined),
-      fc: kernels.packMatrix(w.fcW, d, 4 * d, half !== undefined),
-      mlpProj: kernels.packMatrix(w.mlpProjW, 4 * d, d, half !== undefined),
-    }));
-    this.x = new Float32Array(B * d);
-    this.ln = new Float32Array(B * d);
-    this.rstd = new Float32Array(B);
-    this.qkv = new Float32Array(B * 3 * d);
-    this.atty = new Float32Array(B * d);
-    this.fch = new Float32Array(B * 4 * d);
-    this.fchGelu = new Float32Array(B * 4 * d);
+    const x = this.x = new Float32Array(B * d);
+    const ln = new Float32Array(B * d), rstd = new Float32Array(B);
+    const fch = new Float32Array(B * 4 * d);
+    const acts: BlockActivations = this.acts = {
+      ln1: ln, ln1Rstd: rstd, ln2: ln, ln2Rstd: rstd, res2: x, fch, fchGelu: new Float32Array(B * 4 * d),
+      qkv: new Float32Array(B * 3 * d), atty: new Float32Array(B * d),
+    };
     this.logits = new Float32Array(B * paletteSizeOf(params.config));
 
-    const size = B * maxT * d;
+    const cacheSize = B * maxT * d;
     const hs = d / H;
-    this.attend = Array.from({ length: L }, () => {
+    this.layers = params.blocks.map((w) => {
+      // The weights packed once for products of B rows (see Kernels.packMatrix).
+      const pack = (which: keyof typeof BLOCK_PRODUCTS): PackedMatrix => {
+        const [nIn, nOut] = BLOCK_PRODUCTS[which];
+        return kernels.packMatrix(w[`${which}W`], nIn * d, nOut * d, half !== undefined);
+      };
+      const packed = { attn: pack('attn'), attnProj: pack('attnProj'), fc: pack('fc'), mlpProj: pack('mlpProj') };
+      const product: BlockProduct = (which, out, input, accumulate) =>
+        packedLinearForward(kernels, out, input, packed[which], w[`${which}B`], B, accumulate);
       if (half) {
-        const kCache = new Uint16Array(size), vCache = new Uint16Array(size);
-        return (t: number) => half(this.atty, this.qkv, kCache, vCache, B, H, hs, t, maxT);
+        const kCache = new Uint16Array(cacheSize), vCache = new Uint16Array(cacheSize);
+        return { product, attend: () => half(acts.atty, acts.qkv, kCache, vCache, B, H, hs, this.position, maxT) };
       }
-      const kCache = new Float32Array(size), vCache = new Float32Array(size);
-      return (t: number) => kernels.attentionDecode(this.atty, this.qkv, kCache, vCache, B, H, hs, t, maxT);
+      const kCache = new Float32Array(cacheSize), vCache = new Float32Array(cacheSize);
+      return { product, attend: () => kernels.attentionDecode(acts.atty, acts.qkv, kCache, vCache, B, H, hs, this.position, maxT) };
     });
   }
 
@@ -76,30 +71,19 @@ export class KvDecoder {
 
   /** Feeds one token per sequence at the current position; fills `logits` for the next one. */
   feed(tokens: Int32Array): Float32Array {
-    const k = this.kernels;
+    const kernels = this.kernels;
     const p = this.params;
-    const { B, x, ln, rstd, qkv, atty, fch, fchGelu } = this;
-    const { nEmbd: d, nLayer: L, layerNormEpsilon: eps } = p.config;
+    const { B, x, acts } = this;
+    const { nEmbd: d, layerNormEpsilon: eps } = p.config;
     const t = this.position;
     if (t >= this.maxT) throw new Error(`the decoder is full (${this.maxT} positions)`);
     for (let b = 0; b < B; b++) {
-      const tok = tokens[b]!;
-      for (let i = 0; i < d; i++) x[b * d + i] = p.wte[tok * d + i]! + p.wpe[t * d + i]!;
+      const tok = tokens[b];
+      for (let i = 0; i < d; i++) x[b * d + i] = p.wte[tok * d + i] + p.wpe[t * d + i];
     }
-    for (let l = 0; l < L; l++) {
-      const w = p.blocks[l]!;
-      const packed = this.blocks[l]!;
-      k.normForward(ln, rstd, x, w.ln1, B, d, eps);
-      packedLinearForward(k, qkv, ln, packed.attn, w.attnB, B);
-      this.attend[l]!(t);
-      packedLinearForward(k, x, atty, packed.attnProj, w.attnProjB, B, true);
-      k.normForward(ln, rstd, x, w.ln2, B, d, eps);
-      packedLinearForward(k, fch, ln, packed.fc, w.fcB, B);
-      k.geluForward(fchGelu, fch, B * 4 * d);
-      packedLinearForward(k, x, fchGelu, packed.mlpProj, w.mlpProjB, B, true);
-    }
-    k.normForward(ln, rstd, x, p.lnF, B, d, eps);
-    headForward(k, this.logits, ln, p.lmHead, B, d, paletteSizeOf(p.config));
+    this.layers.forEach(({ product, attend }, l) => blockForward(kernels, p.blocks[l], acts, x, x, B, d, eps, product, attend));
+    kernels.normForward(acts.ln1, acts.ln1Rstd, x, p.lnF, B, d, eps);
+    headForward(kernels, this.logits, acts.ln1, p.lmHead, B, d, paletteSizeOf(p.config));
     this.position++;
     return this.logits;
   }

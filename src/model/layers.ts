@@ -4,6 +4,7 @@
  * `rows` is batch·time. Backward functions accumulate parameter gradients (`+=`).
  */
 import type { Kernels, PackedMatrix } from '../kernels/kernels.js';
+import type { BlockParameters } from './parameters.js';
 
 /**
  * h0[b, t, :] = wte[token] + wpe[t]. A token of -1 is masked (BERT): its content embedding is
@@ -14,13 +15,13 @@ export function embeddingForward(out: Float32Array, tokens: Int32Array, wte: Flo
   for (let b = 0; b < B; b++) {
     for (let t = 0; t < T; t++) {
       const row = (b * T + t) * d;
-      const token = tokens[b * T + t]!;
+      const token = tokens[b * T + t];
       const pos = t * d;
       if (token < 0) {
-        for (let i = 0; i < d; i++) out[row + i] = wpe[pos + i]!;
+        for (let i = 0; i < d; i++) out[row + i] = wpe[pos + i];
       } else {
         const tok = token * d;
-        for (let i = 0; i < d; i++) out[row + i] = wte[tok + i]! + wpe[pos + i]!;
+        for (let i = 0; i < d; i++) out[row + i] = wte[tok + i] + wpe[pos + i];
       }
     }
   }
@@ -31,12 +32,12 @@ export function embeddingBackward(dwte: Float32Array, dwpe: Float32Array, dout: 
   for (let b = 0; b < B; b++) {
     for (let t = 0; t < T; t++) {
       const row = (b * T + t) * d;
-      const token = tokens[b * T + t]!;
+      const token = tokens[b * T + t];
       const pos = t * d;
-      for (let i = 0; i < d; i++) dwpe[pos + i]! += dout[row + i]!;
+      for (let i = 0; i < d; i++) dwpe[pos + i] += dout[row + i];
       if (token >= 0) {
         const tok = token * d;
-        for (let i = 0; i < d; i++) dwte[tok + i]! += dout[row + i]!;
+        for (let i = 0; i < d; i++) dwte[tok + i] += dout[row + i];
       }
     }
   }
@@ -52,41 +53,41 @@ export interface Weight {
 }
 
 /** C = op(A)·op(W) + beta·C for the layer's weight W (stored with row stride ldw). */
-function timesWeight(k: Kernels, w: Weight, transW: boolean, m: number, n: number, inner: number,
+function timesWeight(kernels: Kernels, w: Weight, transW: boolean, m: number, n: number, inner: number,
                      a: Float32Array, lda: number, ldw: number, beta: number, c: Float32Array, ldc: number): void {
-  if (w.bf16 && k.bf16) k.bf16.gemm(false, transW, m, n, inner, 1, a, lda, w.bf16, ldw, beta, c, ldc);
-  else k.sgemm(false, transW, m, n, inner, 1, a, lda, w.f32, ldw, beta, c, ldc);
+  if (w.bf16 && kernels.bf16) kernels.bf16.gemm(false, transW, m, n, inner, 1, a, lda, w.bf16, ldw, beta, c, ldc);
+  else kernels.sgemm(false, transW, m, n, inner, 1, a, lda, w.f32, ldw, beta, c, ldc);
 }
 
 /**
  * out[r, :] = x[r, :] · w + b, w is [nIn, nOut] (HF's Conv1D layout). With `accumulate`, adds to
  * what `out` holds (used to fold the residual connection into the projection).
  */
-export function linearForward(k: Kernels, out: Float32Array, x: Float32Array, w: Weight,
+export function linearForward(kernels: Kernels, out: Float32Array, x: Float32Array, w: Weight,
                               b: Float32Array | null, rows: number, nIn: number, nOut: number,
                               accumulate = false): void {
-  timesWeight(k, w, false, rows, nOut, nIn, x, nIn, nOut, accumulate ? 1 : 0, out, nOut);
-  if (b) k.biasForward(out, b, rows, nOut);
+  timesWeight(kernels, w, false, rows, nOut, nIn, x, nIn, nOut, accumulate ? 1 : 0, out, nOut);
+  if (b) kernels.biasForward(out, b, rows, nOut);
 }
 
 /** linearForward with the weight packed by `kernels.packMatrix` (decoding: a few rows at a time). */
-export function packedLinearForward(k: Kernels, out: Float32Array, x: Float32Array, w: PackedMatrix,
+export function packedLinearForward(kernels: Kernels, out: Float32Array, x: Float32Array, w: PackedMatrix,
                                     b: Float32Array | null, rows: number, accumulate = false): void {
-  k.sgemmPacked(rows, x, w, out, accumulate);
-  if (b) k.biasForward(out, b, rows, w.n);
+  kernels.sgemmPacked(rows, x, w, out, accumulate);
+  if (b) kernels.biasForward(out, b, rows, w.n);
 }
 
 /**
  * Writes dx (when given), accumulates dw and db. Needs only the forward input x. In bf16 the
  * weight gradient's product rounds x and dout to bf16 too; dw accumulates in float32.
  */
-export function linearBackward(k: Kernels, dx: Float32Array | null, dw: Float32Array,
+export function linearBackward(kernels: Kernels, dx: Float32Array | null, dw: Float32Array,
                                db: Float32Array | null, dout: Float32Array, x: Float32Array,
                                w: Weight, rows: number, nIn: number, nOut: number): void {
-  if (dx) timesWeight(k, w, true, rows, nIn, nOut, dout, nOut, nOut, 0, dx, nIn);
-  if (w.bf16 && k.bf16) k.bf16.gemm(true, false, nIn, nOut, rows, 1, x, nIn, dout, nOut, 1, dw, nOut);
-  else k.sgemm(true, false, nIn, nOut, rows, 1, x, nIn, dout, nOut, 1, dw, nOut);
-  if (db) k.biasBackward(db, dout, rows, nOut);
+  if (dx) timesWeight(kernels, w, true, rows, nIn, nOut, dout, nOut, nOut, 0, dx, nIn);
+  if (w.bf16 && kernels.bf16) kernels.bf16.gemm(true, false, nIn, nOut, rows, 1, x, nIn, dout, nOut, 1, dw, nOut);
+  else kernels.sgemm(true, false, nIn, nOut, rows, 1, x, nIn, dout, nOut, 1, dw, nOut);
+  if (db) kernels.biasBackward(db, dout, rows, nOut);
 }
 
 /**
@@ -94,17 +95,17 @@ export function linearBackward(k: Kernels, dx: Float32Array | null, dw: Float32A
  * float32 in bf16 models: their products are narrow (16 or 512 palette colors, a few classes) and
  * feed the losses directly.
  */
-export function headForward(k: Kernels, logits: Float32Array, x: Float32Array, head: Float32Array,
+export function headForward(kernels: Kernels, logits: Float32Array, x: Float32Array, head: Float32Array,
                             rows: number, nIn: number, nOut: number): void {
-  k.sgemm(false, true, rows, nOut, nIn, 1, x, nIn, head, nIn, 0, logits, nOut);
+  kernels.sgemm(false, true, rows, nOut, nIn, 1, x, nIn, head, nIn, 0, logits, nOut);
 }
 
 /** Accumulates dx (+=) and dhead. */
-export function headBackward(k: Kernels, dx: Float32Array, dhead: Float32Array,
+export function headBackward(kernels: Kernels, dx: Float32Array, dhead: Float32Array,
                              dlogits: Float32Array, x: Float32Array, head: Float32Array,
                              rows: number, nIn: number, nOut: number): void {
-  k.sgemm(false, false, rows, nIn, nOut, 1, dlogits, nOut, head, nIn, 1, dx, nIn);
-  k.sgemm(true, false, nOut, nIn, rows, 1, dlogits, nOut, x, nIn, 1, dhead, nIn);
+  kernels.sgemm(false, false, rows, nIn, nOut, 1, dlogits, nOut, head, nIn, 1, dx, nIn);
+  kernels.sgemm(true, false, nOut, nIn, rows, 1, dlogits, nOut, x, nIn, 1, dhead, nIn);
 }
 
 /** pooled[b, :] = mean over t of x[b, t, :]. */
@@ -114,9 +115,9 @@ export function meanPoolForward(pooled: Float32Array, x: Float32Array, B: number
   for (let b = 0; b < B; b++) {
     for (let t = 0; t < T; t++) {
       const row = (b * T + t) * d;
-      for (let i = 0; i < d; i++) pooled[b * d + i]! += x[row + i]!;
+      for (let i = 0; i < d; i++) pooled[b * d + i] += x[row + i];
     }
-    for (let i = 0; i < d; i++) pooled[b * d + i]! /= T;
+    for (let i = 0; i < d; i++) pooled[b * d + i] /= T;
   }
 }
 
@@ -126,7 +127,46 @@ export function meanPoolBackward(dx: Float32Array, dpooled: Float32Array, B: num
   for (let b = 0; b < B; b++) {
     for (let t = 0; t < T; t++) {
       const row = (b * T + t) * d;
-      for (let i = 0; i < d; i++) dx[row + i]! += dpooled[b * d + i]! / T;
+      for (let i = 0; i < d; i++) dx[row + i] += dpooled[b * d + i] / T;
     }
   }
+}
+
+/** What a block's forward writes: the norms' outputs and rstd, qkv, the attention output, the residual after attention, the MLP's hidden layer before and after GELU. */
+export interface BlockActivations {
+  ln1: Float32Array; ln1Rstd: Float32Array;   // [rows, d], [rows]
+  qkv: Float32Array;                          // [rows, 3d]
+  atty: Float32Array;                         // [rows, d]   attention output before c_proj
+  res2: Float32Array;                         // [rows, d]   x + attn(...)
+  ln2: Float32Array; ln2Rstd: Float32Array;
+  fch: Float32Array; fchGelu: Float32Array;   // [rows, 4d]
+}
+
+/** A block's four products, with their input and output widths in multiples of d. */
+export const BLOCK_PRODUCTS = { attn: [1, 3], attnProj: [1, 1], fc: [1, 4], mlpProj: [4, 1] } as const;
+
+/** out = x·W + b (or out += x·W + b with `accumulate`) for one of a block's products, over the block's rows. */
+export type BlockProduct = (which: keyof typeof BLOCK_PRODUCTS, out: Float32Array, x: Float32Array, accumulate: boolean) => void;
+
+/**
+ * One block, the same for training, inference and cached decoding:
+ *   a = x + attn(norm1(x)); out = a + mlp(norm2(a)),
+ * keeping what backward needs in `a`. `product` runs the linear layers (plain or packed weights),
+ * `attend` fills a.atty from a.qkv (full attention, or one position against the caches). `a.res2`
+ * may be `x` and `out` may be `a.res2`: the residual stream updated in place. With `out` null
+ * (recomputation in backward) the last product, which backward does not need, is skipped.
+ */
+export function blockForward(kernels: Kernels, w: BlockParameters, a: BlockActivations, x: Float32Array, out: Float32Array | null,
+                             rows: number, d: number, eps: number, product: BlockProduct, attend: () => void): void {
+  kernels.normForward(a.ln1, a.ln1Rstd, x, w.ln1, rows, d, eps);
+  product('attn', a.qkv, a.ln1, false);
+  attend();
+  if (a.res2 !== x) a.res2.set(x);
+  product('attnProj', a.res2, a.atty, true);
+  kernels.normForward(a.ln2, a.ln2Rstd, a.res2, w.ln2, rows, d, eps);
+  product('fc', a.fch, a.ln2, false);
+  kernels.geluForward(a.fchGelu, a.fch, rows * 4 * d);
+  if (!out) return;
+  if (out !== a.res2) out.set(a.res2);
+  product('mlpProj', out, a.fchGelu, true);
 }

@@ -8,11 +8,11 @@ import type { ModelConfig } from './config.js';
 import { paletteSizeOf } from './config.js';
 import { ParameterTensors } from './parameters.js';
 import {
-  embeddingBackward, embeddingForward, headBackward, headForward, linearBackward, linearForward,
-  meanPoolBackward, meanPoolForward, type Weight,
+  BLOCK_PRODUCTS, blockForward, embeddingBackward, embeddingForward, headBackward, headForward, linearBackward, linearForward,
+  meanPoolBackward, meanPoolForward, type BlockActivations, type BlockProduct, type Weight,
 } from './layers.js';
 
-/** One batch for `forward`. Token ids: 0..k-1 colors, k = SOS, -1 = masked (BERT). */
+/** One batch for `forward`. Token ids: 0..V-1 colors (V: the palette size), V = SOS, -1 = masked (BERT). */
 export interface Batch {
   B: number;
   T: number;
@@ -46,14 +46,8 @@ export interface ForwardResult {
 }
 
 /** Per-layer activations; in inference mode every layer shares index 0. */
-interface LayerActivations {
-  ln1: Float32Array; ln1Rstd: Float32Array;   // [rows, d], [rows]
-  qkv: Float32Array;                          // [rows, 3d]
-  atty: Float32Array;                         // [rows, d]   attention output before c_proj
+interface LayerActivations extends BlockActivations {
   att: Float32Array;                          // [B, H, T, T] softmax probabilities
-  res2: Float32Array;                         // [rows, d]   h + attn(...)
-  ln2: Float32Array; ln2Rstd: Float32Array;
-  fch: Float32Array; fchGelu: Float32Array;   // [rows, 4d]
 }
 
 /**
@@ -82,7 +76,7 @@ class Activations {
       ln1: f(rows * d), ln1Rstd: f(rows), qkv: f(rows * 3 * d), atty: f(rows * d),
       att: f(B * H * T * T),
       // In inference the residual stream is updated in place, so res2 is the residual itself.
-      res2: training ? f(rows * d) : this.residual[0]!,
+      res2: training ? f(rows * d) : this.residual[0],
       ln2: f(rows * d), ln2Rstd: f(rows), fch: f(rows * 4 * d), fchGelu: f(rows * 4 * d),
     }));
     this.lnf = f(rows * d);
@@ -194,8 +188,10 @@ export class ImageGPT {
     const training = mode !== 'inference';
     const perLayer = rows * (d + 1 + 3 * d + d + d + 1 + 8 * d) + (training ? rows * d : 0) + B * H * T * T;
     const layers = mode === 'train' ? L : 1;
-    const scratch = training ? rows * (d + d + 3 * d + d + 4 * d + paletteSizeOf(cfg)) : 0;
-    return 4 * (perLayer * layers + rows * d * (training ? L + 1 : 1) + rows * (d + 1 + paletteSizeOf(cfg) + 1) + scratch);
+    const C = Math.max(cfg.numLabels, 1);
+    const classHead = B * (d + C + 1); // pooled features, class logits, class losses
+    const scratch = training ? rows * (d + d + 3 * d + d + 4 * d + paletteSizeOf(cfg)) + B * (d + C) : 0;
+    return 4 * (perLayer * layers + rows * d * (training ? L + 1 : 1) + rows * (d + 1 + paletteSizeOf(cfg) + 1) + classHead + scratch);
   }
 
   private activationsFor(B: number, T: number, training: boolean): Activations {
@@ -217,7 +213,7 @@ export class ImageGPT {
    * probe features: mean over positions of each block's first norm output, and of ln_f last.
    */
   forward(batch: Batch, training: boolean, features?: Float32Array): ForwardResult {
-    const k = this.kernels;
+    const kernels = this.kernels;
     const cfg = this.config;
     const p = this.params;
     const { B, T } = batch;
@@ -228,36 +224,36 @@ export class ImageGPT {
     const acts = this.activationsFor(B, T, training);
     this.bf16Weights?.refresh();
 
-    embeddingForward(acts.residual[0]!, batch.inputs, p.wte, p.wpe, B, T, d);
+    embeddingForward(acts.residual[0], batch.inputs, p.wte, p.wpe, B, T, d);
     for (let l = 0; l < L; l++) {
-      const a = acts.layers[acts.mode === 'train' ? l : 0]!;
-      const x = acts.residual[training ? l : 0]!;
-      this.blockForward(l, a, x, acts.residual[training ? l + 1 : 0]!, B, T, batch.causal);
+      const a = acts.layers[acts.mode === 'train' ? l : 0];
+      const x = acts.residual[training ? l : 0];
+      this.blockForward(l, a, x, acts.residual[training ? l + 1 : 0], B, T, batch.causal);
       if (features) meanPoolForward(features.subarray(l * B * d, (l + 1) * B * d), a.ln1, B, T, d);
     }
-    const hL = acts.residual[training ? L : 0]!;
-    k.normForward(acts.lnf, acts.lnfRstd, hL, p.lnF, rows, d, eps);
+    const hL = acts.residual[training ? L : 0];
+    kernels.normForward(acts.lnf, acts.lnfRstd, hL, p.lnF, rows, d, eps);
     if (features) meanPoolForward(features.subarray(L * B * d, (L + 1) * B * d), acts.lnf, B, T, d);
-    headForward(k, acts.logits, acts.lnf, p.lmHead, rows, d, V);
+    headForward(kernels, acts.logits, acts.lnf, p.lmHead, rows, d, V);
 
     const result: ForwardResult = { genLoss: NaN, genCount: 0, clfLoss: NaN, clfCorrect: 0 };
     const scratch = training ? (this.scratch = this.scratchFor(B, T)) : null;
     let genScale = 0;
     if (batch.targets) {
-      for (let i = 0; i < rows; i++) if (batch.targets[i]! >= 0) result.genCount++;
+      for (let i = 0; i < rows; i++) if (batch.targets[i] >= 0) result.genCount++;
       const scored = Math.max(batch.globalCounts?.scored ?? result.genCount, 1);
       genScale = (batch.genWeight ?? 1) / scored;
-      const sum = k.crossEntropy(acts.losses, scratch ? scratch.dlogits : null, acts.logits,
+      const sum = kernels.crossEntropy(acts.losses, scratch ? scratch.dlogits : null, acts.logits,
                                  batch.targets, rows, V, genScale);
       result.genLoss = sum / scored;
     }
     let clfScale = 0;
     if (batch.labels && cfg.numLabels > 0) {
       meanPoolForward(acts.pooled, acts.lnf, B, T, d);
-      headForward(k, acts.classLogits, acts.pooled, p.score, B, d, cfg.numLabels);
+      headForward(kernels, acts.classLogits, acts.pooled, p.score, B, d, cfg.numLabels);
       const images = batch.globalCounts?.images ?? B;
       clfScale = 1 / images;
-      const sum = k.crossEntropy(acts.classLosses, scratch ? scratch.dclassLogits : null, acts.classLogits,
+      const sum = kernels.crossEntropy(acts.classLosses, scratch ? scratch.dclassLogits : null, acts.classLogits,
                                  batch.labels, B, cfg.numLabels, clfScale);
       result.clfLoss = sum / images;
       result.clfCorrect = countCorrect(acts.classLogits, batch.labels, B, cfg.numLabels);
@@ -266,28 +262,18 @@ export class ImageGPT {
     return result;
   }
 
-  /**
-   * Block l: a = x + attn(norm1(x)); out = a + mlp(norm2(a)), keeping what backward needs in `a`.
-   * With `out` null (recomputation in backward) the last projection, which backward does not
-   * need, is skipped.
-   */
+  /** Block l over the batch (see layers.ts blockForward): full attention, the weights unpacked (with their bf16 copies in bf16 models). */
   private blockForward(l: number, a: LayerActivations, x: Float32Array, out: Float32Array | null,
                        B: number, T: number, causal: boolean): void {
-    const k = this.kernels;
-    const w = this.params.blocks[l]!;
+    const kernels = this.kernels;
+    const w = this.params.blocks[l];
     const { nEmbd: d, nHead: H, layerNormEpsilon: eps } = this.config;
     const rows = B * T;
-    k.normForward(a.ln1, a.ln1Rstd, x, w.ln1, rows, d, eps);
-    linearForward(k, a.qkv, a.ln1, this.weight(w.attnW), w.attnB, rows, d, 3 * d);
-    k.attentionForward(a.atty, a.att, a.qkv, B, T, H, d / H, causal);
-    if (a.res2 !== x) a.res2.set(x);
-    linearForward(k, a.res2, a.atty, this.weight(w.attnProjW), w.attnProjB, rows, d, d, true);
-    k.normForward(a.ln2, a.ln2Rstd, a.res2, w.ln2, rows, d, eps);
-    linearForward(k, a.fch, a.ln2, this.weight(w.fcW), w.fcB, rows, d, 4 * d);
-    k.geluForward(a.fchGelu, a.fch, rows * 4 * d);
-    if (!out) return;
-    if (out !== a.res2) out.set(a.res2);
-    linearForward(k, out, a.fchGelu, this.weight(w.mlpProjW), w.mlpProjB, rows, 4 * d, d, true);
+    const product: BlockProduct = (which, y, input, accumulate) => {
+      const [nIn, nOut] = BLOCK_PRODUCTS[which];
+      linearForward(kernels, y, input, this.weight(w[`${which}W`]), w[`${which}B`], rows, nIn * d, nOut * d, accumulate);
+    };
+    blockForward(kernels, w, a, x, out, rows, d, eps, product, () => kernels.attentionForward(a.atty, a.att, a.qkv, B, T, H, d / H, causal));
   }
 
   private scratchFor(B: number, T: number): GradientScratch {
@@ -303,7 +289,7 @@ export class ImageGPT {
     const acts = this.acts;
     const s = this.scratch;
     if (!last || !acts || !s || !acts.training) throw new Error('backward needs a training forward first');
-    const k = this.kernels;
+    const kernels = this.kernels;
     const cfg = this.config;
     const p = this.params;
     const g = this.grads;
@@ -314,31 +300,31 @@ export class ImageGPT {
 
     // Gradient at ln_f's output, from the LM head and the class head.
     s.dln.fill(0);
-    if (last.genScale > 0) headBackward(k, s.dln, g.lmHead, s.dlogits, acts.lnf, p.lmHead, rows, d, V);
+    if (last.genScale > 0) headBackward(kernels, s.dln, g.lmHead, s.dlogits, acts.lnf, p.lmHead, rows, d, V);
     if (last.clfScale > 0) {
       s.dpooled.fill(0);
-      headBackward(k, s.dpooled, g.score, s.dclassLogits, acts.pooled, p.score, B, d, cfg.numLabels);
+      headBackward(kernels, s.dpooled, g.score, s.dclassLogits, acts.pooled, p.score, B, d, cfg.numLabels);
       meanPoolBackward(s.dln, s.dpooled, B, T, d);
     }
     s.dresidual.fill(0);
-    k.normBackward(s.dresidual, g.lnF, s.dln, acts.residual[L]!, acts.lnfRstd, p.lnF, rows, d);
+    kernels.normBackward(s.dresidual, g.lnF, s.dln, acts.residual[L], acts.lnfRstd, p.lnF, rows, d);
 
     for (let l = L - 1; l >= 0; l--) {
-      const w = p.blocks[l]!;
-      const gw = g.blocks[l]!;
-      const x = acts.residual[l]!;
-      const a = acts.layers[acts.mode === 'train' ? l : 0]!;
+      const w = p.blocks[l];
+      const gw = g.blocks[l];
+      const x = acts.residual[l];
+      const a = acts.layers[acts.mode === 'train' ? l : 0];
       if (acts.mode === 'recompute') this.blockForward(l, a, x, null, B, T, last.batch.causal);
       // MLP branch: out = res2 + c_proj(gelu(c_fc(norm2(res2)))).
-      linearBackward(k, s.dfch, gw.mlpProjW, gw.mlpProjB, s.dresidual, a.fchGelu, this.weight(w.mlpProjW), rows, 4 * d, d);
-      k.geluBackward(s.dfch, s.dfch, a.fch, rows * 4 * d);
-      linearBackward(k, s.dln, gw.fcW, gw.fcB, s.dfch, a.ln2, this.weight(w.fcW), rows, d, 4 * d);
-      k.normBackward(s.dresidual, gw.ln2, s.dln, a.res2, a.ln2Rstd, w.ln2, rows, d);
+      linearBackward(kernels, s.dfch, gw.mlpProjW, gw.mlpProjB, s.dresidual, a.fchGelu, this.weight(w.mlpProjW), rows, 4 * d, d);
+      kernels.geluBackward(s.dfch, s.dfch, a.fch, rows * 4 * d);
+      linearBackward(kernels, s.dln, gw.fcW, gw.fcB, s.dfch, a.ln2, this.weight(w.fcW), rows, d, 4 * d);
+      kernels.normBackward(s.dresidual, gw.ln2, s.dln, a.res2, a.ln2Rstd, w.ln2, rows, d);
       // Attention branch: res2 = x + c_proj(attn(c_attn(norm1(x)))).
-      linearBackward(k, s.datty, gw.attnProjW, gw.attnProjB, s.dresidual, a.atty, this.weight(w.attnProjW), rows, d, d);
-      k.attentionBackward(s.dqkv, s.datty, a.qkv, a.att, B, T, H, d / H, last.batch.causal);
-      linearBackward(k, s.dln, gw.attnW, gw.attnB, s.dqkv, a.ln1, this.weight(w.attnW), rows, d, 3 * d);
-      k.normBackward(s.dresidual, gw.ln1, s.dln, x, a.ln1Rstd, w.ln1, rows, d);
+      linearBackward(kernels, s.datty, gw.attnProjW, gw.attnProjB, s.dresidual, a.atty, this.weight(w.attnProjW), rows, d, d);
+      kernels.attentionBackward(s.dqkv, s.datty, a.qkv, a.att, B, T, H, d / H, last.batch.causal);
+      linearBackward(kernels, s.dln, gw.attnW, gw.attnB, s.dqkv, a.ln1, this.weight(w.attnW), rows, d, 3 * d);
+      kernels.normBackward(s.dresidual, gw.ln1, s.dln, x, a.ln1Rstd, w.ln1, rows, d);
     }
     embeddingBackward(g.wte, g.wpe, s.dresidual, last.batch.inputs, B, T, d);
   }
@@ -357,14 +343,14 @@ function countCorrect(logits: Float32Array, labels: Int32Array, B: number, C: nu
 
 export function argmax(x: Float32Array, offset: number, n: number): number {
   let best = 0;
-  for (let i = 1; i < n; i++) if (x[offset + i]! > x[offset + best]!) best = i;
+  for (let i = 1; i < n; i++) if (x[offset + i] > x[offset + best]) best = i;
   return best;
 }
 
-/** Full-sequence logits [B, T, k] for input ids (causal), e.g. to compare with a reference. */
-export function computeLogits(k: Kernels, params: ParameterTensors, tokens: Int32Array,
+/** Full-sequence logits [B, T, V] for input ids (causal), e.g. to compare with a reference. */
+export function computeLogits(kernels: Kernels, params: ParameterTensors, tokens: Int32Array,
                               B: number, T: number): Float32Array {
-  const model = new ImageGPT(k, params.config, params);
+  const model = new ImageGPT(kernels, params.config, params);
   model.forward({ B, T, inputs: tokens, causal: true }, false);
   return model.activations.logits.slice();
 }

@@ -53,11 +53,11 @@ export function tensorLayout(cfg: ModelConfig): NamedTensor[] {
 export class ParameterTensors {
   readonly data: Float32Array;
   readonly layout: NamedTensor[];
-  readonly wte: Float32Array;   // [V, d], row k is SOS
+  readonly wte: Float32Array;   // [V + 1, d], row V is SOS
   readonly wpe: Float32Array;   // [P, d]
   readonly blocks: BlockParameters[];
   readonly lnF: Float32Array;   // [d]
-  readonly lmHead: Float32Array; // [k, d] (nn.Linear layout [out, in])
+  readonly lmHead: Float32Array; // [V, d] (nn.Linear layout [out, in])
   readonly score: Float32Array;  // [C, d], empty when numLabels = 0
 
   constructor(readonly config: ModelConfig, data?: Float32Array) {

@@ -10,8 +10,7 @@
  * path, which makes them fast and exact).
  */
 import { Rng } from '../util/rng.js';
-import type { ImageSet } from '../data/images.js';
-import type { Palette } from './palette.js';
+import { byteToUnit, type Palette } from './palette.js';
 import { AxisSearch, ColorGrid } from './nearest.js';
 
 export interface KMeansOptions {
@@ -45,21 +44,19 @@ export interface WeightedPoints {
   colorBytes?: Uint8Array;
 }
 
-/** Byte value → [-1, 1]. */
-export function byteToUnit(v: number): number { return v / 127.5 - 1; }
-/** [-1, 1] → nearest byte value. */
-export function unitToByte(x: number): number {
-  const v = Math.round((x + 1) * 127.5);
-  return v < 0 ? 0 : v > 255 ? 255 : v;
+/** Pixel bytes of any number of images, `channels` (gray or RGB) per pixel; an ImageSet is one. */
+export interface PixelBytes {
+  pixels: Uint8Array;
+  channels: 1 | 3;
 }
 
 /**
- * `samples` random pixels of the set (all pixels if it has fewer), collapsed to distinct colors
- * with their counts as weights.
+ * `samples` random pixels (all pixels if there are fewer), collapsed to distinct colors with their
+ * counts as weights.
  */
-export function samplePixelColors(set: ImageSet, samples: number, rng: Rng): WeightedPoints {
+export function samplePixelColors(set: PixelBytes, samples: number, rng: Rng): WeightedPoints {
   const c = set.channels;
-  const total = set.count * set.height * set.width;
+  const total = Math.floor(set.pixels.length / c);
   const n = Math.min(samples, total);
   const px = set.pixels;
   if (c === 1) {
@@ -369,8 +366,8 @@ export interface FitPaletteOptions {
 export const DEFAULT_K = { 1: 16, 3: 512 } as const;
 export const DEFAULT_SAMPLE_PIXELS = 1_000_000;
 
-/** Fits a palette to the images' colors. */
-export function fitPalette(set: ImageSet, opts: FitPaletteOptions = {}): Palette & { meanSquaredError: number } {
+/** Fits a palette to the colors of the pixels (an ImageSet's, for one). */
+export function fitPalette(set: PixelBytes, opts: FitPaletteOptions = {}): Palette & { meanSquaredError: number } {
   const k = opts.k ?? DEFAULT_K[set.channels];
   const seed = opts.seed ?? 0;
   const data = samplePixelColors(set, opts.samplePixels ?? DEFAULT_SAMPLE_PIXELS, new Rng(seed));

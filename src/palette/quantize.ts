@@ -3,8 +3,8 @@
  * id) and back. Gray: a 256-entry lookup table decides every byte value once. RGB: a 16³ grid
  * over the byte cube lists, per cell, the few centers that can win there (see nearest.ts).
  */
-import type { Palette } from './palette.js';
-import { byteToUnit, unitToByte } from './kmeans.js';
+import { byteToUnit, unitToByte, validatePalette, type Palette } from './palette.js';
+
 import { ColorGrid } from './nearest.js';
 
 export type TokenArray = Uint8Array | Uint16Array;
@@ -98,12 +98,3 @@ export function dequantize(palette: Palette, ids: ArrayLike<number>, out?: Uint8
   return result;
 }
 
-/** Throws unless the palette's shape and values make sense. */
-export function validatePalette(p: Palette, where = 'palette'): void {
-  if (!Number.isInteger(p.k) || p.k < 1 || p.k > 65535) throw new Error(`${where}: k must be an integer in 1..65535, got ${p.k}`);
-  if (p.channels !== 1 && p.channels !== 3) throw new Error(`${where}: channels must be 1 or 3, got ${String(p.channels)}`);
-  if (p.centers.length !== p.k * p.channels) throw new Error(`${where}: ${p.centers.length} center values, expected k × channels = ${p.k * p.channels}`);
-  for (let i = 0; i < p.centers.length; i++) {
-    if (!Number.isFinite(p.centers[i])) throw new Error(`${where}: center value ${i} is not a finite number`);
-  }
-}

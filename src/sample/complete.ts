@@ -23,7 +23,7 @@ export interface CompleteOptions extends SamplingOptions {
   onProgress?: (done: number, total: number) => void;
 }
 
-export function completeImages(k: Kernels, params: ParameterTensors, originals: Int32Array | null,
+export function completeImages(kernels: Kernels, params: ParameterTensors, originals: Int32Array | null,
                                o: CompleteOptions): CompletionFigure {
   const n = params.config.nPositions;
   const side = modelImageSide(params);
@@ -39,9 +39,9 @@ export function completeImages(k: Kernels, params: ParameterTensors, originals: 
   if (o.objective === 'bert') {
     const known = new Uint8Array(B * n);
     for (let i = 0; i < B; i++) known.fill(1, i * n, i * n + knownPixels);
-    completions = sampleBert(k, params, prefix, known, B, { ...o, passes: o.passes ?? 16, order: o.order ?? 'confident' });
+    completions = sampleBert(kernels, params, prefix, known, B, { ...o, passes: o.passes ?? 16, order: o.order ?? 'confident' });
   } else {
-    completions = sampleAutoregressive(k, params, { count: B, prefix, knownPixels }, o, o.onProgress);
+    completions = sampleAutoregressive(kernels, params, { count: B, prefix, knownPixels }, o, o.onProgress);
   }
   const known = originals ? new Uint8Array(o.count * n) : null;
   if (known) for (let i = 0; i < o.count; i++) known.fill(1, i * n, i * n + knownPixels);

@@ -34,38 +34,38 @@ export const defaultSampling: SamplingOptions = { temperature: 1, topK: 0, topP:
 export function samplePixel(logits: Float32Array, offset: number, V: number, o: SamplingOptions,
                             rng: Rng, probs: Float64Array, order: Int32Array): number {
   let best = 0;
-  for (let i = 1; i < V; i++) if (logits[offset + i]! > logits[offset + best]!) best = i;
+  for (let i = 1; i < V; i++) if (logits[offset + i] > logits[offset + best]) best = i;
   if (o.temperature <= 0) return best;
-  const max = logits[offset + best]!;
+  const max = logits[offset + best];
   let total = 0;
   for (let i = 0; i < V; i++) {
-    probs[i] = Math.exp((logits[offset + i]! - max) / o.temperature);
-    total += probs[i]!;
+    probs[i] = Math.exp((logits[offset + i] - max) / o.temperature);
+    total += probs[i];
   }
   let n = V;
   if ((o.topK > 0 && o.topK < V) || o.topP < 1) {
     for (let i = 0; i < V; i++) order[i] = i;
-    const sorted = order.subarray(0, V).sort((a, b) => probs[b]! - probs[a]!);
+    const sorted = order.subarray(0, V).sort((a, b) => probs[b] - probs[a]);
     n = o.topK > 0 ? Math.min(o.topK, V) : V;
     if (o.topP < 1) {
       let mass = 0;
       for (let i = 0; i < n; i++) {
-        mass += probs[sorted[i]!]! / total;
+        mass += probs[sorted[i]] / total;
         if (mass >= o.topP) { n = i + 1; break; }
       }
     }
     let kept = 0;
-    for (let i = 0; i < n; i++) kept += probs[sorted[i]!]!;
+    for (let i = 0; i < n; i++) kept += probs[sorted[i]];
     let u = rng.next() * kept;
     for (let i = 0; i < n; i++) {
-      u -= probs[sorted[i]!]!;
-      if (u <= 0) return sorted[i]!;
+      u -= probs[sorted[i]];
+      if (u <= 0) return sorted[i];
     }
-    return sorted[n - 1]!;
+    return sorted[n - 1];
   }
   let u = rng.next() * total;
   for (let i = 0; i < V; i++) {
-    u -= probs[i]!;
+    u -= probs[i];
     if (u <= 0) return i;
   }
   return V - 1;
@@ -84,11 +84,11 @@ export interface CompletionRequest {
  * The kernels' decode group for this model: each image's key and value caches (every layer, every
  * position) against the weights of the blocks, in the decoding precision's bytes.
  */
-export function decodeGroupFor(k: Kernels, cfg: ModelConfig, precision: KvCachePrecision): number {
+export function decodeGroupFor(kernels: Kernels, cfg: ModelConfig, precision: KvCachePrecision): number {
   const bytes = precision === 'f16' ? 2 : 4;
   const imageBytes = 2 * cfg.nLayer * cfg.nPositions * cfg.nEmbd * bytes;
   const weightBytes = 12 * cfg.nLayer * cfg.nEmbd * cfg.nEmbd * bytes;
-  return k.decodeGroup(imageBytes, weightBytes);
+  return kernels.decodeGroup(imageBytes, weightBytes);
 }
 
 /**
@@ -96,16 +96,16 @@ export function decodeGroupFor(k: Kernels, cfg: ModelConfig, precision: KvCacheP
  * unconditional samples), decoded `decodeGroupFor` images at a time (where decoding is bound by memory
  * traffic, smaller groups keep their caches in cache), all groups drawing from one random stream. `onProgress(done, total)` counts decided pixels over all images. Returns count × n² ids.
  */
-export function sampleAutoregressive(k: Kernels, params: ParameterTensors, req: CompletionRequest, o: SamplingOptions,
+export function sampleAutoregressive(kernels: Kernels, params: ParameterTensors, req: CompletionRequest, o: SamplingOptions,
                                      onProgress?: (done: number, total: number) => void): Int32Array {
   const n = params.config.nPositions;
   const out = new Int32Array(req.count * n);
   const rng = new Rng(o.seed);
-  const group = decodeGroupFor(k, params.config, o.precision ?? 'f32');
+  const group = decodeGroupFor(kernels, params.config, o.precision ?? 'f32');
   for (let first = 0; first < req.count; first += group) {
     const count = Math.min(group, req.count - first);
     const prefix = req.knownPixels > 0 ? req.prefix?.subarray(first * n, (first + count) * n) : undefined;
-    const steps = autoregressiveSteps(k, params, { count, prefix, knownPixels: req.knownPixels }, o, rng);
+    const steps = autoregressiveSteps(kernels, params, { count, prefix, knownPixels: req.knownPixels }, o, rng);
     for (let step = steps.next(); ; step = steps.next()) {
       if (step.done) {
         out.set(step.value, first * n);
@@ -122,7 +122,7 @@ export function sampleAutoregressive(k: Kernels, params: ParameterTensors, req: 
  * image is decided (tokens is the count × n² output so far) and returns the output. A caller that
  * must stay responsive (the browser worker) can pause between pixels or stop early.
  */
-export function* autoregressiveSteps(k: Kernels, params: ParameterTensors, req: CompletionRequest, o: SamplingOptions,
+export function* autoregressiveSteps(kernels: Kernels, params: ParameterTensors, req: CompletionRequest, o: SamplingOptions,
                                      rng = new Rng(o.seed)): Generator<{ t: number; tokens: Int32Array }, Int32Array> {
   const cfg = params.config;
   const n = cfg.nPositions;
@@ -131,7 +131,7 @@ export function* autoregressiveSteps(k: Kernels, params: ParameterTensors, req: 
   if (req.knownPixels > 0 && (!req.prefix || req.prefix.length < B * n)) {
     throw new Error(`completion needs ${B} × ${n} prefix ids`);
   }
-  const decoder = new KvDecoder(k, params, B, n, o.precision ?? 'f32');
+  const decoder = new KvDecoder(kernels, params, B, n, o.precision ?? 'f32');
   const out = new Int32Array(B * n);
   const feed = new Int32Array(B).fill(sosTokenOf(cfg));
   const probs = new Float64Array(V);
@@ -140,7 +140,7 @@ export function* autoregressiveSteps(k: Kernels, params: ParameterTensors, req: 
     // Known pixels need no logits from their own position, but feeding them is what fills the cache.
     const logits = decoder.feed(feed);
     for (let b = 0; b < B; b++) {
-      const pixel = t < req.knownPixels ? req.prefix![b * n + t]! : samplePixel(logits, b * V, V, o, rng, probs, order);
+      const pixel = t < req.knownPixels ? req.prefix![b * n + t] : samplePixel(logits, b * V, V, o, rng, probs, order);
       out[b * n + t] = pixel;
       feed[b] = pixel;
     }
@@ -153,12 +153,12 @@ export function* autoregressiveSteps(k: Kernels, params: ParameterTensors, req: 
  * BERT in-filling: positions where `known[i]` is 0 are unknown; `passes` full forward passes
  * each fill an equal share of the remaining pixels, most confident first (or in random order).
  */
-export function sampleBert(k: Kernels, params: ParameterTensors, tokens: Int32Array, known: Uint8Array,
+export function sampleBert(kernels: Kernels, params: ParameterTensors, tokens: Int32Array, known: Uint8Array,
                            count: number, o: SamplingOptions & { passes: number; order: 'confident' | 'random' }): Int32Array {
   const cfg = params.config;
   const n = cfg.nPositions;
   const V = paletteSizeOf(cfg);
-  const model = new ImageGPT(k, cfg, params);
+  const model = new ImageGPT(kernels, cfg, params);
   const rng = new Rng(o.seed);
   const probs = new Float64Array(V);
   const order = new Int32Array(V);
@@ -191,8 +191,8 @@ export function sampleBert(k: Kernels, params: ParameterTensors, tokens: Int32Ar
 
 function maxSoftmax(logits: Float32Array, offset: number, V: number): number {
   let max = -Infinity;
-  for (let i = 0; i < V; i++) max = Math.max(max, logits[offset + i]!);
+  for (let i = 0; i < V; i++) max = Math.max(max, logits[offset + i]);
   let total = 0;
-  for (let i = 0; i < V; i++) total += Math.exp(logits[offset + i]! - max);
+  for (let i = 0; i < V; i++) total += Math.exp(logits[offset + i] - max);
   return 1 / total;
 }

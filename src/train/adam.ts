@@ -16,12 +16,12 @@ export class Adam {
    * One step with learning rate `lr`; parameters from `tail.start` on (the class head, which the
    * flat layout keeps last) use `tail.lr` instead.
    */
-  update(k: Kernels, params: Float32Array, grads: Float32Array, lr: number, tail?: { start: number; lr: number }): void {
+  update(kernels: Kernels, params: Float32Array, grads: Float32Array, lr: number, tail?: { start: number; lr: number }): void {
     this.step++;
     const end = tail ? tail.start : this.size;
     const range = (from: number, to: number, rate: number): void => {
       if (to <= from) return;
-      k.adamUpdate(params.subarray(from, to), grads.subarray(from, to), this.m.subarray(from, to), this.v.subarray(from, to),
+      kernels.adamUpdate(params.subarray(from, to), grads.subarray(from, to), this.m.subarray(from, to), this.v.subarray(from, to),
                    to - from, rate, this.beta1, this.beta2, this.eps, this.step);
     };
     range(0, end, lr);
@@ -32,6 +32,6 @@ export class Adam {
 /** The global L2 norm of a gradient buffer (float64 accumulation). */
 export function gradientNorm(g: Float32Array): number {
   let s = 0;
-  for (let i = 0; i < g.length; i++) s += g[i]! * g[i]!;
+  for (let i = 0; i < g.length; i++) s += g[i] * g[i];
   return Math.sqrt(s);
 }

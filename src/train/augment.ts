@@ -22,7 +22,7 @@ export function augmentImage(out: Uint8Array | Uint16Array, src: Uint8Array | Ui
     const sy = reflect(y + dy, side);
     for (let x = 0; x < side; x++) {
       const sx = reflect((flip ? side - 1 - x : x) + dx, side);
-      out[y * side + x] = src[sy * side + sx]!;
+      out[y * side + x] = src[sy * side + sx];
     }
   }
 }

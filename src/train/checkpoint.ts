@@ -20,7 +20,6 @@ import { verifyChecksums, writeChecksums } from '../io/checksums.js';
 import { readSafetensors, writeSafetensors } from '../io/safetensors.js';
 import { writeFileAtomic } from '../util/fs.js';
 import type { Adam } from './adam.js';
-import { world } from '../parallel/world.js';
 
 const OPTIMIZER_FILE = 'optimizer.safetensors';
 const STATE_FILE = 'trainer_state.json';
@@ -156,13 +155,4 @@ export function loadCheckpoint<S>(dir: string): Checkpoint<S> {
     throw new Error(`${join(dir, OPTIMIZER_FILE)}: Adam moments missing or of the wrong size`);
   }
   return { ...model, dir, state, adamM: m, adamV: v, adamStep: Number(opt.metadata.step ?? 0) };
-}
-
-/** Writes a small JSON or text artifact of a run atomically (under MPI, on rank 0 alone). */
-export function writeRunFile(runDir: string, name: string, text: string): string {
-  const path = join(runDir, name);
-  if (world().rank !== 0) return path;
-  mkdirSync(runDir, { recursive: true });
-  writeFileAtomic(path, text);
-  return path;
 }

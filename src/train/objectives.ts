@@ -31,21 +31,21 @@ export class BatchBuilder {
     const { T, sos } = this;
     const B = Math.min(this.B, indices.length);
     for (let b = 0; b < B; b++) {
-      const image = indices[b]!;
+      const image = indices[b];
       const src = image * T;
       const row = b * T;
-      this.labels[b] = split.labels[image]!;
+      this.labels[b] = split.labels[image];
       if (this.objective === 'ar') {
         this.inputs[row] = sos;
         for (let t = 0; t < T; t++) {
-          const x = split.tokens[src + t]!;
+          const x = split.tokens[src + t];
           this.targets[row + t] = x;
           if (t + 1 < T) this.inputs[row + t + 1] = x;
         }
       } else {
         if (!maskRng) throw new Error('the BERT objective needs a mask RNG');
         for (let t = 0; t < T; t++) {
-          const x = split.tokens[src + t]!;
+          const x = split.tokens[src + t];
           const masked = maskRng.next() < this.maskProb;
           this.inputs[row + t] = masked ? -1 : x;
           this.targets[row + t] = masked ? x : -1;
@@ -83,7 +83,7 @@ export class DataOrder {
       const pos = step * this.batch + b;
       const epoch = Math.floor(pos / this.count);
       if (epoch !== this.epoch) this.shuffleFor(epoch);
-      this.out[b] = this.perm[pos - epoch * this.count]!;
+      this.out[b] = this.perm[pos - epoch * this.count];
     }
     return this.out;
   }

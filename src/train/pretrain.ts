@@ -8,8 +8,9 @@ import type { TokenDataset } from '../data/tokens.js';
 import { makeConfig, type ModelConfig, type ModelShape } from '../model/config.js';
 import { ImageGPT } from '../model/model.js';
 import { initParameters, ParameterTensors } from '../model/parameters.js';
+import { writeRunFile } from '../util/fs.js';
 import { plotLines } from '../util/plot.js';
-import { checkpointDir, loadLatestCheckpoint, saveCheckpoint, writeRunFile } from './checkpoint.js';
+import { checkpointDir, loadLatestCheckpoint, saveCheckpoint } from './checkpoint.js';
 import { requireRanksAgree } from './data-parallel.js';
 import type { NllReport } from './evaluate.js';
 import { firstNonFiniteTensor, NumericalFault, Trainer, type PretrainOptions, type StepReport, type TrainerState } from './trainer.js';
@@ -129,7 +130,7 @@ export async function writeLossCurve(runDir: string, state: TrainerState): Promi
   const smooth = train.map((_, i) => {
     const from = Math.max(0, i - window + 1);
     let s = 0;
-    for (let j = from; j <= i; j++) s += train[j]!.loss!;
+    for (let j = from; j <= i; j++) s += train[j].loss!;
     return s / (i - from + 1);
   });
   const path = join(runDir, 'loss.png');

@@ -179,10 +179,10 @@ export class Trainer {
       const rng = new Rng(this.opts.seed * 31 + step);
       const side = this.data.meta.side;
       for (let b = 0; b < indices.length; b++) {
-        const i = indices[b]!;
+        const i = indices[b];
         augmentImage(this.augmented.tokens.subarray(b * side * side, (b + 1) * side * side),
                      this.data.train.tokens.subarray(i * side * side, (i + 1) * side * side), side, rng);
-        this.augmented.labels[b] = this.data.train.labels[i]!;
+        this.augmented.labels[b] = this.data.train.labels[i];
       }
       split = this.augmented;
       take = this.identity ??= Int32Array.from({ length: indices.length }, (_, b) => b);
@@ -210,7 +210,7 @@ function firstNonFinite(model: ImageGPT): string {
 /** The name of the first tensor holding a NaN or inf, or null when all values are finite. */
 export function firstNonFiniteTensor(tensors: ParameterTensors): string | null {
   for (const t of tensors.layout) {
-    for (let i = t.offset; i < t.offset + t.size; i++) if (!Number.isFinite(tensors.data[i]!)) return t.name;
+    for (let i = t.offset; i < t.offset + t.size; i++) if (!Number.isFinite(tensors.data[i])) return t.name;
   }
   return null;
 }

@@ -1,5 +1,7 @@
+/** File helpers: atomic writes (temp name, fsync, rename), whole reads and writes in chunks. */
 import { closeSync, fstatSync, fsyncSync, mkdirSync, openSync, readSync, renameSync, unlinkSync, writeSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
+import { world } from '../parallel/world.js';
 
 /** Largest single read or write; fs calls take 32-bit lengths. */
 const IO_CHUNK_BYTES = 1 << 28;
@@ -71,4 +73,12 @@ export function readFully(fd: number, out: Uint8Array, position: number, file: s
     if (n === 0) throw new Error(`${file}: unexpected end of file at byte ${position + done}`);
     done += n;
   }
+}
+
+/** Writes a small JSON or text artifact of a run (`runDir/name`) atomically; returns its path. */
+export function writeRunFile(runDir: string, name: string, text: string): string {
+  const path = join(runDir, name);
+  if (world().rank !== 0) return path; // under MPI, rank 0 alone writes
+  writeFileAtomic(path, text);
+  return path;
 }

@@ -135,7 +135,7 @@ export function lineChartSvg(chart: LineChart): string {
 function sampleLine(s: Series): [number, number][] {
   const out: [number, number][] = [];
   for (let j = 0; j < s.x.length; j++) {
-    const [x, y] = [s.x[j]!, s.y[j]!];
+    const [x, y] = [s.x[j], s.y[j]];
     if (!Number.isFinite(x) || !Number.isFinite(y)) continue;
     out.push([x, y]);
     const [nx, ny] = [s.x[j + 1], s.y[j + 1]];

@@ -98,10 +98,10 @@ export class WebGpuKernels {
     const whole: GemmPiece = { m: [0, m], n: [0, n], k: [0, k], z: [0, batch] };
     const last = (p: GemmPiece): number[] => this.gemmRanges(transA, transB, A, B, C, p).map((r) => r[1]);
     if (k > 0) {
-      need(a, last(whole)[0]! + 1, 'sgemm A');
-      need(b, last(whole)[1]! + 1, 'sgemm B');
+      need(a, last(whole)[0] + 1, 'sgemm A');
+      need(b, last(whole)[1] + 1, 'sgemm B');
     }
-    need(c, last(whole)[2]! + 1, 'sgemm C');
+    need(c, last(whole)[2] + 1, 'sgemm C');
     if (k === 0 || alpha === 0) {
       // Nothing to multiply: C = beta·C, which the kernel does with a zero-length k loop.
       this.gemmSplit(transA, transB, { ...whole, k: [0, 0] }, 0, A, B, beta, C);
@@ -135,7 +135,7 @@ export class WebGpuKernels {
                     A: Operand, B: Operand, beta: number, C: Operand): void {
     const ranges = this.gemmRanges(transA, transB, A, B, C, q);
     const limit = this.rt.windowElements;
-    const tooBig = ranges.map(([first, last], i) => [A, B, C][i]!.t.buffer.size > this.rt.maxBindingBytes && last - first + 1 > limit);
+    const tooBig = ranges.map(([first, last], i) => [A, B, C][i].t.buffer.size > this.rt.maxBindingBytes && last - first + 1 > limit);
     // One dispatch holds at most maxComputeWorkgroupsPerDimension tiles along m, n and the batch.
     const maxGroups = this.rt.ctx.adapter.limits.maxComputeWorkgroupsPerDimension;
     const tooMany = (['m', 'n', 'z'] as const).filter((d) => Math.ceil(extent(q, d) / (d === 'z' ? 1 : 64)) > maxGroups);
@@ -161,7 +161,7 @@ export class WebGpuKernels {
 
   private gemmDispatch(transA: boolean, transB: boolean, q: GemmPiece, alpha: number, A: Operand, B: Operand,
                        beta: number, C: Operand, ranges: [number, number][]): void {
-    const [a, b, c] = ranges.map(([first, last], i) => this.rt.bind([A, B, C][i]!.t, first, last - first + 1)) as [Bound, Bound, Bound];
+    const [a, b, c] = ranges.map(([first, last], i) => this.rt.bind([A, B, C][i].t, first, last - first + 1)) as [Bound, Bound, Bound];
     const m = extent(q, 'm'), n = extent(q, 'n'), k = extent(q, 'k'), batch = extent(q, 'z');
     const vec4 = gemmAlignedForVec4(transA, transB, m, n, k, [A.ld, B.ld, C.ld, A.stride, B.stride, C.stride],
                                     [a.shift, b.shift, c.shift]);

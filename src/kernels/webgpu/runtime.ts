@@ -244,7 +244,7 @@ export class GpuRuntime {
     const pass = encoder.beginComputePass();
     pass.setPipeline(pipeline);
     pass.setBindGroup(0, bindGroup);
-    pass.dispatchWorkgroups(groups[0]!, groups[1] ?? 1, groups[2] ?? 1);
+    pass.dispatchWorkgroups(groups[0], groups[1] ?? 1, groups[2] ?? 1);
     pass.end();
   }
 
