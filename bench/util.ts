@@ -7,8 +7,15 @@ export const repoRoot = join(dirname(fileURLToPath(import.meta.url)), '..');
 export const python = '/usr/bin/python3';
 
 /** Runs a command and parses the last line of its stdout as JSON; null (with a reason) on failure. */
+/**
+ * The environment as the bench started, before our kernels loaded: the native addon sets
+ * OMP_WAIT_POLICY=passive for its own process (oneDNN's idle threads must not spin), and a peer
+ * that inherited it would run its OpenMP threads slower than its users see.
+ */
+const peerEnv: NodeJS.ProcessEnv = { ...process.env };
+
 export function runJson<T>(cmd: string, args: string[], opts: { env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}): T | { error: string } {
-  const r = spawnSync(cmd, args, { cwd: repoRoot, encoding: 'utf8', env: { ...process.env, ...opts.env }, timeout: opts.timeoutMs ?? 30 * 60_000, maxBuffer: 64 << 20 });
+  const r = spawnSync(cmd, args, { cwd: repoRoot, encoding: 'utf8', env: { ...peerEnv, ...opts.env }, timeout: opts.timeoutMs ?? 30 * 60_000, maxBuffer: 64 << 20 });
   if (r.status !== 0) return { error: `${cmd} ${args.join(' ')} exited ${r.status}: ${(r.stderr || '').trim().split('\n').slice(-3).join(' | ')}` };
   const lines = r.stdout.trim().split('\n');
   try {
