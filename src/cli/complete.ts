@@ -5,32 +5,23 @@ import type { CommandModule } from './command.js';
 import { modelImageSide } from '../sample/complete.js';
 import { completeImageFiles } from '../sample/complete-files.js';
 import { writeCompletionGrid, writeCompletionImages } from '../sample/grid.js';
-import type { SamplingOptions } from '../sample/sampler.js';
 import { writeRunFile } from '../util/fs.js';
-import { parseIntOption, parseNumberOption, parsePrecision } from './common.js';
+import { parseIntOption, parseNumberOption } from './common.js';
+import { parseSampling, samplingOptions, type SamplingFlags } from './sampling-options.js';
 import { imageInputOptions, openImageInputs, type ImageInputFlags } from './image-inputs.js';
 import { createProgress } from '../util/progress.js';
 
-interface Flags extends ImageInputFlags {
-  rows?: string; fraction?: string; samples: string; temperature: string; topK: string; topP: string; seed: string;
-  precision: string; passes: string; out: string; outDir?: string; scale: string;
+interface Flags extends ImageInputFlags, SamplingFlags {
+  rows?: string; fraction?: string; out: string; outDir?: string;
 }
 
 export const completeCommand: CommandModule = {
   register(program: Command): void {
-    imageInputOptions(program.command('complete')
+    samplingOptions(imageInputOptions(program.command('complete')
       .description('complete the bottom of your own images (files or folders): a grid of input, completions and quantized original')
       .argument('<images...>', 'image files (PNG, JPEG, WebP) or folders of them'))
       .option('--rows <r>', 'rows kept from the top of each image')
-      .option('--fraction <f>', 'share of the rows kept from the top (default 0.5; or give --rows)')
-      .option('--samples <n>', 'completions per image', '4')
-      .option('--temperature <t>', 'softmax temperature; 0 is greedy', '1')
-      .option('--top-k <k>', 'sample among the k likeliest colors (0: all)', '0')
-      .option('--top-p <p>', 'nucleus sampling mass (1: all)', '1')
-      .option('--seed <n>', 'sampling seed', '0')
-      .option('--passes <n>', 'BERT: forward passes to fill the hidden pixels', '16')
-      .option('--precision <p>', 'AR decoding: f16 (faster where the CPU has half floats) or f32 (exact)', 'f16')
-      .option('--scale <s>', 'PNG upscaling factor of the grid', '4')
+      .option('--fraction <f>', 'share of the rows kept from the top (default 0.5; or give --rows)'))
       .requiredOption('--out <grid.png>', 'grid to write: per row the input with its hidden part, the completions, the quantized original; ids and file names in the same name with .json')
       .option('--out-dir <dir>', 'also write each completion as <image>-<s>.png here')
       .action(async (paths: string[], flags: Flags) => {
@@ -40,21 +31,16 @@ export const completeCommand: CommandModule = {
         const side = modelImageSide(params);
         const rows = flags.rows !== undefined ? parseIntOption('--rows', flags.rows, 0, side - 1)
           : Math.floor(side * parseNumberOption('--fraction', flags.fraction ?? '0.5', 0, 1 - 1e-9));
-        const samples = parseIntOption('--samples', flags.samples, 1, 64);
-        const sampling: SamplingOptions = {
-          temperature: parseNumberOption('--temperature', flags.temperature, 0),
-          topK: parseIntOption('--top-k', flags.topK, 0), topP: parseNumberOption('--top-p', flags.topP, 0, 1),
-          seed: parseIntOption('--seed', flags.seed, 0), precision: parsePrecision(flags.precision),
-        };
+        const { sampling, samples, passes, scale } = parseSampling(flags);
         const bar = createProgress('complete', files.length * samples * params.config.nPositions, 'pixels');
         const t0 = performance.now();
         const { files: read, figure } = await completeImageFiles(kernels, params, palette, files, {
           ...sampling, ...input, objective: opened.objective, samples, rows,
-          passes: parseIntOption('--passes', flags.passes, 1), onProgress: (done) => bar.update(done),
+          passes, onProgress: (done) => bar.update(done),
         });
         bar.stop();
         const seconds = (performance.now() - t0) / 1000;
-        await writeCompletionGrid(flags.out, figure, palette, parseIntOption('--scale', flags.scale, 1, 32));
+        await writeCompletionGrid(flags.out, figure, palette, scale);
         const jsonName = basename(flags.out, extname(flags.out)) + '.json';
         writeRunFile(dirname(flags.out), jsonName, JSON.stringify({
           model: flags.model, objective: opened.objective, side, rows, samples, sampling, seconds, files: read,

@@ -7,51 +7,35 @@ import { imagesOfSplit, writeCompletions } from '../pipeline/completions.js';
 import { inspectModelFolder } from '../io/hf.js';
 import { checkModelMatchesData, openModel, recordedObjective } from '../pipeline/open.js';
 import { checkSamplingFits } from '../sample/memory.js';
-import { decodeGroupFor, type SamplingOptions } from '../sample/sampler.js';
+import { decodeGroupFor } from '../sample/sampler.js';
 import { writeRunFile } from '../util/fs.js';
 import {
-  backendOption, kernelsFromFlags, parseChoice, parseIntOption, parseNumberOption, parseObjectiveOverride, parseOptionalInt,
-  parsePrecision, parseSplitOption, squareSide,
+  backendOption, kernelsFromFlags, parseChoice, parseIntOption, parseObjectiveOverride, parseOptionalInt, parseSplitOption, squareSide,
 } from './common.js';
+import { parseSampling, samplingOptions, type SamplingFlags } from './sampling-options.js';
 
-interface Flags {
-  model: string; data?: string; split: string; count: string; samples: string; rows?: string;
-  temperature: string; topK: string; topP: string; seed: string; out: string; scale: string; precision: string;
-  objective?: string; passes: string; order: string; backend?: string; first: string;
+interface Flags extends SamplingFlags {
+  model: string; data?: string; split: string; count: string; rows?: string; out: string;
+  objective?: string; order: string; backend?: string; first: string;
 }
 
 export const sampleCommand: CommandModule = {
   register(program: Command): void {
-    backendOption(program.command('sample')
+    samplingOptions(backendOption(program.command('sample')
       .description('sample images, or complete the bottom of test images (KV-cache decoding; BERT in-filling)')
       .requiredOption('--model <dir|owner/name>', 'model folder (HF ImageGPT: ours, or a published one), or owner/name in the Hugging Face cache')
       .option('--data <dir>', 'token dataset whose images are completed (omit for unconditional samples)')
       .option('--split <name>', 'split of --data to take images from', 'test')
       .option('--first <i>', 'index of the first image taken from the split', '0')
       .option('--count <n>', 'images (rows of the grid)', '8')
-      .option('--samples <n>', 'completions per image', '4')
       .option('--rows <r>', 'rows kept from the top of each image (default: half)')
-      .option('--temperature <t>', 'softmax temperature; 0 is greedy', '1')
-      .option('--top-k <k>', 'sample among the k likeliest colors (0: all)', '0')
-      .option('--top-p <p>', 'nucleus sampling mass (1: all)', '1')
-      .option('--seed <n>', 'sampling seed', '0')
       .option('--objective <ar|bert>', 'override the objective recorded with the model')
-      .option('--passes <n>', 'BERT: forward passes to fill the hidden pixels', '16')
-      .option('--order <o>', 'BERT: confident (most confident pixels first) or random', 'confident')
-      .option('--scale <s>', 'PNG upscaling factor', '4')
-      .option('--precision <p>', 'AR decoding: f16 (half-float caches and weights where the CPU has them, faster) or f32 (exact)', 'f16')
+      .option('--order <o>', 'BERT: confident (most confident pixels first) or random', 'confident'))
       .requiredOption('--out <file.png>', 'grid to write; the ids go to the same name with .json'))
       .action(async (flags: Flags) => {
         const count = parseIntOption('--count', flags.count, 1, 1024);
-        const samples = parseIntOption('--samples', flags.samples, 1, 64);
-        const sampling: SamplingOptions = {
-          temperature: parseNumberOption('--temperature', flags.temperature, 0),
-          topK: parseIntOption('--top-k', flags.topK, 0), topP: parseNumberOption('--top-p', flags.topP, 0, 1),
-          seed: parseIntOption('--seed', flags.seed, 0), precision: parsePrecision(flags.precision),
-        };
-        const passes = parseIntOption('--passes', flags.passes, 1);
+        const { sampling, samples, passes, scale } = parseSampling(flags);
         const order = parseChoice('--order', flags.order, ['confident', 'random'] as const);
-        const scale = parseIntOption('--scale', flags.scale, 1, 32);
         const kernels = kernelsFromFlags(flags);
         const objective = parseObjectiveOverride(flags.objective);
         // From the headers alone: a model this machine cannot hold is refused before it is read.
