@@ -36,14 +36,13 @@ struct Params { T: u32, H: u32, causal: u32, offQkv: u32, offOut: u32, offLse: u
 @group(0) @binding(0) var<uniform> p: Params;
 `;
 
-/** Forward: out [B, T, H·hs] and lse [B, H, T]. */
-export function attentionForwardWgsl(hs: number, t: AttentionTiles): string {
-  return /* wgsl */ `
-${PARAMS}
-@group(0) @binding(1) var<storage, read> qkv: array<f32>;
-@group(0) @binding(2) var<storage, read_write> out: array<f32>;
-@group(0) @binding(3) var<storage, read_write> lse: array<f32>;
-const HS = ${hs}u;
+/**
+ * The head of the kernels with a thread per query: tiles of KEYS keys and values in workgroup
+ * memory, and `main` down to this thread's query q (b, h, qi; `live` when qi < T), whose values the
+ * kernel's body fills.
+ */
+function queryThreadHead(hs: number, t: AttentionTiles): string {
+  return /* wgsl */ `const HS = ${hs}u;
 const QUERIES = ${t.threads}u;
 const KEYS = ${t.tile}u;
 var<workgroup> Ks: array<f32, ${t.tile * hs}>;
@@ -57,7 +56,17 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
   let qi = wid.x * QUERIES + lid.x;
   let live = qi < p.T;
   let seq = p.offQkv + b * p.T * 3u * C;          // this sequence's qkv rows
-  var q: array<f32, HS>;
+  var q: array<f32, HS>;`;
+}
+
+/** Forward: out [B, T, H·hs] and lse [B, H, T]. */
+export function attentionForwardWgsl(hs: number, t: AttentionTiles): string {
+  return /* wgsl */ `
+${PARAMS}
+@group(0) @binding(1) var<storage, read> qkv: array<f32>;
+@group(0) @binding(2) var<storage, read_write> out: array<f32>;
+@group(0) @binding(3) var<storage, read_write> lse: array<f32>;
+${queryThreadHead(hs, t)}
   var o: array<f32, HS>;
   if (live) { for (var i = 0u; i < HS; i++) { q[i] = qkv[seq + qi * 3u * C + h * HS + i] * p.scale; } }
   var mx = -3.4e38;
@@ -119,21 +128,7 @@ ${PARAMS}
 @group(0) @binding(4) var<storage, read> dout: array<f32>;
 @group(0) @binding(5) var<storage, read_write> dqkv: array<f32>;
 @group(0) @binding(6) var<storage, read_write> delta: array<f32>;
-const HS = ${hs}u;
-const QUERIES = ${t.threads}u;
-const KEYS = ${t.tile}u;
-var<workgroup> Ks: array<f32, ${t.tile * hs}>;
-var<workgroup> Vs: array<f32, ${t.tile * hs}>;
-
-@compute @workgroup_size(${t.threads})
-fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
-  let b = wid.y / p.H;
-  let h = wid.y % p.H;
-  let C = p.H * HS;
-  let qi = wid.x * QUERIES + lid.x;
-  let live = qi < p.T;
-  let seq = p.offQkv + b * p.T * 3u * C;
-  var q: array<f32, HS>;
+${queryThreadHead(hs, t)}
   var dO: array<f32, HS>;
   var dq: array<f32, HS>;
   var D = 0.0;

@@ -5,10 +5,18 @@
  */
 import { GROUP_INDEX } from '../runtime.js';
 
-const ELEMENT = /* wgsl */ `
+/**
+ * The head of every kernel here: a thread per element, element i of p.count; what follows it is the
+ * body of `main` for element i, closed by the kernel's own `}`.
+ */
+const ELEMENT_MAIN = /* wgsl */ `
 ${GROUP_INDEX}
 fn elementIndex(lid: vec3<u32>, wid: vec3<u32>, nwg: vec3<u32>) -> u32 { return groupIndex(wid, nwg) * 256u + lid.x; }
-`;
+@compute @workgroup_size(256)
+fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>,
+        @builtin(num_workgroups) nwg: vec3<u32>) {
+  let i = elementIndex(lid, wid, nwg);
+  if (i >= p.count) { return; }`;
 
 /** Threads per workgroup of every kernel in this file. */
 export const ELEMENTWISE_GROUP = 256;
@@ -19,12 +27,7 @@ struct Params { count: u32, n: u32, offOut: u32, offBias: u32 }
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read_write> out: array<f32>;
 @group(0) @binding(2) var<storage, read> bias: array<f32>;
-${ELEMENT}
-@compute @workgroup_size(256)
-fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>,
-        @builtin(num_workgroups) nwg: vec3<u32>) {
-  let i = elementIndex(lid, wid, nwg);
-  if (i >= p.count) { return; }
+${ELEMENT_MAIN}
   out[p.offOut + i] += bias[p.offBias + i % p.n];
 }
 `;
@@ -44,13 +47,8 @@ struct Params { count: u32, offOut: u32, offX: u32 }
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read_write> out: array<f32>;
 @group(0) @binding(2) var<storage, read> x: array<f32>;
-${ELEMENT}
 ${QUICK_GELU}
-@compute @workgroup_size(256)
-fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>,
-        @builtin(num_workgroups) nwg: vec3<u32>) {
-  let i = elementIndex(lid, wid, nwg);
-  if (i >= p.count) { return; }
+${ELEMENT_MAIN}
   let v = x[p.offX + i];
   out[p.offOut + i] = v * sigmoid(1.702 * v);
 }
@@ -67,13 +65,8 @@ struct Params { count: u32, offDx: u32, offDout: u32, offX: u32 }
 @group(0) @binding(2) var<storage, read> dout: array<f32>;
 @group(0) @binding(3) var<storage, read> x: array<f32>;
 override IN_PLACE: bool;
-${ELEMENT}
 ${QUICK_GELU}
-@compute @workgroup_size(256)
-fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>,
-        @builtin(num_workgroups) nwg: vec3<u32>) {
-  let i = elementIndex(lid, wid, nwg);
-  if (i >= p.count) { return; }
+${ELEMENT_MAIN}
   let v = x[p.offX + i];
   let s = sigmoid(1.702 * v);
   var g: f32;
@@ -93,12 +86,7 @@ struct Params {
 @group(0) @binding(2) var<storage, read> grads: array<f32>;
 @group(0) @binding(3) var<storage, read_write> m: array<f32>;
 @group(0) @binding(4) var<storage, read_write> v: array<f32>;
-${ELEMENT}
-@compute @workgroup_size(256)
-fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>,
-        @builtin(num_workgroups) nwg: vec3<u32>) {
-  let i = elementIndex(lid, wid, nwg);
-  if (i >= p.count) { return; }
+${ELEMENT_MAIN}
   let g = grads[p.offG + i];
   let mi = p.beta1 * m[p.offM + i] + (1.0 - p.beta1) * g;
   let vi = p.beta2 * v[p.offV + i] + (1.0 - p.beta2) * g * g;
@@ -120,12 +108,7 @@ struct Params { count: u32, T: u32, d: u32, row0: u32, offOut: u32, offTokens: u
 @group(0) @binding(2) var<storage, read> tokens: array<i32>;
 @group(0) @binding(3) var<storage, read> wte: array<f32>;
 @group(0) @binding(4) var<storage, read> wpe: array<f32>;
-${ELEMENT}
-@compute @workgroup_size(256)
-fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>,
-        @builtin(num_workgroups) nwg: vec3<u32>) {
-  let i = elementIndex(lid, wid, nwg);
-  if (i >= p.count) { return; }
+${ELEMENT_MAIN}
   let r = i / p.d;                   // row within this piece
   let c = i % p.d;
   let t = (p.row0 + r) % p.T;
@@ -142,12 +125,7 @@ struct Params { count: u32, T: u32, d: u32, offDx: u32, offDpooled: u32 }
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read_write> dx: array<f32>;
 @group(0) @binding(2) var<storage, read> dpooled: array<f32>;
-${ELEMENT}
-@compute @workgroup_size(256)
-fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>,
-        @builtin(num_workgroups) nwg: vec3<u32>) {
-  let i = elementIndex(lid, wid, nwg);
-  if (i >= p.count) { return; }
+${ELEMENT_MAIN}
   let b = i / (p.T * p.d);
   dx[p.offDx + i] += dpooled[p.offDpooled + b * p.d + i % p.d] / f32(p.T);
 }
