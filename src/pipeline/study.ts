@@ -2,6 +2,7 @@
  * A study folder (made by `igpt experiment`): its state (study.json) and the outputs of its stages,
  * read back; studies side by side (the paper's Figure 4 compares AR and BERT pretraining by linear
  * probe and fine-tuning accuracy) as a table and the depth curves of all of them on one chart.
+ * Pretraining runs (a study's or `igpt pretrain`'s) side by side: their loss curves on one chart.
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
@@ -10,6 +11,8 @@ import type { LayerProbeReport } from '../eval/probe.js';
 import type { ModelShape } from '../model/config.js';
 import type { Objective } from '../train/objectives.js';
 import type { NllReport } from '../train/evaluate.js';
+import { smoothedTrainingLoss } from '../train/pretrain.js';
+import type { HistoryPoint } from '../train/trainer.js';
 import { writeRunFile } from '../util/fs.js';
 import { plotLines } from '../util/plot.js';
 import type { LowDataReport } from './lowdata.js';
@@ -95,6 +98,68 @@ export function comparisonMarkdown(studies: StudyOutputs[]): string {
     })]));
   }
   return `${lines.join('\n')}\n\n¹ AR: every pixel given the ones before it; BERT: the masked pixels given the rest (not comparable).\n`;
+}
+
+/** A pretraining run's history: a run folder of `igpt pretrain`, or a study's `pretrain/`. */
+export interface RunHistory {
+  dir: string;
+  name: string;
+  history: HistoryPoint[];
+}
+
+/** The pretraining history in `dir` (a run folder or a study folder); a clear error when it has none. */
+export function readRunHistory(dir: string): RunHistory {
+  const history = readJson<HistoryPoint[]>(join(dir, 'history.json')) ?? readJson<HistoryPoint[]>(join(dir, 'pretrain', 'history.json'));
+  if (!history) throw new Error(`${dir}: neither a pretraining run nor a study folder (no history.json or pretrain/history.json)`);
+  return { dir, name: basename(dir), history };
+}
+
+/**
+ * The runs side by side: steps, the training loss over the last 5% of steps, the last validation
+ * NLL, and each run's validation NLL relative to the first run's.
+ */
+export function runsMarkdown(runs: RunHistory[]): string {
+  const lastValidation = (r: RunHistory): number | undefined => r.history.filter((h) => h.valLoss !== undefined).at(-1)?.valLoss;
+  const finalTrainingLoss = (r: RunHistory): number | undefined => {
+    const losses = r.history.flatMap((h) => (h.loss === undefined ? [] : [h.loss]));
+    const tail = losses.slice(-Math.max(1, Math.ceil(losses.length / 20)));
+    return tail.length > 0 ? tail.reduce((a, b) => a + b, 0) / tail.length : undefined;
+  };
+  const reference = lastValidation(runs[0]);
+  const row = (cells: string[]): string => `| ${cells.join(' | ')} |`;
+  const fixed = (x: number | undefined): string => x?.toFixed(4) ?? '–';
+  return [
+    row(['run', 'steps', 'training loss, last 5% of steps', 'last validation NLL (nats/pixel)', `vs ${runs[0].name}`]),
+    row(['---', '---:', '---:', '---:', '---:']),
+    ...runs.map((r) => {
+      const v = lastValidation(r);
+      const relative = v !== undefined && reference !== undefined ? `${v >= reference ? '+' : ''}${(100 * (v / reference - 1)).toFixed(2)}%` : '–';
+      return row([r.name, String(r.history.at(-1)?.step ?? 0), fixed(finalTrainingLoss(r)), fixed(v), relative]);
+    }),
+  ].join('\n') + '\n';
+}
+
+/** Every run's smoothed training loss and validation NLL against the step, on one chart. */
+async function plotRuns(runs: RunHistory[], path: string): Promise<void> {
+  await plotLines(path, {
+    title: 'Pretraining loss', xLabel: 'step', yLabel: 'nats / pixel',
+    series: runs.flatMap((r) => {
+      const train = smoothedTrainingLoss(r.history);
+      const val = r.history.filter((h): h is HistoryPoint & { valLoss: number } => h.valLoss !== undefined);
+      return [
+        { name: `${r.name} train`, x: train.steps, y: train.loss },
+        { name: `${r.name} validation`, x: val.map((h) => h.step), y: val.map((h) => h.valLoss) },
+      ];
+    }),
+  });
+}
+
+/** Writes runs.md and loss.png (the runs' loss curves on one chart) into `outDir`; returns the table and the files written. */
+export async function writeRunComparison(runs: RunHistory[], outDir: string): Promise<{ table: string; files: string[] }> {
+  const table = runsMarkdown(runs);
+  const loss = join(outDir, 'loss.png');
+  await plotRuns(runs, loss);
+  return { table, files: [writeRunFile(outDir, 'runs.md', table), loss] };
 }
 
 /** Writes compare.md and (when any study has probed) depth.png into `outDir`; returns the table and the files written. */

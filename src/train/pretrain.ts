@@ -13,7 +13,7 @@ import { plotLines } from '../util/plot.js';
 import { checkpointDir, loadLatestCheckpoint, saveCheckpoint } from './checkpoint.js';
 import { requireRanksAgree } from './data-parallel.js';
 import type { NllReport } from './evaluate.js';
-import { firstNonFiniteTensor, NumericalFault, Trainer, type PretrainOptions, type StepReport, type TrainerState } from './trainer.js';
+import { firstNonFiniteTensor, NumericalFault, Trainer, type PretrainOptions, type HistoryPoint, type StepReport, type TrainerState } from './trainer.js';
 
 /** What a run folder's trainer_state.json holds. */
 export interface RunState extends TrainerState {
@@ -122,22 +122,31 @@ export async function pretrain(kernels: Kernels, data: TokenDataset, dataPath: s
   return { model, state: snapshot(), checkpoint: last, stoppedEarly, finalValidation };
 }
 
-/** loss.png: training loss (smoothed) and validation NLL against the step. */
-export async function writeLossCurve(runDir: string, state: TrainerState): Promise<string> {
-  const train = state.history.filter((h) => h.loss !== undefined);
-  const val = state.history.filter((h) => h.valLoss !== undefined);
+/**
+ * The training loss against the step, as a running mean over a window of 1/50 of the run (a
+ * single step's loss is one batch's: too noisy to read a curve from).
+ */
+export function smoothedTrainingLoss(history: HistoryPoint[]): { steps: number[]; loss: number[] } {
+  const train = history.filter((h): h is HistoryPoint & { loss: number } => h.loss !== undefined);
   const window = Math.max(1, Math.floor(train.length / 50));
-  const smooth = train.map((_, i) => {
+  const loss = train.map((_, i) => {
     const from = Math.max(0, i - window + 1);
     let s = 0;
-    for (let j = from; j <= i; j++) s += train[j].loss!;
+    for (let j = from; j <= i; j++) s += train[j].loss;
     return s / (i - from + 1);
   });
+  return { steps: train.map((h) => h.step), loss };
+}
+
+/** loss.png: training loss (smoothed) and validation NLL against the step. */
+export async function writeLossCurve(runDir: string, state: TrainerState): Promise<string> {
+  const train = smoothedTrainingLoss(state.history);
+  const val = state.history.filter((h) => h.valLoss !== undefined);
   const path = join(runDir, 'loss.png');
   await plotLines(path, {
     title: 'Pretraining loss', xLabel: 'step', yLabel: 'nats / pixel',
     series: [
-      { name: 'train', x: train.map((h) => h.step), y: smooth },
+      { name: 'train', x: train.steps, y: train.loss },
       { name: 'validation', x: val.map((h) => h.step), y: val.map((h) => h.valLoss!) },
     ],
   });
