@@ -5,7 +5,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -14,6 +14,8 @@ import { saveTokenDataset } from '../src/data/tokens.js';
 import { loadModelFolder } from '../src/io/hf.js';
 import { loadLatestCheckpoint } from '../src/train/checkpoint.js';
 import type { HistoryPoint } from '../src/train/trainer.js';
+import { writeImage } from '../src/util/image.js';
+import { Rng } from '../src/util/rng.js';
 
 const MAIN = fileURLToPath(new URL('../src/cli/main.ts', import.meta.url));
 const COLLECTIVES = fileURLToPath(new URL('./fixtures/mpi-collectives.ts', import.meta.url));
@@ -159,6 +161,103 @@ test('eval-nll, probe and finetune split over 2 ranks give the numbers and files
   assert.equal(ft(join(root, 'ft-2')).testAccuracy, ft(join(root, 'ft-1')).testAccuracy);
   const dw = weightDistance(join(root, 'ft-2', 'model'), join(root, 'ft-1', 'model'));
   assert.ok(dw < 1e-5, `fine-tuned weights differ by ${dw}`);
+});
+
+test('probe-curve split over 2 ranks gives the curve of 1 process', { skip }, async () => {
+  const runDir = join(root, 'ar-1');
+  if (!existsSync(join(runDir, 'checkpoints', 'step-000006'))) ok(await run(0, MAIN, train(runDir)), 'the run to probe');
+  const curve = async (np: number): Promise<unknown> => {
+    const out = join(root, `curve-${np || 1}`);
+    ok(await run(np, MAIN, ['probe-curve', '--run', runDir, '--data', dataDir, '--train', '100', '--val', '20', '--test', '40', '--out', out]),
+       `probe-curve on ${np || 1} rank(s)`);
+    assert.ok(existsSync(join(out, 'curve.png')));
+    return JSON.parse(readFileSync(join(out, 'curve.json'), 'utf8'));
+  };
+  const [one, two] = [await curve(0), await curve(2)];
+  assert.equal((one as { points: unknown[] }).points.length, 2, 'both kept checkpoints probed');
+  assert.deepEqual(two, one);
+});
+
+test('sample and complete split over 2 ranks write the grids and ids of 1 process', { skip }, async () => {
+  for (const objective of ['ar', 'bert']) {
+    const model = join(root, `${objective}-1`, 'checkpoints', 'step-000006');
+    if (!existsSync(model)) ok(await run(0, MAIN, train(join(root, `${objective}-1`), { objective })), `the ${objective} model`);
+  }
+  // 3 × 3 images: the ranks take 5 and 4, split inside an image's samples.
+  const sample = async (np: number, model: string, out: string, data: string[]): Promise<{ png: Buffer; ids: number[] }> => {
+    const r = await run(np, MAIN, ['sample', '--model', model, ...data, '--count', '3', '--samples', '3', '--seed', '5', '--out', out]);
+    ok(r, `sample on ${np || 1} rank(s)`);
+    assert.equal(r.stdout.trim().split('\n').length, 1, 'one rank prints');
+    return { png: readFileSync(out), ids: (JSON.parse(readFileSync(out.replace(/\.png$/, '.json'), 'utf8')) as { completions: number[] }).completions };
+  };
+  const cases = [
+    { name: 'ar-unconditional', model: 'ar-1', data: [] },
+    { name: 'ar-completions', model: 'ar-1', data: ['--data', dataDir] },
+    { name: 'bert-completions', model: 'bert-1', data: ['--data', dataDir, '--passes', '4'] },
+  ];
+  for (const c of cases) {
+    const model = join(root, c.model, 'checkpoints', 'step-000006');
+    const one = await sample(0, model, join(root, `${c.name}-1.png`), c.data);
+    const two = await sample(2, model, join(root, `${c.name}-2.png`), c.data);
+    assert.equal(one.ids.length, 9 * 64);
+    assert.deepEqual(two.ids, one.ids, `${c.name}: the ids`);
+    assert.ok(two.png.equals(one.png), `${c.name}: the grid PNGs differ`);
+  }
+
+  // igpt complete on image files: the grid, the ids and each completion's PNG.
+  const images = join(root, 'images');
+  mkdirSync(images, { recursive: true });
+  const rng = new Rng(3);
+  for (const name of ['a', 'b', 'c']) await writeImage(join(images, `${name}.png`), Uint8Array.from({ length: 64 }, () => rng.int(256)), 8, 8, 1);
+  const model = join(root, 'ar-1', 'checkpoints', 'step-000006');
+  const complete = async (np: number): Promise<{ dir: string; ids: number[] }> => {
+    const dir = join(root, `complete-${np || 1}`);
+    ok(await run(np, MAIN, ['complete', images, '--model', model, '--samples', '2', '--rows', '3', '--seed', '9',
+                            '--out', join(dir, 'grid.png'), '--out-dir', join(dir, 'each')]), `complete on ${np || 1} rank(s)`);
+    return { dir, ids: (JSON.parse(readFileSync(join(dir, 'grid.json'), 'utf8')) as { completions: number[] }).completions };
+  };
+  const [c1, c2] = [await complete(0), await complete(2)];
+  assert.deepEqual(c2.ids, c1.ids);
+  for (const file of ['grid.png', ...['a', 'b', 'c'].flatMap((n) => [`each/${n}-0.png`, `each/${n}-1.png`])]) {
+    assert.ok(readFileSync(join(c2.dir, file)).equals(readFileSync(join(c1.dir, file))), `complete: ${file} differs`);
+  }
+});
+
+test('experiment: the whole study on 2 ranks gives the numbers of 1 process; resumed on 2 ranks after 1 process\'s pretraining, the same files', { skip }, async () => {
+  // A tiny study (ten steps: --budget 0) on the test dataset, given as the study's tokens.
+  const study = async (np: number, out: string): Promise<void> => {
+    if (!existsSync(join(out, 'tokens'))) cpSync(dataDir, join(out, 'tokens'), { recursive: true });
+    ok(await run(np, MAIN, ['experiment', 'mnist', '--out', out, '--side', '8', '--preset', 'cpu-tiny', '--budget', '0',
+                            '--finetune-minutes', '0', '--batch', '8', '--probe-train', '100', '--seed', '1']), `experiment on ${np || 1} rank(s)`);
+    assert.ok(existsSync(join(out, 'RESULTS.md')), `${out}: no RESULTS.md`);
+  };
+  const json = (dir: string, file: string): Record<string, unknown> => JSON.parse(readFileSync(join(dir, file), 'utf8')) as Record<string, unknown>;
+  const one = join(root, 'study-1'), two = join(root, 'study-2');
+  await study(0, one);
+  await study(2, two);
+  // Every stage ran distributed. Pretraining sums gradients in another order, so the numbers agree
+  // within that rounding; downstream classifiers (L-BFGS probes at tiny L2) can amplify it, and
+  // are compared exactly below, from the same pretrained weights.
+  assert.equal(json(two, 'study.json').steps, json(one, 'study.json').steps);
+  const dw = weightDistance(join(two, 'pretrain', 'model'), join(one, 'pretrain', 'model'));
+  assert.ok(dw < 1e-5, `pretrained weights differ by ${dw}`);
+  const nll = (dir: string): number => json(dir, 'nll.json').natsPerPixel as number;
+  assert.ok(Math.abs(nll(two) - nll(one)) <= 1e-6 * nll(one), `test NLL ${nll(two)} vs ${nll(one)}`);
+  type Curve = { points: { step: number; testNll: number }[] };
+  const [curve1, curve2] = [json(one, 'curve/curve.json') as unknown as Curve, json(two, 'curve/curve.json') as unknown as Curve];
+  assert.deepEqual(curve2.points.map((p) => p.step), curve1.points.map((p) => p.step));
+  for (const [i, p] of curve2.points.entries()) assert.ok(Math.abs(p.testNll - curve1.points[i]!.testNll) <= 1e-6 * p.testNll, `curve NLL at step ${p.step}`);
+
+  // From 1 process's pretraining, the other stages on 2 ranks: the same numbers and files exactly.
+  const resumed = join(root, 'study-1-2');
+  mkdirSync(resumed);
+  for (const part of ['tokens', 'pretrain', 'study.json']) cpSync(join(one, part), join(resumed, part), { recursive: true });
+  await study(2, resumed);
+  for (const file of ['nll.json', 'probe/probe.json', 'probe/lowdata.json', 'curve/curve.json', 'completions.png']) {
+    assert.ok(readFileSync(join(resumed, file)).equals(readFileSync(join(one, file))), `${file} differs`);
+  }
+  const ft = (dir: string): unknown => ({ ...json(dir, 'finetune/finetune.json'), model: undefined, data: undefined, seconds: undefined });
+  assert.deepEqual(ft(resumed), ft(one));
 });
 
 test('a global batch that does not divide by the ranks is refused at start, saying so', { skip }, async () => {

@@ -76,8 +76,18 @@ for (const { name, kernels } of availableBackends()) {
     const b = sampleAutoregressive(grouped, params, req, { temperature: 1, topK: 0, topP: 1, seed: 7 });
     assert.deepEqual(a, b);
     for (let img = 0; img < count; img++) for (let t = 0; t < 4; t++) assert.equal(a[img * n + t], prefix[img * n + t]);
-    // One random stream for all images: a group does not repeat another one's draws.
+    // A random stream per image: a group does not repeat another one's draws.
     assert.notDeepEqual(a.subarray(0, n), a.subarray(group * n, (group + 1) * n));
+    // … and the images do not depend on how the set is cut: other decode groups, or the set sampled
+    // in two pieces (as MPI ranks do, each saying where its piece starts), give the same images.
+    const o7 = { temperature: 1, topK: 0, topP: 1, seed: 7 };
+    assert.deepEqual(sampleAutoregressive({ ...kernels, decodeGroup: () => 3 }, params, req, o7), a);
+    const cut = 5;
+    const head = sampleAutoregressive(grouped, params, { count: cut, prefix: prefix.subarray(0, cut * n), knownPixels: 4 }, o7);
+    const tailReq = { count: count - cut, prefix: prefix.subarray(cut * n), knownPixels: 4 };
+    const tail = sampleAutoregressive(grouped, params, { ...tailReq, firstImage: cut }, o7);
+    assert.deepEqual(Int32Array.from([...head, ...tail]), a);
+    assert.notDeepEqual(sampleAutoregressive(grouped, params, tailReq, o7), tail, 'the piece\'s first image index chose nothing');
     const g1 = sampleAutoregressive(grouped, params, req, { temperature: 0, topK: 0, topP: 1, seed: 1 });
     const g2 = sampleAutoregressive(grouped, params, req, { temperature: 0, topK: 0, topP: 1, seed: 2 });
     assert.deepEqual(g1, g2);
@@ -118,6 +128,14 @@ for (const { name, kernels } of availableBackends()) {
     const otherHidden = tokens.map((v, i) => (known[i] ? v : (v + 1 + (i % 3)) % 5));
     assert.deepEqual(fill(otherHidden), out);
     assert.notDeepEqual(out, otherHidden);
+    // Three images filled together, or the last two as a piece starting at image 1 (an MPI rank's share): the same.
+    const o = { temperature: 1, topK: 0, topP: 1, seed: 1, passes: 3, order: 'random' as const };
+    const three = Int32Array.from({ length: 3 * n }, (_, i) => (i * 3 + 1) % 5);
+    const known3 = Uint8Array.from({ length: 3 * n }, (_, i) => (i % n < n / 2 ? 1 : 0));
+    const whole = sampleBert(kernels, params, three, known3, 3, o);
+    const piece = sampleBert(kernels, params, three.subarray(n), known3.subarray(n), 2, o, 1);
+    assert.deepEqual(piece, whole.subarray(n));
+    assert.notDeepEqual(sampleBert(kernels, params, three.subarray(n), known3.subarray(n), 2, o), piece, 'the piece\'s first image index chose nothing');
   });
 }
 

@@ -60,7 +60,7 @@ const program = new Command('igpt')
   .showHelpAfterError();
 for (const c of commands) c.register(program);
 // Under `mpirun -np N` (N > 1), the commands that split their work over the ranks.
-const PARALLEL_COMMANDS = new Set(['pretrain', 'finetune', 'eval-nll', 'probe', 'lowdata', 'probe-curve']);
+const PARALLEL_COMMANDS = new Set(['experiment', 'pretrain', 'finetune', 'eval-nll', 'probe', 'lowdata', 'probe-curve', 'sample', 'complete']);
 program.hook('preAction', (_program, command) => {
   if (world().size > 1 && !PARALLEL_COMMANDS.has(command.name())) {
     throw new Error(`igpt ${command.name()} does not split its work over MPI ranks; run it without mpirun ` +

@@ -58,6 +58,25 @@ export function broadcastJson<T>(comm: Communicator, value: T, root = 0): T {
   return JSON.parse(new TextDecoder().decode(buffer)) as T;
 }
 
+/** `decide()` evaluated on the root alone (a file's existence, a measurement, a file read): its JSON-able result on every rank. */
+export function decidedByRoot<T>(comm: Communicator, decide: () => T, root = 0): T {
+  if (comm.size === 1) return decide();
+  return broadcastJson(comm, comm.rank === root ? decide() : (null as T), root);
+}
+
+/**
+ * The items of a set split over the ranks (rank r computed items [from, to) of `shareOf(count, r,
+ * size)`, `width` values each, in `mine`), joined on every rank: each places its share in a zeroed
+ * copy of the whole and the sum over the ranks fills every share.
+ */
+export function allGatherShares(comm: Communicator, mine: Int32Array, count: number, width: number): Int32Array {
+  if (comm.size === 1) return mine;
+  const all = new Int32Array(count * width);
+  all.set(mine, shareOf(count, comm.rank, comm.size).from * width);
+  comm.allReduce(all);
+  return all;
+}
+
 /**
  * Checks at start that every rank sees the same facts (model config, options, dataset digest,
  * code version …): named values that must agree. On a mismatch every rank throws the same error,

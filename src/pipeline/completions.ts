@@ -3,6 +3,7 @@ import type { TokenSplit } from '../data/tokens.js';
 import type { Kernels } from '../kernels/kernels.js';
 import type { ParameterTensors } from '../model/parameters.js';
 import type { Palette } from '../palette/palette.js';
+import { world } from '../parallel/world.js';
 import { completeImages, type CompleteOptions } from '../sample/complete.js';
 import { writeCompletionGrid, type CompletionFigure } from '../sample/grid.js';
 import { createProgress } from '../util/progress.js';
@@ -15,7 +16,8 @@ export function imagesOfSplit(split: TokenSplit, first: number, count: number, p
 
 /**
  * Completes `originals` (null: unconditional samples) and writes the grid PNG to `gridPath`,
- * upscaled `scale` times; returns the figure and the sampling seconds.
+ * upscaled `scale` times; returns the figure and the sampling seconds. Under MPI the ranks share
+ * the images, every rank gets the whole figure and rank 0 alone writes.
  */
 export async function writeCompletions(kernels: Kernels, params: ParameterTensors, originals: Int32Array | null,
                                        o: Omit<CompleteOptions, 'onProgress'>, palette: Palette, gridPath: string,
@@ -24,7 +26,7 @@ export async function writeCompletions(kernels: Kernels, params: ParameterTensor
   const t0 = performance.now();
   let figure: CompletionFigure;
   try {
-    figure = completeImages(kernels, params, originals, { ...o, onProgress: (done) => bar.update(done) });
+    figure = completeImages(kernels, params, originals, { comm: world(), ...o, onProgress: (done) => bar.update(done) });
   } finally {
     bar.stop();
   }

@@ -5,6 +5,9 @@
  *   → test NLL, linear probe at every layer and low-data, from the same features
  *   → probe accuracy against pretraining time (the kept checkpoints) → fine-tuning → completions
  *   → RESULTS.md, written from the stages' own outputs.
+ * Under mpirun every stage splits its work over the ranks; what a stage finds on disk (done
+ * already, or not) is rank 0's view, shared with the others, and the study folder must be one
+ * every rank reads (rank 0 alone writes, and the others wait at the end of each stage).
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -18,6 +21,9 @@ import { ImageGPT } from '../model/model.js';
 import { initParameters, ParameterTensors } from '../model/parameters.js';
 import type { NllReport } from '../train/evaluate.js';
 import type { Objective } from '../train/objectives.js';
+import { decidedByRoot, type Communicator } from '../parallel/communicator.js';
+import { world } from '../parallel/world.js';
+import { checkBatchDivides } from '../train/data-parallel.js';
 import { writeRunFile } from '../util/fs.js';
 import { imagesOfSplit, writeCompletions } from './completions.js';
 import { finetuneOptions, runFinetuning } from './finetune.js';
@@ -55,6 +61,7 @@ export interface ExperimentOptions {
 /** A study under way: what it was asked, its tokens, its state, and the folders of its stages. */
 interface Study {
   o: ExperimentOptions;
+  comm: Communicator;
   data: TokenDataset;
   tokensDir: string;
   state: StudyState;
@@ -71,45 +78,59 @@ export async function runExperiment(o: ExperimentOptions): Promise<boolean> {
   const curve = await curveStage(study);
   const finetune = await finetuneStage(study, opened);
   await samplesStage(study, opened);
-  writeRunFile(o.outDir, 'RESULTS.md', resultsMarkdown(study, nll, probe, curve, finetune));
+  if (study.comm.rank === 0) writeRunFile(o.outDir, 'RESULTS.md', resultsMarkdown(study, nll, probe, curve, finetune));
   o.log(`study done: ${join(o.outDir, 'RESULTS.md')}`);
   return true;
 }
 
-/** Runs one stage and adds its seconds to study.json. */
+/**
+ * Runs one stage and adds its seconds to study.json; under MPI the ranks then wait for each other,
+ * so that what rank 0 wrote (a model, features, reports) is there before any rank reads it.
+ */
 async function timed<T>(study: Study, stage: string, work: () => Promise<T> | T): Promise<T> {
   const t0 = performance.now();
   const r = await work();
   study.state.stages[stage] = (study.state.stages[stage] ?? 0) + (performance.now() - t0) / 1000;
   writeStudyState(study.o.outDir, study.state);
+  study.comm.barrier();
   return r;
 }
 
 /** Tokens, then the plan: the pretraining step count is fixed once, from a measured step, and kept in study.json. */
 async function planStudy(o: ExperimentOptions): Promise<Study> {
+  const comm = world();
+  checkBatchDivides(o.batch, comm);
   const tokensDir = join(o.outDir, 'tokens');
-  let data: TokenDataset;
   let tokenSeconds = 0;
-  if (existsSync(join(tokensDir, 'meta.json'))) {
-    data = loadTokenDataset(tokensDir);
-  } else {
+  if (!decidedByRoot(comm, () => existsSync(join(tokensDir, 'meta.json')))) {
+    // Rank 0 alone builds them (k-means once); every rank then reads what it wrote.
     const t0 = performance.now();
-    o.log(`tokens: ${o.dataset} at ${o.side}×${o.side}, 16 gray levels`);
-    data = await buildTokenDataset(o.dataset, { side: o.side, channels: 1, k: 16, seed: o.seed });
-    saveTokenDataset(tokensDir, data);
+    if (comm.rank === 0) {
+      o.log(`tokens: ${o.dataset} at ${o.side}×${o.side}, 16 gray levels`);
+      saveTokenDataset(tokensDir, await buildTokenDataset(o.dataset, { side: o.side, channels: 1, k: 16, seed: o.seed }));
+    }
+    comm.barrier();
     tokenSeconds = (performance.now() - t0) / 1000;
   }
-  let state = readStudyState(o.outDir);
-  if (!state) {
-    const secondsPerStep = measureStep(o.kernels, data, o.shape, o.batch);
-    state = {
-      command: o.command, objective: o.objective, shape: o.shape, side: o.side, batch: o.batch, lr: o.lr,
-      steps: Math.max(10, Math.floor((o.budgetHours * 3600) / secondsPerStep)), secondsPerStep, stages: { tokens: tokenSeconds },
-    };
-    writeStudyState(o.outDir, state);
+  if (!existsSync(join(tokensDir, 'meta.json'))) {
+    throw new Error(`${tokensDir}: rank 0 has the study's tokens, rank ${comm.rank} (${comm.host}) does not see them; ` +
+      'under mpirun the study folder must be on a filesystem every rank shares');
   }
+  const data = loadTokenDataset(tokensDir);
+  const state = decidedByRoot(comm, () => readStudyState(o.outDir) ?? planSteps(o, data, tokenSeconds, comm.size));
   const runDir = join(o.outDir, 'pretrain');
-  return { o, data, tokensDir, state, runDir, modelDir: join(runDir, 'model') };
+  return { o, comm, data, tokensDir, state, runDir, modelDir: join(runDir, 'model') };
+}
+
+/** The plan of a new study (written to study.json): the steps that fit the budget at the measured speed of one rank's share of a batch. */
+function planSteps(o: ExperimentOptions, data: TokenDataset, tokenSeconds: number, ranks: number): StudyState {
+  const secondsPerStep = measureStep(o.kernels, data, o.shape, o.batch / ranks);
+  const state: StudyState = {
+    command: o.command, objective: o.objective, shape: o.shape, side: o.side, batch: o.batch, lr: o.lr,
+    steps: Math.max(10, Math.floor((o.budgetHours * 3600) / secondsPerStep)), secondsPerStep, stages: { tokens: tokenSeconds },
+  };
+  writeStudyState(o.outDir, state);
+  return state;
 }
 
 /** Seconds per training step of this model, measured on 3 steps of throwaway weights. */
@@ -135,7 +156,8 @@ function measureStep(kernels: Kernels, data: TokenDataset, shape: ModelShape, ba
 async function pretrainStage(study: Study): Promise<boolean> {
   const { o, state, runDir } = study;
   const latest = join(runDir, 'latest.json');
-  if (existsSync(latest) && (JSON.parse(readFileSync(latest, 'utf8')) as { step: number }).step >= state.steps) return true;
+  const done = (): boolean => existsSync(latest) && (JSON.parse(readFileSync(latest, 'utf8')) as { step: number }).step >= state.steps;
+  if (decidedByRoot(study.comm, done)) return true;
   // Six checkpoints are kept along the way, for the probe-against-pretraining-time curve.
   const checkpointEvery = Math.max(1, Math.ceil(state.steps / 12));
   const options = pretrainOptions({
@@ -157,9 +179,10 @@ async function probeStage(study: Study, opened: OpenedModel): Promise<{ nll: Nll
   const nllPath = join(o.outDir, 'nll.json');
   let probe: LayerProbeReport;
   let nll: NllReport;
-  if ([join(probeDir, 'probe.json'), join(probeDir, 'lowdata.json'), nllPath].every((f) => existsSync(f))) {
-    probe = JSON.parse(readFileSync(join(probeDir, 'probe.json'), 'utf8')) as LayerProbeReport;
-    nll = JSON.parse(readFileSync(nllPath, 'utf8')) as NllReport;
+  const done = decidedByRoot(study.comm, () => [join(probeDir, 'probe.json'), join(probeDir, 'lowdata.json'), nllPath].every((f) => existsSync(f))
+    ? { probe: readJson<LayerProbeReport>(join(probeDir, 'probe.json')), nll: readJson<NllReport>(nllPath) } : null);
+  if (done) {
+    ({ probe, nll } = done);
   } else {
     [probe, nll] = await timed(study, 'probe', async () => {
       const features = featuresForProbe(opened, data, study.tokensDir, { batch: 32, masks: 1, maxTrain: o.probeTrain, maxVal: o.probeVal }, probeDir);
@@ -178,7 +201,8 @@ async function probeStage(study: Study, opened: OpenedModel): Promise<{ nll: Nll
 /** Probe accuracy against pretraining time, from the checkpoints kept along the way. */
 async function curveStage(study: Study): Promise<ProbeCurve> {
   const curveDir = join(study.o.outDir, 'curve');
-  if (existsSync(join(curveDir, 'curve.md'))) return JSON.parse(readFileSync(join(curveDir, 'curve.json'), 'utf8')) as ProbeCurve;
+  const done = decidedByRoot(study.comm, () => (existsSync(join(curveDir, 'curve.md')) ? readJson<ProbeCurve>(join(curveDir, 'curve.json')) : null));
+  if (done) return done;
   const sizes = curveSizes(DEFAULT_CURVE_SIZES, study.data, study.tokensDir);
   return timed(study, 'curve', () => probeCurve(study.o.kernels, study.data, study.tokensDir, study.runDir, curveDir, sizes));
 }
@@ -187,9 +211,8 @@ async function curveStage(study: Study): Promise<ProbeCurve> {
 async function finetuneStage(study: Study, opened: OpenedModel): Promise<FinetuneResult> {
   const { o, state, data } = study;
   const ftDir = join(o.outDir, 'finetune');
-  const ft = existsSync(join(ftDir, 'finetune.json'))
-    ? JSON.parse(readFileSync(join(ftDir, 'finetune.json'), 'utf8')) as FinetuneResult
-    : await timed(study, 'finetune', () => {
+  const done = decidedByRoot(study.comm, () => (existsSync(join(ftDir, 'finetune.json')) ? readJson<FinetuneResult>(join(ftDir, 'finetune.json')) : null));
+  const ft = done ?? await timed(study, 'finetune', () => {
       const steps = Math.max(10, Math.floor((o.finetuneMinutes * 60) / (state.secondsPerStep * 1.15)));
       const evalEvery = Math.max(10, Math.ceil(steps / 12));
       const options = finetuneOptions({
@@ -207,13 +230,17 @@ async function finetuneStage(study: Study, opened: OpenedModel): Promise<Finetun
 async function samplesStage(study: Study, opened: OpenedModel): Promise<void> {
   const { o, data } = study;
   const gridPath = join(o.outDir, 'completions.png');
-  if (existsSync(gridPath)) return;
+  if (decidedByRoot(study.comm, () => existsSync(gridPath))) return;
   await timed(study, 'samples', async () => {
     const count = 10, samples = 5;
     await writeCompletions(o.kernels, opened.model.params, imagesOfSplit(data.test, 0, count, data.meta.pixels, 'the test split'), {
       temperature: 1, topK: 0, topP: 1, seed: 0, precision: 'f16', objective: opened.objective, count, samples, rows: Math.floor(o.side / 2),
     }, data.palette, gridPath, 4);
   });
+}
+
+function readJson<T>(path: string): T {
+  return JSON.parse(readFileSync(path, 'utf8')) as T;
 }
 
 function resultsMarkdown(study: Study, nll: NllReport, probe: LayerProbeReport, curve: ProbeCurve, ft: FinetuneResult): string {

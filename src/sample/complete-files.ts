@@ -4,6 +4,7 @@
  */
 import { readImageTokenBatches, type ImageInputOptions } from '../data/image-inputs.js';
 import type { Kernels } from '../kernels/kernels.js';
+import { world } from '../parallel/world.js';
 import type { ParameterTensors } from '../model/parameters.js';
 import type { Palette } from '../palette/palette.js';
 import { completeImages, modelImageSide, type CompleteOptions } from './complete.js';
@@ -12,7 +13,8 @@ import type { CompletionFigure } from './grid.js';
 /**
  * Completions of image files (decoded at the model's side and channels, quantized with its
  * palette); unreadable files are skipped per `strict`. Every image is in the figure, so they are
- * all in memory: completion is for a handful of pictures, not a dataset.
+ * all in memory: completion is for a handful of pictures, not a dataset. Under MPI the ranks share
+ * the completions (every rank reads the files) and each returns the whole figure.
  */
 export async function completeImageFiles(k: Kernels, params: ParameterTensors, palette: Palette, files: readonly string[],
                                          o: Omit<CompleteOptions, 'count'> & Omit<ImageInputOptions, 'side' | 'channels'>): Promise<{ files: string[]; figure: CompletionFigure }> {
@@ -27,5 +29,5 @@ export async function completeImageFiles(k: Kernels, params: ParameterTensors, p
   const originals = new Int32Array(read.length * n);
   let offset = 0;
   for (const t of batches) { originals.set(t, offset); offset += t.length; }
-  return { files: read, figure: completeImages(k, params, originals, { ...o, count: read.length }) };
+  return { files: read, figure: completeImages(k, params, originals, { comm: world(), ...o, count: read.length }) };
 }

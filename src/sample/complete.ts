@@ -3,6 +3,7 @@
  * `rows` rows are kept (or unconditional samples), AR through the KV cache or BERT in-filling.
  */
 import type { Kernels } from '../kernels/kernels.js';
+import { allGatherShares, shareOf, SingleProcess, type Communicator } from '../parallel/communicator.js';
 import type { Palette } from '../palette/palette.js';
 import { quantize } from '../palette/quantize.js';
 import type { ParameterTensors } from '../model/parameters.js';
@@ -21,6 +22,12 @@ export interface CompleteOptions extends SamplingOptions {
   order?: 'confident' | 'random';
   /** AR: pixels decided so far, of count × samples × n² (see sampleAutoregressive). */
   onProgress?: (done: number, total: number) => void;
+  /**
+   * The ranks that share the work (one process by default; Node callers pass `world()`): each
+   * samples its `shareOf` the count × samples images and every rank returns the whole figure,
+   * the same as one process gives (each image has its own random stream).
+   */
+  comm?: Communicator;
 }
 
 export function completeImages(kernels: Kernels, params: ParameterTensors, originals: Int32Array | null,
@@ -35,14 +42,20 @@ export function completeImages(kernels: Kernels, params: ParameterTensors, origi
       for (let s = 0; s < o.samples; s++) prefix.set(originals.subarray(i * n, (i + 1) * n), (i * o.samples + s) * n);
     }
   }
-  let completions: Int32Array;
+  const comm = o.comm ?? new SingleProcess();
+  const { from, to } = shareOf(B, comm.rank, comm.size);
+  const mine = prefix.subarray(from * n, to * n);
+  let completed: Int32Array;
   if (o.objective === 'bert') {
-    const known = new Uint8Array(B * n);
-    for (let i = 0; i < B; i++) known.fill(1, i * n, i * n + knownPixels);
-    completions = sampleBert(kernels, params, prefix, known, B, { ...o, passes: o.passes ?? 16, order: o.order ?? 'confident' });
+    const known = new Uint8Array((to - from) * n);
+    for (let i = 0; i < to - from; i++) known.fill(1, i * n, i * n + knownPixels);
+    completed = sampleBert(kernels, params, mine, known, to - from, { ...o, passes: o.passes ?? 16, order: o.order ?? 'confident' }, from);
   } else {
-    completions = sampleAutoregressive(kernels, params, { count: B, prefix, knownPixels }, o, o.onProgress);
+    // Rank 0's share is the largest (shareOf), so its progress, scaled to the whole, is the job's.
+    const onProgress = o.onProgress && ((done: number): void => o.onProgress!(Math.round((done * B) / (to - from)), B * n));
+    completed = sampleAutoregressive(kernels, params, { count: to - from, prefix: mine, knownPixels, firstImage: from }, o, onProgress);
   }
+  const completions = allGatherShares(comm, completed, B, n);
   const known = originals ? new Uint8Array(o.count * n) : null;
   if (known) for (let i = 0; i < o.count; i++) known.fill(1, i * n, i * n + knownPixels);
   return { side, originals, completions, known, count: o.count, samples: o.samples };

@@ -78,6 +78,12 @@ export interface CompletionRequest {
   prefix?: Uint8Array | Uint16Array | Int32Array;
   /** How many leading pixels (raster order) of each image are given. */
   knownPixels: number;
+  /**
+   * The index of the first image within the whole set (default 0): image i draws from random stream
+   * firstImage + i of the seed (Rng.stream), so a set sampled in pieces (decode groups, MPI ranks)
+   * gives the images it gives sampled whole.
+   */
+  firstImage?: number;
 }
 
 /**
@@ -94,18 +100,19 @@ export function decodeGroupFor(kernels: Kernels, cfg: ModelConfig, precision: Kv
 /**
  * AR sampling with the KV cache: images whose first `knownPixels` pixels are given (0 for
  * unconditional samples), decoded `decodeGroupFor` images at a time (where decoding is bound by memory
- * traffic, smaller groups keep their caches in cache), all groups drawing from one random stream. `onProgress(done, total)` counts decided pixels over all images. Returns count × n² ids.
+ * traffic, smaller groups keep their caches in cache), each image drawing from its own random stream.
+ * `onProgress(done, total)` counts decided pixels over all images. Returns count × n² ids.
  */
 export function sampleAutoregressive(kernels: Kernels, params: ParameterTensors, req: CompletionRequest, o: SamplingOptions,
                                      onProgress?: (done: number, total: number) => void): Int32Array {
   const n = params.config.nPositions;
   const out = new Int32Array(req.count * n);
-  const rng = new Rng(o.seed);
   const group = decodeGroupFor(kernels, params.config, o.precision ?? 'f32');
   for (let first = 0; first < req.count; first += group) {
     const count = Math.min(group, req.count - first);
     const prefix = req.knownPixels > 0 ? req.prefix?.subarray(first * n, (first + count) * n) : undefined;
-    const steps = autoregressiveSteps(kernels, params, { count, prefix, knownPixels: req.knownPixels }, o, rng);
+    const firstImage = (req.firstImage ?? 0) + first;
+    const steps = autoregressiveSteps(kernels, params, { count, prefix, knownPixels: req.knownPixels, firstImage }, o);
     for (let step = steps.next(); ; step = steps.next()) {
       if (step.done) {
         out.set(step.value, first * n);
@@ -122,8 +129,8 @@ export function sampleAutoregressive(kernels: Kernels, params: ParameterTensors,
  * image is decided (tokens is the count × n² output so far) and returns the output. A caller that
  * must stay responsive (the browser worker) can pause between pixels or stop early.
  */
-export function* autoregressiveSteps(kernels: Kernels, params: ParameterTensors, req: CompletionRequest, o: SamplingOptions,
-                                     rng = new Rng(o.seed)): Generator<{ t: number; tokens: Int32Array }, Int32Array> {
+export function* autoregressiveSteps(kernels: Kernels, params: ParameterTensors, req: CompletionRequest,
+                                     o: SamplingOptions): Generator<{ t: number; tokens: Int32Array }, Int32Array> {
   const cfg = params.config;
   const n = cfg.nPositions;
   const V = paletteSizeOf(cfg);
@@ -134,13 +141,14 @@ export function* autoregressiveSteps(kernels: Kernels, params: ParameterTensors,
   const decoder = new KvDecoder(kernels, params, B, n, o.precision ?? 'f32');
   const out = new Int32Array(B * n);
   const feed = new Int32Array(B).fill(sosTokenOf(cfg));
+  const rngs = Array.from({ length: B }, (_, b) => Rng.stream(o.seed, (req.firstImage ?? 0) + b));
   const probs = new Float64Array(V);
   const order = new Int32Array(V);
   for (let t = 0; t < n; t++) {
     // Known pixels need no logits from their own position, but feeding them is what fills the cache.
     const logits = decoder.feed(feed);
     for (let b = 0; b < B; b++) {
-      const pixel = t < req.knownPixels ? req.prefix![b * n + t] : samplePixel(logits, b * V, V, o, rng, probs, order);
+      const pixel = t < req.knownPixels ? req.prefix![b * n + t] : samplePixel(logits, b * V, V, o, rngs[b], probs, order);
       out[b * n + t] = pixel;
       feed[b] = pixel;
     }
@@ -152,19 +160,21 @@ export function* autoregressiveSteps(kernels: Kernels, params: ParameterTensors,
 /**
  * BERT in-filling: positions where `known[i]` is 0 are unknown; `passes` full forward passes
  * each fill an equal share of the remaining pixels, most confident first (or in random order).
+ * Image b draws from random stream `firstImage` + b of the seed (see CompletionRequest).
  */
 export function sampleBert(kernels: Kernels, params: ParameterTensors, tokens: Int32Array, known: Uint8Array,
-                           count: number, o: SamplingOptions & { passes: number; order: 'confident' | 'random' }): Int32Array {
+                           count: number, o: SamplingOptions & { passes: number; order: 'confident' | 'random' },
+                           firstImage = 0): Int32Array {
   const cfg = params.config;
   const n = cfg.nPositions;
   const V = paletteSizeOf(cfg);
   const model = new ImageGPT(kernels, cfg, params);
-  const rng = new Rng(o.seed);
   const probs = new Float64Array(V);
   const order = new Int32Array(V);
   const inputs = Int32Array.from(tokens, (v, i) => (known[i] ? v : -1));
   const out = Int32Array.from(inputs);
   for (let b = 0; b < count; b++) {
+    const rng = Rng.stream(o.seed, firstImage + b);
     const unknown: number[] = [];
     for (let t = 0; t < n; t++) if (!known[b * n + t]) unknown.push(t);
     const passes = Math.max(1, Math.min(o.passes, unknown.length));

@@ -2,6 +2,7 @@
  * Writing uint8 images (HWC, gray or RGB) and grids of them to PNG with sharp: nearest-neighbour
  * upscaling, gaps between cells, optional captions under each cell. Files are written atomically.
  */
+import { world } from '../parallel/world.js';
 import { writeFileAtomic } from './fs.js';
 import sharp from 'sharp';
 
@@ -81,12 +82,14 @@ async function encodePng(img: RawImage, captions?: { text: string; x: number; y:
 /** Writes one HWC uint8 image (gray or RGB) to PNG, upscaled by `scale`. */
 export async function writeImage(path: string, pixels: Uint8Array, height: number, width: number, channels: 1 | 3, scale = 1): Promise<void> {
   if (pixels.length !== height * width * channels) throw new Error(`${path}: image has ${pixels.length} bytes, expected ${height}×${width}×${channels}`);
+  if (world().rank !== 0) return; // under MPI, rank 0 alone writes
   const data = upscaleNearest(pixels, height, width, channels, scale);
   writeFileAtomic(path, await encodePng({ data, width: width * scale, height: height * scale, channels }));
 }
 
 /** Writes images (each HWC uint8, h × w × channels) as a PNG grid of `cols` columns, each upscaled by `scale`. */
 export async function writeImageGrid(path: string, images: Uint8Array[], height: number, width: number, channels: 1 | 3, cols: number, scale: number, opts: GridOptions = {}): Promise<void> {
+  if (world().rank !== 0) return; // under MPI, rank 0 alone writes
   const grid = composeGrid(images, height, width, channels, cols, scale, opts);
   const gap = opts.gap ?? 2;
   const captions = opts.captions?.slice(0, images.length).map((text, i) => ({

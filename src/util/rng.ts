@@ -11,12 +11,18 @@ export class Rng {
     let x = seed >>> 0;
     for (let i = 0; i < 4; i++) {
       x = (x + 0x9e3779b9) >>> 0;
-      let z = x;
-      z = Math.imul(z ^ (z >>> 16), 0x85ebca6b) >>> 0;
-      z = Math.imul(z ^ (z >>> 13), 0xc2b2ae35) >>> 0;
-      this.s[i] = (z ^ (z >>> 16)) >>> 0;
+      this.s[i] = fmix32(x);
     }
     if ((this.s[0] | this.s[1] | this.s[2] | this.s[3]) === 0) this.s[0] = 1;
+  }
+
+  /**
+   * Stream `index` of `seed`: a generator of its own for one item of a set (an image), so that the
+   * set draws the same numbers however its items are split up (decode groups, MPI ranks) or
+   * ordered. Distinct indices of one seed get distinct seeds (fmix32 is a bijection).
+   */
+  static stream(seed: number, index: number): Rng {
+    return new Rng(fmix32((fmix32((seed ^ STREAM_SALT) >>> 0) + index) >>> 0));
   }
 
   /** Uniform uint32. */
@@ -67,6 +73,16 @@ export class Rng {
     const spare = state[4];
     this.spare = spare === undefined || Number.isNaN(spare) ? null : spare;
   }
+}
+
+/** Keeps stream(seed, i) apart from the plain generator of the same seed. */
+const STREAM_SALT = 0x5bd1e995;
+
+/** MurmurHash3's 32-bit finalizer: a bijection that spreads every input bit over the output. */
+function fmix32(h: number): number {
+  h = Math.imul(h ^ (h >>> 16), 0x85ebca6b) >>> 0;
+  h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35) >>> 0;
+  return (h ^ (h >>> 16)) >>> 0;
 }
 
 function rotl(x: number, k: number): number { return ((x << k) | (x >>> (32 - k))) >>> 0; }
