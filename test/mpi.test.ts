@@ -325,3 +325,9 @@ test('under mpirun without the MPI binding, igpt says how to install it', { skip
   assert.notEqual(r.code, 0);
   assert.match(r.stderr, /MPI binding is not built.*apt-get install -y openmpi-bin libopenmpi-dev/);
 });
+
+test('a command that does not split its work refuses to run on 2 ranks, naming those that do', { skip }, async () => {
+  const r = await run(2, MAIN, ['info', join(root, 'no-such-model')]);
+  assert.notEqual(r.code, 0);
+  assert.match(r.stderr, /igpt info does not split its work over MPI ranks; run it without mpirun \(under mpirun: .*sample.*\)/);
+});
