@@ -213,15 +213,15 @@ async function finetuneStage(study: Study, opened: OpenedModel): Promise<Finetun
   const ftDir = join(o.outDir, 'finetune');
   const done = decidedByRoot(study.comm, () => (existsSync(join(ftDir, 'finetune.json')) ? readJson<FinetuneResult>(join(ftDir, 'finetune.json')) : null));
   const ft = done ?? await timed(study, 'finetune', () => {
-      const steps = Math.max(10, Math.floor((o.finetuneMinutes * 60) / (state.secondsPerStep * 1.15)));
-      const evalEvery = Math.max(10, Math.ceil(steps / 12));
-      const options = finetuneOptions({
-        batch: state.batch, steps, warmup: Math.min(50, Math.ceil(steps / 20)), genWeight: 1, evalEvery,
-        patience: Math.ceil(steps / evalEvery), evalImages: 1000, augment: false, seed: 0, evalMasks: 5, valMasks: 1,
-        probeHeadImages: 5000,
-      }, opened.objective, data);
-      return runFinetuning(o.kernels, openModel(study.modelDir, o.kernels), data, options, ftDir, { model: study.modelDir, data: study.tokensDir });
-    });
+    const steps = Math.max(10, Math.floor((o.finetuneMinutes * 60) / (state.secondsPerStep * 1.15)));
+    const evalEvery = Math.max(10, Math.ceil(steps / 12));
+    const options = finetuneOptions({
+      batch: state.batch, steps, warmup: Math.min(50, Math.ceil(steps / 20)), genWeight: 1, evalEvery,
+      patience: Math.ceil(steps / evalEvery), evalImages: 1000, augment: false, seed: 0, evalMasks: 5, valMasks: 1,
+      probeHeadImages: 5000,
+    }, opened.objective, data);
+    return runFinetuning(o.kernels, openModel(study.modelDir, o.kernels), data, options, ftDir, { model: study.modelDir, data: study.tokensDir });
+  });
   o.log(`fine-tuning: test accuracy ${(100 * ft.testAccuracy).toFixed(2)}%`);
   return ft;
 }
