@@ -34,13 +34,14 @@ const STEPS = 6;
 
 interface Exit { code: number | null; stdout: string; stderr: string; seconds: number }
 
-/** `mpirun -np <np> <mpiArgs> node --import tsx <script> <args>` (np 0: plain node, no mpirun). */
-function run(np: number, script: string, args: string[], mpiArgs: string[] = [], onStart?: (pid: number) => void): Promise<Exit> {
+/** `mpirun -np <np> <mpiArgs> node --import tsx <script> <args>` (np 0: plain node, no mpirun), with `env` added. */
+function run(np: number, script: string, args: string[], mpiArgs: string[] = [], onStart?: (pid: number) => void,
+             env: NodeJS.ProcessEnv = {}): Promise<Exit> {
   const node = [process.execPath, '--import', 'tsx', script, ...args];
   const [cmd, ...argv] = np === 0 ? node : ['mpirun', '--allow-run-as-root', '--oversubscribe', '-np', String(np), ...mpiArgs, ...node];
   const t0 = performance.now();
   // One thread a rank and in the single process: the machine is shared, and the runs compare alike.
-  const child = spawn(cmd!, argv, { cwd: ROOT, env: { ...process.env, IGPT_THREADS: '1', IGPT_QUIET: '1', IGPT_DEBUG: '' }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(cmd!, argv, { cwd: ROOT, env: { ...process.env, IGPT_THREADS: '1', IGPT_QUIET: '1', IGPT_DEBUG: '', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '', stderr = '';
   child.stdout.on('data', (d: Buffer) => { stdout += d.toString(); });
   child.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
@@ -320,10 +321,14 @@ test('a rank killed mid-run ends the job within seconds; the last checkpoint is 
   assert.equal(loadLatestCheckpoint<{ step: number }>(out)!.state.step, ckpt!.state.step + 2);
 });
 
-test('under mpirun without the MPI binding, igpt says how to install it', { skip: hasMpirun ? false : 'mpirun not found' }, async () => {
-  const r = await run(2, MAIN, train(join(root, 'no-binding')), ['-x', 'IGPT_MPI_ADDON=/nonexistent/igpt_mpi.node']);
+test('under mpirun without the MPI binding, igpt says how to install it; without mpirun nothing needs it', { skip: hasMpirun ? false : 'mpirun not found' }, async () => {
+  const missing = '/nonexistent/igpt_mpi.node';
+  const r = await run(2, MAIN, train(join(root, 'no-binding')), ['-x', `IGPT_MPI_ADDON=${missing}`]);
   assert.notEqual(r.code, 0);
   assert.match(r.stderr, /MPI binding is not built.*apt-get install -y openmpi-bin libopenmpi-dev/);
+  const alone = await run(0, MAIN, train(join(root, 'no-binding-alone'), { steps: 2, every: 1 }), [], undefined, { IGPT_MPI_ADDON: missing });
+  ok(alone, 'one process with the binding missing');
+  assert.ok(existsSync(join(root, 'no-binding-alone', 'checkpoints', 'step-000002')));
 });
 
 test('a command that does not split its work refuses to run on 2 ranks, naming those that do', { skip }, async () => {
