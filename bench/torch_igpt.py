@@ -13,9 +13,16 @@ Prints one JSON line: {"peer", "torch", "execution", "mode", "median_s", "min_s"
 import argparse
 import json
 import math
+import os
 import resource
 import statistics
 import time
+
+# Debian's torch runs its own ops on libgomp's OpenMP threads and its matrix products on
+# OpenBLAS's pthreads; both pools spin while idle, and on a machine with few cores they take the
+# cores from each other (a Linear layer's forward and backward: 0.99 s spinning, 0.17 s passive,
+# on the 2-core Zen 4). Passive waiting is the peer at its best; set before torch loads libgomp.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import torch
 import torch.nn.functional as F
@@ -137,6 +144,7 @@ for _ in range(args.steps):
 
 print(json.dumps({
     "peer": "pytorch", "torch": torch.__version__, "execution": "eager", "mode": args.mode,
+    "omp_wait_policy": os.environ["OMP_WAIT_POLICY"],
     "batch": args.batch, "threads": args.threads, "median_s": round(statistics.median(times), 4),
     "min_s": round(min(times), 4), "steps": len(times), "peak_rss_mib": peak_rss_mib(),
 }))
