@@ -10,7 +10,7 @@ import { loadKernels } from '../src/kernels/select.js';
 import type { BenchResult } from './types.js';
 import { hasTorch, isError, python, repoRoot, runJson } from './util.js';
 
-interface StepJson { median_s: number; min_s: number; peak_rss_mib: number; backend?: string; precision?: string; forward_median_s?: number; torch?: string; ort?: string }
+interface StepJson { median_s: number; min_s: number; peak_rss_mib: number; backend?: string; precision?: string; forward_median_s?: number; torch?: string; omp_wait_policy?: string; ort?: string }
 
 const T = 784, D = 256, L = 8, K = 16;
 /**
@@ -52,7 +52,7 @@ export const bf16Step = (mode: 'train' | 'infer', batch: number, steps: number):
     '--mode', mode, '--batch', String(batch), '--steps', String(steps)], { env: { IGPT_QUIET: '1' } });
 
 /** The PyTorch peer as the table names it: its version, and that it ran eagerly (bench/torch_igpt.py). */
-const torchLabel = (r: StepJson): string => `PyTorch ${r.torch ?? ''} eager (bench/torch_igpt.py)`;
+const torchLabel = (r: StepJson): string => `PyTorch ${r.torch ?? ''} eager, OMP_WAIT_POLICY=${r.omp_wait_policy ?? 'unset'} (bench/torch_igpt.py)`;
 
 /** Only the training step of the reference config: `npm run bench -- --step-json`. */
 export function trainStepSeconds(steps = 3): number {
