@@ -103,7 +103,7 @@ export async function run(opts: { quick: boolean }): Promise<BenchResult[]> {
     const qkv = randomArray(rng, B * T * 3 * C), dout = randomArray(rng, B * T * C);
     const out = new Float32Array(B * T * C), att = new Float32Array(B * H * T * T), dqkv = new Float32Array(B * T * 3 * C);
     const forwardMs = bestMs(reps, () => native.attentionForward(out, att, qkv, B, T, H, hs, true));
-    const backwardMs = bestMs(reps, () => native.attentionBackward(dqkv, dout, qkv, att, B, T, H, hs, true));
+    const backwardMs = bestMs(reps, () => native.attentionBackward(dqkv, dout, qkv, out, att, B, T, H, hs, true));
     const flops = causalAttentionFlops(B, T, H, hs);
     const torchAttention = isError(peer) ? undefined : peer.attention;
     const shape = `B=${B} T=${T} H=${H} hs=${hs} causal`;

@@ -115,7 +115,7 @@ export async function run(opts: { quick: boolean }): Promise<BenchResult[]> {
   const att = new Float32Array(B * H * T * T);
   const dqkv = new Float32Array(qkv.length);
   const forwardMs = bestMs(reps, () => kernels.attentionForward(out, att, qkv, B, T, H, hs, true));
-  const backwardMs = bestMs(reps, () => kernels.attentionBackward(dqkv, dout, qkv, att, B, T, H, hs, true));
+  const backwardMs = bestMs(reps, () => kernels.attentionBackward(dqkv, dout, qkv, out, att, B, T, H, hs, true));
   // Useful FLOP of causal attention: each T×T·hs product counts only its lower triangle.
   const productFlop = B * H * T * (T + 1) * hs;
   const shape = `B=${B} T=${T} H=${H} hs=${hs} causal`;

@@ -130,7 +130,7 @@ test('bf16: a tiny model\'s gradients match float64 finite differences within bf
   const { model, batch } = tinyModel(createNativeKernels('bf16'));
   assert.equal(model.precision, 'bf16');
   model.zeroGrad();
-  const r = model.forward(batch, true);
+  const r = model.forwardOnHost(batch, true);
   model.backward();
   const flat = Float64Array.from(model.params.data);
   const ref = referenceForward(cfg, flat, batch);

@@ -86,9 +86,9 @@ test('training and inference forward agree, and backward needs a training forwar
   const params = randomParameters(cfg, 5);
   const model = new ImageGPT(kernels, cfg, params);
   const batch = randomBatch(new Rng(6), 2, cfg.nPositions, 'bert', true);
-  const a = model.forward(batch, true);
+  const a = model.forwardOnHost(batch, true);
   const logits = model.activations.logits.slice();
-  const b = model.forward(batch, false);
+  const b = model.forwardOnHost(batch, false);
   assertClose(model.activations.logits, Float64Array.from(logits), 1e-6, 'logits');
   assert.ok(Math.abs(a.genLoss - b.genLoss) < 1e-6 && Math.abs(a.clfLoss - b.clfLoss) < 1e-6);
   assert.throws(() => model.backward(), /training forward/);
@@ -141,7 +141,7 @@ function gradientCheck(kernels: Kernels, objective: 'ar' | 'bert'): void {
   const batch = randomBatch(new Rng(8), 2, cfg.nPositions, objective, true);
   const model = new ImageGPT(kernels, cfg, params);
   model.zeroGrad();
-  const r = model.forward(batch, true);
+  const r = model.forwardOnHost(batch, true);
   model.backward();
   const ref = referenceForward(cfg, Float64Array.from(params.data), toReference(batch));
   const loss = 0.7 * r.genLoss + r.clfLoss;

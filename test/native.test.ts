@@ -73,7 +73,7 @@ test('the addon rejects wrong types, short buffers and bad sizes with a clear er
   assert.throws(() => k.geluForward(f(4), new Float64Array(4) as unknown as Float32Array, 4),
                 { name: 'TypeError', message: 'igpt native geluForward: x must be a Float32Array' });
   assert.throws(() => k.attentionForward(f(8), f(3), f(24), 1, 2, 1, 4, true), /att has 3 elements, needs 4/);
-  assert.throws(() => k.crossEntropy(f(2), null, f(4), Int32Array.of(0, 2), 2, 2, 1),
+  assert.throws(() => k.crossEntropy(f(2), null, f(4), Int32Array.of(0, 2), 2, 2, 1, f(1)),
                 /target 2 of row 1 is not below V=2/);
   assert.throws(() => k.attentionDecode(f(4), f(12), f(8), f(8), 1, 1, 4, 2, 2), /position t=2 is not below maxT=2/);
   const packed = k.packMatrix(f(8), 2, 4);
@@ -129,14 +129,14 @@ const add = (x) => h.update(new Uint8Array(x.buffer, x.byteOffset, x.byteLength)
 const [B, T, H, hs] = [3, 77, 2, 16], C = H * hs;
 const qkv = rand(B * T * 3 * C), out = new Float32Array(B * T * C), att = new Float32Array(B * H * T * T);
 k.attentionForward(out, att, qkv, B, T, H, hs, true); add(out); add(att);
-const dqkv = new Float32Array(B * T * 3 * C); k.attentionBackward(dqkv, rand(B * T * C), qkv, att, B, T, H, hs, true); add(dqkv);
+const dqkv = new Float32Array(B * T * 3 * C); k.attentionBackward(dqkv, rand(B * T * C), qkv, out, att, B, T, H, hs, true); add(dqkv);
 const rows = 3001, d = 40, x = rand(rows * d), g = rand(d), y = new Float32Array(rows * d), rstd = new Float32Array(rows);
 k.normForward(y, rstd, x, g, rows, d, 1e-5); add(y); add(rstd);
 const dx = rand(rows * d), dg = rand(d); k.normBackward(dx, dg, rand(rows * d), x, rstd, g, rows, d); add(dx); add(dg);
 const db = rand(d); k.biasBackward(db, x, rows, d); add(db);
 const V = 17, logits = rand(rows * V), targets = Int32Array.from({ length: rows }, (_, r) => r % 5 === 0 ? -1 : r % V);
 const losses = new Float32Array(rows), dl = new Float32Array(rows * V);
-const sum = k.crossEntropy(losses, dl, logits, targets, rows, V, 0.1); add(losses); add(dl); add(Float64Array.of(sum));
+const sum = new Float32Array(1); k.crossEntropy(losses, dl, logits, targets, rows, V, 0.1, sum); add(losses); add(dl); add(sum);
 const gl = rand(200001); k.geluBackward(gl, gl, rand(200001), 200001); add(gl);
 console.log(k.threads + ' ' + h.digest('hex'));
 `;

@@ -105,7 +105,7 @@ test('BERT: the loss counts masked positions only and their content embedding is
     if (isMasked) { masked++; assert.equal(batch.targets![i], data.train.tokens[i]); }
   }
   assert.ok(masked > 0.2 * 2 * T && masked < 0.4 * 2 * T, `${masked} masked of ${2 * T}`);
-  const r = model.forward(batch, false);
+  const r = model.forwardOnHost(batch, false);
   const logits = model.activations.logits;
   let sum = 0;
   for (let i = 0; i < 2 * T; i++) {

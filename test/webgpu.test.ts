@@ -10,7 +10,9 @@ import assert from 'node:assert/strict';
 import { attentionBackwardLoops, attentionDecodeLoops, attentionForwardLoops, geluBackwardLoops,
          geluForwardLoops, sgemmLoops } from '../src/kernels/loops.js';
 import { createPortableKernels } from '../src/kernels/portable.js';
-import { embeddingBackward, embeddingForward, meanPoolBackward, meanPoolForward } from '../src/model/layers.js';
+import { crossEntropySum, hostOperations } from '../src/kernels/host.js';
+
+const { embeddingBackward, embeddingForward, meanPoolBackward, meanPoolForward } = hostOperations;
 import { WebGpuKernels } from '../src/kernels/webgpu/kernels.js';
 import { acquireNodeDevice, swiftShaderMissing } from '../src/kernels/webgpu/node-gpu.js';
 import { GpuRuntime, type GpuTensor } from '../src/kernels/webgpu/runtime.js';
@@ -237,7 +239,7 @@ describe('webgpu kernels', { skip }, () => {
     const logits = random(rows * V, 4);
     const targets = Int32Array.from({ length: rows }, (_, r) => (r % 7 === 3 ? -1 : rng.int(V)));
     const losses = new Float32Array(rows), dlogits = new Float32Array(rows * V);
-    const total = loops.crossEntropy(losses, dlogits, logits, targets, rows, V, scale);
+    const total = crossEntropySum(loops, losses, dlogits, logits, targets, rows, V, scale);
     const L = poisoned(k, rows), D = poisoned(k, rows * V), TOT = poisoned(k, 1), LOGITS = up(k, logits);
     k.crossEntropy(L, D, LOGITS, up(k, targets), rows, V, scale, TOT);
     assertClose(await read(k, L), losses, 'crossEntropy losses', TOL.softmax);
@@ -320,7 +322,7 @@ describe('webgpu kernels', { skip }, () => {
     small.attentionForward(AO, poisoned(small, B * H * T), up(small, qkv), B, T, H, hs, true);
     assertClose(await read(small, AO), attOut, 'attentionForward (chunked)', TOL.softmax);
     const V = 40, targets = Int32Array.from({ length: rows }, () => rng.int(V)), logits = random(rows * V);
-    const losses = new Float32Array(rows), total = loops.crossEntropy(losses, null, logits, targets, rows, V, 1);
+    const losses = new Float32Array(rows), total = crossEntropySum(loops, losses, null, logits, targets, rows, V, 1);
     const TOT = poisoned(small, 1);
     small.crossEntropy(poisoned(small, rows), null, up(small, logits), up(small, targets), rows, V, 1, TOT);
     assertClose(await read(small, TOT), [total], 'crossEntropy total (chunked)', TOL.softmax);

@@ -46,7 +46,7 @@ export function extractFeatures(model: ImageGPT, split: TokenSplit, o: FeatureOp
     for (let b = 0; b < B; b++) indices[b] = start + b;
     for (let m = 0; m < masks; m++) {
       const batch = builder.fill(split, indices.subarray(0, B), maskRngFor((o.seed ?? 0) + 7 * m, start));
-      const r = model.forward(batch, false, perBatch.subarray(0, (L + 1) * B * d));
+      const r = model.forwardOnHost(batch, false, perBatch.subarray(0, (L + 1) * B * d));
       nllSum += r.genLoss * r.genCount;
       nllCount += r.genCount;
       for (let l = 0; l <= L; l++) {

@@ -6,6 +6,7 @@
  *   L(W, b) = mean_n -log softmax(x_n·W + b)[y_n] + (l2 / 2)·‖W‖².
  */
 import type { Kernels } from '../kernels/kernels.js';
+import { crossEntropySum } from '../kernels/host.js';
 import { minimizeLbfgs, type LbfgsStop } from './lbfgs.js';
 
 /** n rows of `dim` features each (row-major) with their class labels. */
@@ -138,7 +139,7 @@ export function softmaxObjective(z: Float32Array, labels: Int32Array, n: number,
       const gb = grad.subarray(dim * C);
       kernels.sgemm(false, false, n, C, dim, 1, z, dim, W, C, 0, logits, C);
       kernels.biasForward(logits, b, n, C);
-      const nll = kernels.crossEntropy(losses, dlogits, logits, labels, n, C, 1 / n);
+      const nll = crossEntropySum(kernels, losses, dlogits, logits, labels, n, C, 1 / n);
       kernels.sgemm(true, false, dim, C, n, 1, z, dim, dlogits, C, 0, gW, C);
       gb.fill(0);
       kernels.biasBackward(gb, dlogits, n, C);

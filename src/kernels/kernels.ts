@@ -1,19 +1,45 @@
 /**
- * The one interface all heavy arithmetic goes through. Two implementations: `native` (a Node-API
- * addon over OpenBLAS plus threaded fused loops) and `portable` (TypeScript, runs in browsers).
+ * The one interface all heavy arithmetic goes through, generic in the backend's array handle `T`.
+ * Three implementations: `native` (a Node-API addon over OpenBLAS plus threaded fused loops) and
+ * `portable` (TypeScript, runs in browsers), whose handles are Float32Arrays in host memory, and
+ * `webgpu` (src/kernels/webgpu), whose handles are tensors in GPU memory. The model is written
+ * once over `T` and never looks inside a handle; only `read` brings values back to the host.
  * The plain loops of loops.ts (the portable backend without WebAssembly SIMD) are the reference
  * implementation: the one to read for what each kernel computes. test/kernels.test.ts runs every
- * backend, those loops included, through the same cases against float64 references, so each
- * agrees with the loops within float32 rounding.
+ * CPU backend, those loops included, through the same cases against float64 references, and
+ * test/webgpu.test.ts the GPU kernels against the loops.
  *
- * Conventions: every matrix is row-major float32; buffers are the caller's memory (pass
- * `subarray` views for offsets, never copies); `rows` is the flattened batch·time dimension.
- * "writes" means the output is overwritten, "accumulates" means `+=`.
+ * Conventions: every matrix is row-major float32; arrays are the backend's handles (pass `view`s
+ * for offsets, never copies); integer inputs (tokens, targets) are host Int32Arrays, which a GPU
+ * backend uploads in program order; `rows` is the flattened batch·time dimension. "writes" means
+ * the output is overwritten, "accumulates" means `+=`. Calls record work and return: on the CPU
+ * it is done on return, on a GPU when a later `read` resolves.
  */
-export interface Kernels {
-  readonly name: 'native' | 'portable';
-  /** Threads used by the fused loops (and by GEMM where the backend controls it). */
+export interface Kernels<T extends DeviceArray = Float32Array> {
+  readonly name: 'native' | 'portable' | 'webgpu';
+  /** Threads used by the fused loops (and by GEMM where the backend controls it); 1 on a GPU. */
   readonly threads: number;
+
+  /** A zero-filled array of `length` floats. */
+  alloc(length: number): T;
+  /** Elements [offset, offset + length) of t, sharing its memory (a `subarray` on the CPU). */
+  view(t: T, offset: number, length: number): T;
+  /**
+   * The host array as a handle: on the CPU the array itself (no copy: the handle and the array
+   * are one memory), on a GPU a new device array holding a copy.
+   */
+  fromHost(src: Float32Array): T;
+  /** Overwrites t[0, src.length) with src, in program order with the recorded work. */
+  upload(dst: T, src: Float32Array): void;
+  /**
+   * t's values on the host once all recorded work is done. On the CPU it resolves at once with t
+   * itself (no copy: do not keep it across later kernel calls that write t).
+   */
+  read(t: T): Promise<Float32Array>;
+  /** dst[0, src.length) = src. */
+  copy(dst: T, src: T): void;
+  /** t = 0. */
+  zero(t: T): void;
 
   /**
    * C = alpha·op(A)·op(B) + beta·C, with op(A) m×k, op(B) k×n, C m×n.
@@ -21,8 +47,8 @@ export interface Kernels {
    * With beta = 0, C is written without being read (NaN in C does not leak).
    */
   sgemm(transA: boolean, transB: boolean, m: number, n: number, k: number, alpha: number,
-        a: Float32Array, lda: number, b: Float32Array, ldb: number,
-        beta: number, c: Float32Array, ldc: number): void;
+        a: T, lda: number, b: T, ldb: number,
+        beta: number, c: T, ldc: number): void;
 
   /**
    * B [k, n] (row-major, as the linear layers store their weights) rearranged once for
@@ -31,49 +57,59 @@ export interface Kernels {
    * stored as IEEE half floats where the backend supports them (`data` is then a Uint16Array):
    * half the bytes to read, B rounded to 11 significant bits.
    */
-  packMatrix(b: Float32Array, k: number, n: number, half?: boolean): PackedMatrix;
+  packMatrix(b: T, k: number, n: number, half?: boolean): PackedMatrix<T>;
 
   /** C[m, n] = A[m, k]·B, or C += A·B with `accumulate`; B from packMatrix, A and C row-major. */
-  sgemmPacked(m: number, a: Float32Array, b: PackedMatrix, c: Float32Array, accumulate: boolean): void;
+  sgemmPacked(m: number, a: T, b: PackedMatrix<T>, c: T, accumulate: boolean): void;
 
   /**
    * Matrix products with bf16 operands and float32 accumulation. Present only where the backend
    * was loaded for bf16 (`loadKernels`' precision) and the CPU multiplies bf16 in hardware; the
    * model then runs its linear layers' products here (see ImageGPT), everything else in float32.
    */
-  readonly bf16?: Bf16Products;
+  readonly bf16?: Bf16Products<T>;
 
   /** out[r, :] += bias for each of `rows` rows of width n. */
-  biasForward(out: Float32Array, bias: Float32Array, rows: number, n: number): void;
+  biasForward(out: T, bias: T, rows: number, n: number): void;
   /** dbias += sum over rows of dout[r, :]. */
-  biasBackward(dbias: Float32Array, dout: Float32Array, rows: number, n: number): void;
+  biasBackward(dbias: T, dout: T, rows: number, n: number): void;
 
   /**
    * iGPT's gain-only norm: out[r, :] = x[r, :] · rsqrt(mean(x[r, :]²) + eps) · g.
    * Writes out and rstd[r] (kept for the backward pass).
    */
-  normForward(out: Float32Array, rstd: Float32Array, x: Float32Array, g: Float32Array,
+  normForward(out: T, rstd: T, x: T, g: T,
               rows: number, d: number, eps: number): void;
   /** Accumulates dx (the residual stream's gradient) and dg. */
-  normBackward(dx: Float32Array, dg: Float32Array, dout: Float32Array, x: Float32Array,
-               rstd: Float32Array, g: Float32Array, rows: number, d: number): void;
+  normBackward(dx: T, dg: T, dout: T, x: T,
+               rstd: T, g: T, rows: number, d: number): void;
 
   /** Quick GELU, out = x · sigmoid(1.702 x), elementwise over n values. */
-  geluForward(out: Float32Array, x: Float32Array, n: number): void;
+  geluForward(out: T, x: T, n: number): void;
   /** Writes dx = dout · d/dx[quick GELU](x). dx may alias dout. */
-  geluBackward(dx: Float32Array, dout: Float32Array, x: Float32Array, n: number): void;
+  geluBackward(dx: T, dout: T, x: T, n: number): void;
+
+  /**
+   * Floats of the state attentionForward keeps for the backward pass: B·H·T·T on the CPU (`att`,
+   * the softmax probabilities), B·H·T on a GPU (the log-sum-exp per query, flash-style: the
+   * backward recomputes the probabilities and never stores T×T).
+   */
+  attentionStateLength(B: number, T: number, H: number): number;
 
   /**
    * Multi-head attention core (after c_attn, before c_proj).
    * qkv: [B, T, 3·H·hs], per row q (H·hs) then k then v, head h at columns h·hs..(h+1)·hs.
-   * Writes out: [B, T, H·hs] and att: [B, H, T, T], the softmax probabilities (kept for the
-   * backward pass), with scores scaled by 1/sqrt(hs). With `causal`, query t sees keys 0..t only
-   * and att entries above the diagonal are written as 0.
+   * Writes out: [B, T, H·hs] and `state` (attentionStateLength floats; on the CPU att
+   * [B, H, T, T], the softmax probabilities, with entries above the diagonal 0 when causal), with
+   * scores scaled by 1/sqrt(hs). With `causal`, query t sees keys 0..t only.
    */
-  attentionForward(out: Float32Array, att: Float32Array, qkv: Float32Array,
+  attentionForward(out: T, state: T, qkv: T,
                    B: number, T: number, H: number, hs: number, causal: boolean): void;
-  /** Writes dqkv [B, T, 3·H·hs] from dout [B, T, H·hs] and the forward's qkv and att. */
-  attentionBackward(dqkv: Float32Array, dout: Float32Array, qkv: Float32Array, att: Float32Array,
+  /**
+   * Writes dqkv [B, T, 3·H·hs] from dout [B, T, H·hs] and the forward's qkv, out and state (the
+   * CPU backends do not need `out`; the GPU's flash-style backward does).
+   */
+  attentionBackward(dqkv: T, dout: T, qkv: T, out: T, state: T,
                     B: number, T: number, H: number, hs: number, causal: boolean): void;
 
   /**
@@ -83,7 +119,7 @@ export interface Kernels {
    * out as `kvLayout` says.
    * Writes out: [B, H·hs], each head attending to cached keys 0..t with scale 1/sqrt(hs).
    */
-  attentionDecode(out: Float32Array, qkv: Float32Array, kCache: Float32Array, vCache: Float32Array,
+  attentionDecode(out: T, qkv: T, kCache: T, vCache: T,
                   B: number, H: number, hs: number, t: number, maxT: number): void;
 
   /**
@@ -107,43 +143,60 @@ export interface Kernels {
    * the caches, and this halves the bytes, at the cost of rounding the cached keys and values to
    * 11 significant bits. Present only where the CPU converts halves in hardware.
    */
-  attentionDecodeHalf?(out: Float32Array, qkv: Float32Array, kCache: Uint16Array, vCache: Uint16Array,
+  attentionDecodeHalf?(out: T, qkv: T, kCache: Uint16Array, vCache: Uint16Array,
                        B: number, H: number, hs: number, t: number, maxT: number): void;
 
   /**
    * Softmax cross-entropy over rows of logits [rows, V]. targets[r] < 0 means "ignore row r".
    * Writes losses[r] (NLL in nats, 0 for ignored rows) and, when dlogits is given,
    * dlogits[r, :] = (softmax(logits[r, :]) - onehot(target)) · gradScale (0 for ignored rows).
-   * Returns the sum of losses over the rows that count.
+   * Writes total[0] = the sum of losses over the rows that count (a handle, so that a GPU step
+   * never waits for it: the host reads it when it prints).
    */
-  crossEntropy(losses: Float32Array, dlogits: Float32Array | null, logits: Float32Array,
-               targets: Int32Array, rows: number, V: number, gradScale: number): number;
+  crossEntropy(losses: T, dlogits: T | null, logits: T, targets: Int32Array,
+               rows: number, V: number, gradScale: number, total: T): void;
+
+  /**
+   * h0[b, t, :] = wte[token] + wpe[t] for tokens [B, T]. A token of -1 is masked (BERT): its
+   * content embedding is left out and only the position embedding remains.
+   */
+  embeddingForward(out: T, tokens: Int32Array, wte: T, wpe: T, B: number, T: number, d: number): void;
+  /** Accumulates dwte (rows of the tokens used, masked ones skipped) and dwpe. */
+  embeddingBackward(dwte: T, dwpe: T, dout: T, tokens: Int32Array, B: number, T: number, d: number): void;
+
+  /** Writes pooled[b, :] = mean over t of x[b, t, :]. */
+  meanPoolForward(pooled: T, x: T, B: number, T: number, d: number): void;
+  /** Accumulates dx[b, t, :] += dpooled[b, :] / T. */
+  meanPoolBackward(dx: T, dpooled: T, B: number, T: number, d: number): void;
 
   /**
    * One Adam step (no weight decay) over n parameters, bias-corrected with step t (1-based):
    * m = b1·m + (1-b1)·g; v = b2·v + (1-b2)·g²; p -= lr · m̂ / (sqrt(v̂) + eps).
    */
-  adamUpdate(params: Float32Array, grads: Float32Array, m: Float32Array, v: Float32Array,
+  adamUpdate(params: T, grads: T, m: T, v: T,
              n: number, lr: number, beta1: number, beta2: number, eps: number, t: number): void;
 }
 
+/** What every backend's array handle offers: its length in floats. */
+export interface DeviceArray { readonly length: number }
+
 /** A matrix B [k, n] in a backend's packed layout (see Kernels.packMatrix). */
-export interface PackedMatrix {
+export interface PackedMatrix<T extends DeviceArray = Float32Array> {
   readonly k: number;
   readonly n: number;
-  readonly data: Float32Array | Uint16Array;
+  readonly data: T | Uint16Array;
 }
 
 /** bf16 matrix products (Kernels.bf16): the weights' bf16 copies and the products using them. */
-export interface Bf16Products {
+export interface Bf16Products<T extends DeviceArray = Float32Array> {
   /** dst[i] = src[i] rounded to bf16 (to nearest, ties to even), for n values. */
-  toBf16(dst: Uint16Array, src: Float32Array, n: number): void;
+  toBf16(dst: Uint16Array, src: T, n: number): void;
   /**
    * sgemm's product (same arguments and conventions) with every operand in bf16: a Uint16Array
-   * holds bf16 values already (a weight's copy), a Float32Array is rounded to bf16 first. Sums in
+   * holds bf16 values already (a weight's copy), a T is rounded to bf16 first. Sums in
    * float32; C stays float32.
    */
   gemm(transA: boolean, transB: boolean, m: number, n: number, k: number, alpha: number,
-       a: Float32Array | Uint16Array, lda: number, b: Float32Array | Uint16Array, ldb: number,
-       beta: number, c: Float32Array, ldc: number): void;
+       a: T | Uint16Array, lda: number, b: T | Uint16Array, ldb: number,
+       beta: number, c: T, ldc: number): void;
 }

@@ -7,9 +7,16 @@ import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import type { Bf16Products, Kernels } from './kernels.js';
+import { hostOperations } from './host.js';
 
 /** What the compiled addon exports: the kernel methods plus a few controls. */
-interface NativeAddon extends Omit<Kernels, 'name' | 'threads' | 'kvLayout' | 'decodeGroup' | 'packMatrix' | 'sgemmPacked' | 'attentionDecodeHalf' | 'bf16'> {
+interface NativeAddon extends Pick<Kernels, 'sgemm' | 'biasForward' | 'biasBackward' | 'normForward' | 'normBackward' |
+  'geluForward' | 'geluBackward' | 'attentionForward' | 'attentionDecode' | 'adamUpdate'> {
+  attentionBackward(dqkv: Float32Array, dout: Float32Array, qkv: Float32Array, att: Float32Array,
+                    B: number, T: number, H: number, hs: number, causal: boolean): void;
+  /** Returns the sum of the losses (accumulated in float64). */
+  crossEntropy(losses: Float32Array, dlogits: Float32Array | null, logits: Float32Array, targets: Int32Array,
+               rows: number, V: number, gradScale: number): number;
   threads(): number;
   halfFloats(): boolean;
   /** Whether gemmBf16 runs here: built with oneDNN, on a CPU with AVX512-BF16 or AMX. */
@@ -116,6 +123,7 @@ export function createNativeKernels(precision: Precision = 'f32'): Kernels {
       'and an addon built with oneDNN (apt-get install -y libdnnl-dev && npm rebuild igpt)');
   }
   return {
+    ...hostOperations,
     name: 'native',
     threads: a.threads(),
     kvLayout: 'channels',
@@ -131,10 +139,12 @@ export function createNativeKernels(precision: Precision = 'f32'): Kernels {
     geluForward: a.geluForward,
     geluBackward: a.geluBackward,
     attentionForward: a.attentionForward,
-    attentionBackward: a.attentionBackward,
+    attentionBackward: (dqkv, dout, qkv, _out, att, B, T, H, hs, causal) => a.attentionBackward(dqkv, dout, qkv, att, B, T, H, hs, causal),
     attentionDecode: a.attentionDecode,
     ...(a.halfFloats() ? { attentionDecodeHalf: a.attentionDecodeHalf } : {}),
-    crossEntropy: a.crossEntropy,
+    crossEntropy: (losses, dlogits, logits, targets, rows, V, gradScale, total) => {
+      total[0] = a.crossEntropy(losses, dlogits, logits, targets, rows, V, gradScale);
+    },
     adamUpdate: a.adamUpdate,
   };
 }

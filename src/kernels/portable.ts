@@ -3,6 +3,7 @@
  * load time, single-threaded and browser-safe (no Node imports).
  */
 import type { Kernels } from './kernels.js';
+import { hostOperations } from './host.js';
 import { attentionBackwardLoops, attentionDecodeLoops, attentionForwardLoops, geluBackwardLoops,
          geluForwardLoops, sgemmLoops, type Gemm } from './loops.js';
 import { createSimdKernels } from './simd.js';
@@ -25,6 +26,7 @@ export function createPortableKernels(options: { simd?: boolean } = {}): Kernels
   };
 
   return {
+    ...hostOperations,
     name: 'portable',
     threads: 1,
     kvLayout: 'positions',
@@ -47,7 +49,7 @@ export function createPortableKernels(options: { simd?: boolean } = {}): Kernels
       else attentionForwardLoops(gemm, out, att, qkv, B, T, H, hs, causal);
     },
 
-    attentionBackward(dqkv, dout, qkv, att, B, T, H, hs, causal) {
+    attentionBackward(dqkv, dout, qkv, _out, att, B, T, H, hs, causal) {
       if (engine) engine.attentionBackward(dqkv, dout, qkv, att, B, T, H, hs, causal);
       else attentionBackwardLoops(gemm, scratchOf(T * T), dqkv, dout, qkv, att, B, T, H, hs, causal);
     },
@@ -115,7 +117,7 @@ export function createPortableKernels(options: { simd?: boolean } = {}): Kernels
       else geluBackwardLoops(dx, dout, x, n);
     },
 
-    crossEntropy(losses, dlogits, logits, targets, rows, V, gradScale) {
+    crossEntropy(losses, dlogits, logits, targets, rows, V, gradScale, sum) {
       let total = 0;
       for (let r = 0; r < rows; r++) {
         const row = r * V;
@@ -139,7 +141,7 @@ export function createPortableKernels(options: { simd?: boolean } = {}): Kernels
           dlogits[row + target] -= gradScale;
         }
       }
-      return total;
+      sum[0] = total;
     },
 
     adamUpdate(params, grads, m, v, n, lr, beta1, beta2, eps, t) {

@@ -2,14 +2,19 @@
  * The iGPT transformer: forward and backward over a batch, as in OpenAI's and HF's ImageGPT.
  *   h0 = wte[token] + wpe[pos];  a = h + attn(norm1(h));  h' = a + mlp(norm2(a))
  *   logits = norm_f(h_L) · lm_headᵀ;  class logits = mean_t(norm_f(h_L)) · scoreᵀ
+ *
+ * Written once over the backend's array handle `T`: parameters, gradients, activations and the
+ * losses live on the backend (host memory on the CPU, GPU memory on webgpu). `forward` records
+ * the pass; its losses reach the host through `readResult` (a readback on a GPU, immediate on the
+ * CPU), or at once through `forwardOnHost` with a CPU backend.
  */
-import type { Bf16Products, Kernels } from '../kernels/kernels.js';
+import type { Bf16Products, DeviceArray, Kernels } from '../kernels/kernels.js';
 import type { ModelConfig } from './config.js';
 import { paletteSizeOf } from './config.js';
 import { ParameterTensors } from './parameters.js';
 import {
-  BLOCK_PRODUCTS, blockForward, embeddingBackward, embeddingForward, headBackward, headForward, linearBackward, linearForward,
-  meanPoolBackward, meanPoolForward, type BlockActivations, type BlockProduct, type Weight,
+  BLOCK_PRODUCTS, blockForward, headBackward, headForward, linearBackward, linearForward,
+  type BlockActivations, type BlockProduct, type Weight,
 } from './layers.js';
 
 /** One batch for `forward`. Token ids: 0..V-1 colors (V: the palette size), V = SOS, -1 = masked (BERT). */
@@ -46,8 +51,8 @@ export interface ForwardResult {
 }
 
 /** Per-layer activations; in inference mode every layer shares index 0. */
-interface LayerActivations extends BlockActivations {
-  att: Float32Array;                          // [B, H, T, T] softmax probabilities
+interface LayerActivations<T extends DeviceArray> extends BlockActivations<T> {
+  att: T;  // attention's state for backward (Kernels.attentionStateLength): [B, H, T, T] probabilities on the CPU
 }
 
 /**
@@ -57,24 +62,26 @@ interface LayerActivations extends BlockActivations {
  */
 export type ActivationMode = 'train' | 'recompute' | 'inference';
 
-/** Everything forward keeps for backward, sized for one (B, T). */
-class Activations {
-  readonly residual: Float32Array[];  // training: L+1 block inputs/outputs; inference: 1
-  readonly layers: LayerActivations[];
-  readonly lnf: Float32Array; readonly lnfRstd: Float32Array;
-  readonly logits: Float32Array; readonly losses: Float32Array;
-  readonly pooled: Float32Array; readonly classLogits: Float32Array; readonly classLosses: Float32Array;
+/** Everything forward keeps for backward, sized for one (B, T); one array per tensor. */
+class Activations<T extends DeviceArray> {
+  readonly residual: T[];  // training: L+1 block inputs/outputs; inference: 1
+  readonly layers: LayerActivations<T>[];
+  readonly lnf: T; readonly lnfRstd: T;
+  readonly logits: T; readonly losses: T;
+  readonly pooled: T; readonly classLogits: T; readonly classLosses: T;
+  /** The sums of the generative and the classification losses (one float each). */
+  readonly genTotal: T; readonly clfTotal: T;
 
-  constructor(cfg: ModelConfig, readonly B: number, readonly T: number, readonly mode: ActivationMode) {
+  constructor(kernels: Kernels<T>, cfg: ModelConfig, readonly B: number, readonly T: number, readonly mode: ActivationMode) {
     const { nEmbd: d, nHead: H, nLayer: L } = cfg;
     const rows = B * T;
-    const f = (n: number): Float32Array => new Float32Array(n);
+    const f = (n: number): T => kernels.alloc(n);
     const training = mode !== 'inference';
     const kept = mode === 'train' ? L : 1;
     this.residual = Array.from({ length: training ? L + 1 : 1 }, () => f(rows * d));
-    this.layers = Array.from({ length: kept }, (): LayerActivations => ({
+    this.layers = Array.from({ length: kept }, (): LayerActivations<T> => ({
       ln1: f(rows * d), ln1Rstd: f(rows), qkv: f(rows * 3 * d), atty: f(rows * d),
-      att: f(B * H * T * T),
+      att: f(kernels.attentionStateLength(B, T, H)),
       // In inference the residual stream is updated in place, so res2 is the residual itself.
       res2: training ? f(rows * d) : this.residual[0],
       ln2: f(rows * d), ln2Rstd: f(rows), fch: f(rows * 4 * d), fchGelu: f(rows * 4 * d),
@@ -86,28 +93,30 @@ class Activations {
     this.pooled = f(B * d);
     this.classLogits = f(B * Math.max(cfg.numLabels, 1));
     this.classLosses = f(B);
+    this.genTotal = f(1);
+    this.clfTotal = f(1);
   }
 
   get training(): boolean { return this.mode !== 'inference'; }
 }
 
 /** Gradient scratch for the backward pass; one layer's worth, reused down the stack. */
-class GradientScratch {
-  readonly dresidual: Float32Array; readonly dln: Float32Array; readonly dqkv: Float32Array;
-  readonly datty: Float32Array; readonly dfch: Float32Array; readonly dlogits: Float32Array;
-  readonly dpooled: Float32Array; readonly dclassLogits: Float32Array;
+class GradientScratch<T extends DeviceArray> {
+  readonly dresidual: T; readonly dln: T; readonly dqkv: T;
+  readonly datty: T; readonly dfch: T; readonly dlogits: T;
+  readonly dpooled: T; readonly dclassLogits: T;
 
-  constructor(cfg: ModelConfig, B: number, T: number) {
+  constructor(kernels: Kernels<T>, cfg: ModelConfig, B: number, T: number) {
     const d = cfg.nEmbd;
     const rows = B * T;
-    this.dresidual = new Float32Array(rows * d);
-    this.dln = new Float32Array(rows * d);
-    this.dqkv = new Float32Array(rows * 3 * d);
-    this.datty = new Float32Array(rows * d);
-    this.dfch = new Float32Array(rows * 4 * d);
-    this.dlogits = new Float32Array(rows * paletteSizeOf(cfg));
-    this.dpooled = new Float32Array(B * d);
-    this.dclassLogits = new Float32Array(B * Math.max(cfg.numLabels, 1));
+    this.dresidual = kernels.alloc(rows * d);
+    this.dln = kernels.alloc(rows * d);
+    this.dqkv = kernels.alloc(rows * 3 * d);
+    this.datty = kernels.alloc(rows * d);
+    this.dfch = kernels.alloc(rows * 4 * d);
+    this.dlogits = kernels.alloc(rows * paletteSizeOf(cfg));
+    this.dpooled = kernels.alloc(B * d);
+    this.dclassLogits = kernels.alloc(B * Math.max(cfg.numLabels, 1));
   }
 }
 
@@ -115,11 +124,11 @@ class GradientScratch {
  * The bf16 copy of a model's parameters for bf16 matrix products: converted from the float32
  * master weights once after they change (an Adam step, a load), never per product.
  */
-class Bf16Weights {
+class Bf16Weights<T extends DeviceArray> {
   private readonly data: Uint16Array;
   private stale = true;
 
-  constructor(private readonly products: Bf16Products, private readonly params: ParameterTensors) {
+  constructor(private readonly products: Bf16Products<T>, private readonly params: ParameterTensors<T>) {
     this.data = new Uint16Array(params.count);
   }
 
@@ -131,27 +140,32 @@ class Bf16Weights {
     this.stale = false;
   }
 
-  /** The bf16 copy of `t`, a view into the parameters' buffer. */
-  of(t: Float32Array): Uint16Array {
-    const offset = (t.byteOffset - this.params.data.byteOffset) / Float32Array.BYTES_PER_ELEMENT;
+  /** The bf16 copy of `t`, one of the parameters' named views. */
+  of(t: T): Uint16Array {
+    const offset = this.params.offsetOf(t);
     return this.data.subarray(offset, offset + t.length);
   }
 }
 
-export class ImageGPT {
-  readonly params: ParameterTensors;
+/** What forward leaves for the host to read: the counts that turn the loss sums into means. */
+interface Recorded { batch: Batch; genScale: number; clfScale: number; genCount: number; scored: number; images: number }
+
+export class ImageGPT<T extends DeviceArray = Float32Array> {
+  readonly params: ParameterTensors<T>;
   /** Present when the kernels multiply in bf16 (Kernels.bf16): the weights' bf16 copy. */
-  private readonly bf16Weights: Bf16Weights | null;
-  private gradTensors: ParameterTensors | null = null;
-  private acts: Activations | null = null;
-  private scratch: GradientScratch | null = null;
-  private last: { batch: Batch; genScale: number; clfScale: number } | null = null;
+  private readonly bf16Weights: Bf16Weights<T> | null;
+  private gradTensors: ParameterTensors<T> | null = null;
+  private acts: Activations<T> | null = null;
+  private scratch: GradientScratch<T> | null = null;
+  /** The last forward's batch and counts (kept for backward when training). */
+  private last: Recorded | null = null;
 
   /** Recompute each block's activations in backward instead of keeping them (checkpointing). */
   recompute = false;
 
-  constructor(readonly kernels: Kernels, readonly config: ModelConfig, params?: ParameterTensors) {
-    this.params = params ?? new ParameterTensors(config);
+  /** `params` must live on `kernels`' backend (see parametersOn); zero-filled when omitted. */
+  constructor(readonly kernels: Kernels<T>, readonly config: ModelConfig, params?: ParameterTensors<T>) {
+    this.params = params ?? new ParameterTensors(config, undefined, kernels);
     this.bf16Weights = kernels.bf16 ? new Bf16Weights(kernels.bf16, this.params) : null;
   }
 
@@ -165,36 +179,40 @@ export class ImageGPT {
   weightsChanged(): void { this.bf16Weights?.markStale(); }
 
   /** A linear layer's weight for layers.ts, with its bf16 copy in bf16 models. */
-  private weight(w: Float32Array): Weight {
+  private weight(w: T): Weight<T> {
     return { f32: w, bf16: this.bf16Weights ? this.bf16Weights.of(w) : null };
   }
 
   /** Parameter gradients, allocated on first use. */
-  get grads(): ParameterTensors {
-    this.gradTensors ??= new ParameterTensors(this.config);
+  get grads(): ParameterTensors<T> {
+    this.gradTensors ??= new ParameterTensors(this.config, undefined, this.kernels);
     return this.gradTensors;
   }
 
   /** The activations of the last forward pass (logits, ln_f output, pooled features). */
-  get activations(): Activations {
+  get activations(): Activations<T> {
     if (!this.acts) throw new Error('forward has not run yet');
     return this.acts;
   }
 
-  /** Activation bytes for a batch shape, without allocating (for memory checks). */
-  static activationBytes(cfg: ModelConfig, B: number, T: number, mode: ActivationMode): number {
-    const { nEmbd: d, nHead: H, nLayer: L } = cfg;
+  /**
+   * Activation bytes for a batch shape, without allocating (for memory checks). `attentionState`:
+   * the floats attention keeps per layer (Kernels.attentionStateLength; the CPU's B·H·T·T by default).
+   */
+  static activationBytes(cfg: ModelConfig, B: number, T: number, mode: ActivationMode,
+                         attentionState = B * cfg.nHead * T * T): number {
+    const { nEmbd: d, nLayer: L } = cfg;
     const rows = B * T;
     const training = mode !== 'inference';
-    const perLayer = rows * (d + 1 + 3 * d + d + d + 1 + 8 * d) + (training ? rows * d : 0) + B * H * T * T;
+    const perLayer = rows * (d + 1 + 3 * d + d + d + 1 + 8 * d) + (training ? rows * d : 0) + attentionState;
     const layers = mode === 'train' ? L : 1;
     const C = Math.max(cfg.numLabels, 1);
-    const classHead = B * (d + C + 1); // pooled features, class logits, class losses
+    const classHead = B * (d + C + 1) + 2; // pooled features, class logits, class losses; the two loss sums
     const scratch = training ? rows * (d + d + 3 * d + d + 4 * d + paletteSizeOf(cfg)) + B * (d + C) : 0;
     return 4 * (perLayer * layers + rows * d * (training ? L + 1 : 1) + rows * (d + 1 + paletteSizeOf(cfg) + 1) + classHead + scratch);
   }
 
-  private activationsFor(B: number, T: number, training: boolean): Activations {
+  private activationsFor(B: number, T: number, training: boolean): Activations<T> {
     if (T > this.config.nPositions) {
       throw new Error(`sequence of ${T} tokens is longer than the model's ${this.config.nPositions} positions`);
     }
@@ -202,17 +220,18 @@ export class ImageGPT {
     const a = this.acts;
     if (!a || a.B !== B || a.T !== T || a.mode !== mode) {
       this.acts = null; // let the old buffers go before the new ones are allocated
-      this.acts = new Activations(this.config, B, T, mode);
+      this.acts = new Activations(this.kernels, this.config, B, T, mode);
     }
     return this.acts!;
   }
 
   /**
-   * Runs the model over a batch. With targets/labels, computes the losses and (when `training`)
-   * prepares the loss gradient for `backward`. `features`, if given ([L+1, B, d]), receives the
-   * probe features: mean over positions of each block's first norm output, and of ln_f last.
+   * Records the model over a batch. With targets/labels, computes the losses and (when `training`)
+   * prepares the loss gradient for `backward`; `readResult` then reads them. `features`, if given
+   * ([L+1, B, d]), receives the probe features: mean over positions of each block's first norm
+   * output, and of ln_f last.
    */
-  forward(batch: Batch, training: boolean, features?: Float32Array): ForwardResult {
+  forward(batch: Batch, training: boolean, features?: T): void {
     const kernels = this.kernels;
     const cfg = this.config;
     const p = this.params;
@@ -223,64 +242,82 @@ export class ImageGPT {
     if (batch.inputs.length < rows) throw new Error(`batch inputs hold ${batch.inputs.length} ids, need ${rows}`);
     const acts = this.activationsFor(B, T, training);
     this.bf16Weights?.refresh();
+    const featuresOf = (l: number): T => kernels.view(features!, l * B * d, B * d);
 
-    embeddingForward(acts.residual[0], batch.inputs, p.wte, p.wpe, B, T, d);
+    kernels.embeddingForward(acts.residual[0], batch.inputs, p.wte, p.wpe, B, T, d);
     for (let l = 0; l < L; l++) {
       const a = acts.layers[acts.mode === 'train' ? l : 0];
       const x = acts.residual[training ? l : 0];
       this.blockForward(l, a, x, acts.residual[training ? l + 1 : 0], B, T, batch.causal);
-      if (features) meanPoolForward(features.subarray(l * B * d, (l + 1) * B * d), a.ln1, B, T, d);
+      if (features) kernels.meanPoolForward(featuresOf(l), a.ln1, B, T, d);
     }
     const hL = acts.residual[training ? L : 0];
     kernels.normForward(acts.lnf, acts.lnfRstd, hL, p.lnF, rows, d, eps);
-    if (features) meanPoolForward(features.subarray(L * B * d, (L + 1) * B * d), acts.lnf, B, T, d);
+    if (features) kernels.meanPoolForward(featuresOf(L), acts.lnf, B, T, d);
     headForward(kernels, acts.logits, acts.lnf, p.lmHead, rows, d, V);
 
-    const result: ForwardResult = { genLoss: NaN, genCount: 0, clfLoss: NaN, clfCorrect: 0 };
     const scratch = training ? (this.scratch = this.scratchFor(B, T)) : null;
-    let genScale = 0;
+    let genScale = 0, genCount = 0, scored = 1;
     if (batch.targets) {
-      for (let i = 0; i < rows; i++) if (batch.targets[i] >= 0) result.genCount++;
-      const scored = Math.max(batch.globalCounts?.scored ?? result.genCount, 1);
+      for (let i = 0; i < rows; i++) if (batch.targets[i] >= 0) genCount++;
+      scored = Math.max(batch.globalCounts?.scored ?? genCount, 1);
       genScale = (batch.genWeight ?? 1) / scored;
-      const sum = kernels.crossEntropy(acts.losses, scratch ? scratch.dlogits : null, acts.logits,
-                                 batch.targets, rows, V, genScale);
-      result.genLoss = sum / scored;
+      kernels.crossEntropy(acts.losses, scratch ? scratch.dlogits : null, acts.logits, batch.targets, rows, V, genScale, acts.genTotal);
     }
     let clfScale = 0;
+    const images = batch.globalCounts?.images ?? B;
     if (batch.labels && cfg.numLabels > 0) {
-      meanPoolForward(acts.pooled, acts.lnf, B, T, d);
+      kernels.meanPoolForward(acts.pooled, acts.lnf, B, T, d);
       headForward(kernels, acts.classLogits, acts.pooled, p.score, B, d, cfg.numLabels);
-      const images = batch.globalCounts?.images ?? B;
       clfScale = 1 / images;
-      const sum = kernels.crossEntropy(acts.classLosses, scratch ? scratch.dclassLogits : null, acts.classLogits,
-                                 batch.labels, B, cfg.numLabels, clfScale);
-      result.clfLoss = sum / images;
-      result.clfCorrect = countCorrect(acts.classLogits, batch.labels, B, cfg.numLabels);
+      kernels.crossEntropy(acts.classLosses, scratch ? scratch.dclassLogits : null, acts.classLogits,
+                           batch.labels, B, cfg.numLabels, clfScale, acts.clfTotal);
     }
-    this.last = training ? { batch, genScale, clfScale } : null;
-    return result;
+    this.last = { batch, genScale, clfScale, genCount, scored, images };
+  }
+
+  /** The losses of the last forward, read from the backend (the one wait of a GPU step). */
+  async readResult(): Promise<ForwardResult> {
+    const { acts, last } = this.recorded();
+    const withLabels = last.batch.labels !== undefined && this.config.numLabels > 0;
+    const gen = last.batch.targets ? (await this.kernels.read(acts.genTotal))[0]! : NaN;
+    const clf = withLabels ? (await this.kernels.read(acts.clfTotal))[0]! : NaN;
+    const classLogits = withLabels ? await this.kernels.read(acts.classLogits) : null;
+    return resultOf(last, gen, clf, classLogits, this.config.numLabels);
+  }
+
+  /** forward and readResult at once, for the CPU backends, whose arrays the host reads directly. */
+  forwardOnHost(this: ImageGPT<Float32Array>, batch: Batch, training: boolean, features?: Float32Array): ForwardResult {
+    this.forward(batch, training, features);
+    const { acts, last } = this.recorded();
+    const withLabels = batch.labels !== undefined && this.config.numLabels > 0;
+    return resultOf(last, acts.genTotal[0]!, acts.clfTotal[0]!, withLabels ? acts.classLogits : null, this.config.numLabels);
+  }
+
+  private recorded(): { acts: Activations<T>; last: Recorded } {
+    if (!this.acts || !this.last) throw new Error('forward has not run yet');
+    return { acts: this.acts, last: this.last };
   }
 
   /** Block l over the batch (see layers.ts blockForward): full attention, the weights unpacked (with their bf16 copies in bf16 models). */
-  private blockForward(l: number, a: LayerActivations, x: Float32Array, out: Float32Array | null,
+  private blockForward(l: number, a: LayerActivations<T>, x: T, out: T | null,
                        B: number, T: number, causal: boolean): void {
     const kernels = this.kernels;
     const w = this.params.blocks[l];
     const { nEmbd: d, nHead: H, layerNormEpsilon: eps } = this.config;
     const rows = B * T;
-    const product: BlockProduct = (which, y, input, accumulate) => {
+    const product: BlockProduct<T> = (which, y, input, accumulate) => {
       const [nIn, nOut] = BLOCK_PRODUCTS[which];
       linearForward(kernels, y, input, this.weight(w[`${which}W`]), w[`${which}B`], rows, nIn * d, nOut * d, accumulate);
     };
     blockForward(kernels, w, a, x, out, rows, d, eps, product, () => kernels.attentionForward(a.atty, a.att, a.qkv, B, T, H, d / H, causal));
   }
 
-  private scratchFor(B: number, T: number): GradientScratch {
+  private scratchFor(B: number, T: number): GradientScratch<T> {
     const s = this.scratch;
     if (s && s.dresidual.length === B * T * this.config.nEmbd && s.dpooled.length === B * this.config.nEmbd) return s;
     this.scratch = null;
-    return new GradientScratch(this.config, B, T);
+    return new GradientScratch(this.kernels, this.config, B, T);
   }
 
   /** Accumulates parameter gradients of the losses of the last training forward. */
@@ -299,14 +336,14 @@ export class ImageGPT {
     const rows = B * T;
 
     // Gradient at ln_f's output, from the LM head and the class head.
-    s.dln.fill(0);
+    kernels.zero(s.dln);
     if (last.genScale > 0) headBackward(kernels, s.dln, g.lmHead, s.dlogits, acts.lnf, p.lmHead, rows, d, V);
     if (last.clfScale > 0) {
-      s.dpooled.fill(0);
+      kernels.zero(s.dpooled);
       headBackward(kernels, s.dpooled, g.score, s.dclassLogits, acts.pooled, p.score, B, d, cfg.numLabels);
-      meanPoolBackward(s.dln, s.dpooled, B, T, d);
+      kernels.meanPoolBackward(s.dln, s.dpooled, B, T, d);
     }
-    s.dresidual.fill(0);
+    kernels.zero(s.dresidual);
     kernels.normBackward(s.dresidual, g.lnF, s.dln, acts.residual[L], acts.lnfRstd, p.lnF, rows, d);
 
     for (let l = L - 1; l >= 0; l--) {
@@ -322,17 +359,28 @@ export class ImageGPT {
       kernels.normBackward(s.dresidual, gw.ln2, s.dln, a.res2, a.ln2Rstd, w.ln2, rows, d);
       // Attention branch: res2 = x + c_proj(attn(c_attn(norm1(x)))).
       linearBackward(kernels, s.datty, gw.attnProjW, gw.attnProjB, s.dresidual, a.atty, this.weight(w.attnProjW), rows, d, d);
-      kernels.attentionBackward(s.dqkv, s.datty, a.qkv, a.att, B, T, H, d / H, last.batch.causal);
+      kernels.attentionBackward(s.dqkv, s.datty, a.qkv, a.atty, a.att, B, T, H, d / H, last.batch.causal);
       linearBackward(kernels, s.dln, gw.attnW, gw.attnB, s.dqkv, a.ln1, this.weight(w.attnW), rows, d, 3 * d);
       kernels.normBackward(s.dresidual, gw.ln1, s.dln, x, a.ln1Rstd, w.ln1, rows, d);
     }
-    embeddingBackward(g.wte, g.wpe, s.dresidual, last.batch.inputs, B, T, d);
+    kernels.embeddingBackward(g.wte, g.wpe, s.dresidual, last.batch.inputs, B, T, d);
   }
 
-  zeroGrad(): void { this.grads.data.fill(0); }
+  zeroGrad(): void { this.kernels.zero(this.grads.data); }
 
   /** Drops activation buffers (e.g. between training and a large inference batch). */
   releaseActivations(): void { this.acts = null; this.scratch = null; this.last = null; }
+}
+
+/** A forward's result from the loss sums (and the class logits, when labelled) read on the host. */
+function resultOf(last: Recorded, genSum: number, clfSum: number, classLogits: Float32Array | null, C: number): ForwardResult {
+  const { batch } = last;
+  return {
+    genLoss: batch.targets ? genSum / last.scored : NaN,
+    genCount: last.genCount,
+    clfLoss: classLogits ? clfSum / last.images : NaN,
+    clfCorrect: classLogits ? countCorrect(classLogits, batch.labels!, batch.B, C) : 0,
+  };
 }
 
 function countCorrect(logits: Float32Array, labels: Int32Array, B: number, C: number): number {
@@ -351,6 +399,6 @@ export function argmax(x: Float32Array, offset: number, n: number): number {
 export function computeLogits(kernels: Kernels, params: ParameterTensors, tokens: Int32Array,
                               B: number, T: number): Float32Array {
   const model = new ImageGPT(kernels, params.config, params);
-  model.forward({ B, T, inputs: tokens, causal: true }, false);
+  model.forwardOnHost({ B, T, inputs: tokens, causal: true }, false);
   return model.activations.logits.slice();
 }

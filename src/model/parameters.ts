@@ -1,19 +1,24 @@
 import type { ModelConfig } from './config.js';
+import type { DeviceArray, Kernels } from '../kernels/kernels.js';
+import { hostOperations } from '../kernels/host.js';
 import { Rng } from '../util/rng.js';
 
 /** One block's parameter views; weights in HF's Conv1D layout [in, out]. */
-export interface BlockParameters {
-  ln1: Float32Array;      // [d]
-  attnW: Float32Array;    // [d, 3d]  c_attn
-  attnB: Float32Array;    // [3d]
-  attnProjW: Float32Array; // [d, d]  attn.c_proj
-  attnProjB: Float32Array; // [d]
-  ln2: Float32Array;      // [d]
-  fcW: Float32Array;      // [d, 4d]  mlp.c_fc
-  fcB: Float32Array;      // [4d]
-  mlpProjW: Float32Array; // [4d, d]  mlp.c_proj
-  mlpProjB: Float32Array; // [d]
+export interface BlockParameters<T extends DeviceArray = Float32Array> {
+  ln1: T;       // [d]
+  attnW: T;     // [d, 3d]  c_attn
+  attnB: T;     // [3d]
+  attnProjW: T; // [d, d]  attn.c_proj
+  attnProjB: T; // [d]
+  ln2: T;       // [d]
+  fcW: T;       // [d, 4d]  mlp.c_fc
+  fcB: T;       // [4d]
+  mlpProjW: T;  // [4d, d]  mlp.c_proj
+  mlpProjB: T;  // [d]
 }
+
+/** How a ParameterTensors makes its buffer and views: a backend's kernels, or plain host arrays. */
+export type ArrayMaker<T extends DeviceArray> = Pick<Kernels<T>, 'alloc' | 'view'>;
 
 export interface NamedTensor { name: string; shape: number[]; offset: number; size: number }
 
@@ -47,28 +52,35 @@ export function tensorLayout(cfg: ModelConfig): NamedTensor[] {
 }
 
 /**
- * All parameters (or all gradients, or an Adam moment) of a model in one Float32Array, with
- * named views into it. The same class serves for each, so they share one layout.
+ * All parameters (or all gradients, or an Adam moment) of a model in one flat array, with named
+ * views into it (as llm.c's ParameterTensors). The same class serves for each, so they share one
+ * layout. On the host (the default) the array is a Float32Array; on a backend, its handle type.
  */
-export class ParameterTensors {
-  readonly data: Float32Array;
+export class ParameterTensors<T extends DeviceArray = Float32Array> {
+  readonly data: T;
   readonly layout: NamedTensor[];
-  readonly wte: Float32Array;   // [V + 1, d], row V is SOS
-  readonly wpe: Float32Array;   // [P, d]
-  readonly blocks: BlockParameters[];
-  readonly lnF: Float32Array;   // [d]
-  readonly lmHead: Float32Array; // [V, d] (nn.Linear layout [out, in])
-  readonly score: Float32Array;  // [C, d], empty when numLabels = 0
+  readonly wte: T;     // [V + 1, d], row V is SOS
+  readonly wpe: T;     // [P, d]
+  readonly blocks: BlockParameters<T>[];
+  readonly lnF: T;     // [d]
+  readonly lmHead: T;  // [V, d] (nn.Linear layout [out, in])
+  readonly score: T;   // [C, d], empty when numLabels = 0
+  /** Each named view's element offset in `data`. */
+  private readonly offsets = new Map<T, number>();
+  private readonly arrays: ArrayMaker<T>;
 
-  constructor(readonly config: ModelConfig, data?: Float32Array) {
+  /** `arrays`: the backend that holds `data` (host Float32Arrays when omitted). */
+  constructor(readonly config: ModelConfig, data?: T, arrays?: ArrayMaker<T>) {
+    this.arrays = arrays ?? (hostOperations as unknown as ArrayMaker<T>);
     this.layout = tensorLayout(config);
     const total = this.layout.reduce((s, t) => s + t.size, 0);
     if (data && data.length !== total) {
       throw new Error(`parameter buffer holds ${data.length} floats, the config needs ${total}`);
     }
-    this.data = data ?? new Float32Array(total);
-    const byName = new Map(this.layout.map((t) => [t.name, this.data.subarray(t.offset, t.offset + t.size)]));
-    const get = (name: string): Float32Array => byName.get(name) ?? new Float32Array(0);
+    this.data = data ?? this.arrays.alloc(total);
+    const byName = new Map(this.layout.map((t) => [t.name, this.arrays.view(this.data, t.offset, t.size)]));
+    for (const t of this.layout) this.offsets.set(byName.get(t.name)!, t.offset);
+    const get = (name: string): T => byName.get(name) ?? this.arrays.view(this.data, 0, 0);
     this.wte = get('transformer.wte.weight');
     this.wpe = get('transformer.wpe.weight');
     this.blocks = [];
@@ -91,10 +103,27 @@ export class ParameterTensors {
   get count(): number { return this.data.length; }
 
   /** The view of one tensor by its Hugging Face name, or undefined. */
-  tensor(name: string): Float32Array | undefined {
+  tensor(name: string): T | undefined {
     const t = this.layout.find((x) => x.name === name);
-    return t ? this.data.subarray(t.offset, t.offset + t.size) : undefined;
+    return t ? this.arrays.view(this.data, t.offset, t.size) : undefined;
   }
+
+  /** Where one of the named views (wte, a block's weight, …) starts in `data`. */
+  offsetOf(view: T): number {
+    const offset = this.offsets.get(view);
+    if (offset === undefined) throw new Error('offsetOf: not one of this ParameterTensors\' named views');
+    return offset;
+  }
+}
+
+/** Host parameters on a backend: the same memory on the CPU, a copy in device memory on a GPU. */
+export function parametersOn<T extends DeviceArray>(kernels: Kernels<T>, host: ParameterTensors): ParameterTensors<T> {
+  return new ParameterTensors(host.config, kernels.fromHost(host.data), kernels);
+}
+
+/** A backend's parameters (or gradients, moments) as host arrays, for checkpoints: a readback on a GPU. */
+export async function parametersToHost<T extends DeviceArray>(kernels: Kernels<T>, p: ParameterTensors<T>): Promise<ParameterTensors> {
+  return new ParameterTensors(p.config, await kernels.read(p.data));
 }
 
 /**

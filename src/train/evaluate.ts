@@ -34,7 +34,7 @@ export function evaluateNll(model: ImageGPT, split: TokenSplit, objective: Objec
     const n = Math.min(opts.batch, total - start);
     for (let b = 0; b < n; b++) indices[b] = start + b;
     const batch = builder.fill(split, indices.subarray(0, n), maskRngFor(opts.seed ?? 12345, start));
-    const r = model.forward(batch, false);
+    const r = model.forwardOnHost(batch, false);
     sum += r.genLoss * r.genCount;
     count += r.genCount;
     opts.onBatch?.(Math.min(total, start + n + (comm.size - 1 - comm.rank) * opts.batch), total);

@@ -136,7 +136,7 @@ export class Trainer {
     const global = this.nextBatch(step);
     const batch = shareOfBatch(global, comm);
     model.zeroGrad();
-    const r = model.forward(batch, true);
+    const r = model.forwardOnHost(batch, true);
     losses[0] = r.genCount > 0 ? r.genLoss : 0;
     losses[1] = this.opts.classify ? r.clfLoss : 0;
     losses[2] = r.clfCorrect;
