@@ -40,14 +40,14 @@ function setup(kernels: Kernels): () => number {
   const r = new Rng(2);
   params.lmHead.forEach((_, i) => { params.lmHead[i] = r.normal() * 0.02; });
   const model = new ImageGPT(kernels, cfg, params);
-  const adam = new Adam(params.count);
+  const adam = new Adam(kernels, params.count);
   return () => {
     const t0 = performance.now();
     if (training) {
       model.zeroGrad();
       model.forward({ B, T, inputs, targets, causal: true }, true);
       model.backward();
-      adam.update(kernels, params.data, model.grads.data, 1e-3);
+      adam.update(params.data, model.grads.data, 1e-3);
       model.weightsChanged();
     } else {
       model.forward({ B, T, inputs, causal: true }, false);

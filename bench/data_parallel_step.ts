@@ -38,9 +38,9 @@ const trainer = new Trainer(model, data, {
   objective: 'ar', batch, lr: 1e-4, steps: steps + 1, warmup: 0, cosine: false, seed: 0, maskProb: 0.15,
   evalEvery: 0, evalImages: 0, checkpointEvery: 0,
 }, comm);
-trainer.step(); // warm-up: buffers, thread pool, MPI connections
+await trainer.step(); // warm-up: buffers, thread pool, MPI connections
 const times: number[] = [];
-for (let s = 0; s < steps; s++) times.push(trainer.step().seconds);
+for (let s = 0; s < steps; s++) times.push((await trainer.step()).seconds);
 const reduce: number[] = [];
 for (let s = 0; s < 3; s++) {
   comm.barrier();

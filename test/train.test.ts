@@ -163,7 +163,7 @@ test('a NaN stops training with the step named and leaves the last checkpoint in
   const model = new ImageGPT(kernels, before.config, before.params);
   model.params.blocks[1].fcW[3] = NaN;
   const trainer = new Trainer(model, data, { ...o, steps: 8 });
-  assert.throws(() => trainer.step(), (err: unknown) => err instanceof NumericalFault && /step 0: the loss is NaN/.test(err.message));
+  await assert.rejects(() => trainer.step(), (err: unknown) => err instanceof NumericalFault && /step 0: the loss is NaN/.test(err.message));
   assert.deepEqual(readFileSync(join(before.dir, 'model.safetensors')), weights);
   writeFileSync(join(dir, 'latest.json'), '{broken');
   assert.equal(loadLatestCheckpoint<RunState>(dir)!.state.step, 4, 'falls back to the newest complete step folder');

@@ -21,7 +21,7 @@ export const evalNllCommand: CommandModule = {
       .option('--max-images <n>', 'evaluate at most this many images')
       .option('--objective <ar|bert>', 'override the objective recorded with the model')
       .option('--json', 'print the result as JSON')))
-      .action((flags: Flags) => {
+      .action(async (flags: Flags) => {
         const splitName = parseSplitOption(flags.split);
         const batch = parseIntOption('--batch', flags.batch, 1);
         const maxImages = parseOptionalInt('--max-images', flags.maxImages, 1);
@@ -30,7 +30,7 @@ export const evalNllCommand: CommandModule = {
         const { opened: m, data } = openModelAndData(kernels, { model: flags.model, data: flags.data, objective });
         const split = data[splitName];
         const bar = createProgress('eval-nll', Math.min(split.count, maxImages ?? split.count), 'images');
-        const r = evaluateNll(m.model, split, m.objective, { batch, maxImages, channels: data.meta.channels, onBatch: (done) => bar.update(done) });
+        const r = await evaluateNll(m.model, split, m.objective, { batch, maxImages, channels: data.meta.channels, onBatch: (done) => bar.update(done) });
         bar.stop();
         if (flags.json) console.log(JSON.stringify({ model: flags.model, split: flags.split, objective: m.objective, ...r }));
         else console.log(`${flags.split}: ${r.natsPerPixel.toFixed(4)} nats/pixel, ${r.bitsPerDim.toFixed(4)} bits/dim over ${r.images} images (${m.objective.toUpperCase()})`);

@@ -154,7 +154,7 @@ export async function finetune(model: ImageGPT, data: TokenDataset, o: FinetuneO
   let best = { accuracy: initialValAccuracy, step: 0, params: model.params.data.slice() };
   let sinceBest = 0;
   while (trainer.state.step < o.steps && sinceBest < o.patience) {
-    const report = trainer.step(); // not inside `onStep?.(…)`: that would skip the step without a hook
+    const report = await trainer.step(); // not inside `onStep?.(…)`: that would skip the step without a hook
     hooks.onStep?.(report);
     const step = trainer.state.step;
     if (step % o.evalEvery === 0 || step === o.steps) {

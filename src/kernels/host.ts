@@ -14,7 +14,7 @@ export const hostOperations: HostOperations = {
   alloc: (length) => new Float32Array(length),
   view: (t, offset, length) => t.subarray(offset, offset + length),
   fromHost: (src) => src,
-  upload: (dst, src) => dst.set(src),
+  upload: (dst, src) => { if (dst !== src) dst.set(src); },
   read: (t) => Promise.resolve(t),
   copy: (dst, src) => dst.set(src),
   zero: (t) => t.fill(0),

@@ -1,4 +1,5 @@
 import type { TokenSplit } from '../data/tokens.js';
+import type { DeviceArray } from '../kernels/kernels.js';
 import type { ImageGPT } from '../model/model.js';
 import { sosTokenOf } from '../model/config.js';
 import { BatchBuilder, maskRngFor, type Objective } from './objectives.js';
@@ -19,10 +20,10 @@ export interface NllReport {
  * the ranks take turns batch by batch and sum: the batches and masks, and so the number, are those
  * of one process, up to summation order.
  */
-export function evaluateNll(model: ImageGPT, split: TokenSplit, objective: Objective, opts: {
+export async function evaluateNll<T extends DeviceArray>(model: ImageGPT<T>, split: TokenSplit, objective: Objective, opts: {
   batch: number; maxImages?: number; channels?: number; maskProb?: number; seed?: number;
   onBatch?: (done: number, total: number) => void; comm?: Communicator;
-}): NllReport {
+}): Promise<NllReport> {
   const comm = opts.comm ?? world();
   const T = model.config.nPositions;
   const total = Math.min(split.count, opts.maxImages ?? split.count);
@@ -34,7 +35,8 @@ export function evaluateNll(model: ImageGPT, split: TokenSplit, objective: Objec
     const n = Math.min(opts.batch, total - start);
     for (let b = 0; b < n; b++) indices[b] = start + b;
     const batch = builder.fill(split, indices.subarray(0, n), maskRngFor(opts.seed ?? 12345, start));
-    const r = model.forwardOnHost(batch, false);
+    model.forward(batch, false);
+    const r = await model.readResult();
     sum += r.genLoss * r.genCount;
     count += r.genCount;
     opts.onBatch?.(Math.min(total, start + n + (comm.size - 1 - comm.rank) * opts.batch), total);

@@ -98,11 +98,11 @@ export async function pretrain(kernels: Kernels, data: TokenDataset, dataPath: s
   let stoppedEarly = false;
   const stopFlag = new Int32Array(1);
   while (trainer.state.step < options.steps) {
-    const r = trainer.step();
+    const r = await trainer.step();
     hooks.onStep?.(r, trainer);
     const step = trainer.state.step;
     if (options.evalEvery > 0 && step % options.evalEvery === 0 && step < options.steps) {
-      const report = trainer.validate(); // outside `onValidate?.(…)`, which would skip it without a hook
+      const report = await trainer.validate(); // outside `onValidate?.(…)`, which would skip it without a hook
       hooks.onValidate?.(report, step);
     }
     if (options.checkpointEvery > 0 && step % options.checkpointEvery === 0 && step < options.steps) last = await checkpoint();
@@ -115,7 +115,7 @@ export async function pretrain(kernels: Kernels, data: TokenDataset, dataPath: s
   }
   let finalValidation: NllReport | null = null;
   if (!stoppedEarly) {
-    finalValidation = trainer.validate();
+    finalValidation = await trainer.validate();
     hooks.onValidate?.(finalValidation, trainer.state.step);
   }
   if (trainer.state.step !== Number(last.match(/step-(\d+)$/)?.[1] ?? -1)) last = await checkpoint();

@@ -4,8 +4,9 @@
  * (seed, step); Adam moments are saved).
  */
 import type { TokenDataset, TokenSplit } from '../data/tokens.js';
+import type { DeviceArray } from '../kernels/kernels.js';
 import type { Batch, ImageGPT } from '../model/model.js';
-import type { ParameterTensors } from '../model/parameters.js';
+import { ParameterTensors, parametersToHost } from '../model/parameters.js';
 import { Rng } from '../util/rng.js';
 import { augmentImage } from './augment.js';
 import { sosTokenOf } from '../model/config.js';
@@ -85,8 +86,13 @@ export class NumericalFault extends Error {
   }
 }
 
-export class Trainer {
-  readonly adam: Adam;
+/**
+ * Trains a model on any backend (`T`: its array handle). A step records the forward, backward and
+ * Adam update on the backend and reads back only what it reports: the loss sums, and the
+ * gradient (for its norm and the NaN check; on the CPU that read is the array itself).
+ */
+export class Trainer<T extends DeviceArray = Float32Array> {
+  readonly adam: Adam<T>;
   readonly state: TrainerState = { step: 0, seconds: 0, history: [] };
   private readonly order: DataOrder;
   private readonly builder: BatchBuilder;
@@ -100,7 +106,7 @@ export class Trainer {
   private readonly losses = new Float64Array(3);
 
   /** `comm`: the ranks that share each global batch of `opts.batch` images (one process by default). */
-  constructor(readonly model: ImageGPT, readonly data: TokenDataset, readonly opts: PretrainOptions,
+  constructor(readonly model: ImageGPT<T>, readonly data: TokenDataset, readonly opts: PretrainOptions,
               readonly comm: Communicator = world()) {
     const T = data.meta.pixels;
     if (T !== model.config.nPositions) {
@@ -113,7 +119,7 @@ export class Trainer {
     model.recompute = opts.recompute ?? false;
     const score = model.params.layout.find((t) => t.name === 'score.weight');
     this.classHead = opts.classify && score ? { offset: score.offset, lrScale: opts.classify.headLrScale } : null;
-    this.adam = new Adam(model.params.count);
+    this.adam = new Adam(model.kernels, model.params.count);
     this.order = new DataOrder(data.train.count, opts.batch, opts.seed);
     this.builder = new BatchBuilder(opts.batch, T, opts.objective, sosTokenOf(model.config), opts.maskProb);
     this.schedule = { lr: opts.lr, warmup: opts.warmup, total: opts.steps, cosine: opts.cosine };
@@ -129,14 +135,16 @@ export class Trainer {
    * One step: forward on this rank's share of the global batch, losses summed over the ranks,
    * NaN check, backward, gradients summed over the ranks, Adam (the same step on every rank).
    */
-  step(): StepReport {
+  async step(): Promise<StepReport> {
     const t0 = performance.now();
     const { model, state, comm, losses } = this;
+    const kernels = model.kernels;
     const step = state.step;
     const global = this.nextBatch(step);
     const batch = shareOfBatch(global, comm);
     model.zeroGrad();
-    const r = model.forwardOnHost(batch, true);
+    model.forward(batch, true);
+    const r = await model.readResult();
     losses[0] = r.genCount > 0 ? r.genLoss : 0;
     losses[1] = this.opts.classify ? r.clfLoss : 0;
     losses[2] = r.clfCorrect;
@@ -145,21 +153,25 @@ export class Trainer {
     const loss = genLoss + clfLoss;
     if (!Number.isFinite(loss)) {
       // Usually a weight went bad (a poisoned checkpoint, an overflowing update): name it.
-      const bad = firstNonFiniteTensor(model.params);
+      const bad = firstNonFiniteTensor(await parametersToHost(kernels, model.params));
       throw new NumericalFault(step, `the loss is ${loss}${bad ? ` (parameter ${bad} holds NaN or inf)` : ''}`);
     }
     model.backward();
     // One all-reduce of the flat gradient buffer: on the reference model it costs well under 1% of
     // a step (bench/parallel.ts, SCALING.md), so overlapping buckets with backward would not pay.
-    comm.allReduce(model.grads.data);
-    const gradNorm = gradientNorm(model.grads.data);
+    const grads = await kernels.read(model.grads.data);
+    if (comm.size > 1) {
+      comm.allReduce(grads);
+      kernels.upload(model.grads.data, grads);
+    }
+    const gradNorm = gradientNorm(grads);
     if (!Number.isFinite(gradNorm)) {
-      throw new NumericalFault(step, `the gradient of ${firstNonFinite(model)} is not finite`);
+      const bad = firstNonFiniteTensor(new ParameterTensors(model.config, grads)) ?? 'an unknown tensor';
+      throw new NumericalFault(step, `the gradient of ${bad} is not finite`);
     }
     const lr = learningRateAt(this.schedule, step);
     const head = this.classHead;
-    this.adam.update(model.kernels, model.params.data, model.grads.data, lr,
-                     head ? { start: head.offset, lr: lr * head.lrScale } : undefined);
+    this.adam.update(model.params.data, model.grads.data, lr, head ? { start: head.offset, lr: lr * head.lrScale } : undefined);
     model.weightsChanged();
     const seconds = (performance.now() - t0) / 1000;
     state.step++;
@@ -193,18 +205,14 @@ export class Trainer {
   }
 
   /** Validation NLL; recorded in the history. */
-  validate(evalBatch = this.opts.batch): NllReport {
-    const report = evaluateNll(this.model, this.data.val, this.opts.objective, {
+  async validate(evalBatch = this.opts.batch): Promise<NllReport> {
+    const report = await evaluateNll(this.model, this.data.val, this.opts.objective, {
       batch: evalBatch, maxImages: this.opts.evalImages || undefined, channels: this.data.meta.channels,
       maskProb: this.opts.maskProb, seed: this.opts.seed, comm: this.comm,
     });
     this.state.history.push({ step: this.state.step, valLoss: report.natsPerPixel });
     return report;
   }
-}
-
-function firstNonFinite(model: ImageGPT): string {
-  return firstNonFiniteTensor(model.grads) ?? 'an unknown tensor';
 }
 
 /** The name of the first tensor holding a NaN or inf, or null when all values are finite. */

@@ -14,9 +14,15 @@ import type { GpuContext } from './device.js';
 
 export type ElementType = 'f32' | 'i32';
 
-/** A tensor in GPU memory, owned by the runtime that made it. */
+/**
+ * A tensor in GPU memory, owned by the runtime that made it, or a view of one (`GpuRuntime.view`):
+ * elements [offset, offset + length) of the buffer. Views need no alignment: `bind` binds the
+ * aligned window around them and passes the rest to the kernel as its shift.
+ */
 export interface GpuTensor {
   readonly buffer: GPUBuffer;
+  /** Where the tensor starts in the buffer, in elements (0 unless it is a view). */
+  readonly offset: number;
   /** Elements (4 bytes each). */
   readonly length: number;
   readonly shape: readonly number[];
@@ -89,7 +95,15 @@ export class GpuRuntime {
       size: Math.max(16, Math.ceil(bytes / 16) * 16),
       usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST,
     });
-    return { buffer, length, shape, type };
+    return { buffer, offset: 0, length, shape, type };
+  }
+
+  /** Elements [offset, offset + length) of t, sharing its buffer. */
+  view(t: GpuTensor, offset: number, length: number): GpuTensor {
+    if (offset < 0 || length < 0 || offset + length > t.length) {
+      throw new Error(`igpt webgpu: a view of ${length} at ${offset} outside a tensor of ${t.length}`);
+    }
+    return { buffer: t.buffer, offset: t.offset + offset, length, shape: [length], type: t.type };
   }
 
   /** A new tensor holding `data`. */
@@ -103,7 +117,7 @@ export class GpuRuntime {
   write(t: GpuTensor, data: Float32Array | Int32Array, offset = 0): void {
     if (offset + data.length > t.length) throw new Error(`igpt webgpu: write of ${data.length} at ${offset} overruns ${t.length}`);
     this.flush(); // queue writes happen before unsubmitted commands: keep program order
-    this.device.queue.writeBuffer(t.buffer, 4 * offset, data.buffer, data.byteOffset, data.byteLength);
+    this.device.queue.writeBuffer(t.buffer, 4 * (t.offset + offset), data.buffer, data.byteOffset, data.byteLength);
   }
 
   /** Reads t[offset, offset + count) back once all work recorded so far is done. */
@@ -113,7 +127,7 @@ export class GpuRuntime {
     }
     const staging = this.device.createBuffer({ size: Math.max(4, 4 * count), usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
     try {
-      if (count > 0) this.commands().copyBufferToBuffer(t.buffer, 4 * offset, staging, 0, 4 * count);
+      if (count > 0) this.commands().copyBufferToBuffer(t.buffer, 4 * (t.offset + offset), staging, 0, 4 * count);
       this.flush();
       await Promise.race([staging.mapAsync(GPUMapMode.READ), this.ctx.lost]);
       await this.checkErrors();
@@ -133,12 +147,12 @@ export class GpuRuntime {
 
   /** dst[dstOffset, +count) = src[srcOffset, +count), in order with the recorded work. */
   copy(dst: GpuTensor, dstOffset: number, src: GpuTensor, srcOffset: number, count: number): void {
-    if (count > 0) this.commands().copyBufferToBuffer(src.buffer, 4 * srcOffset, dst.buffer, 4 * dstOffset, 4 * count);
+    if (count > 0) this.commands().copyBufferToBuffer(src.buffer, 4 * (src.offset + srcOffset), dst.buffer, 4 * (dst.offset + dstOffset), 4 * count);
   }
 
   /** t[offset, +count) = 0, in order with the recorded work. */
   zero(t: GpuTensor, offset = 0, count = t.length - offset): void {
-    if (count > 0) this.commands().clearBuffer(t.buffer, 4 * offset, 4 * count);
+    if (count > 0) this.commands().clearBuffer(t.buffer, 4 * (t.offset + offset), 4 * count);
   }
 
   destroy(t: GpuTensor): void { t.buffer.destroy(); }
@@ -157,6 +171,7 @@ export class GpuRuntime {
    */
   bind(t: GpuTensor, first = 0, count = t.length - first): Bound {
     const size = t.buffer.size;
+    first += t.offset;
     if (size <= this.maxBindingBytes) return { resource: { buffer: t.buffer, offset: 0, size }, shift: first };
     const align = this.ctx.adapter.limits.minStorageBufferOffsetAlignment;
     const start = Math.floor((4 * first) / align) * align;
@@ -187,7 +202,7 @@ export class GpuRuntime {
 
   /** Throws unless the whole of t fits one binding (weights, which every piece of work reads). */
   requireWhole(t: GpuTensor, what: string): void {
-    if (t.buffer.size > this.maxBindingBytes) {
+    if (t.buffer.size > this.maxBindingBytes && t.length > this.windowElements) {
       throw new Error(`igpt webgpu: ${what} (${t.length} elements) does not fit one storage binding ` +
         `(${this.maxBindingBytes} bytes on this adapter)`);
     }
