@@ -19,6 +19,11 @@ export interface Kernels<T extends DeviceArray = Float32Array> {
   readonly name: 'native' | 'portable' | 'webgpu';
   /** Threads used by the fused loops (and by GEMM where the backend controls it); 1 on a GPU. */
   readonly threads: number;
+  /**
+   * On a GPU, the largest array it allocates (the adapter's maxBufferSize), in bytes, for checking
+   * a model's size before work starts; absent on the CPU, where the host's memory is the limit.
+   */
+  readonly maxArrayBytes?: number;
 
   /** A zero-filled array of `length` floats. */
   alloc(length: number): T;

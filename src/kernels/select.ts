@@ -13,9 +13,11 @@ import { createNativeKernels, nativeBf16Available } from './native.js';
 import { createPortableKernels } from './portable.js';
 
 export type KernelChoice = 'auto' | 'native' | 'portable';
+/** Every backend a command may name; 'webgpu' starts asynchronously (kernels/webgpu/node-gpu.ts). */
+export type BackendChoice = KernelChoice | 'webgpu';
+export const BACKENDS: readonly BackendChoice[] = ['auto', 'native', 'portable', 'webgpu'];
 export type PrecisionChoice = 'f32' | 'bf16' | 'auto';
 
-const CHOICES: readonly KernelChoice[] = ['auto', 'native', 'portable'];
 export const PRECISIONS: readonly PrecisionChoice[] = ['f32', 'bf16', 'auto'];
 
 let announced = false;
@@ -26,14 +28,25 @@ function announce(line: string): void {
   if (process.env.IGPT_QUIET !== '1') process.stderr.write(line + '\n');
 }
 
-function choiceFromEnv(): KernelChoice {
+/** The backend IGPT_KERNELS names ('auto' when unset). */
+export function backendFromEnv(): BackendChoice {
   const env = process.env.IGPT_KERNELS;
   if (env === undefined || env === '') return 'auto';
-  if (!(CHOICES as readonly string[]).includes(env)) {
-    throw new Error(`IGPT_KERNELS must be one of ${CHOICES.join(', ')}; got '${env}'`);
+  if (!(BACKENDS as readonly string[]).includes(env)) {
+    throw new Error(`IGPT_KERNELS must be one of ${BACKENDS.join(', ')}; got '${env}'`);
   }
-  return env as KernelChoice;
+  return env as BackendChoice;
 }
+
+function choiceFromEnv(): KernelChoice {
+  const choice = backendFromEnv();
+  if (choice === 'webgpu') throw new Error(WEBGPU_NOT_HERE);
+  return choice;
+}
+
+/** What a command that runs only on the CPU backends says when asked for webgpu. */
+export const WEBGPU_NOT_HERE = 'this command does not run on the webgpu backend yet (pretrain and eval-nll do); ' +
+  'use --backend native or portable';
 
 /** What the announcement says about the matrix products. */
 function productsNote(kernels: Kernels): string {

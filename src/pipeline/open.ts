@@ -7,15 +7,16 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadTokenDataset, type TokenDataset } from '../data/tokens.js';
 import { loadModelFolder, resolveModelDir } from '../io/hf.js';
-import type { Kernels } from '../kernels/kernels.js';
+import type { DeviceArray, Kernels } from '../kernels/kernels.js';
 import { ImageGPT } from '../model/model.js';
+import { parametersOn } from '../model/parameters.js';
 import type { Palette } from '../palette/palette.js';
 import type { Objective } from '../train/objectives.js';
 
-export interface OpenedModel {
+export interface OpenedModel<T extends DeviceArray = Float32Array> {
   /** The model's folder (an owner/name resolved in the Hugging Face cache). */
   dir: string;
-  model: ImageGPT;
+  model: ImageGPT<T>;
   palette: Palette | null;
   labels: string[] | null;
   /** The `objective` asked for, else the run's trainer_state.json, else 'ar'. */
@@ -26,11 +27,11 @@ export interface OpenedModel {
  * Loads a model onto `kernels`: `model` is a folder, or an owner/name in the local Hugging Face
  * cache; `objective` overrides the one recorded with the model.
  */
-export function openModel(model: string, kernels: Kernels, objective?: Objective): OpenedModel {
+export function openModel<T extends DeviceArray>(model: string, kernels: Kernels<T>, objective?: Objective): OpenedModel<T> {
   const dir = resolveModelDir(model);
   const loaded = loadModelFolder(dir);
   return {
-    dir, model: new ImageGPT(kernels, loaded.config, loaded.params), palette: loaded.palette, labels: loaded.labels,
+    dir, model: new ImageGPT(kernels, loaded.config, parametersOn(kernels, loaded.params)), palette: loaded.palette, labels: loaded.labels,
     objective: objective ?? recordedObjective(dir) ?? 'ar',
   };
 }
@@ -49,7 +50,7 @@ export function recordedObjective(dir: string): Objective | null {
 }
 
 /** Refuses a dataset the model cannot read: other sequence length or palette size, before any work. */
-export function checkModelMatchesData(m: OpenedModel, data: TokenDataset, dataDir: string): void {
+export function checkModelMatchesData(m: OpenedModel<DeviceArray>, data: TokenDataset, dataDir: string): void {
   const cfg = m.model.config;
   if (data.meta.pixels !== cfg.nPositions) {
     throw new Error(`${dataDir}: images of ${data.meta.pixels} pixels, but the model in ${m.dir} reads ${cfg.nPositions}`);
@@ -63,8 +64,8 @@ export function checkModelMatchesData(m: OpenedModel, data: TokenDataset, dataDi
   }
 }
 
-export interface ModelAndData {
-  opened: OpenedModel;
+export interface ModelAndData<T extends DeviceArray = Float32Array> {
+  opened: OpenedModel<T>;
   data: TokenDataset;
   /** The folder `data` was read from (errors and cache keys name it). */
   dataDir: string;
@@ -74,7 +75,8 @@ export interface ModelAndData {
  * The model folder and the token dataset a command works on, checked to match. With `labelsFor`,
  * a dataset without classes is refused, naming the work that needs them.
  */
-export function openModelAndData(kernels: Kernels, o: { model: string; data: string; objective?: Objective; labelsFor?: string }): ModelAndData {
+export function openModelAndData<T extends DeviceArray>(kernels: Kernels<T>,
+                                                        o: { model: string; data: string; objective?: Objective; labelsFor?: string }): ModelAndData<T> {
   const data = loadTokenDataset(o.data);
   const opened = openModel(o.model, kernels, o.objective);
   checkModelMatchesData(opened, data, o.data);

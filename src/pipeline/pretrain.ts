@@ -1,6 +1,6 @@
 /** Running a pretraining: options with their defaults, a memory check, a progress bar, Ctrl-C. */
 import type { TokenDataset } from '../data/tokens.js';
-import type { Kernels } from '../kernels/kernels.js';
+import type { DeviceArray, Kernels } from '../kernels/kernels.js';
 import { makeConfig, type ModelShape } from '../model/config.js';
 import { ImageGPT } from '../model/model.js';
 import { parameterCount } from '../model/parameters.js';
@@ -45,10 +45,27 @@ export function pretrainOptions(s: PretrainSettings, trainImages: number): Pretr
   };
 }
 
-/** Refuses up front a model and batch that will not fit in memory, with the estimate. */
-export function checkMemory(shape: ModelShape, data: TokenDataset, batch: number, recompute: boolean): void {
+/**
+ * Refuses up front a model and batch that will not fit in memory, with the estimate: the host's
+ * memory on the CPU; on a GPU (`kernels.maxArrayBytes`), whose free memory WebGPU does not tell,
+ * the largest array (the flat parameters, or one activation) against the adapter's largest buffer.
+ */
+export function checkMemory(shape: ModelShape, data: TokenDataset, batch: number, recompute: boolean,
+                            kernels?: Pick<Kernels<DeviceArray>, 'maxArrayBytes' | 'attentionStateLength'>): void {
   const cfg = makeConfig(shape, data.palette.k, data.meta.pixels, data.meta.numClasses);
-  const need = 4 * 4 * parameterCount(cfg) + ImageGPT.activationBytes(cfg, batch, cfg.nPositions, recompute ? 'recompute' : 'train');
+  const T = cfg.nPositions;
+  const attention = kernels?.attentionStateLength(batch, T, cfg.nHead);
+  const need = 4 * 4 * parameterCount(cfg) + ImageGPT.activationBytes(cfg, batch, T, recompute ? 'recompute' : 'train', attention);
+  const maxArray = kernels?.maxArrayBytes;
+  if (maxArray !== undefined) {
+    const largest = 4 * Math.max(parameterCount(cfg), batch * T * Math.max(4 * cfg.nEmbd, cfg.vocabSize), attention ?? 0);
+    if (largest > maxArray) {
+      throw new Error(`this model and batch need about ${gib(need)} of GPU memory (parameters, gradients, Adam, activations), ` +
+        `with one array of ${gib(largest)}, but the GPU allocates at most ${gib(maxArray)} at once; lower --batch or choose a smaller --preset`);
+    }
+    process.stderr.write(`igpt: this model and batch need about ${gib(need)} of GPU memory\n`);
+    return;
+  }
   const limit = availableMemoryBytes();
   if (need > limit) {
     throw new Error(`this model and batch need about ${gib(need)} (parameters, gradients, Adam, activations) ` +
@@ -56,8 +73,8 @@ export function checkMemory(shape: ModelShape, data: TokenDataset, batch: number
   }
 }
 
-export interface PretrainRun {
-  kernels: Kernels;
+export interface PretrainRun<T extends DeviceArray = Float32Array> {
+  kernels: Kernels<T>;
   data: TokenDataset;
   /** The folder `data` was read from (recorded in the run's state). */
   dataDir: string;
@@ -75,10 +92,10 @@ export interface PretrainRun {
  * Pretrains with a progress bar on stderr; Ctrl-C (or SIGTERM) stops after the current step and
  * saves a checkpoint. A numerical fault names the last checkpoint.
  */
-export async function runPretraining(run: PretrainRun): Promise<PretrainResult> {
+export async function runPretraining<T extends DeviceArray>(run: PretrainRun<T>): Promise<PretrainResult<T>> {
   const { data, options } = run;
   const label = run.label ?? 'pretrain';
-  checkMemory(run.shape, data, options.batch, options.recompute ?? false);
+  checkMemory(run.shape, data, options.batch, options.recompute ?? false, run.kernels);
   const interrupt = stopOnInterrupt('stopping after this step and saving a checkpoint');
   const pixels = data.meta.pixels;
   let bar = createProgress(label, options.steps, 'steps', ['loss', 'lr', 'px/s', 'val']);
@@ -115,7 +132,7 @@ export async function runPretraining(run: PretrainRun): Promise<PretrainResult> 
 }
 
 /** What a finished (or interrupted) run says: steps, validation NLL, where the model is. */
-export function pretrainSummary(result: PretrainResult, outDir: string): string {
+export function pretrainSummary(result: PretrainResult<DeviceArray>, outDir: string): string {
   if (result.stoppedEarly) {
     return `stopped at step ${result.state.step}; checkpoint ${result.checkpoint}. Resume with the same command and --resume.`;
   }

@@ -46,7 +46,7 @@ export const checkpointDir = (runDir: string, step: number): string => join(runD
  * are removed except the newest two and those whose step is a multiple of `keepEvery` (when > 0).
  */
 export function saveCheckpoint<S>(runDir: string, step: number, params: ParameterTensors, palette: Palette | null,
-                                  adam: Adam, state: S, labels?: string[], keepEvery = 0): string {
+                                  adam: Pick<Adam, 'size' | 'step' | 'm' | 'v'>, state: S, labels?: string[], keepEvery = 0): string {
   const root = join(runDir, 'checkpoints');
   mkdirSync(root, { recursive: true });
   const name = stepDirName(step);

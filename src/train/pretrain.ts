@@ -3,11 +3,11 @@
  * and stops cleanly when asked (Ctrl-C) or on a numerical fault, keeping the last good checkpoint.
  */
 import { join } from 'node:path';
-import type { Kernels } from '../kernels/kernels.js';
+import type { DeviceArray, Kernels } from '../kernels/kernels.js';
 import type { TokenDataset } from '../data/tokens.js';
 import { makeConfig, type ModelConfig, type ModelShape } from '../model/config.js';
 import { ImageGPT } from '../model/model.js';
-import { initParameters, ParameterTensors } from '../model/parameters.js';
+import { initParameters, ParameterTensors, parametersOn, parametersToHost } from '../model/parameters.js';
 import { writeRunFile } from '../util/fs.js';
 import { plotLines } from '../util/plot.js';
 import { checkpointDir, loadLatestCheckpoint, saveCheckpoint } from './checkpoint.js';
@@ -26,15 +26,15 @@ export interface RunState extends TrainerState {
 export interface PretrainHooks {
   /** `skipped`: newer checkpoints that could not be loaded when resuming, with their errors. */
   onStart?(info: { resumedFrom: number; skipped: string[]; config: ModelConfig; params: number }): void;
-  onStep?(r: StepReport, trainer: Trainer): void;
+  onStep?(r: StepReport): void;
   onValidate?(r: NllReport, step: number): void;
   onCheckpoint?(dir: string, step: number): void;
   /** Polled after every step; true ends the run after a checkpoint. */
   shouldStop?(): boolean;
 }
 
-export interface PretrainResult {
-  model: ImageGPT;
+export interface PretrainResult<T extends DeviceArray = Float32Array> {
+  model: ImageGPT<T>;
   state: RunState;
   /** The latest checkpoint folder. */
   checkpoint: string;
@@ -43,19 +43,20 @@ export interface PretrainResult {
 }
 
 /**
- * Trains until `options.steps` (continuing a run found in `runDir` when `resume`). Data order,
- * BERT masks and Adam state are restored exactly, so a resumed run matches an uninterrupted one.
+ * Trains until `options.steps` (continuing a run found in `runDir` when `resume`) on any backend.
+ * Data order, BERT masks and Adam state are restored exactly, so a resumed run matches an
+ * uninterrupted one; checkpoints hold host arrays, so a run may resume on another backend.
  * Under MPI every rank runs this with the same arguments (checked at start) and reads the same
  * run folder; rank 0 alone writes to it. Resuming with another number of ranks continues exactly.
  */
-export async function pretrain(kernels: Kernels, data: TokenDataset, dataPath: string, runDir: string,
-                         shape: ModelShape, options: PretrainOptions, resume: boolean,
-                         hooks: PretrainHooks = {}): Promise<PretrainResult> {
+export async function pretrain<T extends DeviceArray>(kernels: Kernels<T>, data: TokenDataset, dataPath: string, runDir: string,
+                                                     shape: ModelShape, options: PretrainOptions, resume: boolean,
+                                                     hooks: PretrainHooks = {}): Promise<PretrainResult<T>> {
   const ckpt = resume ? loadLatestCheckpoint<RunState>(runDir) : null;
-  let model: ImageGPT;
+  let model: ImageGPT<T>;
   let state: RunState;
   if (ckpt) {
-    model = new ImageGPT(kernels, ckpt.config, ckpt.params);
+    model = new ImageGPT(kernels, ckpt.config, parametersOn(kernels, ckpt.params));
     state = ckpt.state;
     // The run's own options win, except the step budget, which a resume may extend, and how
     // memory is traded for time, which does not change the results.
@@ -65,7 +66,7 @@ export async function pretrain(kernels: Kernels, data: TokenDataset, dataPath: s
     const config = makeConfig(shape, data.palette.k, data.meta.pixels, data.meta.numClasses);
     const params = new ParameterTensors(config);
     initParameters(params, options.seed);
-    model = new ImageGPT(kernels, config, params);
+    model = new ImageGPT(kernels, config, parametersOn(kernels, params));
     state = { step: 0, seconds: 0, history: [], options, shape, data: dataPath };
   }
   const trainer = new Trainer(model, data, options);
@@ -74,8 +75,8 @@ export async function pretrain(kernels: Kernels, data: TokenDataset, dataPath: s
   requireRanksAgree(comm, { model: model.config, options, data, step: state.step });
   Object.assign(trainer.state, { step: state.step, seconds: state.seconds, history: state.history });
   if (ckpt) {
-    trainer.adam.m.set(ckpt.adamM);
-    trainer.adam.v.set(ckpt.adamV);
+    kernels.upload(trainer.adam.m, ckpt.adamM);
+    kernels.upload(trainer.adam.v, ckpt.adamV);
     trainer.adam.step = ckpt.adamStep;
   }
   hooks.onStart?.({ resumedFrom: ckpt ? state.step : -1, skipped: ckpt?.skipped ?? [], config: model.config, params: model.params.count });
@@ -86,10 +87,13 @@ export async function pretrain(kernels: Kernels, data: TokenDataset, dataPath: s
   const snapshot = (): RunState => ({ ...state, ...trainer.state });
   const checkpoint = async (): Promise<string> => {
     // Never replace the last good checkpoint with weights an update has broken.
-    const bad = firstNonFiniteTensor(model.params);
+    const params = await parametersToHost(kernels, model.params);
+    const bad = firstNonFiniteTensor(params);
     if (bad) throw new NumericalFault(trainer.state.step - 1, `the update made parameter ${bad} NaN or inf`);
     if (!writer) return checkpointDir(runDir, trainer.state.step);
-    const dir = saveCheckpoint(runDir, trainer.state.step, model.params, data.palette, trainer.adam, snapshot(), data.meta.classNames, options.keepEvery ?? 0);
+    const { adam } = trainer;
+    const moments = { size: adam.size, step: adam.step, m: await kernels.read(adam.m), v: await kernels.read(adam.v) };
+    const dir = saveCheckpoint(runDir, trainer.state.step, params, data.palette, moments, snapshot(), data.meta.classNames, options.keepEvery ?? 0);
     await writeLossCurve(runDir, snapshot());
     hooks.onCheckpoint?.(dir, trainer.state.step);
     return dir;
@@ -99,7 +103,7 @@ export async function pretrain(kernels: Kernels, data: TokenDataset, dataPath: s
   const stopFlag = new Int32Array(1);
   while (trainer.state.step < options.steps) {
     const r = await trainer.step();
-    hooks.onStep?.(r, trainer);
+    hooks.onStep?.(r);
     const step = trainer.state.step;
     if (options.evalEvery > 0 && step % options.evalEvery === 0 && step < options.steps) {
       const report = await trainer.validate(); // outside `onValidate?.(…)`, which would skip it without a hook

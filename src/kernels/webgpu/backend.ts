@@ -30,6 +30,7 @@ export function createWebGpuBackend(gpu: WebGpuKernels): Kernels<GpuTensor> & { 
     gpu,
     name: 'webgpu',
     threads: 1,
+    maxArrayBytes: rt.ctx.adapter.limits.maxBufferSize,
     kvLayout: 'positions',
     // Arithmetic bounds a GPU's decoding, not the traffic a CPU's cache would save: one group.
     decodeGroup: () => Infinity,

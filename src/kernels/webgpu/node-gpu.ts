@@ -10,7 +10,11 @@
 import { existsSync } from 'node:fs';
 import { constants } from 'node:os';
 import { join } from 'node:path';
+import type { Kernels } from '../kernels.js';
+import { createWebGpuBackend } from './backend.js';
 import { type AcquireOptions, GpuContext } from './device.js';
+import { WebGpuKernels } from './kernels.js';
+import { GpuRuntime, type GpuTensor } from './runtime.js';
 
 /** Chromium's library folder on Debian, where SwiftShader and its Vulkan loader live. */
 export const CHROMIUM_LIB_DIR = '/usr/lib/chromium';
@@ -96,4 +100,22 @@ export async function acquireNodeDevice(choice: NodeAdapterChoice | 'auto' = 'au
     if (swiftShaderMissing() !== null || !/no WebGPU adapter/.test((err as Error).message)) throw err;
     return GpuContext.acquire(await nodeGpu('swiftshader'), options);
   }
+}
+
+/**
+ * The webgpu backend in Node for a command (`--backend webgpu`): the system's adapter, else
+ * SwiftShader where chromium is installed (correctness only: the start line says so). One line
+ * on stderr names the adapter and its limits (IGPT_QUIET=1 silences it); no adapter is an Error
+ * saying why, before any work.
+ */
+export async function loadWebGpuKernels(options: AcquireOptions = {}): Promise<Kernels<GpuTensor> & { readonly gpu: WebGpuKernels }> {
+  let ctx: GpuContext;
+  try {
+    ctx = await acquireNodeDevice('auto', options);
+  } catch (err) {
+    throw new Error(`--backend webgpu: ${(err as Error).message.replace(/^igpt webgpu: /, '')}`);
+  }
+  const kernels = createWebGpuBackend(new WebGpuKernels(new GpuRuntime(ctx)));
+  if (process.env.IGPT_QUIET !== '1') process.stderr.write(`igpt: using the webgpu kernels on ${ctx.describe()}\n`);
+  return kernels;
 }
