@@ -201,18 +201,18 @@ test('--precision bf16 names bf16 in the line saying which kernels run', { skip 
   assert.match(r.stderr.trim(), /^igpt: using the native kernels \(OpenBLAS, \d+ threads; linear layers in bf16 through oneDNN, the rest float32\)$/);
 });
 
-test('bf16: cached probe features are not reused across precisions', { skip }, () => {
+test('bf16: cached probe features are not reused across precisions', { skip }, async () => {
   const dir = mkdtempSync(join(tmpdir(), 'igpt-bf16-features-'));
   try {
     const T = cfg.nPositions;
     const split = { count: 4, tokens: Uint8Array.from({ length: 4 * T }, (_, i) => i % (cfg.vocabSize - 1)), labels: new Int32Array(4) };
     const options = { batch: 2, objective: 'ar' as const };
-    const run = (kernels: Kernels) => cachedFeatures(tinyModel(kernels).model, split, 'train', dir, 'key', options);
-    assert.equal(run(createNativeKernels('f32')).cached, false);
-    assert.equal(run(createNativeKernels('f32')).cached, true, 'the same precision reads the cache');
-    const bf16Run = run(createNativeKernels('bf16'));
+    const run = async (kernels: Kernels) => await cachedFeatures(tinyModel(kernels).model, split, 'train', dir, 'key', options);
+    assert.equal((await run(createNativeKernels('f32'))).cached, false);
+    assert.equal((await run(createNativeKernels('f32'))).cached, true, 'the same precision reads the cache');
+    const bf16Run = await run(createNativeKernels('bf16'));
     assert.equal(bf16Run.cached, false, 'bf16 features are extracted anew');
-    assert.equal(run(createNativeKernels('bf16')).cached, true);
+    assert.equal((await run(createNativeKernels('bf16'))).cached, true);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -116,7 +116,7 @@ describe('own images', () => {
         objective: 'ar', batch: 8, warn: (m) => warnings.push(m),
       });
       const encoded = await encodedFolder(dir);
-      const reference = extractFeatures(pretrained, encoded, { batch: 8, objective: 'ar' }).layers;
+      const reference = (await extractFeatures(pretrained, encoded, { batch: 8, objective: 'ar' })).layers;
       const d = pretrained.config.nEmbd;
       assert.equal(r.files.length, IMAGES);
       assert.equal(r.dim, 3 * d);
@@ -177,8 +177,8 @@ describe('own images', () => {
     }
 
     // A probe: fitted on the dataset's features, saved as probe.json saves it, read back, classifies the files as it predicts.
-    const feats = (split: typeof data.train) => extractFeatures(pretrained, split, { batch: 32, objective: 'ar' }).layers;
-    const train = feats(splitRows(data.train, 0, 400, T)), val = feats(data.val), test = feats(data.test);
+    const feats = async (split: typeof data.train) => (await extractFeatures(pretrained, split, { batch: 32, objective: 'ar' })).layers;
+    const train = await feats(splitRows(data.train, 0, 400, T)), val = await feats(data.val), test = await feats(data.test);
     const { report, bestModel } = probeLayers(train.map((t, l) => ({ train: t, val: val[l], test: test[l] })),
       { train: data.train.labels.subarray(0, 400), val: data.val.labels, test: data.test.labels }, { numClasses: 10, kernels, l2Grid: [1e-2, 1e-3] });
     const probePath = join(runDir, 'probe.json');

@@ -57,7 +57,7 @@ export const demoCommand: CommandModule = {
         console.log('3/4 linear probe on every layer');
         const opened = openModel(modelDir, kernels);
         const probeDir = join(out, 'probe');
-        const features = featuresForProbe(opened, data, dataDir, { batch: 32, masks: 1, maxTrain }, probeDir);
+        const features = await featuresForProbe(opened, data, dataDir, { batch: 32, masks: 1, maxTrain }, probeDir);
         const report = await probeAndReport(kernels, features, data.meta.numClasses, probeDir, 0, data.meta.classNames);
         console.log(probeReportMarkdown(report));
 

@@ -46,7 +46,7 @@ export const featuresCommand: CommandModule = {
           if (split.count === 0) throw new Error(`${tokenDir}: the ${flags.split} split is empty`);
           const layers = parseLayers(flags, opened.model.config.nLayer);
           const bar = createProgress('features', split.count, 'images');
-          const features = tokenFeatures(opened.model, split.tokens, split.count, layers, {
+          const features = await tokenFeatures(opened.model, split.tokens, split.count, layers, {
             batch: parseIntOption('--batch', flags.batch, 1), objective: opened.objective, masks, onBatch: (done) => bar.update(done),
           });
           bar.stop();

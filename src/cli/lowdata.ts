@@ -29,10 +29,10 @@ export const lowdataCommand: CommandModule = {
           subsets: parseIntOption('--subsets', flags.subsets, 1),
           seed: parseIntOption('--seed', flags.seed, 0),
         };
-        const { kernels, opened, data } = openForFeatures(flags);
+        const { kernels, opened, data } = await openForFeatures(flags);
         const layerFlag = parseOptionalInt('--layer', flags.layer, 0, opened.model.config.nLayer);
         const outDir = flags.out ?? defaultProbeDir(flags.model);
-        const extracted = featuresForProbe(opened, data, flags.data, features, outDir);
+        const extracted = await featuresForProbe(opened, data, flags.data, features, outDir);
         const layer = layerFlag ?? await bestProbeLayer(kernels, extracted, data.meta.numClasses, outDir, data.meta.classNames);
         console.log(runLowData(kernels, extracted, data, layer, settings, outDir));
         console.log(`mean ± std of test accuracy over ${settings.subsets} subsets (pixels: the images through the palette); ${join(outDir, 'lowdata.md')}`);

@@ -2,17 +2,18 @@
 import { join } from 'node:path';
 import type { Command } from 'commander';
 import type { CommandModule } from './command.js';
-import type { Kernels } from '../kernels/kernels.js';
+import type { DeviceArray, Kernels } from '../kernels/kernels.js';
 import { openModelAndData, type ModelAndData } from '../pipeline/open.js';
 import { defaultProbeDir, featuresForProbe, probeAndReport, probeReportMarkdown, type FeatureSettings } from '../pipeline/probe.js';
-import { backendOption, kernelsFromFlags, parseIntOption, parseObjectiveOverride, parseOptionalInt, precisionOption } from './common.js';
+import { hostKernelsBeside } from '../kernels/select.js';
+import { anyBackendOption, anyKernelsFromFlags, parseIntOption, parseObjectiveOverride, parseOptionalInt, precisionOption } from './common.js';
 
 /** The flags of feature extraction (shared by probe and lowdata). */
 export interface FeatureFlags { model: string; data: string; batch: string; maxTrain?: string; maxVal?: string; masks: string; backend?: string; precision?: string; objective?: string }
 
 /** Declares the options that feature extraction needs (shared by probe and lowdata). */
 export function featureOptions(cmd: Command): Command {
-  return precisionOption(backendOption(cmd
+  return precisionOption(anyBackendOption(cmd
     .requiredOption('--model <dir|owner/name>', 'model folder (HF ImageGPT), or owner/name in the Hugging Face cache')
     .requiredOption('--data <dir>', 'labelled token dataset encoded with the model\'s palette')
     .option('--batch <n>', 'images per forward pass', '32')
@@ -31,11 +32,15 @@ export function parseFeatureSettings(flags: FeatureFlags): FeatureSettings {
   };
 }
 
-/** Kernels, model and dataset of a feature command, checked to match and to have labels. */
-export function openForFeatures(flags: FeatureFlags): ModelAndData & { kernels: Kernels } {
-  const kernels = kernelsFromFlags(flags, flags.precision);
+/**
+ * Model and dataset of a feature command, checked to match and to have labels; the model on any
+ * backend (the features are read back per batch), `kernels` the CPU's for the probes.
+ */
+export async function openForFeatures(flags: FeatureFlags): Promise<ModelAndData<DeviceArray> & { kernels: Kernels }> {
+  const modelKernels = await anyKernelsFromFlags(flags, flags.precision);
   const objective = parseObjectiveOverride(flags.objective);
-  return { kernels, ...openModelAndData(kernels, { model: flags.model, data: flags.data, objective, labelsFor: 'probing' }) };
+  const opened = openModelAndData(modelKernels, { model: flags.model, data: flags.data, objective, labelsFor: 'probing' });
+  return { kernels: hostKernelsBeside(modelKernels), ...opened };
 }
 
 interface Flags extends FeatureFlags { out?: string; concat: string }
@@ -49,10 +54,10 @@ export const probeCommand: CommandModule = {
       .action(async (flags: Flags) => {
         const settings = parseFeatureSettings(flags);
         const concat = parseIntOption('--concat', flags.concat, 0);
-        const { kernels, opened, data } = openForFeatures(flags);
+        const { kernels, opened, data } = await openForFeatures(flags);
         if (data.test.count === 0 || data.val.count === 0) throw new Error(`${flags.data}: probing needs validation and test splits`);
         const outDir = flags.out ?? defaultProbeDir(flags.model);
-        const features = featuresForProbe(opened, data, flags.data, settings, outDir);
+        const features = await featuresForProbe(opened, data, flags.data, settings, outDir);
         const r = await probeAndReport(kernels, features, data.meta.numClasses, outDir, concat, data.meta.classNames);
         console.log(probeReportMarkdown(r));
         console.log(`best layer ${r.bestLayer}: test accuracy ${(100 * r.best.testAccuracy).toFixed(2)}% ` +

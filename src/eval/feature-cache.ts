@@ -6,6 +6,7 @@
 import { existsSync, mkdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { TokenSplit } from '../data/tokens.js';
+import type { DeviceArray } from '../kernels/kernels.js';
 import type { ImageGPT } from '../model/model.js';
 import { readSafetensors, writeSafetensors } from '../io/safetensors.js';
 import { extractFeatures, type ExtractedFeatures, type FeatureOptions } from './features.js';
@@ -20,8 +21,8 @@ export function featureCacheKey(modelDir: string, dataDir: string, split: string
 }
 
 /** Features of one split: from `cacheDir` when the key matches, else extracted and stored. */
-export function cachedFeatures(model: ImageGPT, split: TokenSplit, splitName: string, cacheDir: string,
-                               key: string, o: FeatureOptions): ExtractedFeatures & { cached: boolean } {
+export async function cachedFeatures<T extends DeviceArray>(model: ImageGPT<T>, split: TokenSplit, splitName: string, cacheDir: string,
+                                                            key: string, o: FeatureOptions): Promise<ExtractedFeatures & { cached: boolean }> {
   const file = join(cacheDir, `features-${splitName}.safetensors`);
   const L = model.config.nLayer;
   // Features from bf16 products differ from float32 ones: the precision is part of the key.
@@ -40,7 +41,7 @@ export function cachedFeatures(model: ImageGPT, split: TokenSplit, splitName: st
   const missed = new Int32Array([hit ? 0 : 1]);
   world().allReduce(missed, 'max');
   if (hit && missed[0] === 0) return { ...hit, cached: true };
-  const extracted = extractFeatures(model, split, o);
+  const extracted = await extractFeatures(model, split, o);
   if (world().rank !== 0) return { ...extracted, cached: false }; // under MPI, rank 0 alone writes
   mkdirSync(cacheDir, { recursive: true });
   const count = extracted.layers[0].length / model.config.nEmbd;

@@ -5,6 +5,7 @@
 import type { TokenSplit } from '../data/tokens.js';
 import type { TokenArray } from '../palette/quantize.js';
 import { sosTokenOf } from '../model/config.js';
+import type { DeviceArray } from '../kernels/kernels.js';
 import type { ImageGPT } from '../model/model.js';
 import { BatchBuilder, maskRngFor, type Objective } from '../train/objectives.js';
 import { world } from '../parallel/world.js';
@@ -29,16 +30,18 @@ export interface ExtractedFeatures {
 
 /**
  * Under MPI the ranks take turns batch by batch (the same batches and masks as one process), and
- * an all-reduce gives every rank every image's features.
+ * an all-reduce gives every rank every image's features. On any backend: each batch's features
+ * are read back to the host (at once on the CPU).
  */
-export function extractFeatures(model: ImageGPT, split: TokenSplit, o: FeatureOptions): ExtractedFeatures {
+export async function extractFeatures<T extends DeviceArray>(model: ImageGPT<T>, split: TokenSplit, o: FeatureOptions): Promise<ExtractedFeatures> {
   const comm = world();
+  const kernels = model.kernels;
   const { nEmbd: d, nLayer: L, nPositions: T } = model.config;
   const count = Math.min(split.count, o.maxImages ?? split.count);
   const masks = o.objective === 'bert' ? Math.max(1, o.masks ?? 1) : 1;
   const layers = Array.from({ length: L + 1 }, () => new Float32Array(count * d));
   const builder = new BatchBuilder(o.batch, T, o.objective, sosTokenOf(model.config), o.maskProb ?? 0.15);
-  const perBatch = new Float32Array((L + 1) * o.batch * d);
+  const perBatch = kernels.alloc((L + 1) * o.batch * d);
   const indices = new Int32Array(o.batch);
   let nllSum = 0, nllCount = 0;
   for (let start = comm.rank * o.batch; start < count; start += comm.size * o.batch) {
@@ -46,11 +49,13 @@ export function extractFeatures(model: ImageGPT, split: TokenSplit, o: FeatureOp
     for (let b = 0; b < B; b++) indices[b] = start + b;
     for (let m = 0; m < masks; m++) {
       const batch = builder.fill(split, indices.subarray(0, B), maskRngFor((o.seed ?? 0) + 7 * m, start));
-      const r = model.forwardOnHost(batch, false, perBatch.subarray(0, (L + 1) * B * d));
+      model.forward(batch, false, kernels.view(perBatch, 0, (L + 1) * B * d));
+      const r = await model.readResult();
       nllSum += r.genLoss * r.genCount;
       nllCount += r.genCount;
+      const features = await kernels.read(kernels.view(perBatch, 0, (L + 1) * B * d));
       for (let l = 0; l <= L; l++) {
-        const src = perBatch.subarray(l * B * d, (l + 1) * B * d);
+        const src = features.subarray(l * B * d, (l + 1) * B * d);
         const dst = layers[l].subarray(start * d, (start + B) * d);
         for (let i = 0; i < B * d; i++) dst[i] += src[i] / masks;
       }
@@ -68,13 +73,13 @@ export function extractFeatures(model: ImageGPT, split: TokenSplit, o: FeatureOp
  * Features of `count` images given as palette ids (count × n², raster order): the chosen layers'
  * f^l side by side, [count, layers.length · d], through the same passes as extractFeatures.
  */
-export function tokenFeatures(model: ImageGPT, tokens: TokenArray, count: number, layers: readonly number[],
-                              o: Omit<FeatureOptions, 'maxImages'>): Float32Array {
+export async function tokenFeatures<T extends DeviceArray>(model: ImageGPT<T>, tokens: TokenArray, count: number, layers: readonly number[],
+                                                          o: Omit<FeatureOptions, 'maxImages'>): Promise<Float32Array> {
   const { nEmbd: d, nLayer: L, nPositions: T } = model.config;
   for (const l of layers) if (!(Number.isInteger(l) && l >= 0 && l <= L)) throw new Error(`layer ${l} is not one of the model's 0..${L}`);
   if (tokens.length !== count * T) throw new Error(`${tokens.length} ids are not ${count} images of ${T} pixels`);
   const split: TokenSplit = { count, tokens, labels: new Int32Array(count).fill(-1) };
-  const all = extractFeatures(model, split, o).layers;
+  const all = (await extractFeatures(model, split, o)).layers;
   const out = new Float32Array(count * layers.length * d);
   for (let i = 0; i < count; i++) {
     layers.forEach((l, j) => out.set(all[l].subarray(i * d, (i + 1) * d), (i * layers.length + j) * d));

@@ -140,7 +140,7 @@ export async function finetune(model: ImageGPT, data: TokenDataset, o: FinetuneO
     seed: o.seed, maskProb: o.maskProb, evalEvery: o.evalEvery, evalImages: o.evalImages, checkpointEvery: 0,
     classify: { genWeight: o.genWeight, headLrScale: o.headLrScale }, augment: o.augment,
   };
-  const probeHead = o.probeHeadImages > 0 ? fitHeadByProbe(model, data, o) : undefined;
+  const probeHead = o.probeHeadImages > 0 ? await fitHeadByProbe(model, data, o) : undefined;
   const trainer = new Trainer(model, data, trainOptions);
   // Under MPI: every rank starts from rank 0's weights (a probe head fitted with another thread
   // count could differ in the last bits), and every step keeps them equal.
@@ -191,17 +191,17 @@ export async function finetune(model: ImageGPT, data: TokenDataset, o: FinetuneO
  * has them): chosen on the same images, the starting head would score higher there than it
  * deserves, and early stopping would hold every later step to that inflated mark.
  */
-function fitHeadByProbe(model: ImageGPT, data: TokenDataset, o: FinetuneOptions): ProbeHeadReport {
+async function fitHeadByProbe(model: ImageGPT, data: TokenDataset, o: FinetuneOptions): Promise<ProbeHeadReport> {
   const { nEmbd: d, nLayer: L, numLabels: C, nPositions: T } = model.config;
-  const lnfFeatures = (split: TokenSplit): LabeledFeatures => {
-    const { layers } = extractFeatures(model, split, { batch: o.batch, objective: o.objective, maskProb: o.maskProb, seed: o.seed });
+  const lnfFeatures = async (split: TokenSplit): Promise<LabeledFeatures> => {
+    const { layers } = await extractFeatures(model, split, { batch: o.batch, objective: o.objective, maskProb: o.maskProb, seed: o.seed });
     return { features: layers[L], labels: split.labels };
   };
   const validated = o.evalImages || data.val.count;
-  const train = lnfFeatures(splitRows(data.train, 0, o.probeHeadImages, T));
-  const val = lnfFeatures(splitRows(data.val, 0, validated, T));
+  const train = await lnfFeatures(splitRows(data.train, 0, o.probeHeadImages, T));
+  const val = await lnfFeatures(splitRows(data.val, 0, validated, T));
   const heldOut = splitRows(data.val, validated, 2 * validated, T);
-  const fit = selectL2(train, heldOut.count > 0 ? lnfFeatures(heldOut) : val, { numClasses: C, kernels: model.kernels, rawLinear: true });
+  const fit = selectL2(train, heldOut.count > 0 ? await lnfFeatures(heldOut) : val, { numClasses: C, kernels: model.kernels, rawLinear: true });
   const weights = fit.model.weights; // [d, C]; the head is [C, d]
   for (let c = 0; c < C; c++) for (let j = 0; j < d; j++) model.params.score[c * d + j] = weights[j * C + c];
   return { images: train.labels.length, l2: fit.l2, l2ChosenOn: heldOut.count > 0 ? heldOut.count : 0,

@@ -45,7 +45,7 @@ export async function imageFileFeatures(model: ImageGPT, palette: Palette, files
   let features = new Float32Array(files.length * dim);
   const read: string[] = [];
   for await (const b of readImageTokenBatches(files, palette, modelSide(model), o)) {
-    const rows = tokenFeatures(model, b.tokens, b.count, layers, { batch, objective: o.objective, masks: o.masks, seed: o.seed });
+    const rows = await tokenFeatures(model, b.tokens, b.count, layers, { batch, objective: o.objective, masks: o.masks, seed: o.seed });
     features.set(rows, read.length * dim);
     read.push(...b.files);
     o.onProgress?.(b.handled, files.length);

@@ -8,7 +8,7 @@
  * elsewhere says why not and runs float32; `auto` takes bf16 where it is available, silently
  * float32 elsewhere; `f32` (the default) never uses bf16.
  */
-import type { Kernels } from './kernels.js';
+import type { DeviceArray, Kernels } from './kernels.js';
 import { createNativeKernels, nativeBf16Available } from './native.js';
 import { createPortableKernels } from './portable.js';
 
@@ -70,6 +70,14 @@ function portableKernels(precision: PrecisionChoice, line: string): Kernels {
   if (precision === 'bf16') process.stderr.write('igpt: --precision bf16: the portable kernels multiply in float32 only; running float32\n');
   announce(line);
   return portable;
+}
+
+/**
+ * The CPU kernels for work on host arrays beside `kernels` (the probes' regressions): `kernels`
+ * themselves, or beside webgpu the CPU's (native, else portable).
+ */
+export function hostKernelsBeside(kernels: Kernels<DeviceArray>): Kernels {
+  return kernels.name === 'webgpu' ? loadKernels('auto') : kernels as Kernels;
 }
 
 /**

@@ -185,7 +185,7 @@ async function probeStage(study: Study, opened: OpenedModel): Promise<{ nll: Nll
     ({ probe, nll } = done);
   } else {
     [probe, nll] = await timed(study, 'probe', async () => {
-      const features = featuresForProbe(opened, data, study.tokensDir, { batch: 32, masks: 1, maxTrain: o.probeTrain, maxVal: o.probeVal }, probeDir);
+      const features = await featuresForProbe(opened, data, study.tokensDir, { batch: 32, masks: 1, maxTrain: o.probeTrain, maxVal: o.probeVal }, probeDir);
       const testNll: NllReport = { natsPerPixel: features.testNatsPerPixel, bitsPerDim: features.testNatsPerPixel / Math.LN2, images: data.test.count };
       writeRunFile(o.outDir, 'nll.json', JSON.stringify(testNll));
       const report = await probeAndReport(o.kernels, features, data.meta.numClasses, probeDir, 3, data.meta.classNames);

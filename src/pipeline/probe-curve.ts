@@ -11,7 +11,8 @@ import type { TokenDataset, TokenSplit } from '../data/tokens.js';
 import { extractFeatures } from '../eval/features.js';
 import { paletteImageFeatures } from '../eval/lowdata.js';
 import { probeFeatures, probeLayers } from '../eval/probe.js';
-import type { Kernels } from '../kernels/kernels.js';
+import type { DeviceArray, Kernels } from '../kernels/kernels.js';
+import { hostKernelsBeside } from '../kernels/select.js';
 import { listCheckpoints } from '../train/checkpoint.js';
 import { writeRunFile } from '../util/fs.js';
 import { plotLines } from '../util/plot.js';
@@ -59,8 +60,9 @@ export interface ProbeCurve {
  * Probes every kept checkpoint of `runDir` not yet in outDir/curve.json; writes curve.json,
  * curve.md, curve.png. `data` was read from `dataDir`.
  */
-export async function probeCurve(kernels: Kernels, data: TokenDataset, dataDir: string, runDir: string, outDir: string,
-                                 sizes: CurveSizes): Promise<ProbeCurve> {
+export async function probeCurve(modelKernels: Kernels<DeviceArray>, data: TokenDataset, dataDir: string,
+                                 runDir: string, outDir: string, sizes: CurveSizes): Promise<ProbeCurve> {
+  const kernels = hostKernelsBeside(modelKernels); // the probes' regressions, on host arrays
   if (listCheckpoints(runDir).length === 0) throw new Error(`${runDir}: no checkpoints (is it a pretraining run folder?)`);
   const path = join(outDir, 'curve.json');
   const previous = existsSync(path) ? JSON.parse(readFileSync(path, 'utf8')) as ProbeCurve : null;
@@ -74,19 +76,20 @@ export async function probeCurve(kernels: Kernels, data: TokenDataset, dataDir: 
   const C = data.meta.numClasses;
   for (const { step, dir } of listCheckpoints(runDir)) {
     if (curve.points.some((p) => p.step === step)) continue;
-    const m = openModel(dir, kernels);
+    const m = openModel(dir, modelKernels);
     checkModelMatchesData(m, data, dataDir);
     const { seconds } = JSON.parse(readFileSync(join(dir, 'trainer_state.json'), 'utf8')) as { seconds: number };
     const bar = createProgress(`curve: step ${step}`, sizes.train + sizes.val + sizes.test, 'images');
     let done = 0;
-    const features = (split: TokenSplit, count: number) => {
-      const r = extractFeatures(m.model, split, {
+    const features = async (split: TokenSplit, count: number) => {
+      const r = await extractFeatures(m.model, split, {
         batch: 32, objective: m.objective, maxImages: count, onBatch: (n) => bar.update(done + n),
       });
       done += count;
       return r;
     };
-    const train = features(data.train, sizes.train), val = features(data.val, sizes.val), test = features(data.test, sizes.test);
+    const train = await features(data.train, sizes.train), val = await features(data.val, sizes.val);
+    const test = await features(data.test, sizes.test);
     bar.stop();
     const { report } = probeLayers(train.layers.map((t, l) => ({ train: t, val: val.layers[l], test: test.layers[l] })), labels,
                                { numClasses: C, kernels });

@@ -9,7 +9,7 @@ import { cachedFeatures, featureCacheKey } from '../eval/feature-cache.js';
 import { probeClassifierJson } from '../eval/classify.js';
 import type { ExtractedFeatures } from '../eval/features.js';
 import { probeLayers, type LayerProbeReport } from '../eval/probe.js';
-import type { Kernels } from '../kernels/kernels.js';
+import type { DeviceArray, Kernels } from '../kernels/kernels.js';
 import { writeRunFile } from '../util/fs.js';
 import { plotLines } from '../util/plot.js';
 import { createProgress } from '../util/progress.js';
@@ -38,20 +38,21 @@ export function defaultProbeDir(modelDir: string): string {
 }
 
 /** Features of every layer for train (maybe capped), validation and test, with a progress bar and a cache in `cacheDir`. */
-export function featuresForProbe(m: OpenedModel, data: TokenDataset, dataDir: string, s: FeatureSettings, cacheDir: string): SplitFeatures {
-  const one = (name: 'train' | 'val' | 'test', split: TokenSplit, maxImages?: number): ExtractedFeatures => {
+export async function featuresForProbe<T extends DeviceArray>(m: OpenedModel<T>, data: TokenDataset, dataDir: string, s: FeatureSettings,
+                                                             cacheDir: string): Promise<SplitFeatures> {
+  const one = async (name: 'train' | 'val' | 'test', split: TokenSplit, maxImages?: number): Promise<ExtractedFeatures> => {
     const o = { batch: s.batch, objective: m.objective, masks: s.masks, maxImages };
     const key = featureCacheKey(m.dir, dataDir, name, o);
     const total = Math.min(split.count, maxImages ?? split.count);
     const bar = createProgress(`features ${name}`, total, 'images');
-    const r = cachedFeatures(m.model, split, name, cacheDir, key, { ...o, onBatch: (done) => bar.update(done) });
+    const r = await cachedFeatures(m.model, split, name, cacheDir, key, { ...o, onBatch: (done) => bar.update(done) });
     bar.stop();
     if (r.cached) process.stderr.write(`features ${name}: from the cache in ${cacheDir}\n`);
     return r;
   };
-  const train = one('train', data.train, s.maxTrain).layers;
-  const test = one('test', data.test);
-  const val = one('val', data.val, s.maxVal).layers;
+  const train = (await one('train', data.train, s.maxTrain)).layers;
+  const test = await one('test', data.test);
+  const val = (await one('val', data.val, s.maxVal)).layers;
   const count = (f: Float32Array[]): number => f[0].length / m.model.config.nEmbd;
   return {
     train, val, test: test.layers, testNatsPerPixel: test.natsPerPixel,
