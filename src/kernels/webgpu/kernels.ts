@@ -1,8 +1,8 @@
 /**
  * The WebGPU kernels: every operation of the `Kernels` interface (plus the model's embeddings and
  * mean pooling), over tensors that live on the device. Calls only record work; results reach the
- * host through `runtime.read`. Not yet a `Kernels` implementation: that interface takes
- * Float32Arrays, and README.md beside this file says how it becomes handle-based.
+ * host through `runtime.read`. backend.ts wraps them as the `Kernels<GpuTensor>` the model runs
+ * on; every tensor argument may be a view (`GpuRuntime.view`).
  *
  * Differences from the CPU interface, on purpose:
  * - attention keeps lse [B, H, T] (log-sum-exp per query) instead of att [B, H, T, T], and its
