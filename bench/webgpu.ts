@@ -2,12 +2,22 @@
  * WebGPU GEMM benchmark: GFLOP/s of the tiled WGSL GEMM at 256³ and 1024³ in the model's three
  * layouts (NN, NT, TN; on SwiftShader 1024³ in NN only, timed once) on whatever adapter Node finds: the system's GPU, else SwiftShader (Vulkan
  * on the CPU, from Debian's chromium), where the figures say nothing about GPU speed and the row says
- * so. Every product is first checked against the portable kernels (max relative error).
+ * so. Every product is first checked against the portable kernels (max relative error). Then one
+ * training step of the model on webgpu against the CPU kernels (native where built): the reference
+ * config (d 256, 8 layers, 784 pixels, batch 8) on a GPU, a small one (d 32, 2 layers, 64 pixels,
+ * batch 2) on SwiftShader, with both backends' loss at the last step.
  *
  *   node --import tsx bench/webgpu.ts [--quick]        IGPT_WEBGPU_ADAPTER=default|swiftshader|auto
  */
 import { pathToFileURL } from 'node:url';
+import type { DeviceArray, Kernels } from '../src/kernels/kernels.js';
 import { createPortableKernels } from '../src/kernels/portable.js';
+import { loadKernels } from '../src/kernels/select.js';
+import { createWebGpuBackend } from '../src/kernels/webgpu/backend.js';
+import { makeConfig, type ModelConfig } from '../src/model/config.js';
+import { ImageGPT } from '../src/model/model.js';
+import { initParameters, ParameterTensors, parametersOn } from '../src/model/parameters.js';
+import { Adam } from '../src/train/adam.js';
 import { WebGpuKernels } from '../src/kernels/webgpu/kernels.js';
 import { acquireNodeDevice, type NodeAdapterChoice } from '../src/kernels/webgpu/node-gpu.js';
 import { GpuRuntime } from '../src/kernels/webgpu/runtime.js';
@@ -66,10 +76,51 @@ export async function run(opts: { quick: boolean }): Promise<BenchResult[]> {
       });
       [A, B, C].forEach((t) => rt.destroy(t));
     }
+    rows.push(await trainingStepRow(createWebGpuBackend(k), software, opts.quick, ctx.describe()));
   } finally {
     k.dispose();
   }
   return rows;
+}
+
+/** Seconds per training step (after one warm-up step) and the last step's loss, on one backend. */
+async function timeSteps<T extends DeviceArray>(kernels: Kernels<T>, cfg: ModelConfig, B: number, steps: number): Promise<{ seconds: number; loss: number }> {
+  const host = new ParameterTensors(cfg);
+  initParameters(host, 1);
+  const model = new ImageGPT(kernels, cfg, parametersOn(kernels, host));
+  const adam = new Adam(kernels, model.params.count);
+  const T = cfg.nPositions, V = cfg.vocabSize - 1;
+  const rng = new Rng(2);
+  const targets = Int32Array.from({ length: B * T }, () => rng.int(V));
+  const inputs = Int32Array.from({ length: B * T }, (_, i) => (i % T === 0 ? V : targets[i - 1]));
+  let loss = NaN, t0 = 0;
+  for (let s = 0; s <= steps; s++) {
+    if (s === 1) t0 = performance.now();
+    model.zeroGrad();
+    model.forward({ B, T, inputs, targets, causal: true }, true);
+    const r = await model.readResult(); // the step's one wait, as in the trainer
+    loss = r.genLoss;
+    model.backward();
+    adam.update(model.params.data, model.grads.data, 1e-3);
+  }
+  await kernels.read(kernels.view(model.params.data, 0, 1));
+  return { seconds: (performance.now() - t0) / 1000 / steps, loss };
+}
+
+async function trainingStepRow(gpu: Kernels<DeviceArray>, software: boolean, quick: boolean, adapter: string): Promise<BenchResult> {
+  const [cfg, B, shape] = software
+    ? [makeConfig({ nEmbd: 32, nLayer: 2, nHead: 4 }, 16, 64, 0), 2, 'd 32, 2 layers, 64 pixels, batch 2']
+    : [makeConfig({ nEmbd: 256, nLayer: 8, nHead: 8 }, 16, 784, 0), 8, 'reference config, batch 8'];
+  const steps = software ? 1 : quick ? 2 : 5;
+  const cpuKernels = loadKernels('auto');
+  const onGpu = await timeSteps(gpu, cfg, B, steps);
+  const onCpu = await timeSteps(cpuKernels, cfg, B, steps);
+  return {
+    name: `webgpu training step (${shape})`, value: onGpu.seconds, unit: 's', peer: `${cpuKernels.name} CPU kernels`,
+    peerValue: onCpu.seconds, ratio: onCpu.seconds / onGpu.seconds,
+    note: `${software ? 'SwiftShader (CPU): correctness only, not GPU speed; ' : ''}` +
+      `loss after ${steps + 1} steps ${onGpu.loss.toFixed(6)} vs ${onCpu.loss.toFixed(6)} on the CPU; ${adapter}`,
+  };
 }
 
 if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
