@@ -1,10 +1,12 @@
 /** The public API of igpt (Node.js). The browser page imports the portable pieces directly. */
 export * from './model/config.js';
-export { ParameterTensors, initParameters, parameterCount, tensorLayout, withClassHead } from './model/parameters.js';
+export { ParameterTensors, initParameters, parameterCount, parametersOn, parametersToHost, tensorLayout, withClassHead } from './model/parameters.js';
 export { ImageGPT, computeLogits, type Batch, type ForwardResult } from './model/model.js';
 export { KvDecoder } from './model/decode.js';
-export type { Kernels } from './kernels/kernels.js';
+export type { DeviceArray, Kernels } from './kernels/kernels.js';
 export { loadKernels, type KernelChoice } from './kernels/select.js';
+export { loadWebGpuKernels } from './kernels/webgpu/node-gpu.js';
+export type { GpuTensor } from './kernels/webgpu/runtime.js';
 export { createPortableKernels } from './kernels/portable.js';
 export type { Palette } from './palette/palette.js';
 export { fitPalette } from './palette/kmeans.js';
