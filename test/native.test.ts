@@ -52,7 +52,12 @@ test('without the addon, auto falls back to portable with one hint line; native 
 
   const bad = runNode(`${SELECT} loadKernels();`, { IGPT_KERNELS: 'fast' });
   assert.notEqual(bad.status, 0);
-  assert.match(bad.stderr, /IGPT_KERNELS must be one of auto, native, portable; got 'fast'/);
+  assert.match(bad.stderr, /IGPT_KERNELS must be one of auto, native, portable, webgpu; got 'fast'/);
+
+  // A command that runs on the CPU kernels only says so when IGPT_KERNELS asks for the GPU.
+  const gpu = runNode(`${SELECT} loadKernels();`, { IGPT_KERNELS: 'webgpu' });
+  assert.notEqual(gpu.status, 0);
+  assert.match(gpu.stderr, /this command does not run on the webgpu backend yet \(pretrain, eval-nll, probe, lowdata and probe-curve do\)/);
 });
 
 test('with the addon, auto announces the native backend once', { skip }, () => {
