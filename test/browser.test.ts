@@ -13,12 +13,15 @@ import { loadModelFolder } from '../src/io/hf.js';
 import { modelFromFiles } from '../src/io/hf-format.js';
 import { parseTestImages } from '../src/io/test-images.js';
 import { saveTokenDataset, type TokenDataset } from '../src/data/tokens.js';
+import { unitToByte } from '../src/palette/palette.js';
 import { Quantizer } from '../src/palette/quantize.js';
 import { startServer } from '../src/pipeline/serve.js';
 
 const ROOT = dirname(dirname(fileURLToPath(import.meta.url)));
 const MODEL_DIR = join(ROOT, 'web', 'public', 'model');
 const TEST_IMAGES = join(ROOT, 'web', 'public', 'test-images.json');
+const COLOR_MODEL_DIR = join(ROOT, 'web', 'public', 'model-color');
+const COLOR_TEST_IMAGES = join(ROOT, 'web', 'public', 'test-images-color.json');
 const WEB_DIR = join(ROOT, 'dist', 'web');
 const CHROMIUM = '/usr/bin/chromium';
 const SCREENSHOT = join(ROOT, 'test', 'artifacts', 'browser-completion.png');
@@ -57,12 +60,25 @@ test('browser loader: modelFromFiles gives the same model as loadModelFolder', (
                 /http:\/\/x\/model\/model\.safetensors: malformed safetensors file/);
 });
 
-test('shipped test images fit the shipped model', () => {
-  const set = parseTestImages(readJson(TEST_IMAGES), TEST_IMAGES);
-  const node = loadModelFolder(MODEL_DIR);
-  assert.equal(set.side * set.side, node.config.nPositions);
-  assert.equal(set.channels, node.palette!.channels);
-  assert.ok(set.images.length >= 8);
+test('shipped test images fit the shipped models: gray Fashion-MNIST and color emoji', () => {
+  for (const [modelDir, imagesFile, channels, side] of [[MODEL_DIR, TEST_IMAGES, 1, 28], [COLOR_MODEL_DIR, COLOR_TEST_IMAGES, 3, 32]] as const) {
+    const set = parseTestImages(readJson(imagesFile), imagesFile);
+    const node = loadModelFolder(modelDir);
+    assert.equal(set.side, side);
+    assert.equal(set.side * set.side, node.config.nPositions);
+    assert.equal(set.channels, channels);
+    assert.equal(node.palette?.channels, channels);
+    assert.ok(set.images.length >= 8);
+    // every pixel byte is a color of the model's palette
+    const colors = new Set<string>();
+    const centers = node.palette?.centers ?? new Float32Array();
+    for (let c = 0; c < centers.length; c += channels) colors.add(Array.from(centers.subarray(c, c + channels), unitToByte).join(','));
+    for (const image of set.images.slice(0, 4)) {
+      for (let p = 0; p < set.side * set.side; p += 97) {
+        assert.ok(colors.has(image.pixels.slice(p * channels, (p + 1) * channels).join(',')), `${imagesFile}: pixel ${p} is not a palette color`);
+      }
+    }
+  }
   assert.throws(() => parseTestImages({ side: 2, channels: 1, images: [{ pixels: [1, 2, 3] }] }, 'x.json'),
                 /x\.json: image 0 must hold 4 pixel bytes/);
 });
