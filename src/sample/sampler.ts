@@ -2,7 +2,7 @@
  * Sampling and completion. AR checkpoints decode pixel by pixel through the KV cache; BERT
  * checkpoints fill a mask iteratively with full (non-causal) passes.
  */
-import type { Kernels } from '../kernels/kernels.js';
+import type { DeviceArray, Kernels } from '../kernels/kernels.js';
 import { paletteSizeOf, sosTokenOf, type ModelConfig } from '../model/config.js';
 import { KvDecoder, type KvCachePrecision } from '../model/decode.js';
 import { ImageGPT } from '../model/model.js';
@@ -127,34 +127,76 @@ export function sampleAutoregressive(kernels: Kernels, params: ParameterTensors,
 /**
  * The same sampling for all images at once, one pixel at a time: yields after pixel t of every
  * image is decided (tokens is the count × n² output so far) and returns the output. A caller that
- * must stay responsive (the browser worker) can pause between pixels or stop early.
+ * must stay responsive can pause between pixels or stop early; one whose logits live on a device
+ * (webgpu) drives `AutoregressiveDecoding` itself, reading them back asynchronously.
  */
 export function* autoregressiveSteps(kernels: Kernels, params: ParameterTensors, req: CompletionRequest,
                                      o: SamplingOptions): Generator<{ t: number; tokens: Int32Array }, Int32Array> {
-  const cfg = params.config;
-  const n = cfg.nPositions;
-  const V = paletteSizeOf(cfg);
-  const B = req.count;
-  if (req.knownPixels > 0 && (!req.prefix || req.prefix.length < B * n)) {
-    throw new Error(`completion needs ${B} × ${n} prefix ids`);
+  const decoding = new AutoregressiveDecoding(kernels, params, req, o);
+  while (!decoding.done) {
+    decoding.decide(decoding.feed());
+    yield { t: decoding.t - 1, tokens: decoding.tokens };
   }
-  const decoder = new KvDecoder(kernels, params, B, n, o.precision ?? 'f32');
-  const out = new Int32Array(B * n);
-  const feed = new Int32Array(B).fill(sosTokenOf(cfg));
-  const rngs = Array.from({ length: B }, (_, b) => Rng.stream(o.seed, (req.firstImage ?? 0) + b));
-  const probs = new Float64Array(V);
-  const order = new Int32Array(V);
-  for (let t = 0; t < n; t++) {
-    // Known pixels need no logits from their own position, but feeding them is what fills the cache.
-    const logits = decoder.feed(feed);
-    for (let b = 0; b < B; b++) {
-      const pixel = t < req.knownPixels ? req.prefix![b * n + t] : samplePixel(logits, b * V, V, o, rngs[b], probs, order);
-      out[b * n + t] = pixel;
-      feed[b] = pixel;
+  return decoding.tokens;
+}
+
+/**
+ * One AR decoding of `req.count` images through the KV cache, on any backend: `feed` records
+ * pixel t's step and hands back the [count, V] logits handle (null while the pixel is given, as
+ * a known pixel needs no logits), `decide` draws pixel t of every image from the logits on the host.
+ * On the CPU the handle is the host array (`decide(feed())`); on a device the caller reads it back
+ * in between (`decide(await kernels.read(handle))`).
+ */
+export class AutoregressiveDecoding<T extends DeviceArray = Float32Array> {
+  /** The pixel the next `feed` decodes. */
+  t = 0;
+  /** count × n² ids decided so far. */
+  readonly tokens: Int32Array;
+  private readonly decoder: KvDecoder<T>;
+  private readonly n: number;
+  private readonly V: number;
+  private readonly feedIds: Int32Array;
+  private readonly rngs: Rng[];
+  private readonly probs: Float64Array;
+  private readonly order: Int32Array;
+
+  constructor(kernels: Kernels<T>, params: ParameterTensors<T>, private readonly req: CompletionRequest,
+              private readonly o: SamplingOptions) {
+    const cfg = params.config;
+    const n = this.n = cfg.nPositions;
+    const V = this.V = paletteSizeOf(cfg);
+    const B = req.count;
+    if (req.knownPixels > 0 && (!req.prefix || req.prefix.length < B * n)) {
+      throw new Error(`completion needs ${B} × ${n} prefix ids`);
     }
-    yield { t, tokens: out };
+    this.decoder = new KvDecoder(kernels, params, B, n, o.precision ?? 'f32');
+    this.tokens = new Int32Array(B * n);
+    this.feedIds = new Int32Array(B).fill(sosTokenOf(cfg));
+    this.rngs = Array.from({ length: B }, (_, b) => Rng.stream(o.seed, (req.firstImage ?? 0) + b));
+    this.probs = new Float64Array(V);
+    this.order = new Int32Array(V);
   }
-  return out;
+
+  get done(): boolean { return this.t >= this.n; }
+
+  /** Records feeding the previous pixels; the logits for pixel t, or null when pixel t is given. */
+  feed(): T | null {
+    // Known pixels need no logits from their own position, but feeding them is what fills the cache.
+    const logits = this.decoder.feed(this.feedIds);
+    return this.t < this.req.knownPixels ? null : logits;
+  }
+
+  /** Decides pixel t of every image (from `logits`, [count, V] on the host, unless given). */
+  decide(logits: Float32Array | null): void {
+    const { t, n, V, req } = this;
+    for (let b = 0; b < req.count; b++) {
+      const pixel = t < req.knownPixels ? req.prefix![b * n + t]
+        : samplePixel(logits!, b * V, V, this.o, this.rngs[b], this.probs, this.order);
+      this.tokens[b * n + t] = pixel;
+      this.feedIds[b] = pixel;
+    }
+    this.t++;
+  }
 }
 
 /**
