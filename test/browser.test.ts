@@ -9,6 +9,7 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, 
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { BrowserContext, Page } from 'playwright-core';
 import { loadModelFolder } from '../src/io/hf.js';
 import { modelFromFiles } from '../src/io/hf-format.js';
 import { parseTestImages } from '../src/io/test-images.js';
@@ -148,24 +149,47 @@ function spawnServe(args: string[]): Promise<{ child: ChildProcess; url: string 
   });
 }
 
+/** Debian's Chromium, headless, with `extraArgs` (the GPU flags) beside the quiet defaults. */
+async function launchChromium(profile: string, extraArgs: string[]): Promise<BrowserContext> {
+  const { chromium } = await import('playwright-core');
+  return chromium.launchPersistentContext(profile, {
+    executablePath: CHROMIUM,
+    headless: true,
+    args: ['--headless', '--no-sandbox', '--disable-quic', '--no-first-run',
+           '--disable-background-networking', '--disable-component-update', '--disable-sync', ...extraArgs],
+    viewport: { width: 1000, height: 760 },
+  });
+}
+
+/** Sets the rows to keep and the number of completions, presses Complete and waits for the end. */
+async function completeOnPage(page: Page, keepRows: number, count: number, timeoutMs: number): Promise<void> {
+  await page.evaluate(([rows, n]) => {
+    const r = document.getElementById('rows') as HTMLInputElement;
+    r.value = String(rows);
+    r.dispatchEvent(new Event('input'));
+    (document.getElementById('count') as HTMLInputElement).value = String(n);
+  }, [keepRows, count]);
+  await page.click('#complete');
+  await page.waitForFunction(() => document.body.dataset.state === 'done', undefined, { timeout: timeoutMs });
+}
+
+/** The RGBA bytes of the input canvas and of each completion. */
+function canvasPixels(page: Page): Promise<number[][]> {
+  return page.evaluate(() => Array.from(document.querySelectorAll<HTMLCanvasElement>('#input, canvas.completion'))
+    .map((c) => Array.from(c.getContext('2d')!.getImageData(0, 0, c.width, c.height).data)));
+}
+
 test('in Chromium: completes an image pixel by pixel and can stop', { timeout: 120_000 }, async (t) => {
   if (!existsSync(CHROMIUM)) {
     t.skip(`${CHROMIUM} is absent (apt-get install -y chromium); the browser test needs Debian's Chromium`);
     return;
   }
   buildPageIfNeeded();
-  const { chromium } = await import('playwright-core');
   const tmp = mkdtempSync(join(tmpdir(), 'igpt-browser-'));
   const data = join(tmp, 'tokens');
   writeSmallDataset(data, 3);
   const { child, url } = await spawnServe(['--model', MODEL_DIR, '--data', data]);
-  const context = await chromium.launchPersistentContext(join(tmp, 'profile'), {
-    executablePath: CHROMIUM,
-    headless: true,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-           '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-    viewport: { width: 1000, height: 760 },
-  });
+  const context = await launchChromium(join(tmp, 'profile'), ['--disable-gpu']);
   try {
     const page = context.pages()[0] ?? await context.newPage();
     const errors: string[] = [];
@@ -174,23 +198,16 @@ test('in Chromium: completes an image pixel by pixel and can stop', { timeout: 1
     await page.waitForFunction(() => document.querySelectorAll('#strip canvas').length > 0 &&
                                      document.body.dataset.state === 'ready', undefined, { timeout: 30_000 });
     assert.equal(await page.locator('#strip canvas').count(), 3, 'the strip shows the --data images');
-    assert.match(await page.locator('#model-info').textContent() ?? '', /Kernels: portable/);
+    assert.match(await page.locator('#model-info').textContent() ?? '', /Runs on WebAssembly \(no WebGPU.*Kernels: portable/,
+                 'without a GPU the page says it falls back to the WebAssembly kernels');
     assert.match(await page.locator('#status').textContent() ?? '', /28×28, 16-color gray palette/, 'the status line names the palette');
 
     // Keep 22 of 28 rows and sample 2 completions: 168 pixels each, seconds on a shared CPU.
     const keep = 22;
     await page.locator('#strip canvas').nth(1).click();
-    await page.evaluate((rows) => {
-      const r = document.getElementById('rows') as HTMLInputElement;
-      r.value = String(rows);
-      r.dispatchEvent(new Event('input'));
-      (document.getElementById('count') as HTMLInputElement).value = '2';
-    }, keep);
-    await page.click('#complete');
-    await page.waitForFunction(() => document.body.dataset.state === 'done', undefined, { timeout: 60_000 });
+    await completeOnPage(page, keep, 2, 60_000);
 
-    const canvases = await page.evaluate(() => Array.from(document.querySelectorAll<HTMLCanvasElement>('#input, canvas.completion'))
-      .map((c) => Array.from(c.getContext('2d')!.getImageData(0, 0, c.width, c.height).data)));
+    const canvases = await canvasPixels(page);
     assert.equal(canvases.length, 3);
     const [input, ...completions] = canvases as [number[], ...number[][]];
     const side = 28, boundary = keep * side;
@@ -262,6 +279,73 @@ test('in Chromium: completes an image pixel by pixel and can stop', { timeout: 1
     await page.click('#stop');
     await page.waitForFunction(() => document.body.dataset.state === 'done', undefined, { timeout: 30_000 });
     assert.equal(await page.locator('#timing').getAttribute('data-stopped'), 'true');
+    assert.deepEqual(errors, []);
+  } finally {
+    await context.close();
+    child.kill();
+    rmSync(tmp, { recursive: true, force: true });
+  }
+});
+
+/** Headless Chromium offers SwiftShader (a Vulkan driver on the CPU, shipped with Debian's chromium) to pages as a WebGPU adapter. */
+const WEBGPU_FLAGS = ['--enable-unsafe-webgpu', '--use-webgpu-adapter=swiftshader', '--enable-features=Vulkan', '--use-angle=swiftshader'];
+
+test('in Chromium with WebGPU (SwiftShader): the page samples on the GPU, gray and color models', { timeout: 300_000 }, async (t) => {
+  if (!existsSync(CHROMIUM)) {
+    t.skip(`${CHROMIUM} is absent (apt-get install -y chromium); the browser test needs Debian's Chromium`);
+    return;
+  }
+  buildPageIfNeeded();
+  const tmp = mkdtempSync(join(tmpdir(), 'igpt-browser-gpu-'));
+  const { child, url } = await spawnServe(['--model', MODEL_DIR]);
+  const context = await launchChromium(join(tmp, 'profile'), WEBGPU_FLAGS);
+  try {
+    const page = context.pages()[0] ?? await context.newPage();
+    const errors: string[] = [];
+    page.on('pageerror', (e) => errors.push(e.message));
+    /** Opens the page at `query`, waits for the model and test images; returns the status line. */
+    const open = async (query: string): Promise<string> => {
+      await page.goto(new URL(query, url).href);
+      await page.waitForFunction(() => document.querySelectorAll('#strip canvas').length > 0 &&
+                                       document.body.dataset.state === 'ready', undefined, { timeout: 60_000 });
+      assert.match(await page.locator('#model-info').textContent() ?? '', /Runs on WebGPU \(.*swiftshader.*\)\. Kernels: webgpu on /i,
+                   'the model runs on the SwiftShader adapter');
+      return await page.locator('#status').textContent() ?? '';
+    };
+    /** The completion keeps `keep` rows and paints every hidden pixel with a color of `palette` (RGB bytes). */
+    const checkCompletion = async (side: number, keep: number, palette: Set<string>): Promise<void> => {
+      const [input, completion] = await canvasPixels(page) as [number[], number[]];
+      const rgbAt = (img: number[], p: number): number[] => img.slice(4 * p, 4 * p + 3);
+      for (let p = 0; p < keep * side; p++) assert.deepEqual(rgbAt(completion, p), rgbAt(input, p), 'kept rows are kept');
+      for (let p = keep * side; p < side * side; p++) {
+        assert.deepEqual(rgbAt(input, p), OCCLUDED, 'the input hides the bottom rows');
+        assert.ok(palette.has(rgbAt(completion, p).join(',')), `pixel ${p} is a palette color, got ${rgbAt(completion, p).join(',')}`);
+      }
+      const perImage = Number(await page.locator('#timing').getAttribute('data-seconds-per-image'));
+      assert.ok(perImage > 0, `seconds per image: ${perImage}`);
+      t.diagnostic(`WebGPU on SwiftShader: ${(perImage * 1000).toFixed(0)} ms per completed ${side}×${side} image ` +
+                   `(${(side - keep) * side} sampled pixels)`);
+    };
+    const paletteColors = (dir: string): Set<string> => {
+      const { channels, centers } = loadModelFolder(dir).palette!;
+      const colors = new Set<string>();
+      for (let c = 0; c < centers.length; c += channels) {
+        colors.add([0, 1, 2].map((i) => unitToByte(centers[c + (channels === 3 ? i : 0)])).join(','));
+      }
+      return colors;
+    };
+
+    // The gray model: 2 of 28 rows sampled (SwiftShader is slow).
+    assert.match(await open('./'), /28×28, 16-color gray palette, on WebGPU/);
+    await page.locator('#strip canvas').nth(1).click();
+    await completeOnPage(page, 26, 1, 120_000);
+    await checkCompletion(28, 26, paletteColors(MODEL_DIR));
+
+    // The shipped color model: 2 of 32 rows.
+    assert.match(await open('./?model=./model-color/&images=./test-images-color.json'), /32×32, 512-color RGB palette, on WebGPU/);
+    await page.locator('#strip canvas').nth(0).click();
+    await completeOnPage(page, 30, 1, 120_000);
+    await checkCompletion(32, 30, paletteColors(COLOR_MODEL_DIR));
     assert.deepEqual(errors, []);
   } finally {
     await context.close();

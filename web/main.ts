@@ -226,15 +226,16 @@ worker.onmessage = (e: MessageEvent<FromWorker>) => {
       rowsInput.value = String(Math.floor(info.side / 2));
       $('rows-out').textContent = rowsInput.value;
       topKInput.max = String(info.k);
+      const runsOn = info.runsOn;
       const paletteName = `${info.k}-color ${info.channels === 1 ? 'gray' : 'RGB'} palette`;
       $('model-info').textContent =
         `Model: ${info.side}×${info.side} pixels, ${paletteName}, ` +
         `d ${info.nEmbd}, ${info.nLayer} layers, ${info.nHead} heads, ${(info.parameters / 1e6).toFixed(2)}M parameters ` +
         `(${(info.bytes / 1e6).toFixed(1)} MB, loaded in ${info.loadSeconds.toFixed(2)} s from ${MODEL_URL}). ` +
-        `Kernels: ${info.kernels}.`;
-      setState('ready', `Ready (${info.side}×${info.side}, ${paletteName}): pick an image, choose the rows to keep, press Complete.`);
+        `Runs on ${info.runsOn}. Kernels: ${info.kernels}.`;
+      setState('ready', `Ready (${info.side}×${info.side}, ${paletteName}, on ${info.runsOn}): pick an image, choose the rows to keep, press Complete.`);
       loadTestImages().catch((err: unknown) => {
-        setState('ready', `Ready (${paletteName}; no test images: ${(err as Error).message}); drop an image to complete.`);
+        setState('ready', `Ready (${paletteName}, on ${runsOn}; no test images: ${(err as Error).message}); drop an image to complete.`);
       });
       break;
     }

@@ -14,6 +14,8 @@ export interface ModelInfo {
   centers: Float32Array;
   /** Which kernels the worker computes with. */
   kernels: string;
+  /** Where the model runs, in a few words: "WebGPU (vendor architecture)" or "WebAssembly (why not WebGPU)". */
+  runsOn: string;
   /** Download + parse time of the model files. */
   loadSeconds: number;
   bytes: number;

@@ -1,18 +1,27 @@
 /**
- * The sampling worker: loads a model folder over HTTP and streams completions pixel by pixel,
- * with the same KV-cache sampler (`autoregressiveSteps`) and portable kernels as the CLI.
+ * The sampling worker: loads a model folder over HTTP and streams completions pixel by pixel with
+ * the same KV-cache sampler as the CLI (`AutoregressiveDecoding`), on the GPU through WebGPU when
+ * the browser offers an adapter, else on the portable (WebAssembly) kernels.
  */
 import { createPortableKernels } from '../src/kernels/portable.js';
 import { createSimdKernels } from '../src/kernels/simd.js';
-import type { Kernels } from '../src/kernels/kernels.js';
+import type { DeviceArray, Kernels } from '../src/kernels/kernels.js';
+import { createWebGpuBackend } from '../src/kernels/webgpu/backend.js';
+import { WebGpuKernels } from '../src/kernels/webgpu/kernels.js';
+import type { GpuTensor } from '../src/kernels/webgpu/runtime.js';
 import { CONFIG_FILE, modelFromFiles, PREPROCESSOR_FILE, WEIGHTS_FILE } from '../src/io/hf-format.js';
-import { parameterCount, type ParameterTensors } from '../src/model/parameters.js';
-import { autoregressiveSteps } from '../src/sample/sampler.js';
+import { parameterCount, parametersOn, type ParameterTensors } from '../src/model/parameters.js';
+import { AutoregressiveDecoding } from '../src/sample/sampler.js';
 import type { CompleteRequest, FromWorker, ToWorker } from './protocol.js';
 
 const scope = self as unknown as DedicatedWorkerGlobalScope;
 
-let model: { params: ParameterTensors; kernels: Kernels } | null = null;
+/** The model on the backend it runs on (T: Float32Array on the CPU, GPU tensors on webgpu). */
+interface LoadedModel<T extends DeviceArray> { params: ParameterTensors<T>; kernels: Kernels<T> }
+
+type AnyModel = LoadedModel<Float32Array> | LoadedModel<GpuTensor>;
+
+let model: AnyModel | null = null;
 let stopRequested = false;
 /** Requests arrive while a run is going; only the newest matters. */
 let pending: CompleteRequest | null = null;
@@ -38,9 +47,8 @@ async function load(baseUrl: string): Promise<void> {
   const preJson: unknown = await preRes!.json();
   const m = modelFromFiles(base.replace(/\/$/, ''), configJson, weights, preJson);
   if (!m.palette) throw new Error(`${base}: the model has no palette (preprocessor_config.json "clusters")`);
-  const kernels = createPortableKernels();
-  model = { params: m.params, kernels };
-  const simd = createSimdKernels() !== null;
+  const backend = await onBestBackend(m.params);
+  model = backend.model;
   const c = m.config;
   post({
     type: 'loaded',
@@ -48,11 +56,59 @@ async function load(baseUrl: string): Promise<void> {
       side: Math.round(Math.sqrt(c.nPositions)), channels: m.palette.channels, k: m.palette.k,
       nEmbd: c.nEmbd, nLayer: c.nLayer, nHead: c.nHead, parameters: parameterCount(c),
       centers: m.palette.centers,
-      kernels: `${kernels.name} (TypeScript${simd ? ' + WebAssembly SIMD GEMM' : ', no WebAssembly SIMD: plain loops'}), ` +
-               `${kernels.threads} thread in a Web Worker`,
+      kernels: backend.kernels, runsOn: backend.runsOn,
       loadSeconds: (performance.now() - start) / 1000, bytes: weights.byteLength,
     },
   });
+}
+
+/** The model on its backend, and what the page says about it: the kernels, and in a few words where they run. */
+interface Backend { model: AnyModel; kernels: string; runsOn: string }
+
+function portable(params: ParameterTensors, why: string): Backend {
+  const kernels = createPortableKernels();
+  const simd = createSimdKernels() !== null;
+  return {
+    model: { params, kernels },
+    kernels: `${kernels.name} (TypeScript${simd ? ' + WebAssembly SIMD GEMM' : ', no WebAssembly SIMD: plain loops'}), ` +
+             `${kernels.threads} thread in a Web Worker`,
+    runsOn: `WebAssembly (${why})`,
+  };
+}
+
+/**
+ * The model on WebGPU when the browser offers an adapter that runs it, else on the portable
+ * kernels. The GPU must pass a check first: the first decoding step's logits equal the CPU's
+ * (a shader the adapter rejects, a lost device or wrong numbers all fall back, saying why).
+ */
+async function onBestBackend(params: ParameterTensors): Promise<Backend> {
+  const gpu = (navigator as Navigator & { gpu?: GPU }).gpu;
+  if (!gpu) return portable(params, 'no WebGPU in this browser');
+  let gpuKernels: WebGpuKernels | null = null;
+  try {
+    gpuKernels = await WebGpuKernels.create(gpu);
+    const kernels = createWebGpuBackend(gpuKernels);
+    const onGpu = parametersOn(kernels, params);
+    const gpuLogits = await firstLogits(kernels, onGpu);
+    const cpuLogits = await firstLogits(createPortableKernels(), params);
+    let worst = 0;
+    for (let i = 0; i < cpuLogits.length; i++) worst = Math.max(worst, Math.abs(gpuLogits[i] - cpuLogits[i]));
+    if (!(worst < 1e-3)) throw new Error(`its logits differ from the CPU's by ${worst}`);
+    const a = gpuKernels.runtime.ctx.adapter;
+    const name = [a.vendor, a.architecture].filter((x) => x !== '').join(' ') || a.description || 'unknown adapter';
+    return { model: { params: onGpu, kernels }, kernels: `webgpu on ${gpuKernels.runtime.ctx.describe()}`, runsOn: `WebGPU (${name})` };
+  } catch (err) {
+    gpuKernels?.dispose();
+    const message = (err instanceof Error ? err.message : String(err)).replace(/^igpt webgpu: /, '');
+    if (/no WebGPU adapter/.test(message)) return portable(params, 'no WebGPU adapter');
+    return portable(params, `WebGPU failed at start: ${message}`);
+  }
+}
+
+/** The logits after feeding SOS to one image: the start-up check of a backend. */
+async function firstLogits<T extends DeviceArray>(kernels: Kernels<T>, params: ParameterTensors<T>): Promise<Float32Array> {
+  const decoding = new AutoregressiveDecoding(kernels, params, { count: 1, knownPixels: 0 }, { temperature: 0, topK: 0, topP: 1, seed: 0 });
+  return Float32Array.from(await kernels.read(decoding.feed()!));
 }
 
 /** Lets queued messages (a stop, a newer request) in; a MessageChannel is not throttled like setTimeout. */
@@ -69,24 +125,33 @@ const POST_EVERY_MS = 30;
 
 async function complete(req: CompleteRequest): Promise<void> {
   if (!model) throw new Error('no model loaded');
-  const { params, kernels } = model;
+  // The union narrowed by hand: TypeScript does not infer T from a union of LoadedModel<T>s.
+  if (model.kernels.name === 'webgpu') await completeOn(model as LoadedModel<GpuTensor>, req);
+  else await completeOn(model as LoadedModel<Float32Array>, req);
+}
+
+/** Samples the request's completions, posting pixels every POST_EVERY_MS; a stop or a newer request ends it. */
+async function completeOn<T extends DeviceArray>({ params, kernels }: LoadedModel<T>, req: CompleteRequest): Promise<void> {
   const n = params.config.nPositions;
   const { count, knownPixels } = req;
   const prefix = new Int32Array(count * n);
   for (let b = 0; b < count; b++) prefix.set(req.image.subarray(0, n), b * n);
-  const steps = autoregressiveSteps(kernels, params, { count, prefix, knownPixels },
-                                    { temperature: req.temperature, topK: req.topK, topP: 1, seed: req.seed });
+  const decoding = new AutoregressiveDecoding(kernels, params, { count, prefix, knownPixels },
+                                              { temperature: req.temperature, topK: req.topK, topP: 1, seed: req.seed });
   const start = performance.now();
   let lastPost = start;
   let from = 0;
   let stopped = false;
-  for (let step = steps.next(); !step.done; step = steps.next()) {
-    const { t, tokens } = step.value;
+  while (!decoding.done) {
+    // On a GPU the logits are read back per pixel (the wait lets messages in); on the CPU `read` is the array itself.
+    const logits = decoding.feed();
+    decoding.decide(logits === null ? null : await kernels.read(logits));
+    const t = decoding.t - 1;
     const now = performance.now();
     if (now - lastPost < POST_EVERY_MS && t < n - 1) continue;
     const to = t + 1;
     const ids = new Int32Array(count * (to - from));
-    for (let b = 0; b < count; b++) ids.set(tokens.subarray(b * n + from, b * n + to), b * (to - from));
+    for (let b = 0; b < count; b++) ids.set(decoding.tokens.subarray(b * n + from, b * n + to), b * (to - from));
     post({ type: 'pixels', id: req.id, from, to, ids }, [ids.buffer]);
     from = to;
     lastPost = now;
