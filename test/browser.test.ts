@@ -290,7 +290,7 @@ test('in Chromium: completes an image pixel by pixel and can stop', { timeout: 1
 /** Headless Chromium offers SwiftShader (a Vulkan driver on the CPU, shipped with Debian's chromium) to pages as a WebGPU adapter. */
 const WEBGPU_FLAGS = ['--enable-unsafe-webgpu', '--use-webgpu-adapter=swiftshader', '--enable-features=Vulkan', '--use-angle=swiftshader'];
 
-test('in Chromium with WebGPU (SwiftShader): the page samples on the GPU, gray and color models', { timeout: 300_000 }, async (t) => {
+test('in Chromium with WebGPU (SwiftShader): the page samples on the GPU, gray and color models', { timeout: 400_000 }, async (t) => {
   if (!existsSync(CHROMIUM)) {
     t.skip(`${CHROMIUM} is absent (apt-get install -y chromium); the browser test needs Debian's Chromium`);
     return;
@@ -312,19 +312,40 @@ test('in Chromium with WebGPU (SwiftShader): the page samples on the GPU, gray a
                    'the model runs on the SwiftShader adapter');
       return await page.locator('#status').textContent() ?? '';
     };
-    /** The completion keeps `keep` rows and paints every hidden pixel with a color of `palette` (RGB bytes). */
-    const checkCompletion = async (side: number, keep: number, palette: Set<string>): Promise<void> => {
-      const [input, completion] = await canvasPixels(page) as [number[], number[]];
-      const rgbAt = (img: number[], p: number): number[] => img.slice(4 * p, 4 * p + 3);
-      for (let p = 0; p < keep * side; p++) assert.deepEqual(rgbAt(completion, p), rgbAt(input, p), 'kept rows are kept');
-      for (let p = keep * side; p < side * side; p++) {
-        assert.deepEqual(rgbAt(input, p), OCCLUDED, 'the input hides the bottom rows');
-        assert.ok(palette.has(rgbAt(completion, p).join(',')), `pixel ${p} is a palette color, got ${rgbAt(completion, p).join(',')}`);
+    /**
+     * Samples from the first pixel (no rows kept: every decoding step costs a readback here), waits for
+     * `pixels` painted pixels, stops, and checks what was painted: palette colors, then the hidden color.
+     * A whole image is ~800 steps of ~0.6 s on SwiftShader on a loaded CPU: too slow for a test.
+     */
+    const sampleFirstPixels = async (side: number, pixels: number, palette: Set<string>): Promise<void> => {
+      await page.locator('#strip canvas').nth(0).click();
+      await page.evaluate(() => {
+        const r = document.getElementById('rows') as HTMLInputElement;
+        r.value = '0';
+        r.dispatchEvent(new Event('input'));
+        (document.getElementById('count') as HTMLInputElement).value = '1';
+      });
+      await page.click('#complete');
+      await page.waitForFunction(([want, hidden]) => {
+        const c = document.querySelector<HTMLCanvasElement>('canvas.completion');
+        const d = c?.getContext('2d')!.getImageData(0, 0, c.width, c.height).data;
+        let painted = 0;
+        for (let p = 0; d && p < d.length; p += 4) if (d[p] !== hidden[0] || d[p + 1] !== hidden[1] || d[p + 2] !== hidden[2]) painted++;
+        return painted >= want;
+      }, [pixels, OCCLUDED] as const, { timeout: 120_000 });
+      await page.click('#stop');
+      await page.waitForFunction(() => document.body.dataset.state === 'done', undefined, { timeout: 60_000 });
+      assert.equal(await page.locator('#timing').getAttribute('data-stopped'), 'true');
+      const done = Number(/Stopped after (\d+) of/.exec(await page.locator('#timing').textContent() ?? '')?.[1]);
+      assert.ok(done >= pixels && done < side * side, `stopped after ${done} pixels`);
+      const [, completion] = await canvasPixels(page) as [number[], number[]];
+      for (let p = 0; p < side * side; p++) {
+        const rgb = completion.slice(4 * p, 4 * p + 3);
+        if (p < done) assert.ok(palette.has(rgb.join(',')), `pixel ${p} is a palette color, got ${rgb.join(',')}`);
+        else assert.deepEqual(rgb, OCCLUDED, `pixel ${p} was not sampled`);
       }
-      const perImage = Number(await page.locator('#timing').getAttribute('data-seconds-per-image'));
-      assert.ok(perImage > 0, `seconds per image: ${perImage}`);
-      t.diagnostic(`WebGPU on SwiftShader: ${(perImage * 1000).toFixed(0)} ms per completed ${side}×${side} image ` +
-                   `(${(side - keep) * side} sampled pixels)`);
+      const seconds = Number(/\(([\d.]+) s\)/.exec(await page.locator('#timing').textContent() ?? '')?.[1]);
+      t.diagnostic(`WebGPU on SwiftShader: ${done} pixels of a ${side}×${side} image in ${seconds} s`);
     };
     const paletteColors = (dir: string): Set<string> => {
       const { channels, centers } = loadModelFolder(dir).palette!;
@@ -335,17 +356,11 @@ test('in Chromium with WebGPU (SwiftShader): the page samples on the GPU, gray a
       return colors;
     };
 
-    // The gray model: 2 of 28 rows sampled (SwiftShader is slow).
+    // The gray model, then the shipped color model (which also passes its start-up check on the GPU).
     assert.match(await open('./'), /28×28, 16-color gray palette, on WebGPU/);
-    await page.locator('#strip canvas').nth(1).click();
-    await completeOnPage(page, 26, 1, 120_000);
-    await checkCompletion(28, 26, paletteColors(MODEL_DIR));
-
-    // The shipped color model: 2 of 32 rows.
+    await sampleFirstPixels(28, 12, paletteColors(MODEL_DIR));
     assert.match(await open('./?model=./model-color/&images=./test-images-color.json'), /32×32, 512-color RGB palette, on WebGPU/);
-    await page.locator('#strip canvas').nth(0).click();
-    await completeOnPage(page, 30, 1, 120_000);
-    await checkCompletion(32, 30, paletteColors(COLOR_MODEL_DIR));
+    await sampleFirstPixels(32, 4, paletteColors(COLOR_MODEL_DIR));
     assert.deepEqual(errors, []);
   } finally {
     await context.close();
