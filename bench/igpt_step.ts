@@ -62,7 +62,7 @@ for (let s = 0; s < runs; s++) {
   } else {
     // --decode-group overrides the group the backend picks from its cache size (to measure what grouping buys).
     const k = a['decode-group'] ? { ...kernels, decodeGroup: () => Number(a['decode-group']) } : kernels;
-    sampleAutoregressive(k, params, { count: B, knownPixels: 0 },
+    await sampleAutoregressive(k, params, { count: B, knownPixels: 0 },
                          { temperature: 1, topK: 0, topP: 1, seed: s, precision: a.precision === 'f16' ? 'f16' : 'f32' });
   }
   const dt = (performance.now() - t0) / 1000;

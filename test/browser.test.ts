@@ -381,7 +381,7 @@ test('autoregressiveSteps: the worker\'s pixel-by-pixel sampling is sampleAutore
   prefix.set(image, 0);
   prefix.set(image, n);
   const o = { temperature: 1, topK: 4, topP: 1, seed: 7 };
-  const full = sampleAutoregressive(k, m.params, { count: 2, prefix, knownPixels: known }, o);
+  const full = await sampleAutoregressive(k, m.params, { count: 2, prefix, knownPixels: known }, o);
   const seen: number[] = [];
   const steps = autoregressiveSteps(k, m.params, { count: 2, prefix, knownPixels: known }, o);
   let partial: Int32Array | null = null;

@@ -62,7 +62,7 @@ for (const { name, kernels } of availableBackends()) {
     assert.ok(maxDiff > 1e-7 * maxRef, 'the half-float decoder computed exactly what the float one does: halves unused?');
   });
 
-  test(`${name}: sampling keeps the given rows, is greedy at temperature 0 and follows the seed, across decoding groups`, () => {
+  test(`${name}: sampling keeps the given rows, is greedy at temperature 0 and follows the seed, across decoding groups`, async () => {
     const params = randomParameters(3);
     const n = cfg.nPositions;
     // Groups of 8 on every backend (for a model this small, each backend's own choice is one group).
@@ -72,8 +72,8 @@ for (const { name, kernels } of availableBackends()) {
     const prefix = Int32Array.from({ length: count * n }, (_, i) => (i * 7 + (i >> 3)) % 5);
     prefix.copyWithin(group * n, 0, n); // the first image of each group starts alike
     const req = { count, prefix, knownPixels: 4 };
-    const a = sampleAutoregressive(grouped, params, req, { temperature: 1, topK: 0, topP: 1, seed: 7 });
-    const b = sampleAutoregressive(grouped, params, req, { temperature: 1, topK: 0, topP: 1, seed: 7 });
+    const a = await sampleAutoregressive(grouped, params, req, { temperature: 1, topK: 0, topP: 1, seed: 7 });
+    const b = await sampleAutoregressive(grouped, params, req, { temperature: 1, topK: 0, topP: 1, seed: 7 });
     assert.deepEqual(a, b);
     for (let img = 0; img < count; img++) for (let t = 0; t < 4; t++) assert.equal(a[img * n + t], prefix[img * n + t]);
     // A random stream per image: a group does not repeat another one's draws.
@@ -81,15 +81,15 @@ for (const { name, kernels } of availableBackends()) {
     // … and the images do not depend on how the set is cut: other decode groups, or the set sampled
     // in two pieces (as MPI ranks do, each saying where its piece starts), give the same images.
     const o7 = { temperature: 1, topK: 0, topP: 1, seed: 7 };
-    assert.deepEqual(sampleAutoregressive({ ...kernels, decodeGroup: () => 3 }, params, req, o7), a);
+    assert.deepEqual(await sampleAutoregressive({ ...kernels, decodeGroup: () => 3 }, params, req, o7), a);
     const cut = 5;
-    const head = sampleAutoregressive(grouped, params, { count: cut, prefix: prefix.subarray(0, cut * n), knownPixels: 4 }, o7);
+    const head = await sampleAutoregressive(grouped, params, { count: cut, prefix: prefix.subarray(0, cut * n), knownPixels: 4 }, o7);
     const tailReq = { count: count - cut, prefix: prefix.subarray(cut * n), knownPixels: 4 };
-    const tail = sampleAutoregressive(grouped, params, { ...tailReq, firstImage: cut }, o7);
+    const tail = await sampleAutoregressive(grouped, params, { ...tailReq, firstImage: cut }, o7);
     assert.deepEqual(Int32Array.from([...head, ...tail]), a);
-    assert.notDeepEqual(sampleAutoregressive(grouped, params, tailReq, o7), tail, 'the piece\'s first image index chose nothing');
-    const g1 = sampleAutoregressive(grouped, params, req, { temperature: 0, topK: 0, topP: 1, seed: 1 });
-    const g2 = sampleAutoregressive(grouped, params, req, { temperature: 0, topK: 0, topP: 1, seed: 2 });
+    assert.notDeepEqual(await sampleAutoregressive(grouped, params, tailReq, o7), tail, 'the piece\'s first image index chose nothing');
+    const g1 = await sampleAutoregressive(grouped, params, req, { temperature: 0, topK: 0, topP: 1, seed: 1 });
+    const g2 = await sampleAutoregressive(grouped, params, req, { temperature: 0, topK: 0, topP: 1, seed: 2 });
     assert.deepEqual(g1, g2);
     // Greedy means each sampled pixel is the argmax of the full forward's logits.
     const inputs = new Int32Array(count * n);
@@ -104,21 +104,21 @@ for (const { name, kernels } of availableBackends()) {
       for (let v = 1; v < 5; v++) if (logits[i * 5 + v] > logits[i * 5 + best]) best = v;
       assert.equal(g1[i], best, `pixel ${i}`);
     }
-    const c = sampleAutoregressive(grouped, params, req, { temperature: 1, topK: 0, topP: 1, seed: 8 });
+    const c = await sampleAutoregressive(grouped, params, req, { temperature: 1, topK: 0, topP: 1, seed: 8 });
     assert.notDeepEqual(a, c);
     // The hidden pixels of the prefix must not reach the samples: other hidden content, same samples.
     const otherHidden = prefix.map((v, i) => (i % n < 4 ? v : (v + 1 + (i % 3)) % 5));
-    assert.deepEqual(sampleAutoregressive(grouped, params, { ...req, prefix: otherHidden }, { temperature: 1, topK: 0, topP: 1, seed: 7 }), a);
+    assert.deepEqual(await sampleAutoregressive(grouped, params, { ...req, prefix: otherHidden }, { temperature: 1, topK: 0, topP: 1, seed: 7 }), a);
   });
 
-  test(`${name}: BERT in-filling keeps known pixels and fills every unknown one`, () => {
+  test(`${name}: BERT in-filling keeps known pixels and fills every unknown one`, async () => {
     const params = randomParameters(4);
     const n = cfg.nPositions;
     const tokens = Int32Array.from({ length: n }, (_, i) => i % 5);
     const known = Uint8Array.from({ length: n }, (_, i) => (i < n / 2 ? 1 : 0));
-    const fill = (input: Int32Array): Int32Array => sampleBert(kernels, params, input, known, 1,
+    const fill = (input: Int32Array): Promise<Int32Array> => sampleBert(kernels, params, input, known, 1,
       { temperature: 1, topK: 0, topP: 1, seed: 1, passes: 3, order: 'confident' });
-    const out = fill(tokens);
+    const out = await fill(tokens);
     for (let i = 0; i < n; i++) {
       assert.ok(out[i] >= 0 && out[i] < 5);
       if (known[i]) assert.equal(out[i], tokens[i]);
@@ -126,16 +126,16 @@ for (const { name, kernels } of availableBackends()) {
     // The hidden pixels of the input must not reach the output: other hidden content, same output
     // (an in-filler that returned its input, or read the pixels it was to guess, fails here).
     const otherHidden = tokens.map((v, i) => (known[i] ? v : (v + 1 + (i % 3)) % 5));
-    assert.deepEqual(fill(otherHidden), out);
+    assert.deepEqual(await fill(otherHidden), out);
     assert.notDeepEqual(out, otherHidden);
     // Three images filled together, or the last two as a piece starting at image 1 (an MPI rank's share): the same.
     const o = { temperature: 1, topK: 0, topP: 1, seed: 1, passes: 3, order: 'random' as const };
     const three = Int32Array.from({ length: 3 * n }, (_, i) => (i * 3 + 1) % 5);
     const known3 = Uint8Array.from({ length: 3 * n }, (_, i) => (i % n < n / 2 ? 1 : 0));
-    const whole = sampleBert(kernels, params, three, known3, 3, o);
-    const piece = sampleBert(kernels, params, three.subarray(n), known3.subarray(n), 2, o, 1);
+    const whole = await sampleBert(kernels, params, three, known3, 3, o);
+    const piece = await sampleBert(kernels, params, three.subarray(n), known3.subarray(n), 2, o, 1);
     assert.deepEqual(piece, whole.subarray(n));
-    assert.notDeepEqual(sampleBert(kernels, params, three.subarray(n), known3.subarray(n), 2, o), piece, 'the piece\'s first image index chose nothing');
+    assert.notDeepEqual(await sampleBert(kernels, params, three.subarray(n), known3.subarray(n), 2, o), piece, 'the piece\'s first image index chose nothing');
   });
 }
 

@@ -15,6 +15,7 @@ import { makeConfig } from '../src/model/config.js';
 import { KvDecoder } from '../src/model/decode.js';
 import { ImageGPT, type Batch } from '../src/model/model.js';
 import { initParameters, ParameterTensors, parametersOn } from '../src/model/parameters.js';
+import { sampleAutoregressive, sampleBert } from '../src/sample/sampler.js';
 import { Adam } from '../src/train/adam.js';
 import { loadLatestCheckpoint } from '../src/train/checkpoint.js';
 import { pretrain, type RunState } from '../src/train/pretrain.js';
@@ -147,6 +148,32 @@ describe('the model on webgpu', { skip }, () => {
         assert.ok(err < 1e-5, `position ${t}, image ${b}: cached logits differ by ${err.toExponential(2)}`);
       }
     }
+  });
+
+  test(`sampling on webgpu draws the same ids as on ${cpu.name} for a seed (greedy, temperature 1, top-k; AR and BERT)`, async () => {
+    const host = parameters(11);
+    const onGpu = parametersOn(gpu!, host);
+    const count = 3, known = 5;
+    const rng = new Rng(4);
+    const prefix = Int32Array.from({ length: count * T }, () => rng.int(V));
+    for (const o of [
+      { temperature: 0, topK: 0, topP: 1, seed: 1 },
+      { temperature: 1, topK: 0, topP: 1, seed: 2 },
+      { temperature: 1.5, topK: 5, topP: 0.9, seed: 3 },
+    ]) {
+      for (const knownPixels of [0, known]) {
+        const req = { count, prefix, knownPixels };
+        const ref = await sampleAutoregressive(cpu.kernels, host, req, o);
+        assert.deepEqual(await sampleAutoregressive(gpu!, onGpu, req, o), ref, `AR ${JSON.stringify(o)}, ${knownPixels} known pixels`);
+      }
+    }
+    // The draws depend on the logits: other weights, other ids (a sampler ignoring them fails here).
+    const o1 = { temperature: 1, topK: 0, topP: 1, seed: 2 };
+    assert.notDeepEqual(await sampleAutoregressive(gpu!, parametersOn(gpu!, parameters(12)), { count, knownPixels: 0 }, o1),
+                        await sampleAutoregressive(gpu!, onGpu, { count, knownPixels: 0 }, o1));
+    const knownMask = Uint8Array.from({ length: count * T }, (_, i) => (i % T < known ? 1 : 0));
+    const bert = { temperature: 1, topK: 0, topP: 1, seed: 5, passes: 3, order: 'confident' as const };
+    assert.deepEqual(await sampleBert(gpu!, onGpu, prefix, knownMask, count, bert), await sampleBert(cpu.kernels, host, prefix, knownMask, count, bert), 'BERT');
   });
 
   test(`a run pretrained on webgpu resumes on ${cpu.name} as if it had run there throughout`, async () => {

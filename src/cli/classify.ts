@@ -3,7 +3,7 @@ import type { Command } from 'commander';
 import type { CommandModule } from './command.js';
 import { headClassifier, readProbeClassifier } from '../eval/classify.js';
 import { classifyImageFiles } from '../eval/image-files.js';
-import { parseIntOption } from './common.js';
+import { kernelsFromFlags, parseIntOption } from './common.js';
 import { imageInputOptions, openImageInputs, type ImageInputFlags } from './image-inputs.js';
 import { createProgress } from '../util/progress.js';
 
@@ -19,7 +19,7 @@ export const classifyCommand: CommandModule = {
       .option('--masks <n>', 'BERT models: average over this many random masks', '1')
       .option('--json', 'print JSON instead of a table')
       .action(async (paths: string[], flags: Flags) => {
-        const { kernels, opened, palette, files, input } = openImageInputs(paths, flags);
+        const { kernels, opened, palette, files, input } = openImageInputs(paths, flags, kernelsFromFlags(flags));
         const classifier = flags.probe ? readProbeClassifier(flags.probe, kernels) : headClassifier(opened.model, opened.labels, flags.model);
         const bar = createProgress('classify', files.length, 'images');
         const results = await classifyImageFiles(opened.model, palette, files, classifier, {

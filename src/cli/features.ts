@@ -53,7 +53,7 @@ export const featuresCommand: CommandModule = {
           const names = Array.from({ length: split.count }, (_, i) => `${tokenDir}#${flags.split}/${i}`);
           result = { names, features, layers, d: opened.model.config.nEmbd, model: flags.model };
         } else {
-          const { opened, palette, files, input } = openImageInputs(inputs, flags);
+          const { opened, palette, files, input } = openImageInputs(inputs, flags, kernelsFromFlags(flags));
           const layers = parseLayers(flags, opened.model.config.nLayer);
           const bar = createProgress('features', files.length, 'images');
           const r = await imageFileFeatures(opened.model, palette, files, layers, {

@@ -1,6 +1,6 @@
 /** Completions of test images (or unconditional samples) drawn into the paper's grid, with a progress bar. */
 import type { TokenSplit } from '../data/tokens.js';
-import type { Kernels } from '../kernels/kernels.js';
+import type { DeviceArray, Kernels } from '../kernels/kernels.js';
 import type { ParameterTensors } from '../model/parameters.js';
 import type { Palette } from '../palette/palette.js';
 import { world } from '../parallel/world.js';
@@ -19,14 +19,14 @@ export function imagesOfSplit(split: TokenSplit, first: number, count: number, p
  * upscaled `scale` times; returns the figure and the sampling seconds. Under MPI the ranks share
  * the images, every rank gets the whole figure and rank 0 alone writes.
  */
-export async function writeCompletions(kernels: Kernels, params: ParameterTensors, originals: Int32Array | null,
+export async function writeCompletions<T extends DeviceArray>(kernels: Kernels<T>, params: ParameterTensors<T>, originals: Int32Array | null,
                                        o: Omit<CompleteOptions, 'onProgress'>, palette: Palette, gridPath: string,
                                        scale: number): Promise<{ figure: CompletionFigure; seconds: number }> {
   const bar = createProgress('sample', o.count * o.samples * params.config.nPositions, 'pixels');
   const t0 = performance.now();
   let figure: CompletionFigure;
   try {
-    figure = completeImages(kernels, params, originals, { comm: world(), ...o, onProgress: (done) => bar.update(done) });
+    figure = await completeImages(kernels, params, originals, { comm: world(), ...o, onProgress: (done) => bar.update(done) });
   } finally {
     bar.stop();
   }

@@ -3,7 +3,7 @@
  * imports, so the browser page can complete pixels with it.
  */
 import { readImageTokenBatches, type ImageInputOptions } from '../data/image-inputs.js';
-import type { Kernels } from '../kernels/kernels.js';
+import type { DeviceArray, Kernels } from '../kernels/kernels.js';
 import { world } from '../parallel/world.js';
 import type { ParameterTensors } from '../model/parameters.js';
 import type { Palette } from '../palette/palette.js';
@@ -16,7 +16,7 @@ import type { CompletionFigure } from './grid.js';
  * all in memory: completion is for a handful of pictures, not a dataset. Under MPI the ranks share
  * the completions (every rank reads the files) and each returns the whole figure.
  */
-export async function completeImageFiles(k: Kernels, params: ParameterTensors, palette: Palette, files: readonly string[],
+export async function completeImageFiles<T extends DeviceArray>(k: Kernels<T>, params: ParameterTensors<T>, palette: Palette, files: readonly string[],
                                          o: Omit<CompleteOptions, 'count'> & Omit<ImageInputOptions, 'side' | 'channels'>): Promise<{ files: string[]; figure: CompletionFigure }> {
   const n = params.config.nPositions;
   const read: string[] = [];
@@ -29,5 +29,5 @@ export async function completeImageFiles(k: Kernels, params: ParameterTensors, p
   const originals = new Int32Array(read.length * n);
   let offset = 0;
   for (const t of batches) { originals.set(t, offset); offset += t.length; }
-  return { files: read, figure: completeImages(k, params, originals, { comm: world(), ...o, count: read.length }) };
+  return { files: read, figure: await completeImages(k, params, originals, { comm: world(), ...o, count: read.length }) };
 }

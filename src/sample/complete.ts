@@ -2,7 +2,7 @@
  * Completions in the paper's layout: `samples` completions of each of `count` images whose top
  * `rows` rows are kept (or unconditional samples), AR through the KV cache or BERT in-filling.
  */
-import type { Kernels } from '../kernels/kernels.js';
+import type { DeviceArray, Kernels } from '../kernels/kernels.js';
 import { allGatherShares, shareOf, SingleProcess, type Communicator } from '../parallel/communicator.js';
 import type { Palette } from '../palette/palette.js';
 import { quantize } from '../palette/quantize.js';
@@ -30,8 +30,8 @@ export interface CompleteOptions extends SamplingOptions {
   comm?: Communicator;
 }
 
-export function completeImages(kernels: Kernels, params: ParameterTensors, originals: Int32Array | null,
-                               o: CompleteOptions): CompletionFigure {
+export async function completeImages<T extends DeviceArray>(kernels: Kernels<T>, params: ParameterTensors<T>, originals: Int32Array | null,
+                                                          o: CompleteOptions): Promise<CompletionFigure> {
   const n = params.config.nPositions;
   const side = modelImageSide(params);
   const knownPixels = originals ? o.rows * side : 0;
@@ -49,11 +49,11 @@ export function completeImages(kernels: Kernels, params: ParameterTensors, origi
   if (o.objective === 'bert') {
     const known = new Uint8Array((to - from) * n);
     for (let i = 0; i < to - from; i++) known.fill(1, i * n, i * n + knownPixels);
-    completed = sampleBert(kernels, params, mine, known, to - from, { ...o, passes: o.passes ?? 16, order: o.order ?? 'confident' }, from);
+    completed = await sampleBert(kernels, params, mine, known, to - from, { ...o, passes: o.passes ?? 16, order: o.order ?? 'confident' }, from);
   } else {
     // Rank 0's share is the largest (shareOf), so its progress, scaled to the whole, is the job's.
     const onProgress = o.onProgress && ((done: number): void => o.onProgress!(Math.round((done * B) / (to - from)), B * n));
-    completed = sampleAutoregressive(kernels, params, { count: to - from, prefix: mine, knownPixels, firstImage: from }, o, onProgress);
+    completed = await sampleAutoregressive(kernels, params, { count: to - from, prefix: mine, knownPixels, firstImage: from }, o, onProgress);
   }
   const completions = allGatherShares(comm, completed, B, n);
   const known = originals ? new Uint8Array(o.count * n) : null;
@@ -62,7 +62,7 @@ export function completeImages(kernels: Kernels, params: ParameterTensors, origi
 }
 
 /** The image side a model reads (n² positions). */
-export function modelImageSide(params: ParameterTensors): number {
+export function modelImageSide(params: ParameterTensors<DeviceArray>): number {
   const n = params.config.nPositions;
   const side = Math.round(Math.sqrt(n));
   if (side * side !== n) throw new Error(`a model of ${n} positions does not read square images`);
@@ -73,8 +73,8 @@ export function modelImageSide(params: ParameterTensors): number {
  * Completions of images given as pixels: count × side² × channels bytes (HWC, the palette's
  * channels, the model's side), quantized with the palette; the top `rows` rows are kept.
  */
-export function completePixels(k: Kernels, params: ParameterTensors, palette: Palette, pixels: Uint8Array,
-                               o: Omit<CompleteOptions, 'count'>): CompletionFigure {
+export async function completePixels<T extends DeviceArray>(k: Kernels<T>, params: ParameterTensors<T>, palette: Palette, pixels: Uint8Array,
+                                                          o: Omit<CompleteOptions, 'count'>): Promise<CompletionFigure> {
   const side = modelImageSide(params);
   const size = side * side * palette.channels;
   if (pixels.length === 0 || pixels.length % size !== 0) {

@@ -90,7 +90,7 @@ export interface CompletionRequest {
  * The kernels' decode group for this model: each image's key and value caches (every layer, every
  * position) against the weights of the blocks, in the decoding precision's bytes.
  */
-export function decodeGroupFor(kernels: Kernels, cfg: ModelConfig, precision: KvCachePrecision): number {
+export function decodeGroupFor(kernels: Kernels<DeviceArray>, cfg: ModelConfig, precision: KvCachePrecision): number {
   const bytes = precision === 'f16' ? 2 : 4;
   const imageBytes = 2 * cfg.nLayer * cfg.nPositions * cfg.nEmbd * bytes;
   const weightBytes = 12 * cfg.nLayer * cfg.nEmbd * cfg.nEmbd * bytes;
@@ -102,9 +102,13 @@ export function decodeGroupFor(kernels: Kernels, cfg: ModelConfig, precision: Kv
  * unconditional samples), decoded `decodeGroupFor` images at a time (where decoding is bound by memory
  * traffic, smaller groups keep their caches in cache), each image drawing from its own random stream.
  * `onProgress(done, total)` counts decided pixels over all images. Returns count × n² ids.
+ *
+ * Any backend: the decoding runs where the kernels do (on a GPU the caches stay there) and each
+ * drawn pixel's logits are read back (`Kernels.read`, at once on the CPU) for the host to draw
+ * from, so a seed gives the same ids on every backend up to float rounding of the logits.
  */
-export function sampleAutoregressive(kernels: Kernels, params: ParameterTensors, req: CompletionRequest, o: SamplingOptions,
-                                     onProgress?: (done: number, total: number) => void): Int32Array {
+export async function sampleAutoregressive<T extends DeviceArray>(kernels: Kernels<T>, params: ParameterTensors<T>, req: CompletionRequest,
+                                                                  o: SamplingOptions, onProgress?: (done: number, total: number) => void): Promise<Int32Array> {
   const n = params.config.nPositions;
   const out = new Int32Array(req.count * n);
   const group = decodeGroupFor(kernels, params.config, o.precision ?? 'f32');
@@ -112,14 +116,13 @@ export function sampleAutoregressive(kernels: Kernels, params: ParameterTensors,
     const count = Math.min(group, req.count - first);
     const prefix = req.knownPixels > 0 ? req.prefix?.subarray(first * n, (first + count) * n) : undefined;
     const firstImage = (req.firstImage ?? 0) + first;
-    const steps = autoregressiveSteps(kernels, params, { count, prefix, knownPixels: req.knownPixels, firstImage }, o);
-    for (let step = steps.next(); ; step = steps.next()) {
-      if (step.done) {
-        out.set(step.value, first * n);
-        break;
-      }
-      onProgress?.(first * n + (step.value.t + 1) * count, req.count * n);
+    const decoding = new AutoregressiveDecoding(kernels, params, { count, prefix, knownPixels: req.knownPixels, firstImage }, o);
+    while (!decoding.done) {
+      const logits = decoding.feed();
+      decoding.decide(logits && await kernels.read(logits)); // a given pixel needs no readback
+      onProgress?.(first * n + decoding.t * count, req.count * n);
     }
+    out.set(decoding.tokens, first * n);
   }
   return out;
 }
@@ -204,9 +207,9 @@ export class AutoregressiveDecoding<T extends DeviceArray = Float32Array> {
  * each fill an equal share of the remaining pixels, most confident first (or in random order).
  * Image b draws from random stream `firstImage` + b of the seed (see CompletionRequest).
  */
-export function sampleBert(kernels: Kernels, params: ParameterTensors, tokens: Int32Array, known: Uint8Array,
-                           count: number, o: SamplingOptions & { passes: number; order: 'confident' | 'random' },
-                           firstImage = 0): Int32Array {
+export async function sampleBert<T extends DeviceArray>(kernels: Kernels<T>, params: ParameterTensors<T>, tokens: Int32Array, known: Uint8Array,
+                                                       count: number, o: SamplingOptions & { passes: number; order: 'confident' | 'random' },
+                                                       firstImage = 0): Promise<Int32Array> {
   const cfg = params.config;
   const n = cfg.nPositions;
   const V = paletteSizeOf(cfg);
@@ -223,7 +226,7 @@ export function sampleBert(kernels: Kernels, params: ParameterTensors, tokens: I
     for (let pass = 0; pass < passes && unknown.length > 0; pass++) {
       const row = inputs.subarray(b * n, (b + 1) * n);
       model.forward({ B: 1, T: n, inputs: row, causal: false }, false);
-      const logits = model.activations.logits;
+      const logits = await kernels.read(model.activations.logits);
       const take = Math.ceil(unknown.length / (passes - pass));
       if (o.order === 'confident') {
         const confidence = (t: number): number => maxSoftmax(logits, t * V, V);
