@@ -166,7 +166,7 @@ describe('own images', () => {
     const results = await classifyImageFiles(model, data.palette, listImageInputs([pngDir]), headClassifier(model, names, modelDir), { objective: 'ar' });
     assert.deepEqual(results.map((r) => r.label), own);
     const correct = results.filter((r, i) => r.label === data.test.labels[i]).length;
-    assert.equal(correct / IMAGES, classificationAccuracy(model, splitRows(data.test, 0, IMAGES, T), { objective: 'ar', batch: 16 }),
+    assert.equal(correct / IMAGES, await classificationAccuracy(model, splitRows(data.test, 0, IMAGES, T), { objective: 'ar', batch: 16 }),
       'the files score what fine-tuning\'s own accuracy gives the same test images');
     assert.ok(new Set(own).size > 2, `the head tells digits apart: ${own.join(',')}`);
     for (const r of results) {

@@ -16,10 +16,11 @@ import { KvDecoder } from '../src/model/decode.js';
 import { ImageGPT, type Batch } from '../src/model/model.js';
 import { initParameters, ParameterTensors, parametersOn } from '../src/model/parameters.js';
 import { sampleAutoregressive, sampleBert } from '../src/sample/sampler.js';
+import { finetune, type FinetuneOptions } from '../src/eval/finetune.js';
 import { Adam } from '../src/train/adam.js';
 import { loadLatestCheckpoint } from '../src/train/checkpoint.js';
 import { pretrain, type RunState } from '../src/train/pretrain.js';
-import type { PretrainOptions } from '../src/train/trainer.js';
+import type { PretrainOptions, StepReport } from '../src/train/trainer.js';
 import { Rng } from '../src/util/rng.js';
 import { availableBackends } from './backends.js';
 import { acquireTestWebGpu } from './webgpu-backend.js';
@@ -174,6 +175,35 @@ describe('the model on webgpu', { skip }, () => {
     const knownMask = Uint8Array.from({ length: count * T }, (_, i) => (i % T < known ? 1 : 0));
     const bert = { temperature: 1, topK: 0, topP: 1, seed: 5, passes: 3, order: 'confident' as const };
     assert.deepEqual(await sampleBert(gpu!, onGpu, prefix, knownMask, count, bert), await sampleBert(cpu.kernels, host, prefix, knownMask, count, bert), 'BERT');
+  });
+
+  test(`fine-tuning on webgpu (probe head, joint loss, validation, the best step kept) matches ${cpu.name}`, async () => {
+    const data = { ...stripes(), test: stripes().val };
+    const o: FinetuneOptions = {
+      objective: 'ar', lr: 3e-4, batch: 4, steps: 6, warmup: 2, cosine: false, genWeight: 0.5, headLrScale: 3, evalEvery: 2,
+      patience: 5, evalImages: 0, augment: false, seed: 1, maskProb: 0.15, evalMasks: 1, valMasks: 1, probeHeadImages: 8,
+    };
+    const run = async <T extends DeviceArray>(kernels: Kernels<T>) => {
+      const model = new ImageGPT(kernels, cfg, parametersOn(kernels, parameters(13)));
+      const steps: StepReport[] = [];
+      const result = await finetune(model, data, o, { onStep: (r) => steps.push(r) });
+      return { steps, result, params: (await kernels.read(model.params.data)).slice() };
+    };
+    const ref = await run(cpu.kernels);
+    const got = await run(gpu!);
+    assert.equal(got.steps.length, o.steps);
+    got.steps.forEach((r, s) => {
+      for (const [what, a, b] of [['generative', r.loss, ref.steps[s].loss], ['class', r.clfLoss!, ref.steps[s].clfLoss!]] as const) {
+        assert.ok(Math.abs(a - b) <= 1e-5 * Math.abs(b), `step ${s + 1}: ${what} loss ${a} on webgpu, ${b} on ${cpu.name}`);
+      }
+    });
+    // Validation at steps 0, 2, 4 and 6 on both; the weights returned are the best step's (the restore reads and uploads them).
+    assert.deepEqual(got.result.history.map((h) => h.step), [0, 2, 4, 6]);
+    assert.deepEqual(got.result.history, ref.result.history);
+    assert.equal(got.result.bestStep, ref.result.bestStep);
+    assert.equal(got.result.probeHead!.l2, ref.result.probeHead!.l2);
+    assert.equal(got.result.testAccuracy, ref.result.testAccuracy);
+    assertWeightsClose(got.params, ref.params, 3e-3 * o.steps);
   });
 
   test(`a run pretrained on webgpu resumes on ${cpu.name} as if it had run there throughout`, async () => {

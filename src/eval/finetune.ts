@@ -7,6 +7,8 @@
  */
 import { splitRows, type TokenDataset, type TokenSplit } from '../data/tokens.js';
 import { sosTokenOf } from '../model/config.js';
+import type { DeviceArray } from '../kernels/kernels.js';
+import { hostKernelsBeside } from '../kernels/select.js';
 import { argmax, type ImageGPT } from '../model/model.js';
 import { BatchBuilder, maskRngFor, type Objective } from '../train/objectives.js';
 import { Trainer, type PretrainOptions, type StepReport } from '../train/trainer.js';
@@ -94,10 +96,11 @@ export interface FinetuneResult {
 /**
  * Accuracy of the class head; BERT: modal prediction over `masks` random masks. Under MPI the
  * ranks take turns batch by batch (the same batches and masks as one process) and sum the count.
+ * On a GPU each batch's B × C class logits are read back (small).
  */
-export function classificationAccuracy(model: ImageGPT, split: TokenSplit, o: {
+export async function classificationAccuracy<T extends DeviceArray>(model: ImageGPT<T>, split: TokenSplit, o: {
   objective: Objective; batch: number; maxImages?: number; masks?: number; maskProb?: number; seed?: number;
-}): number {
+}): Promise<number> {
   const comm = world();
   const C = model.config.numLabels;
   if (C < 1) throw new Error('the model has no class head (numLabels is 0)');
@@ -115,7 +118,7 @@ export function classificationAccuracy(model: ImageGPT, split: TokenSplit, o: {
     for (let m = 0; m < masks; m++) {
       const batch = builder.fill(split, indices.subarray(0, B), maskRngFor((o.seed ?? 0) + 101 * m, start), true);
       model.forward(batch, false);
-      const logits = model.activations.classLogits;
+      const logits = await model.kernels.read(model.activations.classLogits);
       for (let b = 0; b < B; b++) votes[b * C + argmax(logits, b * C, C)]++;
     }
     for (let b = 0; b < B; b++) {
@@ -129,8 +132,11 @@ export function classificationAccuracy(model: ImageGPT, split: TokenSplit, o: {
   return total[0]! / count;
 }
 
-/** Fine-tunes `model` in place; on return it holds the parameters of the best validation step. */
-export async function finetune(model: ImageGPT, data: TokenDataset, o: FinetuneOptions,
+/**
+ * Fine-tunes `model` in place; on return it holds the parameters of the best validation step. On
+ * a GPU the host reads the parameters only when validation improves (to keep the best).
+ */
+export async function finetune<T extends DeviceArray>(model: ImageGPT<T>, data: TokenDataset, o: FinetuneOptions,
                                hooks: FinetuneHooks = {}): Promise<FinetuneResult> {
   if (model.config.numLabels < data.meta.numClasses) {
     throw new Error(`the model's class head has ${model.config.numLabels} outputs, the data has ${data.meta.numClasses} classes`);
@@ -145,25 +151,32 @@ export async function finetune(model: ImageGPT, data: TokenDataset, o: FinetuneO
   // Under MPI: every rank starts from rank 0's weights (a probe head fitted with another thread
   // count could differ in the last bits), and every step keeps them equal.
   requireRanksAgree(trainer.comm, { model: model.config, options: trainOptions, data, step: 0 });
-  trainer.comm.broadcast(model.params.data);
-  const validate = (): number => classificationAccuracy(model, data.val, {
+  const kernels = model.kernels;
+  if (trainer.comm.size > 1) {
+    const weights = await kernels.read(model.params.data);
+    trainer.comm.broadcast(weights);
+    kernels.upload(model.params.data, weights);
+    model.weightsChanged();
+  }
+  const validate = (): Promise<number> => classificationAccuracy(model, data.val, {
     objective: o.objective, batch: o.batch, maxImages: o.evalImages || undefined, masks: o.valMasks, maskProb: o.maskProb, seed: o.seed,
   });
-  const initialValAccuracy = validate();
+  const initialValAccuracy = await validate();
   const history = [{ step: 0, valAccuracy: initialValAccuracy }];
-  let best = { accuracy: initialValAccuracy, step: 0, params: model.params.data.slice() };
+  // A copy: on the CPU `read` hands back the parameters' own memory.
+  const bestParams = async (): Promise<Float32Array> => (await kernels.read(model.params.data)).slice();
+  let best = { accuracy: initialValAccuracy, step: 0, params: await bestParams() };
   let sinceBest = 0;
   while (trainer.state.step < o.steps && sinceBest < o.patience) {
     const report = await trainer.step(); // not inside `onStep?.(…)`: that would skip the step without a hook
     hooks.onStep?.(report);
     const step = trainer.state.step;
     if (step % o.evalEvery === 0 || step === o.steps) {
-      const accuracy = validate();
+      const accuracy = await validate();
       history.push({ step, valAccuracy: accuracy });
       const improved = accuracy > best.accuracy;
       if (improved) {
-        best = { accuracy, step, params: best.params };
-        best.params.set(model.params.data);
+        best = { accuracy, step, params: await bestParams() };
         sinceBest = 0;
       } else {
         sinceBest++;
@@ -173,9 +186,9 @@ export async function finetune(model: ImageGPT, data: TokenDataset, o: FinetuneO
     await new Promise<void>((resolve) => setImmediate(resolve));
     if (hooks.shouldStop?.()) break;
   }
-  model.params.data.set(best.params);
+  kernels.upload(model.params.data, best.params);
   model.weightsChanged();
-  const testAccuracy = classificationAccuracy(model, data.test, {
+  const testAccuracy = await classificationAccuracy(model, data.test, {
     objective: o.objective, batch: o.batch, masks: o.evalMasks, maskProb: o.maskProb, seed: o.seed + 1,
   });
   return {
@@ -191,7 +204,7 @@ export async function finetune(model: ImageGPT, data: TokenDataset, o: FinetuneO
  * has them): chosen on the same images, the starting head would score higher there than it
  * deserves, and early stopping would hold every later step to that inflated mark.
  */
-async function fitHeadByProbe(model: ImageGPT, data: TokenDataset, o: FinetuneOptions): Promise<ProbeHeadReport> {
+async function fitHeadByProbe<T extends DeviceArray>(model: ImageGPT<T>, data: TokenDataset, o: FinetuneOptions): Promise<ProbeHeadReport> {
   const { nEmbd: d, nLayer: L, numLabels: C, nPositions: T } = model.config;
   const lnfFeatures = async (split: TokenSplit): Promise<LabeledFeatures> => {
     const { layers } = await extractFeatures(model, split, { batch: o.batch, objective: o.objective, maskProb: o.maskProb, seed: o.seed });
@@ -201,9 +214,12 @@ async function fitHeadByProbe(model: ImageGPT, data: TokenDataset, o: FinetuneOp
   const train = await lnfFeatures(splitRows(data.train, 0, o.probeHeadImages, T));
   const val = await lnfFeatures(splitRows(data.val, 0, validated, T));
   const heldOut = splitRows(data.val, validated, 2 * validated, T);
-  const fit = selectL2(train, heldOut.count > 0 ? await lnfFeatures(heldOut) : val, { numClasses: C, kernels: model.kernels, rawLinear: true });
+  const kernels = hostKernelsBeside(model.kernels);
+  const fit = selectL2(train, heldOut.count > 0 ? await lnfFeatures(heldOut) : val, { numClasses: C, kernels, rawLinear: true });
   const weights = fit.model.weights; // [d, C]; the head is [C, d]
-  for (let c = 0; c < C; c++) for (let j = 0; j < d; j++) model.params.score[c * d + j] = weights[j * C + c];
+  const head = new Float32Array(C * d);
+  for (let c = 0; c < C; c++) for (let j = 0; j < d; j++) head[c * d + j] = weights[j * C + c];
+  model.kernels.upload(model.params.score, head);
   return { images: train.labels.length, l2: fit.l2, l2ChosenOn: heldOut.count > 0 ? heldOut.count : 0,
-           valAccuracy: accuracy(fit.model, val.features, val.labels, model.kernels) };
+           valAccuracy: accuracy(fit.model, val.features, val.labels, kernels) };
 }

@@ -3,9 +3,9 @@ import { join } from 'node:path';
 import type { TokenDataset } from '../data/tokens.js';
 import { FINETUNE_DEFAULTS, finetune, type FinetuneOptions, type FinetuneResult } from '../eval/finetune.js';
 import { saveModelFolder } from '../io/hf.js';
-import type { Kernels } from '../kernels/kernels.js';
+import type { DeviceArray, Kernels } from '../kernels/kernels.js';
 import { ImageGPT } from '../model/model.js';
-import { withClassHead } from '../model/parameters.js';
+import { parametersOn, parametersToHost, withClassHead } from '../model/parameters.js';
 import { world } from '../parallel/world.js';
 import { writeRunFile } from '../util/fs.js';
 import { stopOnInterrupt } from '../util/interrupt.js';
@@ -57,9 +57,10 @@ export function finetuneOptions(s: FinetuneSettings, objective: FinetuneOptions[
  * model to `<outDir>/model` and the results, with `about` (what was tuned on what), to
  * `<outDir>/finetune.json`.
  */
-export async function runFinetuning(kernels: Kernels, opened: OpenedModel, data: TokenDataset, options: FinetuneOptions,
-                                    outDir: string, about: Record<string, string>): Promise<FinetuneResult> {
-  const params = withClassHead(opened.model.params, data.meta.numClasses);
+export async function runFinetuning<T extends DeviceArray>(kernels: Kernels<T>, opened: OpenedModel<T>, data: TokenDataset, options: FinetuneOptions,
+                                                           outDir: string, about: Record<string, string>): Promise<FinetuneResult> {
+  // The class head sized on the host (on the CPU these are the opened model's own arrays).
+  const params = parametersOn(kernels, withClassHead(await parametersToHost(kernels, opened.model.params), data.meta.numClasses));
   const model = new ImageGPT(kernels, params.config, params);
   const interrupt = stopOnInterrupt('stopping; the best model so far is saved');
   if (options.probeHeadImages > 0) process.stderr.write(`finetune: fitting the class head by a linear probe on ${options.probeHeadImages} training images first\n`);
@@ -72,7 +73,7 @@ export async function runFinetuning(kernels: Kernels, opened: OpenedModel, data:
       shouldStop: interrupt.requested,
     });
     if (world().rank === 0) { // under MPI, rank 0 alone writes
-      saveModelFolder(join(outDir, 'model'), model.params, opened.palette ?? data.palette, { labels: data.meta.classNames });
+      saveModelFolder(join(outDir, 'model'), await parametersToHost(kernels, model.params), opened.palette ?? data.palette, { labels: data.meta.classNames });
       writeRunFile(outDir, 'finetune.json', JSON.stringify({ ...about, options, ...r }, null, 1));
     }
     return r;
