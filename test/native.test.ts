@@ -57,7 +57,7 @@ test('without the addon, auto falls back to portable with one hint line; native 
   // A command that runs on the CPU kernels only says so when IGPT_KERNELS asks for the GPU.
   const gpu = runNode(`${SELECT} loadKernels();`, { IGPT_KERNELS: 'webgpu' });
   assert.notEqual(gpu.status, 0);
-  assert.match(gpu.stderr, /this command does not run on the webgpu backend yet \(pretrain, eval-nll, probe, lowdata, probe-curve, sample and complete do\)/);
+  assert.match(gpu.stderr, /this command does not run on the webgpu backend yet \(pretrain, finetune, experiment, eval-nll, probe, lowdata, probe-curve, sample and complete do\)/);
 });
 
 test('with the addon, auto announces the native backend once', { skip }, () => {

@@ -46,7 +46,7 @@ export async function anyKernelsFromFlags(flags: { backend?: string }, precision
   const choice = flags.backend === undefined ? backendFromEnv() : parseChoice('--backend', flags.backend, BACKENDS);
   if (choice !== 'webgpu') return loadKernels(choice, parseChoice('--precision', precision, PRECISIONS));
   if (precision === 'bf16') process.stderr.write('igpt: --precision bf16: the webgpu kernels multiply in float32 only; running float32\n');
-  return loadWebGpuKernels();
+  return loadWebGpuKernels({}, world()); // under mpirun, rank i takes adapter i mod count
 }
 
 export function parseNumberOption(name: string, value: string, min: number, max = Infinity): number {

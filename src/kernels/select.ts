@@ -45,7 +45,7 @@ function choiceFromEnv(): KernelChoice {
 }
 
 /** What a command that runs only on the CPU backends says when asked for webgpu. */
-export const WEBGPU_NOT_HERE = 'this command does not run on the webgpu backend yet (pretrain, eval-nll, probe, lowdata, probe-curve, sample and complete do); ' +
+export const WEBGPU_NOT_HERE = 'this command does not run on the webgpu backend yet (pretrain, finetune, experiment, eval-nll, probe, lowdata, probe-curve, sample and complete do); ' +
   'use --backend native or portable';
 
 /** What the announcement says about the matrix products. */

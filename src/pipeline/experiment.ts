@@ -15,10 +15,11 @@ import { buildTokenDataset } from '../data/build.js';
 import { loadTokenDataset, saveTokenDataset, type TokenDataset } from '../data/tokens.js';
 import type { FinetuneResult } from '../eval/finetune.js';
 import type { LayerProbeReport } from '../eval/probe.js';
-import type { Kernels } from '../kernels/kernels.js';
+import type { DeviceArray, Kernels } from '../kernels/kernels.js';
+import { hostKernelsBeside } from '../kernels/select.js';
 import { makeConfig, type ModelShape } from '../model/config.js';
 import { ImageGPT } from '../model/model.js';
-import { initParameters, ParameterTensors } from '../model/parameters.js';
+import { initParameters, ParameterTensors, parametersOn } from '../model/parameters.js';
 import type { NllReport } from '../train/evaluate.js';
 import type { Objective } from '../train/objectives.js';
 import { decidedByRoot, type Communicator } from '../parallel/communicator.js';
@@ -35,7 +36,8 @@ import { pretrainOptions, pretrainSummary, runPretraining } from './pretrain.js'
 import { readStudyState, writeStudyState, type StudyState } from './study.js';
 
 export interface ExperimentOptions {
-  kernels: Kernels;
+  /** Any backend, webgpu included. */
+  kernels: Kernels<DeviceArray>;
   /** The dataset's name: fashion-mnist or mnist. */
   dataset: string;
   /** The study folder; running again with the same folder resumes. */
@@ -117,14 +119,16 @@ async function planStudy(o: ExperimentOptions): Promise<Study> {
       'under mpirun the study folder must be on a filesystem every rank shares');
   }
   const data = loadTokenDataset(tokensDir);
-  const state = decidedByRoot(comm, () => readStudyState(o.outDir) ?? planSteps(o, data, tokenSeconds, comm.size));
+  // A new study's plan is rank 0's: it times one rank's share of a batch (awaited: on a GPU the
+  // step runs on the device), then writes the plan every rank reads.
+  const secondsPerStep = comm.rank === 0 && readStudyState(o.outDir) === null ? await measureStep(o.kernels, data, o.shape, o.batch / comm.size) : 0;
+  const state = decidedByRoot(comm, () => readStudyState(o.outDir) ?? planSteps(o, tokenSeconds, secondsPerStep));
   const runDir = join(o.outDir, 'pretrain');
   return { o, comm, data, tokensDir, state, runDir, modelDir: join(runDir, 'model') };
 }
 
-/** The plan of a new study (written to study.json): the steps that fit the budget at the measured speed of one rank's share of a batch. */
-function planSteps(o: ExperimentOptions, data: TokenDataset, tokenSeconds: number, ranks: number): StudyState {
-  const secondsPerStep = measureStep(o.kernels, data, o.shape, o.batch / ranks);
+/** The plan of a new study (written to study.json): the steps that fit the budget at the measured speed of a step. */
+function planSteps(o: ExperimentOptions, tokenSeconds: number, secondsPerStep: number): StudyState {
   const state: StudyState = {
     command: o.command, objective: o.objective, shape: o.shape, side: o.side, batch: o.batch, lr: o.lr,
     steps: Math.max(10, Math.floor((o.budgetHours * 3600) / secondsPerStep)), secondsPerStep, stages: { tokens: tokenSeconds },
@@ -134,11 +138,11 @@ function planSteps(o: ExperimentOptions, data: TokenDataset, tokenSeconds: numbe
 }
 
 /** Seconds per training step of this model, measured on 3 steps of throwaway weights. */
-function measureStep(kernels: Kernels, data: TokenDataset, shape: ModelShape, batch: number): number {
+async function measureStep<T extends DeviceArray>(kernels: Kernels<T>, data: TokenDataset, shape: ModelShape, batch: number): Promise<number> {
   const cfg = makeConfig(shape, data.palette.k, data.meta.pixels, data.meta.numClasses);
   const params = new ParameterTensors(cfg);
   initParameters(params, 1);
-  const model = new ImageGPT(kernels, cfg, params);
+  const model = new ImageGPT(kernels, cfg, parametersOn(kernels, params));
   const T = cfg.nPositions;
   const inputs = Int32Array.from(data.train.tokens.subarray(0, batch * T));
   const times: number[] = [];
@@ -147,6 +151,7 @@ function measureStep(kernels: Kernels, data: TokenDataset, shape: ModelShape, ba
     model.zeroGrad();
     model.forward({ B: batch, T, inputs, targets: inputs, causal: true }, true);
     model.backward();
+    await model.readResult(); // on a GPU: waits for the step's work
     times.push((performance.now() - t0) / 1000);
   }
   return Math.min(...times) * 1.05; // + Adam and data
@@ -173,7 +178,7 @@ async function pretrainStage(study: Study): Promise<boolean> {
 }
 
 /** Features of every layer; the test NLL from the same forward passes, the probe at every layer, low-data on the best layer. */
-async function probeStage(study: Study, opened: OpenedModel): Promise<{ nll: NllReport; probe: LayerProbeReport }> {
+async function probeStage(study: Study, opened: OpenedModel<DeviceArray>): Promise<{ nll: NllReport; probe: LayerProbeReport }> {
   const { o, data } = study;
   const probeDir = join(o.outDir, 'probe');
   const nllPath = join(o.outDir, 'nll.json');
@@ -188,8 +193,9 @@ async function probeStage(study: Study, opened: OpenedModel): Promise<{ nll: Nll
       const features = await featuresForProbe(opened, data, study.tokensDir, { batch: 32, masks: 1, maxTrain: o.probeTrain, maxVal: o.probeVal }, probeDir);
       const testNll: NllReport = { natsPerPixel: features.testNatsPerPixel, bitsPerDim: features.testNatsPerPixel / Math.LN2, images: data.test.count };
       writeRunFile(o.outDir, 'nll.json', JSON.stringify(testNll));
-      const report = await probeAndReport(o.kernels, features, data.meta.numClasses, probeDir, 3, data.meta.classNames);
-      runLowData(o.kernels, features, data, report.bestLayer, { labelsPerClass: [1, 4, 10, 25, 100], subsets: 5, seed: 0 }, probeDir);
+      const host = hostKernelsBeside(o.kernels); // the probes' regressions, on host arrays
+      const report = await probeAndReport(host, features, data.meta.numClasses, probeDir, 3, data.meta.classNames);
+      runLowData(host, features, data, report.bestLayer, { labelsPerClass: [1, 4, 10, 25, 100], subsets: 5, seed: 0 }, probeDir);
       return [report, testNll] as const;
     });
   }
@@ -208,7 +214,7 @@ async function curveStage(study: Study): Promise<ProbeCurve> {
 }
 
 /** Fine-tuning within its budget: the whole budget is run (the cosine's low end is where it gains), the best validation step kept. */
-async function finetuneStage(study: Study, opened: OpenedModel): Promise<FinetuneResult> {
+async function finetuneStage(study: Study, opened: OpenedModel<DeviceArray>): Promise<FinetuneResult> {
   const { o, state, data } = study;
   const ftDir = join(o.outDir, 'finetune');
   const done = decidedByRoot(study.comm, () => (existsSync(join(ftDir, 'finetune.json')) ? readJson<FinetuneResult>(join(ftDir, 'finetune.json')) : null));
@@ -227,7 +233,7 @@ async function finetuneStage(study: Study, opened: OpenedModel): Promise<Finetun
 }
 
 /** Completions of the first test images, their bottom half hidden. */
-async function samplesStage(study: Study, opened: OpenedModel): Promise<void> {
+async function samplesStage(study: Study, opened: OpenedModel<DeviceArray>): Promise<void> {
   const { o, data } = study;
   const gridPath = join(o.outDir, 'completions.png');
   if (decidedByRoot(study.comm, () => existsSync(gridPath))) return;

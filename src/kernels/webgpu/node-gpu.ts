@@ -69,7 +69,7 @@ export type NodeAdapterChoice = 'default' | 'swiftshader';
  * package is an optional dependency: a platform without a prebuilt dawn.node skips it). With
  * 'swiftshader', Vulkan is pointed at chromium's SwiftShader first (see useSwiftShader).
  */
-export async function nodeGpu(adapter: NodeAdapterChoice = 'default'): Promise<GPU> {
+export async function nodeGpu(adapter: NodeAdapterChoice = 'default', rank?: RankPlace): Promise<GPU> {
   if (adapter === 'swiftshader') useSwiftShader();
   let dawn: DawnModule;
   try {
@@ -84,7 +84,43 @@ export async function nodeGpu(adapter: NodeAdapterChoice = 'default'): Promise<G
   for (const [name, value] of Object.entries(dawn.globals)) {
     if (!(name in globalThis)) Object.defineProperty(globalThis, name, { value, writable: true, configurable: true });
   }
+  if (adapter === 'default' && rank && rank.size > 1) {
+    const names = await dawnAdapterNames(dawn);
+    const name = adapterForRank(names, rank.rank);
+    if (process.env.IGPT_QUIET !== '1') { // every rank: which GPU each one drives is worth a line
+      process.stderr.write(`igpt: rank ${rank.rank} of ${rank.size}: ${name === undefined ? 'Dawn listed no adapters; the default one'
+        : `adapter ${rank.rank % names.length} of ${names.length}, '${name}'`}\n`);
+    }
+    if (name !== undefined) return dawn.create([`adapter=${name}`]);
+  }
   return dawn.create([]);
+}
+
+/** Where this process is among the ranks of an MPI job (src/parallel's world). */
+export interface RankPlace { rank: number; size: number }
+
+/** Issue 22: rank i takes adapter i mod count (undefined when there are none). */
+export function adapterForRank(names: readonly string[], rank: number): string | undefined {
+  return names.length === 0 ? undefined : names[rank % names.length];
+}
+
+/**
+ * The adapters Dawn sees, by name. The `webgpu` package has no call that lists them; asked for an
+ * adapter that does not exist (its `adapter=` option), it fails with the list, one
+ * " * backend: 'vulkan', name: '…'" line each, which is what this reads.
+ */
+async function dawnAdapterNames(dawn: DawnModule): Promise<string[]> {
+  try {
+    await dawn.create(['adapter=igpt: no such adapter']).requestAdapter();
+  } catch (err) {
+    return parseAdapterList((err as Error).message);
+  }
+  return [];
+}
+
+/** The names in Dawn's "Available adapters" list. */
+export function parseAdapterList(message: string): string[] {
+  return [...message.matchAll(/^\s*\* backend: '[^']*', name: '(.*)'\s*$/gm)].map((m) => m[1]!);
 }
 
 /**
@@ -92,10 +128,10 @@ export async function nodeGpu(adapter: NodeAdapterChoice = 'default'): Promise<G
  * when it has one and SwiftShader otherwise (where chromium is installed).
  */
 export async function acquireNodeDevice(choice: NodeAdapterChoice | 'auto' = 'auto',
-                                        options: AcquireOptions = {}): Promise<GpuContext> {
-  if (choice !== 'auto') return GpuContext.acquire(await nodeGpu(choice), options);
+                                        options: AcquireOptions = {}, rank?: RankPlace): Promise<GpuContext> {
+  if (choice !== 'auto') return GpuContext.acquire(await nodeGpu(choice, rank), options);
   try {
-    return await GpuContext.acquire(await nodeGpu('default'), options);
+    return await GpuContext.acquire(await nodeGpu('default', rank), options);
   } catch (err) {
     if (swiftShaderMissing() !== null || !/no WebGPU adapter/.test((err as Error).message)) throw err;
     return GpuContext.acquire(await nodeGpu('swiftshader'), options);
@@ -106,12 +142,13 @@ export async function acquireNodeDevice(choice: NodeAdapterChoice | 'auto' = 'au
  * The webgpu backend in Node for a command (`--backend webgpu`): the system's adapter, else
  * SwiftShader where chromium is installed (correctness only: the start line says so). One line
  * on stderr names the adapter and its limits (IGPT_QUIET=1 silences it); no adapter is an Error
- * saying why, before any work.
+ * saying why, before any work. Under MPI (`rank` of size > 1) rank i takes the system's adapter
+ * i mod count and says which.
  */
-export async function loadWebGpuKernels(options: AcquireOptions = {}): Promise<Kernels<GpuTensor> & { readonly gpu: WebGpuKernels }> {
+export async function loadWebGpuKernels(options: AcquireOptions = {}, rank?: RankPlace): Promise<Kernels<GpuTensor> & { readonly gpu: WebGpuKernels }> {
   let ctx: GpuContext;
   try {
-    ctx = await acquireNodeDevice('auto', options);
+    ctx = await acquireNodeDevice('auto', options, rank);
   } catch (err) {
     throw new Error(`--backend webgpu: ${(err as Error).message.replace(/^igpt webgpu: /, '')}`);
   }
