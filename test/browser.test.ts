@@ -2,7 +2,7 @@
  * The browser demo: model loading from bytes (the browser path) against the Node loader, the
  * `igpt serve` routes, and a real completion in Debian's Chromium driven by playwright-core.
  */
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -179,12 +179,18 @@ function canvasPixels(page: Page): Promise<number[][]> {
     .map((c) => Array.from(c.getContext('2d')!.getImageData(0, 0, c.width, c.height).data)));
 }
 
-test('in Chromium: completes an image pixel by pixel and can stop', { timeout: 120_000 }, async (t) => {
+/** Builds the page if needed; false (the test skipped, saying why) where Debian's Chromium is absent. */
+function pageAndChromiumReady(t: TestContext): boolean {
   if (!existsSync(CHROMIUM)) {
     t.skip(`${CHROMIUM} is absent (apt-get install -y chromium); the browser test needs Debian's Chromium`);
-    return;
+    return false;
   }
   buildPageIfNeeded();
+  return true;
+}
+
+test('in Chromium: completes an image pixel by pixel and can stop', { timeout: 120_000 }, async (t) => {
+  if (!pageAndChromiumReady(t)) return;
   const tmp = mkdtempSync(join(tmpdir(), 'igpt-browser-'));
   const data = join(tmp, 'tokens');
   writeSmallDataset(data, 3);
@@ -291,11 +297,7 @@ test('in Chromium: completes an image pixel by pixel and can stop', { timeout: 1
 const WEBGPU_FLAGS = ['--enable-unsafe-webgpu', '--use-webgpu-adapter=swiftshader', '--enable-features=Vulkan', '--use-angle=swiftshader'];
 
 test('in Chromium with WebGPU (SwiftShader): the page samples on the GPU, gray and color models', { timeout: 400_000 }, async (t) => {
-  if (!existsSync(CHROMIUM)) {
-    t.skip(`${CHROMIUM} is absent (apt-get install -y chromium); the browser test needs Debian's Chromium`);
-    return;
-  }
-  buildPageIfNeeded();
+  if (!pageAndChromiumReady(t)) return;
   const tmp = mkdtempSync(join(tmpdir(), 'igpt-browser-gpu-'));
   const { child, url } = await spawnServe(['--model', MODEL_DIR]);
   const context = await launchChromium(join(tmp, 'profile'), WEBGPU_FLAGS);
