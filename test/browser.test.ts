@@ -161,8 +161,8 @@ async function launchChromium(profile: string, extraArgs: string[]): Promise<Bro
   });
 }
 
-/** Sets the rows to keep and the number of completions, presses Complete and waits for the end. */
-async function completeOnPage(page: Page, keepRows: number, count: number, timeoutMs: number): Promise<void> {
+/** Sets the rows to keep and the number of completions, and presses Complete. */
+async function startCompletion(page: Page, keepRows: number, count: number): Promise<void> {
   await page.evaluate(([rows, n]) => {
     const r = document.getElementById('rows') as HTMLInputElement;
     r.value = String(rows);
@@ -170,6 +170,11 @@ async function completeOnPage(page: Page, keepRows: number, count: number, timeo
     (document.getElementById('count') as HTMLInputElement).value = String(n);
   }, [keepRows, count]);
   await page.click('#complete');
+}
+
+/** `startCompletion`, then waits for the end. */
+async function completeOnPage(page: Page, keepRows: number, count: number, timeoutMs: number): Promise<void> {
+  await startCompletion(page, keepRows, count);
   await page.waitForFunction(() => document.body.dataset.state === 'done', undefined, { timeout: timeoutMs });
 }
 
@@ -274,13 +279,7 @@ test('in Chromium: completes an image pixel by pixel and can stop', { timeout: 1
     assert.ok(overBlack.top < 40, `transparent over black: ${JSON.stringify(overBlack)}`);
 
     // Stop: a long run (no rows kept, 8 completions) ends early, leaving hidden pixels unpainted.
-    await page.evaluate(() => {
-      const r = document.getElementById('rows') as HTMLInputElement;
-      r.value = '0';
-      r.dispatchEvent(new Event('input'));
-      (document.getElementById('count') as HTMLInputElement).value = '8';
-    });
-    await page.click('#complete');
+    await startCompletion(page, 0, 8);
     await page.waitForFunction(() => document.body.dataset.state === 'running');
     await page.click('#stop');
     await page.waitForFunction(() => document.body.dataset.state === 'done', undefined, { timeout: 30_000 });
@@ -321,13 +320,7 @@ test('in Chromium with WebGPU (SwiftShader): the page samples on the GPU, gray a
      */
     const sampleFirstPixels = async (side: number, pixels: number, palette: Set<string>): Promise<void> => {
       await page.locator('#strip canvas').nth(0).click();
-      await page.evaluate(() => {
-        const r = document.getElementById('rows') as HTMLInputElement;
-        r.value = '0';
-        r.dispatchEvent(new Event('input'));
-        (document.getElementById('count') as HTMLInputElement).value = '1';
-      });
-      await page.click('#complete');
+      await startCompletion(page, 0, 1);
       await page.waitForFunction(([want, hidden]) => {
         const c = document.querySelector<HTMLCanvasElement>('canvas.completion');
         const d = c?.getContext('2d')!.getImageData(0, 0, c.width, c.height).data;
