@@ -11,6 +11,7 @@ import { createNativeKernels } from '../src/kernels/native.js';
 import { createPortableKernels } from '../src/kernels/portable.js';
 import { createSimdKernels } from '../src/kernels/simd.js';
 import { Rng } from '../src/util/rng.js';
+import { relativeError } from './relative-error.js';
 
 const TOLERANCE = 1e-5;
 
@@ -62,20 +63,6 @@ function randomArray(rng: Rng, n: number, std = 1): Float32Array {
 
 function poisoned(n: number): Float32Array {
   return new Float32Array(n).fill(NaN);
-}
-
-/** max|got - ref| / max|ref|, NaN-aware (a NaN anywhere in got makes the error infinite). */
-function relativeError(got: ArrayLike<number>, ref: ArrayLike<number>): number {
-  assert.equal(got.length, ref.length, 'length mismatch');
-  let maxDiff = 0;
-  let maxRef = 0;
-  for (let i = 0; i < ref.length; i++) {
-    const d = Math.abs(got[i] - ref[i]);
-    if (Number.isNaN(d)) return Infinity;
-    if (d > maxDiff) maxDiff = d;
-    if (Math.abs(ref[i]) > maxRef) maxRef = Math.abs(ref[i]);
-  }
-  return maxDiff / Math.max(maxRef, 1e-30);
 }
 
 function assertClose(got: ArrayLike<number>, ref: ArrayLike<number>, what: string,

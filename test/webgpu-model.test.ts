@@ -24,6 +24,7 @@ import type { PretrainOptions, StepReport } from '../src/train/trainer.js';
 import { Rng } from '../src/util/rng.js';
 import { availableBackends } from './backends.js';
 import { acquireTestWebGpu } from './webgpu-backend.js';
+import { relativeError } from './relative-error.js';
 
 process.env.IGPT_QUIET = '1';
 const acquired = await acquireTestWebGpu();
@@ -51,19 +52,6 @@ function batchOf(rng: Rng): Batch {
   const inputs = Int32Array.from({ length: B * T }, (_, i) => (i % T === 0 ? V : pixels[i - 1]));
   const labels = Int32Array.from({ length: B }, () => rng.int(cfg.numLabels));
   return { B, T, inputs, targets: pixels, labels, causal: true, genWeight: 0.5 };
-}
-
-/** max |got - ref| / max |ref| (the difference itself where ref is all zeros). */
-function relativeError(got: Float32Array, ref: Float32Array): number {
-  assert.equal(got.length, ref.length);
-  let diff = 0, scale = 0;
-  for (let i = 0; i < ref.length; i++) {
-    const d = Math.abs(got[i] - ref[i]);
-    if (Number.isNaN(d)) return Infinity;
-    diff = Math.max(diff, d);
-    scale = Math.max(scale, Math.abs(ref[i]));
-  }
-  return scale > 0 ? diff / scale : diff;
 }
 
 /**

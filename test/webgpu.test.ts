@@ -17,6 +17,7 @@ import { WebGpuKernels } from '../src/kernels/webgpu/kernels.js';
 import { acquireNodeDevice, swiftShaderMissing } from '../src/kernels/webgpu/node-gpu.js';
 import { GpuRuntime, type GpuTensor } from '../src/kernels/webgpu/runtime.js';
 import { Rng } from '../src/util/rng.js';
+import { relativeError } from './relative-error.js';
 
 /** Relative tolerances (max |got - ref| / max |ref|), float32 against float32 loops. */
 const TOL = { gemm: 1e-5, elementwise: 1e-5, reduction: 1e-5, softmax: 1e-5, adam: 1e-5 };
@@ -49,18 +50,6 @@ function random(n: number, std = 1): Float32Array {
   const a = new Float32Array(n);
   rng.fillNormal(a, std);
   return a;
-}
-
-function relativeError(got: ArrayLike<number>, ref: ArrayLike<number>): number {
-  assert.equal(got.length, ref.length, 'length mismatch');
-  let maxDiff = 0, maxRef = 0;
-  for (let i = 0; i < ref.length; i++) {
-    const d = Math.abs(got[i] - ref[i]);
-    if (Number.isNaN(d)) return Infinity;
-    maxDiff = Math.max(maxDiff, d);
-    maxRef = Math.max(maxRef, Math.abs(ref[i]));
-  }
-  return maxDiff / Math.max(maxRef, 1e-30);
 }
 
 /** Largest error seen per kernel, printed at the end (the report's tolerance table). */
