@@ -130,6 +130,43 @@ describe('own images', () => {
     }
   });
 
+  it('2x2 pooling: each quadrant is the mean of its own positions, and the four average to the paper\'s mean', async () => {
+    const n = 3;
+    const split = splitRows(data.test, 0, n, T);
+    const { nEmbd: d, nLayer: L } = pretrained.config;
+    const mean = (await extractFeatures(pretrained, split, { batch: 2, objective: 'ar' })).layers;
+    const grid = (await extractFeatures(pretrained, split, { batch: 2, objective: 'ar', pooling: '2x2' })).layers;
+    // Every position's own features (runs of one position), averaged here in float64, quadrant by quadrant.
+    const perPosition = new Float32Array((L + 1) * n * T * d);
+    pretrained.forward(new BatchBuilder(n, T, 'ar', data.palette.k).fill(split, [0, 1, 2], null), false, perPosition, T);
+    const half = SIDE / 2;
+    for (let l = 0; l <= L; l++) {
+      assert.equal(grid[l].length, n * 4 * d);
+      for (let i = 0; i < n; i++) {
+        for (let q = 0; q < 4; q++) {
+          for (let c = 0; c < d; c += 7) {
+            let sum = 0;
+            for (let y = 0; y < half; y++) {
+              for (let x = 0; x < half; x++) {
+                const t = (y + (q >> 1) * half) * SIDE + x + (q & 1) * half;
+                sum += perPosition[((l * n + i) * T + t) * d + c];
+              }
+            }
+            assert.ok(Math.abs(grid[l][(i * 4 + q) * d + c] - sum / (half * half)) < 1e-5, `layer ${l} image ${i} quadrant ${q} channel ${c}`);
+          }
+        }
+        for (let c = 0; c < d; c++) {
+          const ofQuadrants = [0, 1, 2, 3].reduce((a, q) => a + grid[l][(i * 4 + q) * d + c], 0) / 4;
+          assert.ok(Math.abs(ofQuadrants - mean[l][i * d + c]) < 1e-5, `layer ${l} image ${i} channel ${c}`);
+        }
+      }
+    }
+    assert.throws(() => probeClassifier({ ...probeClassifierJson({
+      dim: 2, numClasses: 2, l2: 0, weights: new Float32Array(4), bias: new Float32Array(2), mean: new Float32Array(2), invStd: new Float32Array(2).fill(1),
+      loss: 0, iterations: 0, stop: 'gradient',
+    }, 0, ['a', 'b']), pooling: '3x3' as '2x2' }, 'p.json'), /p\.json: the probe's pooling "3x3" is not one of mean, 2x2/);
+  });
+
   it('features go to .npy and .safetensors with the file names beside them', async () => {
     const files = listImageInputs([pngDir]).slice(0, 5);
     const r = await imageFileFeatures(pretrained, data.palette, files, [1, 2], { objective: 'ar', batch: 2 });
@@ -191,6 +228,18 @@ describe('own images', () => {
     // The in-memory probe and the one read back from JSON are the same numbers.
     const direct = classifyFeatures(probeClassifier(probeClassifierJson(bestModel, report.bestLayer, names), 'mem'), test[report.bestLayer], data.test.count);
     assert.deepEqual(direct.slice(0, IMAGES).map((r) => r.label), Array.from(expected));
+
+    // A 2x2-pooled probe (4d features) saved the same way: classify pools the files' features as the probe was fitted.
+    const last = pretrained.config.nLayer;
+    const pooled = async (split: typeof data.train) => (await extractFeatures(pretrained, split, { batch: 32, objective: 'ar', pooling: '2x2' })).layers[last];
+    const pooledProbe = probeLayers([{ train: await pooled(splitRows(data.train, 0, 400, T)), val: await pooled(data.val), test: await pooled(data.test) }],
+      { train: data.train.labels.subarray(0, 400), val: data.val.labels, test: data.test.labels }, { numClasses: 10, kernels, l2Grid: [1e-2] });
+    writeFileSync(probePath, JSON.stringify({ classifier: probeClassifierJson(pooledProbe.bestModel, last, names, '2x2') }));
+    const pooledClassifier = readProbeClassifier(probePath, kernels);
+    assert.equal(pooledClassifier.dim, 4 * pretrained.config.nEmbd);
+    const pooledExpected = predict(pooledProbe.bestModel, (await pooled(splitRows(data.test, 0, IMAGES, T))), IMAGES, kernels);
+    const byPooled = await classifyImageFiles(pretrained, data.palette, listImageInputs([pngDir]), pooledClassifier, { objective: 'ar' });
+    assert.deepEqual(byPooled.map((r) => r.label), Array.from(pooledExpected));
   });
 
   it('a model without a trained class head says so and points at finetune or a probe', () => {

@@ -6,10 +6,13 @@ import type { DeviceArray, Kernels } from '../kernels/kernels.js';
 import { openModelAndData, type ModelAndData } from '../pipeline/open.js';
 import { defaultProbeDir, featuresForProbe, probeAndReport, probeReportMarkdown, type FeatureSettings } from '../pipeline/probe.js';
 import { hostKernelsBeside } from '../kernels/select.js';
-import { anyBackendOption, anyKernelsFromFlags, parseIntOption, parseObjectiveOverride, parseOptionalInt, precisionOption } from './common.js';
+import { POOLINGS } from '../eval/features.js';
+import { anyBackendOption, anyKernelsFromFlags, parseChoice, parseIntOption, parseObjectiveOverride, parseOptionalInt, precisionOption } from './common.js';
 
 /** The flags of feature extraction (shared by probe and lowdata). */
-export interface FeatureFlags { model: string; data: string; batch: string; maxTrain?: string; maxVal?: string; masks: string; backend?: string; precision?: string; objective?: string }
+export interface FeatureFlags {
+  model: string; data: string; batch: string; maxTrain?: string; maxVal?: string; masks: string; pooling: string; backend?: string; precision?: string; objective?: string;
+}
 
 /** Declares the options that feature extraction needs (shared by probe and lowdata). */
 export function featureOptions(cmd: Command): Command {
@@ -20,6 +23,7 @@ export function featureOptions(cmd: Command): Command {
     .option('--max-train <n>', 'use at most this many training images')
     .option('--max-val <n>', 'use at most this many validation images (they choose the layer and L2)')
     .option('--masks <n>', 'BERT models: average features over this many random masks', '1')
+    .option('--pooling <mean|2x2>', 'mean over all positions (the paper\'s), or over each quadrant of the image, side by side (4× wider)', 'mean')
     .option('--objective <ar|bert>', 'override the objective recorded with the model')));
 }
 
@@ -29,6 +33,7 @@ export function parseFeatureSettings(flags: FeatureFlags): FeatureSettings {
     maxTrain: parseOptionalInt('--max-train', flags.maxTrain, 1),
     maxVal: parseOptionalInt('--max-val', flags.maxVal, 1),
     masks: parseIntOption('--masks', flags.masks, 1),
+    pooling: parseChoice('--pooling', flags.pooling, POOLINGS),
   };
 }
 

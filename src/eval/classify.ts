@@ -8,13 +8,16 @@ import { readFileSync } from 'node:fs';
 import type { Kernels } from '../kernels/kernels.js';
 import { headForward } from '../model/layers.js';
 import type { ImageGPT } from '../model/model.js';
+import { POOLINGS, type Pooling } from './features.js';
 import { predictLogits, type LogisticModel } from './logistic.js';
 
 export interface Classifier {
   /** The feature layer it reads (the model's last, L, is the pooled ln_f output). */
   layer: number;
-  /** Features a row it reads: the model's width d. */
+  /** Features a row it reads: the model's width d, times 4 with 2x2 pooling. */
   dim: number;
+  /** How the layer's positions were pooled into the row it reads. */
+  pooling: Pooling;
   classNames: string[];
   /** Class scores [n, C] of n rows of that layer's features. */
   logits(features: Float32Array, n: number): Float32Array;
@@ -30,6 +33,7 @@ export function headClassifier(model: ImageGPT, classNames: string[] | null, whe
   return {
     layer: L,
     dim: d,
+    pooling: 'mean',
     classNames: classNames ?? Array.from({ length: C }, (_, c) => `LABEL_${c}`),
     logits(features, n) {
       const out = new Float32Array(n * C);
@@ -44,6 +48,8 @@ export interface ProbeClassifierJson {
   layer: number;
   classNames: string[];
   dim: number;
+  /** Absent in probes written before pooling could be chosen: 'mean'. */
+  pooling?: Pooling;
   numClasses: number;
   l2: number;
   /** Standardization of the training features: z = (x − mean) · invStd. */
@@ -54,9 +60,9 @@ export interface ProbeClassifierJson {
   bias: number[];
 }
 
-export function probeClassifierJson(model: LogisticModel, layer: number, classNames: string[]): ProbeClassifierJson {
+export function probeClassifierJson(model: LogisticModel, layer: number, classNames: string[], pooling: Pooling = 'mean'): ProbeClassifierJson {
   return {
-    layer, classNames, dim: model.dim, numClasses: model.numClasses, l2: model.l2,
+    layer, classNames, dim: model.dim, pooling, numClasses: model.numClasses, l2: model.l2,
     mean: Array.from(model.mean), invStd: Array.from(model.invStd), weights: Array.from(model.weights), bias: Array.from(model.bias),
   };
 }
@@ -80,7 +86,9 @@ export function probeClassifier(json: ProbeClassifierJson, where: string, kernel
   for (const [name, a] of [['weights', model.weights], ['bias', model.bias], ['mean', model.mean], ['invStd', model.invStd]] as const) {
     if (!a.every(Number.isFinite)) throw new Error(`${where}: the probe's ${name} are not all finite numbers`);
   }
-  return { layer: json.layer, dim, classNames: json.classNames, logits: (features, n) => predictLogits(model, features, n, kernels) };
+  const pooling = json.pooling ?? 'mean';
+  if (!POOLINGS.includes(pooling)) throw new Error(`${where}: the probe's pooling "${String(pooling)}" is not one of ${POOLINGS.join(', ')}`);
+  return { layer: json.layer, dim, pooling, classNames: json.classNames, logits: (features, n) => predictLogits(model, features, n, kernels) };
 }
 
 /** The probe in a probe.json written by `igpt probe`. */

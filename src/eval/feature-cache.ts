@@ -9,14 +9,14 @@ import type { TokenSplit } from '../data/tokens.js';
 import type { DeviceArray } from '../kernels/kernels.js';
 import type { ImageGPT } from '../model/model.js';
 import { readSafetensors, writeSafetensors } from '../io/safetensors.js';
-import { extractFeatures, type ExtractedFeatures, type FeatureOptions } from './features.js';
+import { extractFeatures, pooledWidth, type ExtractedFeatures, type FeatureOptions } from './features.js';
 import { world } from '../parallel/world.js';
 
 /** What identifies a set of features: if any of it changes, they are computed again. */
 export function featureCacheKey(modelDir: string, dataDir: string, split: string, o: FeatureOptions): string {
   const weights = join(modelDir, 'model.safetensors');
   const stamp = existsSync(weights) ? `${statSync(weights).size}:${statSync(weights).mtimeMs}` : 'unknown';
-  return JSON.stringify({ weights: stamp, data: dataDir, split, objective: o.objective, masks: o.masks ?? 1,
+  return JSON.stringify({ weights: stamp, data: dataDir, split, objective: o.objective, pooling: o.pooling ?? 'mean', masks: o.masks ?? 1,
                           maskProb: o.maskProb ?? 0.15, seed: o.seed ?? 0, maxImages: o.maxImages ?? null });
 }
 
@@ -44,8 +44,9 @@ export async function cachedFeatures<T extends DeviceArray>(model: ImageGPT<T>, 
   const extracted = await extractFeatures(model, split, o);
   if (world().rank !== 0) return { ...extracted, cached: false }; // under MPI, rank 0 alone writes
   mkdirSync(cacheDir, { recursive: true });
-  const count = extracted.layers[0].length / model.config.nEmbd;
-  writeSafetensors(file, extracted.layers.map((data, l) => ({ name: `layer.${l}`, shape: [count, model.config.nEmbd], data })),
+  const width = pooledWidth(model.config.nEmbd, o.pooling);
+  const count = extracted.layers[0].length / width;
+  writeSafetensors(file, extracted.layers.map((data, l) => ({ name: `layer.${l}`, shape: [count, width], data })),
                    { key: stamp, natsPerPixel: String(extracted.natsPerPixel) });
   return { ...extracted, cached: false };
 }

@@ -12,12 +12,14 @@ import type { ImageGPT } from '../model/model.js';
 import type { Palette } from '../palette/palette.js';
 import type { Objective } from '../train/objectives.js';
 import { classifyFeatures, type Classification, type Classifier } from './classify.js';
-import { tokenFeatures } from './features.js';
+import { pooledWidth, tokenFeatures, type Pooling } from './features.js';
 
 export interface ImageFileFeatureOptions extends Omit<ImageInputOptions, 'side' | 'channels'> {
   objective: Objective;
   /** BERT: average over this many random masks (default 1). */
   masks?: number;
+  /** Default 'mean' (the paper's). */
+  pooling?: Pooling;
   seed?: number;
   /** Files handled so far (read or skipped) of all. */
   onProgress?: (done: number, total: number) => void;
@@ -26,7 +28,7 @@ export interface ImageFileFeatureOptions extends Omit<ImageInputOptions, 'side' 
 export interface ImageFileFeatures {
   /** The files that could be read, in the order of the rows. */
   files: string[];
-  /** [files.length, layers.length · d]: each image's f^l of the chosen layers side by side. */
+  /** [files.length, layers.length · width]: each image's f^l of the chosen layers side by side. */
   features: Float32Array;
   dim: number;
 }
@@ -37,15 +39,15 @@ function modelSide(model: ImageGPT): number {
   return side;
 }
 
-/** f^l = mean_i norm(h_i^l) of each image file at `layers` (0 = embeddings' norm … L = ln_f). */
+/** f^l = mean_i norm(h_i^l) (per quadrant with 2x2 pooling) of each image file at `layers` (0 = embeddings' norm … L = ln_f). */
 export async function imageFileFeatures(model: ImageGPT, palette: Palette, files: readonly string[], layers: readonly number[],
                                         o: ImageFileFeatureOptions): Promise<ImageFileFeatures> {
-  const dim = layers.length * model.config.nEmbd;
+  const dim = layers.length * pooledWidth(model.config.nEmbd, o.pooling);
   const batch = o.batch ?? 32;
   let features = new Float32Array(files.length * dim);
   const read: string[] = [];
   for await (const b of readImageTokenBatches(files, palette, modelSide(model), o)) {
-    const rows = await tokenFeatures(model, b.tokens, b.count, layers, { batch, objective: o.objective, masks: o.masks, seed: o.seed });
+    const rows = await tokenFeatures(model, b.tokens, b.count, layers, { batch, objective: o.objective, masks: o.masks, pooling: o.pooling, seed: o.seed });
     features.set(rows, read.length * dim);
     read.push(...b.files);
     o.onProgress?.(b.handled, files.length);
@@ -59,10 +61,12 @@ export async function imageFileFeatures(model: ImageGPT, palette: Palette, files
 export async function classifyImageFiles(model: ImageGPT, palette: Palette, files: readonly string[], classifier: Classifier,
                                          o: ImageFileFeatureOptions & { top?: number }): Promise<({ file: string } & Classification)[]> {
   const { nEmbd: d, nLayer: L } = model.config;
-  if (classifier.layer > L || classifier.dim !== d) {
-    throw new Error(`the classifier reads layer ${classifier.layer} of width ${classifier.dim}, the model has layers 0..${L} of width ${d}`);
+  const width = pooledWidth(d, classifier.pooling);
+  if (classifier.layer > L || classifier.dim !== width) {
+    throw new Error(`the classifier reads layer ${classifier.layer} of width ${classifier.dim}, the model has layers 0..${L} of width ${width}` +
+      `${classifier.pooling === 'mean' ? '' : ` (${classifier.pooling} pooling)`}`);
   }
-  const { files: read, features } = await imageFileFeatures(model, palette, files, [classifier.layer], o);
+  const { files: read, features } = await imageFileFeatures(model, palette, files, [classifier.layer], { ...o, pooling: classifier.pooling });
   return classifyFeatures(classifier, features, read.length, o.top).map((c, i) => ({ file: read[i], ...c }));
 }
 

@@ -228,10 +228,10 @@ export class ImageGPT<T extends DeviceArray = Float32Array> {
   /**
    * Records the model over a batch. With targets/labels, computes the losses and (when `training`)
    * prepares the loss gradient for `backward`; `readResult` then reads them. `features`, if given
-   * ([L+1, B, d]), receives the probe features: mean over positions of each block's first norm
-   * output, and of ln_f last.
+   * ([L+1, B, segments, d]), receives the probe features: the mean of each block's first norm
+   * output (and of ln_f last) over each of `segments` equal runs of positions (1: all of them).
    */
-  forward(batch: Batch, training: boolean, features?: T): void {
+  forward(batch: Batch, training: boolean, features?: T, segments = 1): void {
     const kernels = this.kernels;
     const cfg = this.config;
     const p = this.params;
@@ -242,18 +242,19 @@ export class ImageGPT<T extends DeviceArray = Float32Array> {
     if (batch.inputs.length < rows) throw new Error(`batch inputs hold ${batch.inputs.length} ids, need ${rows}`);
     const acts = this.activationsFor(B, T, training);
     this.bf16Weights?.refresh();
-    const featuresOf = (l: number): T => kernels.view(features!, l * B * d, B * d);
+    if (features && T % segments !== 0) throw new Error(`${T} positions do not split into ${segments} equal runs`);
+    const featuresOf = (l: number): T => kernels.view(features!, l * B * segments * d, B * segments * d);
 
     kernels.embeddingForward(acts.residual[0], batch.inputs, p.wte, p.wpe, B, T, d);
     for (let l = 0; l < L; l++) {
       const a = acts.layers[acts.mode === 'train' ? l : 0];
       const x = acts.residual[training ? l : 0];
       this.blockForward(l, a, x, acts.residual[training ? l + 1 : 0], B, T, batch.causal);
-      if (features) kernels.meanPoolForward(featuresOf(l), a.ln1, B, T, d);
+      if (features) kernels.meanPoolForward(featuresOf(l), a.ln1, B * segments, T / segments, d);
     }
     const hL = acts.residual[training ? L : 0];
     kernels.normForward(acts.lnf, acts.lnfRstd, hL, p.lnF, rows, d, eps);
-    if (features) kernels.meanPoolForward(featuresOf(L), acts.lnf, B, T, d);
+    if (features) kernels.meanPoolForward(featuresOf(L), acts.lnf, B * segments, T / segments, d);
     headForward(kernels, acts.logits, acts.lnf, p.lmHead, rows, d, V);
 
     const scratch = training ? (this.scratch = this.scratchFor(B, T)) : null;

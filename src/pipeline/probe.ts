@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import type { TokenDataset, TokenSplit } from '../data/tokens.js';
 import { cachedFeatures, featureCacheKey } from '../eval/feature-cache.js';
 import { probeClassifierJson } from '../eval/classify.js';
-import type { ExtractedFeatures } from '../eval/features.js';
+import { pooledWidth, type ExtractedFeatures, type Pooling } from '../eval/features.js';
 import { probeLayers, type LayerProbeReport } from '../eval/probe.js';
 import type { DeviceArray, Kernels } from '../kernels/kernels.js';
 import { writeRunFile } from '../util/fs.js';
@@ -23,6 +23,8 @@ export interface FeatureSettings {
   maxVal?: number;
   /** BERT models: average the features over this many random masks. */
   masks: number;
+  /** Default 'mean' (the paper's). */
+  pooling?: Pooling;
 }
 
 export interface SplitFeatures {
@@ -30,6 +32,7 @@ export interface SplitFeatures {
   labels: { train: Int32Array; val: Int32Array; test: Int32Array };
   /** The test split's NLL (nats/pixel), computed in the same forward passes. */
   testNatsPerPixel: number;
+  pooling: Pooling;
 }
 
 /** Where probe, lowdata and their feature cache go unless told: `<model>-probe`. */
@@ -41,7 +44,7 @@ export function defaultProbeDir(modelDir: string): string {
 export async function featuresForProbe<T extends DeviceArray>(m: OpenedModel<T>, data: TokenDataset, dataDir: string, s: FeatureSettings,
                                                              cacheDir: string): Promise<SplitFeatures> {
   const one = async (name: 'train' | 'val' | 'test', split: TokenSplit, maxImages?: number): Promise<ExtractedFeatures> => {
-    const o = { batch: s.batch, objective: m.objective, masks: s.masks, maxImages };
+    const o = { batch: s.batch, objective: m.objective, masks: s.masks, pooling: s.pooling, maxImages };
     const key = featureCacheKey(m.dir, dataDir, name, o);
     const total = Math.min(split.count, maxImages ?? split.count);
     const bar = createProgress(`features ${name}`, total, 'images');
@@ -53,9 +56,10 @@ export async function featuresForProbe<T extends DeviceArray>(m: OpenedModel<T>,
   const train = (await one('train', data.train, s.maxTrain)).layers;
   const test = await one('test', data.test);
   const val = (await one('val', data.val, s.maxVal)).layers;
-  const count = (f: Float32Array[]): number => f[0].length / m.model.config.nEmbd;
+  const pooling = s.pooling ?? 'mean';
+  const count = (f: Float32Array[]): number => f[0].length / pooledWidth(m.model.config.nEmbd, pooling);
   return {
-    train, val, test: test.layers, testNatsPerPixel: test.natsPerPixel,
+    train, val, test: test.layers, testNatsPerPixel: test.natsPerPixel, pooling,
     labels: { train: data.train.labels.subarray(0, count(train)), val: data.val.labels.subarray(0, count(val)), test: data.test.labels },
   };
 }
@@ -81,7 +85,7 @@ export async function probeAndReport(kernels: Kernels, features: SplitFeatures, 
     numClasses, kernels, concatLayers, log: (line) => process.stderr.write(`probe: ${line}\n`),
   });
   const names = classNames ?? Array.from({ length: numClasses }, (_, c) => `LABEL_${c}`);
-  const classifier = probeClassifierJson(bestModel, report.bestLayer, names);
+  const classifier = probeClassifierJson(bestModel, report.bestLayer, names, features.pooling);
   writeRunFile(outDir, 'probe.json', JSON.stringify({ ...report, classifier }, null, 1));
   writeRunFile(outDir, 'probe.md', probeReportMarkdown(report));
   await plotLines(join(outDir, 'depth.png'), {
