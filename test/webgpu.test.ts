@@ -241,6 +241,22 @@ describe('webgpu kernels', { skip }, () => {
     assert.ok(Number.isNaN((await read(k, TOT))[0]), 'a target ≥ V poisons the total');
   });
 
+  test('sum of squares (the gradient norm): large and small, at an offset, NaN propagates', async () => {
+    const sumSquares = (x: Float32Array): number => x.reduce((a, v) => a + v * v, 0);
+    const TOT = poisoned(k, 1);
+    for (const n of [1, 127, 128, 5000, 100_003]) {
+      const x = random(n);
+      k.sumOfSquares(TOT, up(k, x));
+      assertClose(await read(k, TOT), [sumSquares(x)], `sumOfSquares (${n})`, TOL.reduction);
+    }
+    const x = random(1000);
+    k.sumOfSquares(TOT, k.runtime.view(up(k, x), 3, 900));
+    assertClose(await read(k, TOT), [sumSquares(x.subarray(3, 903))], 'sumOfSquares (a view)', TOL.reduction);
+    x[777] = NaN;
+    k.sumOfSquares(TOT, up(k, x));
+    assert.ok(Number.isNaN((await read(k, TOT))[0]), 'a NaN poisons the sum');
+  });
+
   test('Adam update over a few steps', async () => {
     const n = 777;
     const p = random(n), m = new Float32Array(n), v = new Float32Array(n);
@@ -315,6 +331,9 @@ describe('webgpu kernels', { skip }, () => {
     const TOT = poisoned(small, 1);
     small.crossEntropy(poisoned(small, rows), null, up(small, logits), up(small, targets), rows, V, 1, TOT);
     assertClose(await read(small, TOT), [total], 'crossEntropy total (chunked)', TOL.softmax);
+    const big = random(5000); // 20 KB: five windows
+    small.sumOfSquares(TOT, up(small, big));
+    assertClose(await read(small, TOT), [big.reduce((a, v) => a + v * v, 0)], 'sumOfSquares (chunked)', TOL.reduction);
   });
 
   test('a lost device is a clear error on the next call, not a hang', async () => {

@@ -7,7 +7,7 @@
 import type { Kernels } from './kernels.js';
 
 /** The part of `Kernels<Float32Array>` that is the same for every CPU backend. */
-export type HostOperations = Pick<Kernels, 'alloc' | 'view' | 'fromHost' | 'upload' | 'read' | 'copy' | 'zero' |
+export type HostOperations = Pick<Kernels, 'alloc' | 'view' | 'fromHost' | 'upload' | 'read' | 'copy' | 'zero' | 'sumOfSquares' |
   'attentionStateLength' | 'embeddingForward' | 'embeddingBackward' | 'meanPoolForward' | 'meanPoolBackward'>;
 
 export const hostOperations: HostOperations = {
@@ -18,6 +18,11 @@ export const hostOperations: HostOperations = {
   read: (t) => Promise.resolve(t),
   copy: (dst, src) => dst.set(src),
   zero: (t) => t.fill(0),
+  sumOfSquares(out, x) {
+    let sum = 0; // float64
+    for (let i = 0; i < x.length; i++) sum += x[i] * x[i];
+    out[0] = sum;
+  },
   // att [B, H, T, T]: the softmax probabilities, which the backward reads.
   attentionStateLength: (B, T, H) => B * H * T * T,
 

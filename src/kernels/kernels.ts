@@ -45,6 +45,11 @@ export interface Kernels<T extends DeviceArray = Float32Array> {
   copy(dst: T, src: T): void;
   /** t = 0. */
   zero(t: T): void;
+  /**
+   * out[0] = Σ x[i]² over all of x (NaN and inf propagate): a gradient's norm without reading the
+   * gradient back.
+   */
+  sumOfSquares(out: T, x: T): void;
 
   /**
    * C = alpha·op(A)·op(B) + beta·C, with op(A) m×k, op(B) k×n, C m×n.

@@ -34,10 +34,3 @@ export class Adam<T extends DeviceArray = Float32Array> {
     if (tail) range(tail.start, this.size, tail.lr);
   }
 }
-
-/** The global L2 norm of a gradient buffer (float64 accumulation). */
-export function gradientNorm(g: Float32Array): number {
-  let s = 0;
-  for (let i = 0; i < g.length; i++) s += g[i] * g[i];
-  return Math.sqrt(s);
-}

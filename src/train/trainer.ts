@@ -10,7 +10,7 @@ import { ParameterTensors, parametersToHost } from '../model/parameters.js';
 import { Rng } from '../util/rng.js';
 import { augmentImage } from './augment.js';
 import { sosTokenOf } from '../model/config.js';
-import { Adam, gradientNorm } from './adam.js';
+import { Adam } from './adam.js';
 import { evaluateNll, type NllReport } from './evaluate.js';
 import { BatchBuilder, DataOrder, maskRngFor, type Objective } from './objectives.js';
 import { learningRateAt, type Schedule } from './schedule.js';
@@ -104,6 +104,8 @@ export class Trainer<T extends DeviceArray = Float32Array> {
   private readonly classHead: { offset: number; lrScale: number } | null;
   /** This step's losses, summed over the ranks: generative, classification, correct predictions. */
   private readonly losses = new Float64Array(3);
+  /** One element on the backend: the gradient's sum of squares. */
+  private readonly gradSquares: T;
 
   /** `comm`: the ranks that share each global batch of `opts.batch` images (one process by default). */
   constructor(readonly model: ImageGPT<T>, readonly data: TokenDataset, readonly opts: PretrainOptions,
@@ -120,6 +122,7 @@ export class Trainer<T extends DeviceArray = Float32Array> {
     const score = model.params.layout.find((t) => t.name === 'score.weight');
     this.classHead = opts.classify && score ? { offset: score.offset, lrScale: opts.classify.headLrScale } : null;
     this.adam = new Adam(model.kernels, model.params.count);
+    this.gradSquares = model.kernels.alloc(1);
     this.order = new DataOrder(data.train.count, opts.batch, opts.seed);
     this.builder = new BatchBuilder(opts.batch, T, opts.objective, sosTokenOf(model.config), opts.maskProb);
     this.schedule = { lr: opts.lr, warmup: opts.warmup, total: opts.steps, cosine: opts.cosine };
@@ -159,14 +162,16 @@ export class Trainer<T extends DeviceArray = Float32Array> {
     model.backward();
     // One all-reduce of the flat gradient buffer: on the reference model it costs well under 1% of
     // a step (bench/parallel.ts, SCALING.md), so overlapping buckets with backward would not pay.
-    const grads = await kernels.read(model.grads.data);
     if (comm.size > 1) {
+      const grads = await kernels.read(model.grads.data);
       comm.allReduce(grads);
       kernels.upload(model.grads.data, grads);
     }
-    const gradNorm = gradientNorm(grads);
+    // The norm is summed where the gradient lives: on a GPU one number comes back, not the gradient.
+    kernels.sumOfSquares(this.gradSquares, model.grads.data);
+    const gradNorm = Math.sqrt((await kernels.read(this.gradSquares))[0]!);
     if (!Number.isFinite(gradNorm)) {
-      const bad = firstNonFiniteTensor(new ParameterTensors(model.config, grads)) ?? 'an unknown tensor';
+      const bad = firstNonFiniteTensor(new ParameterTensors(model.config, await kernels.read(model.grads.data))) ?? 'an unknown tensor';
       throw new NumericalFault(step, `the gradient of ${bad} is not finite`);
     }
     const lr = learningRateAt(this.schedule, step);

@@ -42,6 +42,7 @@ export function createWebGpuBackend(gpu: WebGpuKernels): Kernels<GpuTensor> & { 
     read: (t) => rt.readFloats(t),
     copy: (dst, src) => rt.copy(dst, 0, src, 0, src.length),
     zero: (t) => rt.zero(t),
+    sumOfSquares: (out, x) => gpu.sumOfSquares(out, x),
     // The log-sum-exp per query: the backward recomputes the probabilities (flash-style).
     attentionStateLength: (B, T, H) => B * H * T,
 

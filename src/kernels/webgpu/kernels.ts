@@ -17,7 +17,7 @@ import { ADAM, BIAS_FORWARD, ELEMENTWISE_GROUP, EMBEDDING_FORWARD, GELU_BACKWARD
          MEAN_POOL_BACKWARD } from './wgsl/elementwise.js';
 import { gemmAlignedForVec4, gemmWgsl } from './wgsl/gemm.js';
 import { COLUMN_GROUP, COLUMN_SUM, CROSS_ENTROPY, MEAN_POOL_FORWARD, NORM_BACKWARD_DX, NORM_FORWARD,
-         POSITION_EMBEDDING_BACKWARD, SUM_INTO, TOKEN_CLASSES, TOKEN_EMBEDDING_BACKWARD } from './wgsl/reductions.js';
+         POSITION_EMBEDDING_BACKWARD, ROW_GROUP, SQUARE_PARTIALS, SUM_INTO, TOKEN_CLASSES, TOKEN_EMBEDDING_BACKWARD } from './wgsl/reductions.js';
 import { ATTENTION_DECODE, attentionBackwardKeyWgsl, attentionBackwardQueryWgsl, attentionForwardWgsl,
          attentionTiles, type AttentionTiles } from './wgsl/attention.js';
 
@@ -41,9 +41,10 @@ function need(t: GpuTensor, elements: number, what: string, type: 'f32' | 'i32' 
 export class WebGpuKernels {
   readonly name = 'webgpu';
   readonly kvLayout = 'positions';
-  /** Scratch: attention's D = rowsum(dO∘O) [B, H, T], decoding's scores [B, H, maxT]. */
+  /** Scratch: attention's D = rowsum(dO∘O) [B, H, T], decoding's scores [B, H, maxT], sumOfSquares' partial sums. */
   private delta: GpuTensor | null = null;
   private scores: GpuTensor | null = null;
+  private partials: GpuTensor | null = null;
 
   constructor(readonly runtime: GpuRuntime) {}
 
@@ -58,7 +59,7 @@ export class WebGpuKernels {
 
   private get rt(): GpuRuntime { return this.runtime; }
 
-  private scratch(which: 'delta' | 'scores', length: number): GpuTensor {
+  private scratch(which: 'delta' | 'scores' | 'partials', length: number): GpuTensor {
     const current = this[which];
     if (current && current.length >= length) return current;
     if (current) this.rt.destroy(current);
@@ -386,6 +387,24 @@ export class WebGpuKernels {
       this.rt.dispatch(pipeline, { u: [count, V, ...b.map((x) => x.shift)], f: [gradScale] }, b, this.rt.grid(count));
       const tb = this.rt.bind(total, 0, 1);
       this.rt.dispatch(sum, { u: [count, tb.shift, l.shift] }, [tb, l], [1]);
+    }
+  }
+
+  /**
+   * total[0] = Σ x[i]²: per chunk, up to 256 workgroups write partial sums, one workgroup adds
+   * them into the total (two passes, so a large gradient keeps the GPU busy, not one workgroup).
+   */
+  sumOfSquares(total: GpuTensor, x: GpuTensor): void {
+    need(total, 1, 'sumOfSquares total');
+    const partials = this.scratch('partials', 256);
+    const square = this.rt.pipeline(SQUARE_PARTIALS), sum = this.rt.pipeline(SUM_INTO);
+    this.rt.zero(total, 0, 1);
+    for (const { first, count } of this.rt.planChunks(x.length, [1], 'sumOfSquares')) {
+      const groups = Math.min(256, Math.ceil(count / ROW_GROUP));
+      const pb = this.rt.bind(partials, 0, groups), xb = this.rt.bind(x, first, count);
+      this.rt.dispatch(square, { u: [count, groups, pb.shift, xb.shift] }, [pb, xb], [groups]);
+      const tb = this.rt.bind(total, 0, 1), sb = this.rt.bind(partials, 0, groups);
+      this.rt.dispatch(sum, { u: [groups, tb.shift, sb.shift] }, [tb, sb], [1]);
     }
   }
 

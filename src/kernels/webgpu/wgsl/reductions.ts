@@ -149,6 +149,25 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>) {
 }
 `;
 
+/**
+ * partial[w] = Σ x[i]² over the elements workgroup w of `groups` strides over (i = w·WG + lane,
+ * then every groups·WG): the first pass of sumOfSquares, SUM_INTO adds the partials.
+ */
+export const SQUARE_PARTIALS = /* wgsl */ `
+struct Params { n: u32, groups: u32, offPartial: u32, offX: u32 }
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read_write> partial: array<f32>;
+@group(0) @binding(2) var<storage, read> x: array<f32>;
+${WORKGROUP_REDUCE}
+@compute @workgroup_size(${ROW_GROUP})
+fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+  var sum = 0.0;
+  for (var i = wid.x * WG + lid.x; i < p.n; i += p.groups * WG) { let v = x[p.offX + i]; sum += v * v; }
+  sum = workgroupSum(lid.x, sum);
+  if (lid.x == 0u) { partial[p.offPartial + wid.x] = sum; }
+}
+`;
+
 /** Columns per workgroup of COLUMN_SUM (and the lanes that split its rows). */
 export const COLUMN_GROUP = { columns: 64, lanes: 4 };
 
