@@ -352,6 +352,19 @@ describe('webgpu kernels', { skip }, () => {
     const max = k.runtime.ctx.adapter.limits.maxBufferSize;
     assert.throws(() => k.runtime.tensor(max / 4 + 1024), /exceeds the adapter's largest buffer/);
   });
+
+  test('an allocation the GPU cannot make is a clear out-of-memory error on the next sync, and the device goes on', async (t) => {
+    // SwiftShader refuses a buffer of its full 1 GiB maxBufferSize (vkAllocateMemory runs out);
+    // a real GPU may well hold it, and then there is no failure to see.
+    if (!k.runtime.ctx.adapter.software) return t.skip('a hardware adapter may allocate the whole maxBufferSize');
+    const max = k.runtime.ctx.adapter.limits.maxBufferSize;
+    const huge = k.runtime.tensor(max / 4);
+    await assert.rejects(k.runtime.sync(), new RegExp(`igpt webgpu: the GPU is out of memory: a tensor of ${max / 2 ** 20} MiB could not be ` +
+      'allocated beside the \\d+ MiB already held .*lower --batch or choose a smaller --preset'));
+    k.runtime.destroy(huge);
+    const x = random(300);
+    assert.deepEqual(await read(k, up(k, x)), x, 'later work runs');
+  });
 });
 
 /** lse[b, h, t] = log Σ_s exp(scale·q_t·k_s) over the keys t sees, in float64. */

@@ -61,8 +61,10 @@ export class GpuRuntime {
   private readonly uniformData = new ArrayBuffer(UNIFORM_SLOT * UNIFORM_SLOTS);
   private slots = 0;
   private encoder: GPUCommandEncoder | null = null;
-  /** Error scopes of submitted batches not yet checked. */
-  private pendingErrors: Promise<GPUError | null>[] = [];
+  /** Error scopes of submitted batches and allocations not yet checked: the message of each error. */
+  private pendingErrors: Promise<string | null>[] = [];
+  /** Bytes in the tensors this runtime holds (WebGPU has no free-memory query: this is what we know). */
+  private allocatedBytes = 0;
   /** A 16-byte buffer bound where a shader declares a binding that a variant does not use. */
   readonly placeholder: GpuTensor;
 
@@ -90,11 +92,19 @@ export class GpuRuntime {
       throw new Error(`igpt webgpu: a tensor of ${length} elements (${(bytes / 2 ** 20).toFixed(0)} MiB) exceeds ` +
         `the adapter's largest buffer (${(this.ctx.adapter.limits.maxBufferSize / 2 ** 20).toFixed(0)} MiB)`);
     }
+    // An allocation the GPU cannot make fails on the next sync, saying what it was and what was held.
+    const mib = (b: number): string => `${(b / 2 ** 20).toFixed(0)} MiB`;
+    const held = this.allocatedBytes;
+    this.device.pushErrorScope('out-of-memory');
     const buffer = this.device.createBuffer({
       // Rounded up to 16 bytes so that vec4 views of the whole buffer cover every element.
       size: Math.max(16, Math.ceil(bytes / 16) * 16),
       usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST,
     });
+    this.pendingErrors.push(this.device.popErrorScope().then((e) => e && `the GPU is out of memory: a tensor of ${mib(bytes)} ` +
+      `could not be allocated beside the ${mib(held)} already held (the start line gives the model's estimate); ` +
+      'lower --batch or choose a smaller --preset'));
+    this.allocatedBytes += buffer.size;
     return { buffer, offset: 0, length, shape, type };
   }
 
@@ -155,7 +165,10 @@ export class GpuRuntime {
     if (count > 0) this.commands().clearBuffer(t.buffer, 4 * (t.offset + offset), 4 * count);
   }
 
-  destroy(t: GpuTensor): void { t.buffer.destroy(); }
+  destroy(t: GpuTensor): void {
+    this.allocatedBytes -= t.buffer.size;
+    t.buffer.destroy();
+  }
 
   // -------------------------------------------------------------------------------------------
   // Binding windows and chunking
@@ -271,7 +284,7 @@ export class GpuRuntime {
     queue.submit([this.encoder.finish()]);
     this.encoder = null;
     this.slots = 0;
-    for (let i = 0; i < 3; i++) this.pendingErrors.push(this.device.popErrorScope());
+    for (let i = 0; i < 3; i++) this.pendingErrors.push(this.device.popErrorScope().then((e) => e && `${e.constructor.name}: ${e.message}`));
   }
 
   /** Submits and waits for all recorded work; throws the first error it raised. */
@@ -293,8 +306,8 @@ export class GpuRuntime {
   private async checkErrors(): Promise<void> {
     const pending = this.pendingErrors;
     this.pendingErrors = [];
-    for (const error of await Promise.all(pending)) {
-      if (error) throw new Error(`igpt webgpu: ${error.constructor.name}: ${error.message}`);
+    for (const message of await Promise.all(pending)) {
+      if (message) throw new Error(`igpt webgpu: ${message}`);
     }
     this.ctx.check();
   }
