@@ -1,11 +1,16 @@
 /**
- * WebGPU GEMM benchmark: GFLOP/s of the tiled WGSL GEMM at 256³ and 1024³ in the model's three
- * layouts (NN, NT, TN; on SwiftShader 1024³ in NN only, timed once) on whatever adapter Node finds: the system's GPU, else SwiftShader (Vulkan
- * on the CPU, from Debian's chromium), where the figures say nothing about GPU speed and the row says
- * so. Every product is first checked against the portable kernels (max relative error). Then one
- * training step of the model on webgpu against the CPU kernels (native where built): the reference
- * config (d 256, 8 layers, 784 pixels, batch 8) on a GPU, a small one (d 32, 2 layers, 64 pixels,
- * batch 2) on SwiftShader, with both backends' loss at the last step.
+ * WebGPU benchmark on whatever adapter Node finds: the system's GPU, else SwiftShader (Vulkan on the
+ * CPU, from Debian's chromium), where the figures say nothing about GPU speed and each row says so.
+ *  - GEMM GFLOP/s of the tiled WGSL GEMM at 256³ and 1024³ in the model's three layouts (NN, NT,
+ *    TN) and, on a GPU, 4096³; every product first checked against the portable kernels (max
+ *    relative error). WebGPU does not tell the GPU's float32 peak: give it in TFLOP/s as
+ *    IGPT_GPU_PEAK_TFLOPS (H100/H200 SXM: 67) and the rows report the utilization.
+ *  - One training step on webgpu against the CPU kernels (native where built), both losses at the
+ *    last step: the reference config (d 256, 8 layers, 784 pixels, batch 8) on a GPU, a small one
+ *    (d 32, 2 layers, 64 pixels, batch 2) on SwiftShader.
+ *  - iGPT-S (d 512, 24 layers, 1024 positions, 513 tokens; the small config on SwiftShader): a
+ *    training step, and sampling through the KV cache: images per second, and the time to sample
+ *    a batch against one forward pass over it (the target: at most 3×).
  *
  *   node --import tsx bench/webgpu.ts [--quick]        IGPT_WEBGPU_ADAPTER=default|swiftshader|auto
  */
@@ -18,6 +23,7 @@ import { makeConfig, type ModelConfig } from '../src/model/config.js';
 import { ImageGPT } from '../src/model/model.js';
 import { initParameters, ParameterTensors, parametersOn } from '../src/model/parameters.js';
 import { Adam } from '../src/train/adam.js';
+import { defaultSampling, sampleAutoregressive } from '../src/sample/sampler.js';
 import { WebGpuKernels } from '../src/kernels/webgpu/kernels.js';
 import { acquireNodeDevice, type NodeAdapterChoice } from '../src/kernels/webgpu/node-gpu.js';
 import { GpuRuntime } from '../src/kernels/webgpu/runtime.js';
@@ -33,7 +39,12 @@ const SHAPES: Shape[] = [
   { label: 'NN 1024³', transA: false, transB: false, size: 1024 },
   { label: 'NT 1024³', transA: false, transB: true, size: 1024 },
   { label: 'TN 1024³', transA: true, transB: false, size: 1024 },
+  { label: 'NN 4096³', transA: false, transB: false, size: 4096 },
 ];
+
+/** The GPU's float32 peak in GFLOP/s, when the user gives it (WebGPU cannot tell). */
+const PEAK_GFLOPS = Number(process.env.IGPT_GPU_PEAK_TFLOPS ?? NaN) * 1000;
+const SOFTWARE_NOTE = 'SwiftShader (CPU): correctness only, not GPU speed; ';
 
 export async function run(opts: { quick: boolean }): Promise<BenchResult[]> {
   const choice = (process.env.IGPT_WEBGPU_ADAPTER ?? 'auto') as NodeAdapterChoice | 'auto';
@@ -49,6 +60,7 @@ export async function run(opts: { quick: boolean }): Promise<BenchResult[]> {
   try {
     for (const s of SHAPES) {
       if (software && s.size > 256 && s.label !== 'NN 1024³') continue;
+      if (s.size > 1024 && (software || opts.quick)) continue;
       const n = s.size;
       const a = new Float32Array(n * n), b = new Float32Array(n * n);
       rng.fillNormal(a, 1);
@@ -69,14 +81,18 @@ export async function run(opts: { quick: boolean }): Promise<BenchResult[]> {
       for (let i = 0; i < reps(s); i++) product();
       await rt.sync();
       const seconds = (performance.now() - t0) / 1000 / reps(s);
+      const gflops = (2 * n ** 3) / seconds / 1e9;
+      const peak = !software && Number.isFinite(PEAK_GFLOPS) ? { peer: 'the GPU\'s float32 peak (IGPT_GPU_PEAK_TFLOPS)', peerValue: PEAK_GFLOPS, ratio: gflops / PEAK_GFLOPS } : {};
       rows.push({
-        name: `webgpu sgemm ${s.label}`, value: (2 * n ** 3) / seconds / 1e9, unit: 'GFLOP/s',
-        note: `${software ? 'SwiftShader (CPU): correctness only, not GPU speed; ' : ''}` +
+        name: `webgpu sgemm ${s.label}`, value: gflops, unit: 'GFLOP/s', ...peak,
+        note: `${software ? SOFTWARE_NOTE : ''}` +
           `max rel. error vs portable ${(maxDiff / maxRef).toExponential(1)}; ${ctx.describe()}`,
       });
       [A, B, C].forEach((t) => rt.destroy(t));
     }
-    rows.push(await trainingStepRow(createWebGpuBackend(k), software, opts.quick, ctx.describe()));
+    const gpu = createWebGpuBackend(k);
+    rows.push(await trainingStepRow(gpu, software, opts.quick, ctx.describe()));
+    rows.push(...await igptSmallRows(gpu, software, opts.quick, ctx.describe()));
   } finally {
     k.dispose();
   }
@@ -118,9 +134,49 @@ async function trainingStepRow(gpu: Kernels<DeviceArray>, software: boolean, qui
   return {
     name: `webgpu training step (${shape})`, value: onGpu.seconds, unit: 's', peer: `${cpuKernels.name} CPU kernels`,
     peerValue: onCpu.seconds, ratio: onCpu.seconds / onGpu.seconds,
-    note: `${software ? 'SwiftShader (CPU): correctness only, not GPU speed; ' : ''}` +
+    note: `${software ? SOFTWARE_NOTE : ''}` +
       `loss after ${steps + 1} steps ${onGpu.loss.toFixed(6)} vs ${onCpu.loss.toFixed(6)} on the CPU; ${adapter}`,
   };
+}
+
+/**
+ * iGPT-S on a GPU: seconds per training step, then sampling B images through the KV cache against
+ * one forward pass over B whole images (on SwiftShader the sampling only, of the small config).
+ */
+async function igptSmallRows(gpu: Kernels<DeviceArray>, software: boolean, quick: boolean, adapter: string): Promise<BenchResult[]> {
+  const [cfg, B, shape] = software
+    ? [makeConfig({ nEmbd: 32, nLayer: 2, nHead: 4 }, 16, 64, 0), 2, 'd 32, 2 layers, 64 pixels, batch 2']
+    : [makeConfig({ nEmbd: 512, nLayer: 24, nHead: 8 }, 512, 1024, 0), 8, 'iGPT-S: d 512, 24 layers, 1024 positions, 513 tokens, batch 8'];
+  const note = `${software ? SOFTWARE_NOTE : ''}${adapter}`;
+  // On SwiftShader the training step row above is already this config's.
+  const step = software ? null : await timeSteps(gpu, cfg, B, quick ? 2 : 3);
+  const host = new ParameterTensors(cfg);
+  initParameters(host, 1);
+  const model = new ImageGPT(gpu, cfg, parametersOn(gpu, host));
+  const T = cfg.nPositions;
+  const rng = new Rng(3);
+  const inputs = Int32Array.from({ length: B * T }, () => rng.int(cfg.vocabSize));
+  const forward = async (): Promise<number> => {
+    const t0 = performance.now();
+    model.forward({ B, T, inputs, causal: true }, false);
+    await gpu.read(gpu.view(model.activations.logits, 0, 1)); // waits for the whole pass
+    return (performance.now() - t0) / 1000;
+  };
+  await forward(); // warm-up: pipelines compiled, activations allocated
+  const forwardSeconds = Math.min(await forward(), await forward());
+  const t0 = performance.now();
+  const ids = await sampleAutoregressive(gpu, model.params, { count: B, knownPixels: 0 }, { ...defaultSampling, seed: 1 });
+  const sampleSeconds = (performance.now() - t0) / 1000;
+  const valid = ids.every((id) => id >= 0 && id < cfg.vocabSize - 1);
+  return [
+    ...(step ? [{ name: `webgpu training step (${shape})`, value: step.seconds, unit: 's', note: `${(B * T / step.seconds).toFixed(0)} pixels/s; loss ${step.loss.toFixed(4)}; ${note}` }] : []),
+    {
+      name: `webgpu sampling (${shape})`, value: B / sampleSeconds, unit: 'images/s', peer: 'one forward pass over the batch',
+      peerValue: forwardSeconds, ratio: forwardSeconds / sampleSeconds,
+      note: `${sampleSeconds.toFixed(2)} s for ${B} images = ${(sampleSeconds / forwardSeconds).toFixed(1)}× a forward pass (target ≤ 3×); ` +
+        `${valid ? 'every id a palette color' : 'IDS OUT OF RANGE'}; ${note}`,
+    },
+  ];
 }
 
 if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
