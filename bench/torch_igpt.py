@@ -1,6 +1,6 @@
 """PyTorch peer for bench/model.ts: the reference iGPT (784 pixels, 16 colors + SOS, d 256, 8 heads,
-8 layers) written plainly in PyTorch, run in eager mode (no torch.compile) on 2 threads like the
-native kernels. The model is iGPT's: gain-only norm, quick GELU, causal attention, untied LM head.
+8 layers; the model of bench/torch_model.py), run in eager mode (no torch.compile) on 2 threads like
+the native kernels.
 
     /usr/bin/python3 bench/torch_igpt.py --mode train|infer|sample|export [--batch 8] [--steps 3]
                                          [--pixels 784] [--out model.onnx]
@@ -12,7 +12,6 @@ Prints one JSON line: {"peer", "torch", "execution", "mode", "median_s", "min_s"
 """
 import argparse
 import json
-import math
 import os
 import resource
 import statistics
@@ -28,6 +27,8 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import torch
 import torch.nn.functional as F
 
+from torch_model import ImageGPT
+
 parser = argparse.ArgumentParser()
 parser.add_argument("--mode", choices=["train", "infer", "sample", "export"], default="train")
 parser.add_argument("--batch", type=int, default=8)
@@ -42,64 +43,11 @@ torch.set_num_threads(args.threads)
 torch.manual_seed(0)
 
 
-class GainNorm(torch.nn.Module):
-    """x · rsqrt(mean(x²) + eps) · g: iGPT's norm, without mean subtraction or bias."""
-
-    def __init__(self, width):
-        super().__init__()
-        self.gain = torch.nn.Parameter(torch.ones(width))
-
-    def forward(self, x):
-        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + 1e-5) * self.gain
-
-
-class Block(torch.nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.norm1, self.norm2 = GainNorm(WIDTH), GainNorm(WIDTH)
-        self.qkv = torch.nn.Linear(WIDTH, 3 * WIDTH)
-        self.attn_out = torch.nn.Linear(WIDTH, WIDTH)
-        self.fc = torch.nn.Linear(WIDTH, 4 * WIDTH)
-        self.mlp_out = torch.nn.Linear(4 * WIDTH, WIDTH)
-
-    def attention(self, x):
-        batch, length, _ = x.shape
-        head = WIDTH // HEADS
-        q, k, v = self.qkv(x).split(WIDTH, dim=-1)
-        q, k, v = (t.view(batch, length, HEADS, head).transpose(1, 2) for t in (q, k, v))
-        scores = (q @ k.transpose(-2, -1)) / math.sqrt(head)
-        future = torch.ones(length, length, dtype=torch.bool).triu(1)
-        weights = scores.masked_fill(future, float("-inf")).softmax(-1)
-        y = (weights @ v).transpose(1, 2).reshape(batch, length, WIDTH)
-        return self.attn_out(y)
-
-    def forward(self, x):
-        x = x + self.attention(self.norm1(x))
-        h = self.fc(self.norm2(x))
-        return x + self.mlp_out(h * torch.sigmoid(1.702 * h))
-
-
-class ImageGPT(torch.nn.Module):
-    def __init__(self, pixels):
-        super().__init__()
-        self.tokens = torch.nn.Embedding(COLORS + 1, WIDTH)  # the colors, then SOS
-        self.positions = torch.nn.Parameter(torch.randn(pixels, WIDTH) * 0.01)
-        self.blocks = torch.nn.ModuleList(Block() for _ in range(LAYERS))
-        self.norm = GainNorm(WIDTH)
-        self.head = torch.nn.Linear(WIDTH, COLORS, bias=False)
-
-    def forward(self, ids):
-        x = self.tokens(ids) + self.positions[: ids.shape[1]]
-        for block in self.blocks:
-            x = block(x)
-        return self.head(self.norm(x))
-
-
 def peak_rss_mib():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
 
 
-model = ImageGPT(args.pixels)
+model = ImageGPT(COLORS, args.pixels, WIDTH, HEADS, LAYERS)
 sos = torch.full((args.batch, 1), COLORS, dtype=torch.long)
 pixels = torch.randint(0, COLORS, (args.batch, args.pixels))
 inputs = torch.cat([sos, pixels[:, :-1]], dim=1)

@@ -20,7 +20,9 @@ import { float32ToBfloat16Bits, float32ToHalfBits, halfToFloat32, bfloat16ToFloa
 import { TORCH_GLOBALS, TorchCheckpoint } from '../src/io/torch-checkpoint.js';
 import { createPortableKernels } from '../src/kernels/portable.js';
 import { makeConfig, type ModelConfig } from '../src/model/config.js';
-import { computeLogits } from '../src/model/model.js';
+import { computeLogits, ImageGPT } from '../src/model/model.js';
+import { loadTokenDataset, saveTokenDataset } from '../src/data/tokens.js';
+import { evaluateNll } from '../src/train/evaluate.js';
 import { initParameters, ParameterTensors } from '../src/model/parameters.js';
 import type { Palette } from '../src/palette/palette.js';
 import { Rng } from '../src/util/rng.js';
@@ -28,6 +30,7 @@ import { float32Checkpoint, PickleWriter, stateDictPickle, storedZip, torchArchi
 
 const PYTHON = '/usr/bin/python3';
 const TORCH_SAVE_SCRIPT = fileURLToPath(new URL('./fixtures/torch_save.py', import.meta.url));
+const TORCH_PRETRAIN_SCRIPT = fileURLToPath(new URL('../bench/torch_pretrain.py', import.meta.url));
 const root = mkdtempSync(join(tmpdir(), 'igpt-torch-'));
 after(() => rmSync(root, { recursive: true, force: true }));
 let dirCount = 0;
@@ -103,6 +106,38 @@ test('torch.save checkpoints (float32, float16, bfloat16, views of shared storag
   assert.deepEqual(back.palette, loadModelFolder(ours).palette);
   assert.deepEqual(back.labels, ['LABEL_0', 'LABEL_1', 'LABEL_2']);
   assert.ok(existsSync(join(converted, 'model.safetensors')));
+});
+
+test('the PyTorch pretraining peer (bench/torch_pretrain.py) saves a folder igpt reads, whose test NLL igpt computes as PyTorch did', async (t: TestContext) => {
+  const dir = freshDir();
+  const rng = new Rng(5);
+  const split = (count: number) => ({
+    count, tokens: Uint8Array.from({ length: count * 16 }, (_, i) => (i % 4 === 0 ? rng.int(4) : rng.int(16))),
+    labels: Int32Array.from({ length: count }, () => rng.int(3)),
+  });
+  const tokensDir = join(dir, 'tokens');
+  saveTokenDataset(tokensDir, {
+    meta: { source: 'generated', side: 4, pixels: 16, channels: 1, numClasses: 3, splitSeed: 0 }, palette,
+    train: split(40), val: split(8), test: split(12),
+  });
+  const out = join(dir, 'torch');
+  const r = spawnSync(PYTHON, [TORCH_PRETRAIN_SCRIPT, '--data', tokensDir, '--out', out, '--steps', '6', '--width', '16', '--layers', '2',
+    '--heads', '2', '--batch', '4', '--lr', '0.01', '--test-images', '12'], { encoding: 'utf8' });
+  if (r.error || /No module named '(torch|numpy)'/.test(r.stderr ?? '')) {
+    t.skip(`${PYTHON} cannot import torch: the PyTorch pretraining peer not tested`);
+    return;
+  }
+  assert.equal(r.status, 0, r.stderr);
+  const result = JSON.parse(r.stdout.trim().split('\n').at(-1)!) as { steps: number; test_nll: number };
+  assert.equal(result.steps, 6);
+  const loaded = loadModelFolder(join(out, 'model'));
+  assert.deepEqual(loaded.config, makeConfig({ nEmbd: 16, nLayer: 2, nHead: 2 }, 16, 16, 0));
+  assert.deepEqual(loaded.palette, palette);
+  assert.ok(loaded.params.lmHead.some((w) => w !== 0), 'trained: the zero-initialized head moved');
+  const model = new ImageGPT(createPortableKernels(), loaded.config, loaded.params);
+  const ours = await evaluateNll(model, loadTokenDataset(tokensDir).test, 'ar', { batch: 5 });
+  assert.ok(Math.abs(ours.natsPerPixel - result.test_nll) < 1e-5, `igpt ${ours.natsPerPixel} vs PyTorch ${result.test_nll}`);
+  assert.ok(result.test_nll < Math.log(16), 'below the uniform guess');
 });
 
 test('igpt convert writes a safetensors folder from a pytorch_model.bin folder', async () => {
