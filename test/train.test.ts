@@ -16,6 +16,8 @@ import { pretrain, type RunState } from '../src/train/pretrain.js';
 import { NumericalFault, Trainer, type PretrainOptions } from '../src/train/trainer.js';
 import { finetune, type FinetuneOptions } from '../src/eval/finetune.js';
 import { Rng } from '../src/util/rng.js';
+import { learningRateAt } from '../src/train/schedule.js';
+import { pretrainOptions } from '../src/pipeline/pretrain.js';
 
 process.env.IGPT_QUIET = '1';
 const kernels = loadKernels();
@@ -167,4 +169,22 @@ test('a NaN stops training with the step named and leaves the last checkpoint in
   assert.deepEqual(readFileSync(join(before.dir, 'model.safetensors')), weights);
   writeFileSync(join(dir, 'latest.json'), '{broken');
   assert.equal(loadLatestCheckpoint<RunState>(dir)!.state.step, 4, 'falls back to the newest complete step folder');
+});
+
+test('the learning rate: linear warmup, then cosine to 0 at the last step; with a hold the peak lasts first', () => {
+  const cosine = { lr: 1, warmup: 10, total: 110, cosine: true };
+  assert.equal(learningRateAt(cosine, 0), 0.1);
+  assert.equal(learningRateAt(cosine, 9), 1);
+  assert.ok(Math.abs(learningRateAt(cosine, 60) - 0.5) < 1e-12, 'half way through the cosine');
+  assert.ok(learningRateAt(cosine, 30) < 1);
+  assert.equal(learningRateAt(cosine, 110), 0);
+  const held = { ...cosine, hold: 0.6 }; // the cosine runs over steps 66..110
+  assert.equal(learningRateAt(held, 5), learningRateAt(cosine, 5), 'the same warmup');
+  for (const step of [10, 30, 65, 66]) assert.equal(learningRateAt(held, step), 1, `step ${step} holds the peak`);
+  assert.ok(Math.abs(learningRateAt(held, 88) - 0.5) < 1e-12, 'half way through the later cosine');
+  assert.equal(learningRateAt(held, 110), 0);
+  assert.equal(learningRateAt({ ...cosine, cosine: false, hold: 0.6 }, 100), 1, 'flat stays flat');
+  const settings = { objective: 'ar' as const, batch: 10, lr: 1, seed: 0, maskProb: 0.15, evalImages: 0, steps: 100 };
+  assert.equal(pretrainOptions({ ...settings, hold: 0.8 }, 1000).hold, 0.8);
+  assert.equal(pretrainOptions(settings, 1000).hold, undefined, 'no hold unless asked (resumed runs keep theirs)');
 });

@@ -12,7 +12,7 @@ import {
 /** The flags `pretrain` and `lr-sweep` share (as commander hands them over: text). */
 export interface TrainFlags {
   data: string; out: string; objective: string; preset: string; d?: string; layers?: string; heads?: string;
-  batch: string; lr: string; steps?: string; epochs?: string; warmup?: string; maskProb: string;
+  batch: string; lr: string; steps?: string; epochs?: string; warmup?: string; hold?: string; maskProb: string;
   evalEvery?: string; evalImages: string; checkpointEvery?: string; keepEvery?: string; seed: string; backend?: string; precision?: string;
   recompute?: boolean; resume?: boolean;
 }
@@ -31,6 +31,7 @@ export function trainingOptions(cmd: Command, withBackend = backendOption): Comm
     .option('--steps <n>', 'training steps (default: --epochs 1)')
     .option('--epochs <x>', 'passes over the training split (alternative to --steps)')
     .option('--warmup <n>', 'linear warmup steps (default: one epoch, at most 10% of the steps)')
+    .option('--hold <fraction>', 'hold the peak learning rate until this fraction of the steps, then cosine to 0 (default 0: cosine from the end of warmup)')
     .option('--mask-prob <p>', 'BERT mask probability', '0.15')
     .option('--eval-images <n>', 'validation images per evaluation (0: all)', '1000')
     .option('--seed <n>', 'seed of the initialization, data order and masks', '0')
@@ -57,6 +58,7 @@ export function parseTrainingSettings(flags: TrainFlags): PretrainSettings {
     steps: parseOptionalInt('--steps', flags.steps, 1),
     epochs: parseOptionalNumber('--epochs', flags.epochs, 0),
     warmup: parseOptionalInt('--warmup', flags.warmup, 0),
+    hold: parseOptionalNumber('--hold', flags.hold, 0, 0.99),
     evalEvery: parseOptionalInt('--eval-every', flags.evalEvery, 0),
     checkpointEvery: parseOptionalInt('--checkpoint-every', flags.checkpointEvery, 0),
     keepEvery: parseOptionalInt('--keep-every', flags.keepEvery, 0),

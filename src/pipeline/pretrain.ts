@@ -25,6 +25,8 @@ export interface PretrainSettings {
   epochs?: number;
   /** Default: one epoch, at most 10% of the steps. */
   warmup?: number;
+  /** Hold the peak rate until this fraction of the steps before the cosine (default 0). */
+  hold?: number;
   /** Default: 10 times per run (likewise checkpointEvery). */
   evalEvery?: number;
   checkpointEvery?: number;
@@ -42,6 +44,7 @@ export function pretrainOptions(s: PretrainSettings, trainImages: number): Pretr
     warmup: s.warmup ?? Math.min(stepsPerEpoch(trainImages, s.batch), Math.ceil(steps / 10)),
     evalEvery: s.evalEvery ?? tenTimes, evalImages: s.evalImages,
     checkpointEvery: s.checkpointEvery ?? tenTimes, keepEvery: s.keepEvery ?? 0, recompute: s.recompute === true,
+    ...(s.hold ? { hold: s.hold } : {}),
   };
 }
 

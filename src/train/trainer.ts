@@ -27,6 +27,8 @@ export interface PretrainOptions {
   warmup: number;
   /** Cosine decay to 0 after warmup (pretraining); flat for fine-tuning. */
   cosine: boolean;
+  /** With cosine: hold the peak rate until this fraction of the steps, then decay (default 0). */
+  hold?: number;
   seed: number;
   /** BERT mask probability. */
   maskProb: number;
@@ -125,7 +127,7 @@ export class Trainer<T extends DeviceArray = Float32Array> {
     this.gradSquares = model.kernels.alloc(1);
     this.order = new DataOrder(data.train.count, opts.batch, opts.seed);
     this.builder = new BatchBuilder(opts.batch, T, opts.objective, sosTokenOf(model.config), opts.maskProb);
-    this.schedule = { lr: opts.lr, warmup: opts.warmup, total: opts.steps, cosine: opts.cosine };
+    this.schedule = { lr: opts.lr, warmup: opts.warmup, total: opts.steps, cosine: opts.cosine, hold: opts.hold };
     this.augmented = opts.augment ? {
       count: opts.batch, tokens: new (data.train.tokens.constructor as Uint8ArrayConstructor)(opts.batch * T),
       labels: new Int32Array(opts.batch),
