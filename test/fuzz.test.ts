@@ -6,11 +6,13 @@
  *
  * The readers run in a child process (this file with FUZZ_CHILD=1) so that a crash or a hang is
  * caught and the case it happened in is named: the child prints one JSON line as it starts each
- * case and one with the outcome.
+ * case and one with the outcome. A hang is a child that prints nothing for HANG_MS, and a slow read
+ * is one that burns CPU: neither is measured in wall time for the whole run, which a busy machine
+ * stretches (that made this test fail at random).
  */
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
@@ -29,6 +31,8 @@ interface CaseResult {
   outcome: 'ok' | 'error' | 'non-error-throw';
   message: string;
   ms: number;
+  /** CPU time of the read (user + system): what a slow parser costs, whatever else the machine runs. */
+  cpuMs: number;
   /** ArrayBuffer bytes allocated during the case (before any GC). */
   allocated: number;
 }
@@ -36,26 +40,49 @@ interface CaseResult {
 const READERS = ['idx', 'idx-gz', 'cifar10', 'cifar100', 'stl10', 'image-folder', 'palette-json', 'npy',
   'safetensors', 'pytorch-bin', 'token-dataset', 'model-folder'] as const;
 
+/** A child that prints nothing for this long is hung (each case prints as it starts and ends). */
+const HANG_MS = 30_000;
+
+/** Runs the child to its end, killing it when it goes silent for HANG_MS. */
+function runWithWatchdog(command: string, args: string[], env: NodeJS.ProcessEnv):
+    Promise<{ stdout: string; stderr: string; status: number | null; signal: NodeJS.Signals | null; hung: boolean }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(command, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '', stderr = '', hung = false;
+    let timer = setTimeout(() => undefined, 0);
+    const arm = (): void => {
+      clearTimeout(timer);
+      timer = setTimeout(() => { hung = true; child.kill('SIGKILL'); }, HANG_MS);
+    };
+    arm();
+    child.stdout.setEncoding('utf8').on('data', (chunk: string) => { stdout += chunk; arm(); });
+    child.stderr.setEncoding('utf8').on('data', (chunk: string) => { stderr += chunk; });
+    child.on('error', reject);
+    child.on('close', (status, signal) => {
+      clearTimeout(timer);
+      resolve({ stdout, stderr, status, signal, hung });
+    });
+  });
+}
+
 if (process.env.FUZZ_CHILD === '1') {
   await runChild(process.env.FUZZ_DIR!);
 } else {
   let results: CaseResult[] = [];
   let childProblem = '';
 
-  before(() => {
+  before(async () => {
     const dir = mkdtempSync(join(tmpdir(), 'igpt-fuzz-'));
     const self = fileURLToPath(import.meta.url);
-    const r = spawnSync(process.execPath, ['--expose-gc', '--import', 'tsx', self], {
-      env: { ...process.env, FUZZ_CHILD: '1', FUZZ_DIR: dir, IGPT_QUIET: '1' },
-      encoding: 'utf8', timeout: 50_000, killSignal: 'SIGKILL', maxBuffer: 64 << 20,
-    });
+    const r = await runWithWatchdog(process.execPath, ['--expose-gc', '--import', 'tsx', self],
+                                    { ...process.env, FUZZ_CHILD: '1', FUZZ_DIR: dir, IGPT_QUIET: '1' });
     const lines = r.stdout.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as CaseStart | CaseResult);
     results = lines.filter((l): l is CaseResult => 'id' in l);
     const started = lines.filter((l): l is CaseStart => 'start' in l).map((l) => l.start);
     const unfinished = started.filter((s) => !results.some((x) => x.id === s));
     if (r.status !== 0 || r.signal !== null) {
       childProblem = `fuzz child ended with ${r.signal ?? `exit code ${r.status}`} ` +
-        `${r.signal === 'SIGKILL' ? '(hang: timed out) ' : ''}during case ${unfinished[0] ?? '?'}\n${r.stderr.slice(-3000)}`;
+        `${r.hung ? `(hang: silent for ${HANG_MS / 1000} s) ` : ''}during case ${unfinished[0] ?? '?'}\n${r.stderr.slice(-3000)}`;
       if (process.env.FUZZ_VERBOSE) console.log(childProblem);
     }
     if (process.env.FUZZ_VERBOSE) {
@@ -80,7 +107,7 @@ if (process.env.FUZZ_CHILD === '1') {
           assert.ok(r.message.includes(r.file), `${r.id}: the error does not name ${r.file}: ${r.message}`);
           assert.ok(!/\n\s+at /.test(r.message), `${r.id}: the message holds a stack trace: ${r.message}`);
         }
-        assert.ok(r.ms < 5000, `${r.id}: took ${r.ms} ms`);
+        assert.ok(r.cpuMs < 5000, `${r.id}: took ${r.cpuMs} ms of CPU`);
         assert.ok(r.allocated < 64 * 2 ** 20, `${r.id}: allocated ${(r.allocated / 2 ** 20).toFixed(0)} MB for a small file`);
       }
       // Forged size fields and truncations must be refused, not parsed.
@@ -111,6 +138,7 @@ interface ReaderCase {
 async function runChild(root: string): Promise<void> {
   const { Rng } = await import('../src/util/rng.js');
   const rng = new Rng(20201);
+  process.stdout.write(JSON.stringify({ phase: 'building the cases' }) + '\n'); // alive, for the watchdog
   const cases = await buildCases(root, rng);
   const gc = (globalThis as { gc?: () => void }).gc ?? ((): void => {});
   for (const c of cases) {
@@ -120,7 +148,7 @@ async function runChild(root: string): Promise<void> {
       process.stdout.write(JSON.stringify({ start: id }) + '\n');
       gc();
       const before = process.memoryUsage().arrayBuffers;
-      const t0 = performance.now();
+      const t0 = performance.now(), cpu0 = process.cpuUsage();
       let outcome: CaseResult['outcome'] = 'ok';
       let message = '';
       try {
@@ -130,7 +158,10 @@ async function runChild(root: string): Promise<void> {
         message = err instanceof Error ? err.message : String(err);
       }
       const allocated = process.memoryUsage().arrayBuffers - before;
-      const result: CaseResult = { id, reader: c.reader, file, outcome, message, ms: Math.round(performance.now() - t0), allocated };
+      const cpu = process.cpuUsage(cpu0);
+      const result: CaseResult = {
+        id, reader: c.reader, file, outcome, message, ms: Math.round(performance.now() - t0), cpuMs: Math.round((cpu.user + cpu.system) / 1000), allocated,
+      };
       process.stdout.write(JSON.stringify(result) + '\n');
     };
     await run(`${c.reader}/valid`, '');
