@@ -160,6 +160,6 @@ if args.test_images > 0:
     result.update(test_images=min(args.test_images, test.shape[0]), test_nll=test_nll(args.test_images))
 with open(os.path.join(args.out, "history.json"), "w") as f:
     json.dump({**result, "torch": torch.__version__, "batch": args.batch, "lr": args.lr, "width": args.width,
-               "layers": args.layers, "heads": args.heads, "threads": args.threads, "train_seconds": seconds,
+               "layers": args.layers, "heads": args.heads, "threads": args.threads,
                "wall_seconds": time.perf_counter() - t_start, "history": history}, f)
 print(json.dumps(result))

@@ -99,11 +99,16 @@ export async function run(opts: { quick: boolean }): Promise<BenchResult[]> {
   return rows;
 }
 
-/** Seconds per training step (after one warm-up step) and the last step's loss, on one backend. */
-async function timeSteps<T extends DeviceArray>(kernels: Kernels<T>, cfg: ModelConfig, B: number, steps: number): Promise<{ seconds: number; loss: number }> {
+/** The model with seed-1 initial weights, on `kernels`. */
+function freshModel<T extends DeviceArray>(kernels: Kernels<T>, cfg: ModelConfig): ImageGPT<T> {
   const host = new ParameterTensors(cfg);
   initParameters(host, 1);
-  const model = new ImageGPT(kernels, cfg, parametersOn(kernels, host));
+  return new ImageGPT(kernels, cfg, parametersOn(kernels, host));
+}
+
+/** Seconds per training step (after one warm-up step) and the last step's loss, on one backend. */
+async function timeSteps<T extends DeviceArray>(kernels: Kernels<T>, cfg: ModelConfig, B: number, steps: number): Promise<{ seconds: number; loss: number }> {
+  const model = freshModel(kernels, cfg);
   const adam = new Adam(kernels, model.params.count);
   const T = cfg.nPositions, V = cfg.vocabSize - 1;
   const rng = new Rng(2);
@@ -150,9 +155,7 @@ async function igptSmallRows(gpu: Kernels<DeviceArray>, software: boolean, quick
   const note = `${software ? SOFTWARE_NOTE : ''}${adapter}`;
   // On SwiftShader the training step row above is already this config's.
   const step = software ? null : await timeSteps(gpu, cfg, B, quick ? 2 : 3);
-  const host = new ParameterTensors(cfg);
-  initParameters(host, 1);
-  const model = new ImageGPT(gpu, cfg, parametersOn(gpu, host));
+  const model = freshModel(gpu, cfg);
   const T = cfg.nPositions;
   const rng = new Rng(3);
   const inputs = Int32Array.from({ length: B * T }, () => rng.int(cfg.vocabSize));

@@ -32,7 +32,7 @@ function poolingSegments(pooling: Pooling, T: number): { segments: number; regio
   for (let row = 0; row < side; row++) {
     for (let half = 0; half < 2; half++) regionOf[2 * row + half] = (row < side / 2 ? 0 : 2) + half;
   }
-  return { segments: 2 * side, regionOf, regions: 4 };
+  return { segments: 2 * side, regionOf, regions: pooledWidth(1, pooling) };
 }
 
 export interface FeatureOptions {
