@@ -8,6 +8,10 @@ import os
 import sys
 import time
 
+from torch_peer_env import settle
+
+settle()  # before torch loads: see bench/torch_peer_env.py
+
 import torch
 
 

@@ -17,12 +17,9 @@ import resource
 import statistics
 import time
 
-# Debian's torch runs its own ops on libgomp's OpenMP threads and its matrix products on
-# OpenBLAS's pthreads; both pools spin while idle and, on a machine with few cores that is busy,
-# take the cores from each other (a Linear layer's forward and backward on the loaded 2-core Zen 4:
-# 0.99 s spinning, 0.17 s passive; on the quiet machine the whole step moved less, 27.1 → 25.1 s).
-# Passive waiting is the peer at its best; it must be set before torch loads libgomp.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+from torch_peer_env import settle
+
+settle()  # before torch loads: see bench/torch_peer_env.py
 
 import torch
 import torch.nn.functional as F

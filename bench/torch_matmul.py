@@ -11,6 +11,10 @@ import json
 import sys
 import time
 
+from torch_peer_env import settle
+
+settle()  # before torch loads: see bench/torch_peer_env.py
+
 import torch
 
 

@@ -19,8 +19,9 @@ import os
 import sys
 import time
 
-# As in bench/torch_igpt.py: passive OpenMP waiting is the peer at its best on a small machine.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+from torch_peer_env import settle
+
+settle()  # before torch loads: see bench/torch_peer_env.py
 
 import numpy as np
 import torch
