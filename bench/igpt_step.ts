@@ -4,7 +4,7 @@
  * Mirrors bench/torch_igpt.py (the PyTorch peer):
  *   node --import tsx bench/igpt_step.ts --mode train|infer|sample [--batch 8] [--steps 3] [--backend native|portable] [--recompute]
  *                                        [--precision f32|f16] [--decode-group n]
- *                                        [--matmul f32|bf16]
+ *                                        [--matmul f32|bf16] [--preset cpu-m] (another size: to plan a run's steps for a time budget)
  * Prints one JSON line: {"mode", "median_s", "min_s", "steps", "peak_rss_mib", "backend", ...}.
  * With --mode sample, every sampling run is preceded by a forward pass over the same batch, timed
  * too (forward_median_s): the ratio of the two comes from interleaved runs, so that the load of a
@@ -24,13 +24,13 @@ const { values: a } = parseArgs({ options: {
   steps: { type: 'string', default: '3' }, backend: { type: 'string', default: 'auto' },
   pixels: { type: 'string', default: '784' }, recompute: { type: 'boolean', default: false },
   precision: { type: 'string', default: 'f32' }, 'decode-group': { type: 'string' },
-  matmul: { type: 'string', default: 'f32' },
+  matmul: { type: 'string', default: 'f32' }, preset: { type: 'string', default: 'cpu-m' },
 } });
 // --precision is sampling's (f16 caches and weights); --matmul the linear layers' products.
 const kernels = loadKernels(a.backend as 'auto' | 'native' | 'portable', a.matmul as 'f32' | 'bf16');
 if (a.matmul === 'bf16' && !kernels.bf16) throw new Error('--matmul bf16: this machine has no bf16 products');
 const B = Number(a.batch), steps = Number(a.steps), T = Number(a.pixels);
-const cfg = makeConfig(presetShape('cpu-m'), 16, T, 0);
+const cfg = makeConfig(presetShape(a.preset), 16, T, 0);
 const params = new ParameterTensors(cfg);
 initParameters(params, 0);
 const rng = new Rng(1);
