@@ -10,6 +10,7 @@ import { initParameters, ParameterTensors } from '../src/model/parameters.js';
 import { decodeGroupFor, sampleAutoregressive, sampleBert, samplePixel } from '../src/sample/sampler.js';
 import { Rng } from '../src/util/rng.js';
 import { availableBackends } from './backends.js';
+import { relativeError } from './relative-error.js';
 
 const cfg = makeConfig({ nEmbd: 16, nLayer: 2, nHead: 2 }, 5, 12, 0);
 
@@ -61,6 +62,34 @@ for (const { name, kernels } of availableBackends()) {
     assert.ok(maxDiff <= 5e-3 * maxRef, `max |diff| ${maxDiff} vs max |logit| ${maxRef}`);
     assert.ok(maxDiff > 1e-7 * maxRef, 'the half-float decoder computed exactly what the float one does: halves unused?');
   });
+
+  for (const precision of ['f32', ...(kernels.attentionDecodeHalf ? ['f16' as const] : [])] as KvCachePrecision[]) {
+    test(`${name}: prefill (${precision}) leaves the caches and logits of feeding one position at a time, across chunks`, () => {
+      // 144 positions: a prefill of 100 crosses the 64-position chunk boundary.
+      const long = makeConfig({ nEmbd: 16, nLayer: 2, nHead: 2 }, 5, 144, 0);
+      const params = new ParameterTensors(long);
+      initParameters(params, 4);
+      const rng = new Rng(5);
+      for (let i = 0; i < params.data.length; i++) params.data[i] += rng.normal() * 0.3;
+      const B = 2, T = long.nPositions, V = 5, P = 100;
+      const inputs = Int32Array.from({ length: B * T }, (_, i) => (i % T === 0 ? V : rng.int(V)));
+      const column = (t: number): Int32Array => Int32Array.from({ length: B }, (_, b) => inputs[b * T + t]);
+      const stepped = new KvDecoder(kernels, params, B, T, precision);
+      const steppedLogits: Float32Array[] = [];
+      for (let t = 0; t < T; t++) steppedLogits.push(stepped.feed(column(t)).slice());
+      const prefilled = new KvDecoder(kernels, params, B, T, precision);
+      const positionMajor = new Int32Array(P * B);
+      for (let t = 0; t < P; t++) positionMajor.set(column(t), t * B);
+      const compare = (logits: Float32Array, t: number) => {
+        const err = relativeError(logits, steppedLogits[t]);
+        assert.ok(err < 1e-5, `position ${t}: prefilled logits differ by ${err.toExponential(2)}`);
+      };
+      compare(prefilled.prefill(positionMajor, P), P - 1);
+      assert.equal(prefilled.position, P);
+      for (let t = P; t < T; t++) compare(prefilled.feed(column(t)), t); // the caches hold the prefilled keys and values
+      assert.throws(() => prefilled.prefill(positionMajor, 1), /cannot prefill 1 positions: the decoder has 0 left/);
+    });
+  }
 
   test(`${name}: sampling keeps the given rows, is greedy at temperature 0 and follows the seed, across decoding groups`, async () => {
     const params = randomParameters(3);

@@ -139,6 +139,28 @@ describe('the model on webgpu', { skip }, () => {
     }
   });
 
+  test('prefill fills the caches as feeding one position at a time does (the full forward\'s logits after it)', async () => {
+    const kernels = gpu!;
+    const params = parametersOn(kernels, parameters(8));
+    const rng = new Rng(10);
+    const B = 2, P = 7;
+    const tokens = Int32Array.from({ length: B * T }, (_, i) => (i % T === 0 ? V : rng.int(V)));
+    const model = new ImageGPT(kernels, cfg, params);
+    model.forward({ B, T, inputs: tokens, causal: true }, false);
+    const full = (await kernels.read(model.activations.logits)).slice();
+    const column = (t: number): Int32Array => Int32Array.from({ length: B }, (_, b) => tokens[b * T + t]);
+    const positionMajor = new Int32Array(P * B);
+    for (let t = 0; t < P; t++) positionMajor.set(column(t), t * B);
+    const decoder = new KvDecoder(kernels, params, B, T);
+    for (let t = P - 1; t < T; t++) {
+      const logits = await kernels.read(t === P - 1 ? decoder.prefill(positionMajor, P) : decoder.feed(column(t)));
+      for (let b = 0; b < B; b++) {
+        const err = relativeError(logits.subarray(b * V, (b + 1) * V), full.subarray((b * T + t) * V, (b * T + t + 1) * V));
+        assert.ok(err < 1e-5, `position ${t}, image ${b}: logits after the prefill differ by ${err.toExponential(2)}`);
+      }
+    }
+  });
+
   test(`sampling on webgpu draws the same ids as on ${cpu.name} for a seed (greedy, temperature 1, top-k; AR and BERT)`, async () => {
     const host = parameters(11);
     const onGpu = parametersOn(gpu!, host);

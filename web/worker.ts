@@ -108,7 +108,7 @@ async function onBestBackend(params: ParameterTensors): Promise<Backend> {
 /** The logits after feeding SOS to one image: the start-up check of a backend. */
 async function firstLogits<T extends DeviceArray>(kernels: Kernels<T>, params: ParameterTensors<T>): Promise<Float32Array> {
   const decoding = new AutoregressiveDecoding(kernels, params, { count: 1, knownPixels: 0 }, { temperature: 0, topK: 0, topP: 1, seed: 0 });
-  return Float32Array.from(await kernels.read(decoding.feed()!));
+  return Float32Array.from(await kernels.read(decoding.feed()));
 }
 
 /** Lets queued messages (a stop, a newer request) in; a MessageChannel is not throttled like setTimeout. */
@@ -144,8 +144,7 @@ async function completeOn<T extends DeviceArray>({ params, kernels }: LoadedMode
   let stopped = false;
   while (!decoding.done) {
     // On a GPU the logits are read back per pixel (the wait lets messages in); on the CPU `read` is the array itself.
-    const logits = decoding.feed();
-    decoding.decide(logits === null ? null : await kernels.read(logits));
+    decoding.decide(await kernels.read(decoding.feed()));
     const t = decoding.t - 1;
     const now = performance.now();
     if (now - lastPost < POST_EVERY_MS && t < n - 1) continue;

@@ -5,7 +5,8 @@
  * once for products of B rows (see Kernels.packMatrix): the decoder keeps a snapshot of them.
  *
  * Each step reads every cached key and value and every weight once, which makes decoding bound by
- * memory traffic. With precision 'f16' (where the kernels support it) the caches and the packed
+ * memory traffic. Given pixels (a completion's kept rows) go through `prefill` instead: the same
+ * caches, with each block's products over many positions at once. With precision 'f16' (where the kernels support it) the caches and the packed
  * weights hold half floats: half the bytes, logits within ~1e-3 of the exact ones. 'f32' keeps the
  * cached decoder equal to the full forward pass up to float rounding.
  */
@@ -27,8 +28,13 @@ export class KvDecoder<T extends DeviceArray = Float32Array> {
   private readonly x: T;
   /** One block's buffers for one position, shared by the layers; the residual is updated in place. */
   private readonly acts: BlockActivations<T>;
-  /** Per layer: its products on the packed weights, and one attention step over its caches (atty ← qkv). */
-  private readonly layers: { product: BlockProduct<T>; attend: () => void }[];
+  /**
+   * Per layer: its products on the packed weights over `rows` rows, and one attention step at
+   * position t over its caches (out ← qkv, B rows each).
+   */
+  private readonly layers: { productOver: (rows: number) => BlockProduct<T>; attendAt: (out: T, qkv: T, t: number) => void }[];
+  /** prefill's buffers for PREFILL_CHUNK positions of the B sequences, allocated on first use. */
+  private chunk: { x: T; acts: BlockActivations<T> } | null = null;
 
   constructor(readonly kernels: Kernels<T>, readonly params: ParameterTensors<T>, readonly B: number,
               readonly maxT = params.config.nPositions, precision: KvCachePrecision = 'f32') {
@@ -38,14 +44,9 @@ export class KvDecoder<T extends DeviceArray = Float32Array> {
     }
     const half = precision === 'f16' ? kernels.attentionDecodeHalf : undefined;
     this.precision = half ? 'f16' : 'f32';
-    const f = (n: number): T => kernels.alloc(n);
-    const x = this.x = f(B * d);
-    const ln = f(B * d), rstd = f(B);
-    const acts: BlockActivations<T> = this.acts = {
-      ln1: ln, ln1Rstd: rstd, ln2: ln, ln2Rstd: rstd, res2: x, fch: f(B * 4 * d), fchGelu: f(B * 4 * d),
-      qkv: f(B * 3 * d), atty: f(B * d),
-    };
-    this.logits = f(B * paletteSizeOf(params.config));
+    this.x = kernels.alloc(B * d);
+    this.acts = blockBuffers(kernels, this.x, B, d);
+    this.logits = kernels.alloc(B * paletteSizeOf(params.config));
 
     const cacheSize = B * maxT * d;
     const hs = d / H;
@@ -56,14 +57,14 @@ export class KvDecoder<T extends DeviceArray = Float32Array> {
         return kernels.packMatrix(w[`${which}W`], nIn * d, nOut * d, half !== undefined);
       };
       const packed = { attn: pack('attn'), attnProj: pack('attnProj'), fc: pack('fc'), mlpProj: pack('mlpProj') };
-      const product: BlockProduct<T> = (which, out, input, accumulate) =>
-        packedLinearForward(kernels, out, input, packed[which], w[`${which}B`], B, accumulate);
+      const productOver = (rows: number): BlockProduct<T> => (which, out, input, accumulate) =>
+        packedLinearForward(kernels, out, input, packed[which], w[`${which}B`], rows, accumulate);
       if (half) {
         const kCache = new Uint16Array(cacheSize), vCache = new Uint16Array(cacheSize);
-        return { product, attend: () => half(acts.atty, acts.qkv, kCache, vCache, B, H, hs, this.position, maxT) };
+        return { productOver, attendAt: (out: T, qkv: T, t: number) => half(out, qkv, kCache, vCache, B, H, hs, t, maxT) };
       }
-      const kCache = f(cacheSize), vCache = f(cacheSize);
-      return { product, attend: () => kernels.attentionDecode(acts.atty, acts.qkv, kCache, vCache, B, H, hs, this.position, maxT) };
+      const kCache = kernels.alloc(cacheSize), vCache = kernels.alloc(cacheSize);
+      return { productOver, attendAt: (out: T, qkv: T, t: number) => kernels.attentionDecode(out, qkv, kCache, vCache, B, H, hs, t, maxT) };
     });
   }
 
@@ -71,18 +72,78 @@ export class KvDecoder<T extends DeviceArray = Float32Array> {
 
   /** Feeds one token per sequence at the current position; fills `logits` for the next one. */
   feed(tokens: Int32Array): T {
-    const kernels = this.kernels;
-    const p = this.params;
     const { B, x, acts } = this;
-    const { nEmbd: d, layerNormEpsilon: eps } = p.config;
+    const { nEmbd: d, layerNormEpsilon: eps } = this.params.config;
     const t = this.position;
     if (t >= this.maxT) throw new Error(`the decoder is full (${this.maxT} positions)`);
-    // x[b, :] = wte[token b] + wpe[t]: the embedding of a batch of B sequences one position long.
-    kernels.embeddingForward(x, tokens.subarray(0, B), p.wte, kernels.view(p.wpe, t * d, d), B, 1, d);
-    this.layers.forEach(({ product, attend }, l) => blockForward(kernels, p.blocks[l], acts, x, x, B, d, eps, product, attend));
+    this.embed(x, tokens.subarray(0, B), t);
+    this.layers.forEach(({ productOver, attendAt }, l) =>
+      blockForward(this.kernels, this.params.blocks[l], acts, x, x, B, d, eps, productOver(B), () => attendAt(acts.atty, acts.qkv, t)));
+    this.position++;
+    return this.head(x);
+  }
+
+  /**
+   * Feeds P positions at once: `tokens` holds them position-major ([P, B]: position p's B tokens
+   * at p·B). The caches and logits are those of P `feed`s, but a block's products run over up to
+   * PREFILL_CHUNK positions of all B sequences at once (the weights read once per chunk, not once
+   * per position); attention still steps position by position through the caches, which is what
+   * keeps it causal. For a completion's given pixels.
+   */
+  prefill(tokens: Int32Array, P: number): T {
+    const { B, kernels } = this;
+    const { nEmbd: d, layerNormEpsilon: eps } = this.params.config;
+    if (P < 1) throw new Error('prefill needs at least one position');
+    if (this.position + P > this.maxT) throw new Error(`cannot prefill ${P} positions: the decoder has ${this.maxT - this.position} left`);
+    if (tokens.length < P * B) throw new Error(`prefill of ${P} positions needs ${P * B} tokens, got ${tokens.length}`);
+    if (!this.chunk) {
+      const x = kernels.alloc(PREFILL_CHUNK * B * d);
+      this.chunk = { x, acts: blockBuffers(kernels, x, PREFILL_CHUNK * B, d) };
+    }
+    const { x, acts } = this.chunk;
+    let last: T = x;
+    for (let first = 0; first < P; first += PREFILL_CHUNK) {
+      const n = Math.min(PREFILL_CHUNK, P - first), rows = n * B, start = this.position;
+      const at = (a: T, width: number, i: number): T => kernels.view(a, i * B * width, B * width);
+      for (let i = 0; i < n; i++) this.embed(at(x, d, i), tokens.subarray((first + i) * B, (first + i + 1) * B), start + i);
+      this.layers.forEach(({ productOver, attendAt }, l) =>
+        blockForward(kernels, this.params.blocks[l], acts, x, x, rows, d, eps, productOver(rows), () => {
+          for (let i = 0; i < n; i++) attendAt(at(acts.atty, d, i), at(acts.qkv, 3 * d, i), start + i);
+        }));
+      this.position += n;
+      last = at(x, d, n - 1);
+    }
+    return this.head(last);
+  }
+
+  /** x[b, :] = wte[token b] + wpe[t]: the embedding of a batch of B sequences one position long. */
+  private embed(x: T, tokens: Int32Array, t: number): void {
+    const { wte, wpe, config: { nEmbd: d } } = this.params;
+    this.kernels.embeddingForward(x, tokens, wte, this.kernels.view(wpe, t * d, d), this.B, 1, d);
+  }
+
+  /** `logits` for the next pixel from the residual stream x ([B, d]) after the last block. */
+  private head(x: T): T {
+    const { kernels, params: p, B, acts } = this;
+    const { nEmbd: d, layerNormEpsilon: eps } = p.config;
     kernels.normForward(acts.ln1, acts.ln1Rstd, x, p.lnF, B, d, eps);
     headForward(kernels, this.logits, acts.ln1, p.lmHead, B, d, paletteSizeOf(p.config));
-    this.position++;
     return this.logits;
   }
+}
+
+/** Positions per prefill chunk: products of 64·B rows use the packed weights well, and the buffers stay small. */
+const PREFILL_CHUNK = 64;
+
+/**
+ * A block's buffers for `rows` rows, the norms sharing one (each is read before the next is
+ * written); the residual after attention is `residual` itself, updated in place.
+ */
+function blockBuffers<T extends DeviceArray>(kernels: Kernels<T>, residual: T, rows: number, d: number): BlockActivations<T> {
+  const f = (n: number): T => kernels.alloc(n);
+  const ln = f(rows * d), rstd = f(rows);
+  return {
+    ln1: ln, ln1Rstd: rstd, ln2: ln, ln2Rstd: rstd, res2: residual, fch: f(rows * 4 * d), fchGelu: f(rows * 4 * d),
+    qkv: f(rows * 3 * d), atty: f(rows * d),
+  };
 }

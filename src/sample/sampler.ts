@@ -118,8 +118,7 @@ export async function sampleAutoregressive<T extends DeviceArray>(kernels: Kerne
     const firstImage = (req.firstImage ?? 0) + first;
     const decoding = new AutoregressiveDecoding(kernels, params, { count, prefix, knownPixels: req.knownPixels, firstImage }, o);
     while (!decoding.done) {
-      const logits = decoding.feed();
-      decoding.decide(logits && await kernels.read(logits)); // a given pixel needs no readback
+      decoding.decide(await kernels.read(decoding.feed()));
       onProgress?.(first * n + decoding.t * count, req.count * n);
     }
     out.set(decoding.tokens, first * n);
@@ -129,7 +128,7 @@ export async function sampleAutoregressive<T extends DeviceArray>(kernels: Kerne
 
 /**
  * The same sampling for all images at once, one pixel at a time: yields after pixel t of every
- * image is decided (tokens is the count × n² output so far) and returns the output. A caller that
+ * image is drawn (tokens is the count × n² output so far, the given pixels included) and returns the output. A caller that
  * must stay responsive can pause between pixels or stop early; one whose logits live on a device
  * (webgpu) drives `AutoregressiveDecoding` itself, reading them back asynchronously.
  */
@@ -145,10 +144,10 @@ export function* autoregressiveSteps(kernels: Kernels, params: ParameterTensors,
 
 /**
  * One AR decoding of `req.count` images through the KV cache, on any backend: `feed` records
- * pixel t's step and hands back the [count, V] logits handle (null while the pixel is given, as
- * a known pixel needs no logits), `decide` draws pixel t of every image from the logits on the host.
- * On the CPU the handle is the host array (`decide(feed())`); on a device the caller reads it back
- * in between (`decide(await kernels.read(handle))`).
+ * pixel t's step and hands back the [count, V] logits handle, `decide` draws pixel t of every
+ * image from the logits on the host. On the CPU the handle is the host array (`decide(feed())`);
+ * on a device the caller reads it back in between (`decide(await kernels.read(handle))`).
+ * The given pixels are decided when it is made: copied, and fed to the decoder in one prefill.
  */
 export class AutoregressiveDecoding<T extends DeviceArray = Float32Array> {
   /** The pixel the next `feed` decodes. */
@@ -178,27 +177,47 @@ export class AutoregressiveDecoding<T extends DeviceArray = Float32Array> {
     this.rngs = Array.from({ length: B }, (_, b) => Rng.stream(o.seed, (req.firstImage ?? 0) + b));
     this.probs = new Float64Array(V);
     this.order = new Int32Array(V);
+    const K = Math.min(req.knownPixels, n);
+    if (K > 0) this.prefillGiven(req.prefix!, K, sosTokenOf(cfg));
   }
 
   get done(): boolean { return this.t >= this.n; }
 
-  /** Records feeding the previous pixels; the logits for pixel t, or null when pixel t is given. */
-  feed(): T | null {
-    // Known pixels need no logits from their own position, but feeding them is what fills the cache.
-    const logits = this.decoder.feed(this.feedIds);
-    return this.t < this.req.knownPixels ? null : logits;
+  /** Records feeding the previous pixel; the logits for pixel t. */
+  feed(): T {
+    return this.decoder.feed(this.feedIds);
   }
 
-  /** Decides pixel t of every image (from `logits`, [count, V] on the host, unless given). */
-  decide(logits: Float32Array | null): void {
+  /** Decides pixel t of every image from `logits` ([count, V] on the host). */
+  decide(logits: Float32Array): void {
     const { t, n, V, req } = this;
     for (let b = 0; b < req.count; b++) {
-      const pixel = t < req.knownPixels ? req.prefix![b * n + t]
-        : samplePixel(logits!, b * V, V, this.o, this.rngs[b], this.probs, this.order);
+      const pixel = samplePixel(logits, b * V, V, this.o, this.rngs[b], this.probs, this.order);
       this.tokens[b * n + t] = pixel;
       this.feedIds[b] = pixel;
     }
     this.t++;
+  }
+
+  /**
+   * Pixels 0..K-1 are given: positions 0..K-1 (SOS, then pixels 0..K-2) go through the decoder in
+   * one prefill, and the first `feed` feeds pixel K-1, whose logits are pixel K's.
+   */
+  private prefillGiven(prefix: ArrayLike<number>, K: number, sos: number): void {
+    const { n, tokens, feedIds } = this;
+    const B = this.req.count;
+    for (let b = 0; b < B; b++) {
+      for (let t = 0; t < K; t++) tokens[b * n + t] = prefix[b * n + t];
+      feedIds[b] = prefix[b * n + K - 1];
+    }
+    this.t = K;
+    if (this.done) return; // nothing left to draw
+    const positionMajor = new Int32Array(K * B);
+    for (let b = 0; b < B; b++) {
+      positionMajor[b] = sos;
+      for (let t = 1; t < K; t++) positionMajor[t * B + b] = prefix[b * n + t - 1];
+    }
+    this.decoder.prefill(positionMajor, K);
   }
 }
 
