@@ -54,10 +54,10 @@ test('without the addon, auto falls back to portable with one hint line; native 
   assert.notEqual(bad.status, 0);
   assert.match(bad.stderr, /IGPT_KERNELS must be one of auto, native, portable, webgpu; got 'fast'/);
 
-  // A command that runs on the CPU kernels only says so when IGPT_KERNELS asks for the GPU.
+  // loadKernels gives the CPU kernels: asked for the GPU through IGPT_KERNELS, it points at the webgpu loader.
   const gpu = runNode(`${SELECT} loadKernels();`, { IGPT_KERNELS: 'webgpu' });
   assert.notEqual(gpu.status, 0);
-  assert.match(gpu.stderr, /this command does not run on the webgpu backend yet \(pretrain, finetune, experiment, eval-nll, probe, lowdata, probe-curve, sample and complete do\)/);
+  assert.match(gpu.stderr, /loadKernels gives the CPU kernels; IGPT_KERNELS=webgpu is for igpt's commands, and in code loadWebGpuKernels/);
 });
 
 test('with the addon, auto announces the native backend once', { skip }, () => {

@@ -200,7 +200,7 @@ describe('own images', () => {
     const builder = new BatchBuilder(IMAGES, T, 'ar', data.palette.k);
     model.forward(builder.fill(data.test, Array.from({ length: IMAGES }, (_, i) => i), null, true), false);
     const own = Array.from({ length: IMAGES }, (_, i) => argmax(model.activations.classLogits, i * 10, 10));
-    const results = await classifyImageFiles(model, data.palette, listImageInputs([pngDir]), headClassifier(model, names, modelDir), { objective: 'ar' });
+    const results = await classifyImageFiles(model, data.palette, listImageInputs([pngDir]), await headClassifier(model, names, modelDir), { objective: 'ar' });
     assert.deepEqual(results.map((r) => r.label), own);
     const correct = results.filter((r, i) => r.label === data.test.labels[i]).length;
     assert.equal(correct / IMAGES, await classificationAccuracy(model, splitRows(data.test, 0, IMAGES, T), { objective: 'ar', batch: 16 }),
@@ -242,8 +242,8 @@ describe('own images', () => {
     assert.deepEqual(byPooled.map((r) => r.label), Array.from(pooledExpected));
   });
 
-  it('a model without a trained class head says so and points at finetune or a probe', () => {
-    assert.throws(() => headClassifier(pretrained, null, 'runs/x/model'), /no trained class head.*igpt finetune.*--probe/s);
+  it('a model without a trained class head says so and points at finetune or a probe', async () => {
+    await assert.rejects(headClassifier(pretrained, null, 'runs/x/model'), /no trained class head.*igpt finetune.*--probe/s);
   });
 
   it('an unreadable file is named and skipped with a warning, or stops the run with --strict; an empty folder is an error', async () => {

@@ -18,6 +18,7 @@ import { finetune, type FinetuneOptions } from '../src/eval/finetune.js';
 import { Rng } from '../src/util/rng.js';
 import { learningRateAt } from '../src/train/schedule.js';
 import { pretrainOptions } from '../src/pipeline/pretrain.js';
+import { runLrSweep, sweepRates } from '../src/pipeline/lr-sweep.js';
 
 process.env.IGPT_QUIET = '1';
 const kernels = loadKernels();
@@ -187,4 +188,20 @@ test('the learning rate: linear warmup, then cosine to 0 at the last step; with 
   const settings = { objective: 'ar' as const, batch: 10, lr: 1, seed: 0, maskProb: 0.15, evalImages: 0, steps: 100 };
   assert.equal(pretrainOptions({ ...settings, hold: 0.8 }, 1000).hold, 0.8);
   assert.equal(pretrainOptions(settings, 1000).hold, undefined, 'no hold unless asked (resumed runs keep theirs)');
+});
+
+test('lr-sweep: rates in the paper\'s order, a diverging rate is a row, the sweep stops when validation gets worse', async () => {
+  const outDir = mkdtempSync(join(tmpdir(), 'igpt-sweep-'));
+  const base = { kernels, data, dataDir: 'mnist-14', outDir, shape, options: options({ steps: 40, warmup: 4, evalImages: 100 }) };
+  assert.deepEqual(sweepRates(0.01, 5), [0.01, 0.003, 0.001, 0.0003, 0.0001]);
+  // 1e4 diverges at once; 0.01 learns in 40 steps; 0.0001 barely moves, so the sweep ends there and never tries 0.00001.
+  const sweep = await runLrSweep(base, [1e4, 0.01, 0.0001, 0.00001]);
+  assert.deepEqual(sweep.rows.map((r) => r.lr), [1e4, 0.01, 0.0001]);
+  assert.ok(sweep.rows[0].valLoss > Math.log(16), `1e4 should do worse than guessing uniformly: ${sweep.rows[0].valLoss}`);
+  assert.ok(sweep.rows[1].valLoss < sweep.rows[2].valLoss && sweep.rows[1].valLoss < 2.6, JSON.stringify(sweep.rows));
+  assert.equal(sweep.best.lr, 0.01);
+  const written = JSON.parse(readFileSync(join(outDir, 'sweep.json'), 'utf8')) as { best: number; rows: unknown[] };
+  assert.equal(written.best, 0.01);
+  assert.equal(written.rows.length, 3);
+  assert.ok(existsSync(join(outDir, 'lr-0.01', 'model', 'config.json')));
 });

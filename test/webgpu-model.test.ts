@@ -16,6 +16,8 @@ import { KvDecoder } from '../src/model/decode.js';
 import { ImageGPT, type Batch } from '../src/model/model.js';
 import { initParameters, ParameterTensors, parametersOn } from '../src/model/parameters.js';
 import { sampleAutoregressive, sampleBert } from '../src/sample/sampler.js';
+import { headClassifier } from '../src/eval/classify.js';
+import { tokenFeatures } from '../src/eval/features.js';
 import { finetune, type FinetuneOptions } from '../src/eval/finetune.js';
 import { Adam } from '../src/train/adam.js';
 import { loadLatestCheckpoint } from '../src/train/checkpoint.js';
@@ -185,6 +187,25 @@ describe('the model on webgpu', { skip }, () => {
     const knownMask = Uint8Array.from({ length: count * T }, (_, i) => (i % T < known ? 1 : 0));
     const bert = { temperature: 1, topK: 0, topP: 1, seed: 5, passes: 3, order: 'confident' as const };
     assert.deepEqual(await sampleBert(gpu!, onGpu, prefix, knownMask, count, bert), await sampleBert(cpu.kernels, host, prefix, knownMask, count, bert), 'BERT');
+  });
+
+  test(`features and the class head on webgpu (igpt features, classify) match ${cpu.name}`, async () => {
+    const host = parameters(13);
+    const onCpu = new ImageGPT(cpu.kernels, cfg, host);
+    const onGpu = new ImageGPT(gpu!, cfg, parametersOn(gpu!, host));
+    const rng = new Rng(14);
+    const count = 5;
+    const tokens = Uint8Array.from({ length: count * T }, () => rng.int(V));
+    const layers = [0, 1, cfg.nLayer];
+    for (const pooling of ['mean', '2x2'] as const) {
+      const o = { batch: 2, objective: 'ar' as const, pooling };
+      const [want, got] = [await tokenFeatures(onCpu, tokens, count, layers, o), await tokenFeatures(onGpu, tokens, count, layers, o)];
+      assert.ok(relativeError(got, want) < 1e-5, `${pooling} features differ by ${relativeError(got, want).toExponential(2)}`);
+    }
+    const lnF = await tokenFeatures(onCpu, tokens, count, [cfg.nLayer], { batch: 2, objective: 'ar' });
+    const [headCpu, headGpu] = [await headClassifier(onCpu, null, 'cpu'), await headClassifier(onGpu, null, 'gpu')];
+    assert.deepEqual(headGpu.logits(lnF, count), headCpu.logits(lnF, count)); // the same weights, scored on the host
+    assert.notDeepEqual(headGpu.logits(lnF, count), new Float32Array(count * cfg.numLabels));
   });
 
   test(`fine-tuning on webgpu (probe head, joint loss, validation, the best step kept) matches ${cpu.name}`, async () => {

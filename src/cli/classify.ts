@@ -3,6 +3,7 @@ import type { Command } from 'commander';
 import type { CommandModule } from './command.js';
 import { headClassifier, readProbeClassifier } from '../eval/classify.js';
 import { classifyImageFiles } from '../eval/image-files.js';
+import { hostKernelsBeside } from '../kernels/select.js';
 import { kernelsFromFlags, parseIntOption } from './common.js';
 import { imageInputOptions, openImageInputs, type ImageInputFlags } from './image-inputs.js';
 import { createProgress } from '../util/progress.js';
@@ -19,8 +20,8 @@ export const classifyCommand: CommandModule = {
       .option('--masks <n>', 'BERT models: average over this many random masks', '1')
       .option('--json', 'print JSON instead of a table')
       .action(async (paths: string[], flags: Flags) => {
-        const { kernels, opened, palette, files, input } = openImageInputs(paths, flags, kernelsFromFlags(flags));
-        const classifier = flags.probe ? readProbeClassifier(flags.probe, kernels) : headClassifier(opened.model, opened.labels, flags.model);
+        const { kernels, opened, palette, files, input } = openImageInputs(paths, flags, await kernelsFromFlags(flags));
+        const classifier = flags.probe ? readProbeClassifier(flags.probe, hostKernelsBeside(kernels)) : await headClassifier(opened.model, opened.labels, flags.model);
         const bar = createProgress('classify', files.length, 'images');
         const results = await classifyImageFiles(opened.model, palette, files, classifier, {
           ...input, objective: opened.objective, masks: parseIntOption('--masks', flags.masks, 1), top: parseIntOption('--top', flags.top, 1),

@@ -1,7 +1,7 @@
 /** Options and parsers several commands share: each turns a flag's text into a typed value or a clear error. */
 import type { Command } from 'commander';
 import type { DeviceArray, Kernels } from '../kernels/kernels.js';
-import { BACKENDS, backendFromEnv, loadKernels, PRECISIONS, WEBGPU_NOT_HERE } from '../kernels/select.js';
+import { BACKENDS, backendFromEnv, loadKernels, PRECISIONS } from '../kernels/select.js';
 import { loadWebGpuKernels } from '../kernels/webgpu/node-gpu.js';
 import { SPLITS, type SplitName } from '../data/tokens.js';
 import type { KvCachePrecision } from '../model/decode.js';
@@ -9,12 +9,8 @@ import type { Objective } from '../train/objectives.js';
 import { acquireRunLock, describeOwner, type RunLock } from '../util/run-lock.js';
 import { world } from '../parallel/world.js';
 
+/** --backend: the CPU kernels or a GPU through WebGPU (every command that computes takes it). */
 export function backendOption(cmd: Command): Command {
-  return cmd.option('--backend <name>', 'kernels: auto, native (OpenBLAS addon) or portable (TypeScript); default: $IGPT_KERNELS or auto');
-}
-
-/** --backend of the commands that also run on a GPU (WebGPU). */
-export function anyBackendOption(cmd: Command): Command {
   return cmd.option('--backend <name>', 'kernels: auto (native, else portable), native (OpenBLAS addon), portable (TypeScript) ' +
     'or webgpu (a GPU through WebGPU: the system\'s adapter, else SwiftShader on the CPU); default: $IGPT_KERNELS or auto');
 }
@@ -27,22 +23,12 @@ export function precisionOption(cmd: Command): Command {
 }
 
 /**
- * The kernels a command asked for: --backend, else IGPT_KERNELS, else auto; their matrix products
- * at `precision` (--precision f32, bf16 or auto; default f32).
+ * The kernels a command asked for: --backend, else IGPT_KERNELS, else auto; the CPU kernels'
+ * matrix products at `precision` (--precision f32, bf16 or auto; default f32). For `webgpu` the
+ * device is acquired before any work; the GPU multiplies in float32: --precision bf16 there says
+ * so and runs float32.
  */
-export function kernelsFromFlags(flags: { backend?: string }, precision = 'f32'): Kernels {
-  const products = parseChoice('--precision', precision, PRECISIONS);
-  if (flags.backend === undefined) return loadKernels(undefined, products);
-  if (flags.backend === 'webgpu') throw new Error(`--backend webgpu: ${WEBGPU_NOT_HERE}`);
-  return loadKernels(parseChoice('--backend', flags.backend, ['auto', 'native', 'portable'] as const), products);
-}
-
-/**
- * The kernels of a command that runs on any backend: as kernelsFromFlags, and also `webgpu`
- * (--backend webgpu or IGPT_KERNELS=webgpu), whose device is acquired before any work. The GPU
- * multiplies in float32: --precision bf16 there says so and runs float32.
- */
-export async function anyKernelsFromFlags(flags: { backend?: string }, precision = 'f32'): Promise<Kernels<DeviceArray>> {
+export async function kernelsFromFlags(flags: { backend?: string }, precision = 'f32'): Promise<Kernels<DeviceArray>> {
   const choice = flags.backend === undefined ? backendFromEnv() : parseChoice('--backend', flags.backend, BACKENDS);
   if (choice !== 'webgpu') return loadKernels(choice, parseChoice('--precision', precision, PRECISIONS));
   if (precision === 'bf16') process.stderr.write('igpt: --precision bf16: the webgpu kernels multiply in float32 only; running float32\n');

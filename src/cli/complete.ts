@@ -6,7 +6,7 @@ import { modelImageSide } from '../sample/complete.js';
 import { completeImageFiles } from '../sample/complete-files.js';
 import { writeCompletionGrid, writeCompletionImages } from '../sample/grid.js';
 import { writeRunFile } from '../util/fs.js';
-import { anyBackendOption, anyKernelsFromFlags, parseIntOption, parseNumberOption } from './common.js';
+import { kernelsFromFlags, parseIntOption, parseNumberOption } from './common.js';
 import { parseSampling, samplingOptions, type SamplingFlags } from './sampling-options.js';
 import { imageInputOptions, openImageInputs, type ImageInputFlags } from './image-inputs.js';
 import { createProgress } from '../util/progress.js';
@@ -19,14 +19,14 @@ export const completeCommand: CommandModule = {
   register(program: Command): void {
     samplingOptions(imageInputOptions(program.command('complete')
       .description('complete the bottom of your own images (files or folders): a grid of input, completions and quantized original')
-      .argument('<images...>', 'image files (PNG, JPEG, WebP) or folders of them'), anyBackendOption)
+      .argument('<images...>', 'image files (PNG, JPEG, WebP) or folders of them'))
       .option('--rows <r>', 'rows kept from the top of each image')
       .option('--fraction <f>', 'share of the rows kept from the top (default 0.5; or give --rows)'))
       .requiredOption('--out <grid.png>', 'grid to write: per row the input with its hidden part, the completions, the quantized original; ids and file names in the same name with .json')
       .option('--out-dir <dir>', 'also write each completion as <image>-<s>.png here')
       .action(async (paths: string[], flags: Flags) => {
         if (flags.rows !== undefined && flags.fraction !== undefined) throw new Error('give --rows or --fraction, not both');
-        const { kernels, opened, palette, files, input } = openImageInputs(paths, flags, await anyKernelsFromFlags(flags));
+        const { kernels, opened, palette, files, input } = openImageInputs(paths, flags, await kernelsFromFlags(flags));
         const params = opened.model.params;
         const side = modelImageSide(params);
         const rows = flags.rows !== undefined ? parseIntOption('--rows', flags.rows, 0, side - 1)

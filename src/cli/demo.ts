@@ -14,6 +14,7 @@ import { imagesOfSplit, writeCompletions } from '../pipeline/completions.js';
 import { openModel } from '../pipeline/open.js';
 import { pretrainOptions, pretrainSummary, runPretraining } from '../pipeline/pretrain.js';
 import { featuresForProbe, probeAndReport, probeReportMarkdown } from '../pipeline/probe.js';
+import { hostKernelsBeside } from '../kernels/select.js';
 import { backendOption, kernelsFromFlags, parseIntOption } from './common.js';
 
 interface Flags { data?: string; out: string; steps: string; side: string; preset: string; batch: string; backend?: string; maxTrain: string }
@@ -36,7 +37,7 @@ export const demoCommand: CommandModule = {
         const batch = parseIntOption('--batch', flags.batch, 1, 4096);
         const maxTrain = parseIntOption('--max-train', flags.maxTrain, 1);
         const shape = presetShape(flags.preset);
-        const kernels = kernelsFromFlags(flags);
+        const kernels = await kernelsFromFlags(flags);
         const dataName = flags.data ?? (existsSync(join(DEFAULT_FASHION_MNIST_DIR, 'train-images-idx3-ubyte.gz')) ? 'fashion-mnist' : 'mnist');
         const out = flags.out;
         const dataDir = join(out, `${dataName}-${side}`);
@@ -58,7 +59,7 @@ export const demoCommand: CommandModule = {
         const opened = openModel(modelDir, kernels);
         const probeDir = join(out, 'probe');
         const features = await featuresForProbe(opened, data, dataDir, { batch: 32, masks: 1, maxTrain }, probeDir);
-        const report = await probeAndReport(kernels, features, data.meta.numClasses, probeDir, 0, data.meta.classNames);
+        const report = await probeAndReport(hostKernelsBeside(kernels), features, data.meta.numClasses, probeDir, 0, data.meta.classNames);
         console.log(probeReportMarkdown(report));
 
         console.log('4/4 completions of test images (top half kept)');

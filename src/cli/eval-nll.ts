@@ -5,14 +5,14 @@ import { openModelAndData } from '../pipeline/open.js';
 import { evaluateNll } from '../train/evaluate.js';
 import { createProgress } from '../util/progress.js';
 import {
-  anyBackendOption, anyKernelsFromFlags, parseIntOption, parseObjectiveOverride, parseOptionalInt, parseSplitOption, precisionOption,
+  backendOption, kernelsFromFlags, parseIntOption, parseObjectiveOverride, parseOptionalInt, parseSplitOption, precisionOption,
 } from './common.js';
 
 interface Flags { model: string; data: string; split: string; batch: string; maxImages?: string; objective?: string; backend?: string; precision?: string; json?: boolean }
 
 export const evalNllCommand: CommandModule = {
   register(program: Command): void {
-    precisionOption(anyBackendOption(program.command('eval-nll')
+    precisionOption(backendOption(program.command('eval-nll')
       .description('negative log-likelihood (nats/pixel, bits/dim) of a model on a token dataset split')
       .requiredOption('--model <dir|owner/name>', 'model folder (HF ImageGPT), or owner/name in the Hugging Face cache')
       .requiredOption('--data <dir>', 'token dataset folder')
@@ -26,7 +26,7 @@ export const evalNllCommand: CommandModule = {
         const batch = parseIntOption('--batch', flags.batch, 1);
         const maxImages = parseOptionalInt('--max-images', flags.maxImages, 1);
         const objective = parseObjectiveOverride(flags.objective);
-        const kernels = await anyKernelsFromFlags(flags, flags.precision);
+        const kernels = await kernelsFromFlags(flags, flags.precision);
         const { opened: m, data } = openModelAndData(kernels, { model: flags.model, data: flags.data, objective });
         const split = data[splitName];
         const bar = createProgress('eval-nll', Math.min(split.count, maxImages ?? split.count), 'images');

@@ -9,7 +9,7 @@ import { presetShape } from '../model/config.js';
 import { runExperiment } from '../pipeline/experiment.js';
 import { join } from 'node:path';
 import {
-  anyBackendOption, anyKernelsFromFlags, lockRunFolder, parseIntOption, parseNumberOption, parseObjective, parseOptionalInt, precisionOption,
+  backendOption, kernelsFromFlags, lockRunFolder, parseIntOption, parseNumberOption, parseObjective, parseOptionalInt, precisionOption,
 } from './common.js';
 
 interface Flags {
@@ -19,7 +19,7 @@ interface Flags {
 
 export const experimentCommand: CommandModule = {
   register(program: Command): void {
-    precisionOption(anyBackendOption(program.command('experiment')
+    precisionOption(backendOption(program.command('experiment')
       .argument('<dataset>', 'fashion-mnist (or mnist)')
       .description('the whole study within a time budget: pretrain, NLL, probe, low-data, probe curve, fine-tune, samples, RESULTS.md')
       .option('--out <dir>', 'study folder (rerun the same command to resume)', 'study')
@@ -38,7 +38,7 @@ export const experimentCommand: CommandModule = {
         lockRunFolder(flags.out);
         lockRunFolder(join(flags.out, 'pretrain'));
         await runExperiment({
-          kernels: await anyKernelsFromFlags(flags, flags.precision), dataset, outDir: flags.out,
+          kernels: await kernelsFromFlags(flags, flags.precision), dataset, outDir: flags.out,
           budgetHours: parseNumberOption('--budget', flags.budget, 0),
           finetuneMinutes: parseNumberOption('--finetune-minutes', flags.finetuneMinutes, 0),
           objective: parseObjective(flags.objective), shape: presetShape(flags.preset),

@@ -39,7 +39,7 @@ export const featuresCommand: CommandModule = {
         const t0 = performance.now();
         let result: { names: string[]; features: Float32Array; layers: number[]; d: number; model: string };
         if (tokenDir) {
-          const opened = openModel(flags.model, kernelsFromFlags(flags), parseObjectiveOverride(flags.objective));
+          const opened = openModel(flags.model, await kernelsFromFlags(flags), parseObjectiveOverride(flags.objective));
           const data = loadTokenDataset(tokenDir);
           checkModelMatchesData(opened, data, tokenDir);
           const split = data[parseSplitOption(flags.split)];
@@ -53,7 +53,7 @@ export const featuresCommand: CommandModule = {
           const names = Array.from({ length: split.count }, (_, i) => `${tokenDir}#${flags.split}/${i}`);
           result = { names, features, layers, d: opened.model.config.nEmbd, model: flags.model };
         } else {
-          const { opened, palette, files, input } = openImageInputs(inputs, flags, kernelsFromFlags(flags));
+          const { opened, palette, files, input } = openImageInputs(inputs, flags, await kernelsFromFlags(flags));
           const layers = parseLayers(flags, opened.model.config.nLayer);
           const bar = createProgress('features', files.length, 'images');
           const r = await imageFileFeatures(opened.model, palette, files, layers, {

@@ -5,7 +5,7 @@ import type { CommandModule } from './command.js';
 import { finetuneOptions, runFinetuning, type FinetuneSettings } from '../pipeline/finetune.js';
 import { openModelAndData } from '../pipeline/open.js';
 import {
-  anyBackendOption, anyKernelsFromFlags, lockRunFolder, parseChoice, parseIntOption, parseNumberOption, parseObjectiveOverride, parseOptionalInt, parseOptionalNumber,
+  backendOption, kernelsFromFlags, lockRunFolder, parseChoice, parseIntOption, parseNumberOption, parseObjectiveOverride, parseOptionalInt, parseOptionalNumber,
   precisionOption,
 } from './common.js';
 
@@ -39,7 +39,7 @@ function parseFinetuneSettings(flags: Flags): FinetuneSettings {
 
 export const finetuneCommand: CommandModule = {
   register(program: Command): void {
-    precisionOption(anyBackendOption(program.command('finetune')
+    precisionOption(backendOption(program.command('finetune')
       .description('fine-tune a pretrained model for classification (L_CLF + L_GEN, early stopping)')
       .requiredOption('--model <dir|owner/name>', 'pretrained model folder, or owner/name in the Hugging Face cache')
       .requiredOption('--data <dir>', 'labelled token dataset (same palette and size)')
@@ -63,7 +63,7 @@ export const finetuneCommand: CommandModule = {
       .action(async (flags: Flags) => {
         lockRunFolder(flags.out);
         const settings = parseFinetuneSettings(flags);
-        const kernels = await anyKernelsFromFlags(flags, flags.precision);
+        const kernels = await kernelsFromFlags(flags, flags.precision);
         const objective = parseObjectiveOverride(flags.objective);
         const { opened, data } = openModelAndData(kernels, { model: flags.model, data: flags.data, objective, labelsFor: 'fine-tuning' });
         const options = finetuneOptions(settings, opened.objective, data);

@@ -9,9 +9,9 @@ import { openModel, type OpenedModel } from '../pipeline/open.js';
 
 export interface ImageInputFlags { model: string; background: string; strict?: boolean; batch: string; backend?: string; objective?: string }
 
-/** The options; `backend` adds --backend (the CPU backends' by default, `anyBackendOption` where webgpu runs too). */
-export function imageInputOptions(cmd: Command, backend: (cmd: Command) => Command = backendOption): Command {
-  return backend(cmd
+/** The options of commands that read a user's images, --backend included. */
+export function imageInputOptions(cmd: Command): Command {
+  return backendOption(cmd
     .requiredOption('--model <dir|owner/name>', 'model folder (HF ImageGPT: ours, or a published one), or owner/name in the Hugging Face cache')
     .option('--background <color>', 'color under transparent pixels (#rrggbb, white or black)', 'white')
     .option('--strict', 'stop at an unreadable image file instead of skipping it with a warning')

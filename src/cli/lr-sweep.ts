@@ -18,7 +18,7 @@ export const lrSweepCommand: CommandModule = {
       .option('--max-trials <n>', 'at most this many rates', '6')
       .action(async (flags: SweepFlags) => {
         lockRunFolder(flags.out);
-        const kernels = kernelsFromFlags(flags, flags.precision);
+        const kernels = await kernelsFromFlags(flags, flags.precision);
         const settings = parseTrainingSettings({ ...flags, steps: flags.steps ?? '200' });
         const rates = sweepRates(parseNumberOption('--start', flags.start, 0), parseIntOption('--max-trials', flags.maxTrials, 1, 20));
         const shape = parseShape(flags);

@@ -5,7 +5,7 @@ import { loadTokenDataset } from '../data/tokens.js';
 import { presetShape, PRESETS, type ModelShape } from '../model/config.js';
 import { pretrainOptions, pretrainSummary, runPretraining, type PretrainSettings } from '../pipeline/pretrain.js';
 import {
-  anyBackendOption, anyKernelsFromFlags, backendOption, lockRunFolder, parseIntOption, parseNumberOption, parseObjective, parseOptionalInt, parseOptionalNumber,
+  backendOption, kernelsFromFlags, lockRunFolder, parseIntOption, parseNumberOption, parseObjective, parseOptionalInt, parseOptionalNumber,
   precisionOption,
 } from './common.js';
 
@@ -18,8 +18,8 @@ export interface TrainFlags {
 }
 
 /** Declares the options `pretrain` and `lr-sweep` share. */
-export function trainingOptions(cmd: Command, withBackend = backendOption): Command {
-  return precisionOption(withBackend(cmd
+export function trainingOptions(cmd: Command): Command {
+  return precisionOption(backendOption(cmd
     .requiredOption('--data <dir>', 'token dataset folder (from igpt encode)')
     .option('--objective <ar|bert>', 'auto-regressive or BERT (masked) objective', 'ar')
     .option('--preset <name>', `model size: ${Object.keys(PRESETS).join(', ')}`, 'cpu-xs')
@@ -69,7 +69,7 @@ export function parseTrainingSettings(flags: TrainFlags): PretrainSettings {
 export const pretrainCommand: CommandModule = {
   register(program: Command): void {
     trainingOptions(program.command('pretrain')
-      .description('pretrain an iGPT model on a token dataset (auto-regressive or BERT objective)'), anyBackendOption)
+      .description('pretrain an iGPT model on a token dataset (auto-regressive or BERT objective)'))
       .requiredOption('--out <dir>', 'run folder: checkpoints, model (an HF ImageGPT folder), loss.png')
       .option('--eval-every <n>', 'validate every n steps (default: 10 times per run)')
       .option('--checkpoint-every <n>', 'checkpoint every n steps (default: 10 times per run)')
@@ -77,7 +77,7 @@ export const pretrainCommand: CommandModule = {
       .option('--resume', 'continue the run in --out from its latest checkpoint')
       .action(async (flags: TrainFlags) => {
         lockRunFolder(flags.out);
-        const kernels = await anyKernelsFromFlags(flags, flags.precision);
+        const kernels = await kernelsFromFlags(flags, flags.precision);
         const settings = parseTrainingSettings(flags);
         const shape = parseShape(flags);
         const data = loadTokenDataset(flags.data);

@@ -4,13 +4,13 @@ import type { Command } from 'commander';
 import type { CommandModule } from './command.js';
 import { loadTokenDataset } from '../data/tokens.js';
 import { curveMarkdown, curveSizes, DEFAULT_CURVE_SIZES, probeCurve } from '../pipeline/probe-curve.js';
-import { anyBackendOption, anyKernelsFromFlags, parseIntOption, precisionOption } from './common.js';
+import { backendOption, kernelsFromFlags, parseIntOption, precisionOption } from './common.js';
 
 interface Flags { run: string; data: string; out?: string; train: string; val: string; test: string; backend?: string; precision?: string }
 
 export const probeCurveCommand: CommandModule = {
   register(program: Command): void {
-    precisionOption(anyBackendOption(program.command('probe-curve')
+    precisionOption(backendOption(program.command('probe-curve')
       .description('linear-probe accuracy against pretraining time, from the checkpoints a run kept (pretrain --keep-every)')
       .requiredOption('--run <dir>', 'pretraining run folder')
       .requiredOption('--data <dir>', 'labelled token dataset the run was trained on')
@@ -19,7 +19,7 @@ export const probeCurveCommand: CommandModule = {
       .option('--val <n>', 'validation images per probe, at most (choose the layer and L2)', String(DEFAULT_CURVE_SIZES.val))
       .option('--test <n>', 'test images per probe, at most', String(DEFAULT_CURVE_SIZES.test))))
       .action(async (flags: Flags) => {
-        const kernels = await anyKernelsFromFlags(flags, flags.precision);
+        const kernels = await kernelsFromFlags(flags, flags.precision);
         const data = loadTokenDataset(flags.data);
         const sizes = curveSizes({
           train: parseIntOption('--train', flags.train, 10),

@@ -7,7 +7,7 @@ import { openModelAndData, type ModelAndData } from '../pipeline/open.js';
 import { defaultProbeDir, featuresForProbe, probeAndReport, probeReportMarkdown, type FeatureSettings } from '../pipeline/probe.js';
 import { hostKernelsBeside } from '../kernels/select.js';
 import { POOLINGS } from '../eval/features.js';
-import { anyBackendOption, anyKernelsFromFlags, parseChoice, parseIntOption, parseObjectiveOverride, parseOptionalInt, precisionOption } from './common.js';
+import { backendOption, kernelsFromFlags, parseChoice, parseIntOption, parseObjectiveOverride, parseOptionalInt, precisionOption } from './common.js';
 
 /** The flags of feature extraction (shared by probe and lowdata). */
 export interface FeatureFlags {
@@ -16,7 +16,7 @@ export interface FeatureFlags {
 
 /** Declares the options that feature extraction needs (shared by probe and lowdata). */
 export function featureOptions(cmd: Command): Command {
-  return precisionOption(anyBackendOption(cmd
+  return precisionOption(backendOption(cmd
     .requiredOption('--model <dir|owner/name>', 'model folder (HF ImageGPT), or owner/name in the Hugging Face cache')
     .requiredOption('--data <dir>', 'labelled token dataset encoded with the model\'s palette')
     .option('--batch <n>', 'images per forward pass', '32')
@@ -42,7 +42,7 @@ export function parseFeatureSettings(flags: FeatureFlags): FeatureSettings {
  * backend (the features are read back per batch), `kernels` the CPU's for the probes.
  */
 export async function openForFeatures(flags: FeatureFlags): Promise<ModelAndData<DeviceArray> & { kernels: Kernels }> {
-  const modelKernels = await anyKernelsFromFlags(flags, flags.precision);
+  const modelKernels = await kernelsFromFlags(flags, flags.precision);
   const objective = parseObjectiveOverride(flags.objective);
   const opened = openModelAndData(modelKernels, { model: flags.model, data: flags.data, objective, labelsFor: 'probing' });
   return { kernels: hostKernelsBeside(modelKernels), ...opened };

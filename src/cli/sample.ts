@@ -10,7 +10,7 @@ import { checkSamplingFits } from '../sample/memory.js';
 import { decodeGroupFor } from '../sample/sampler.js';
 import { writeRunFile } from '../util/fs.js';
 import {
-  anyBackendOption, anyKernelsFromFlags, parseChoice, parseIntOption, parseObjectiveOverride, parseOptionalInt, parseSplitOption, squareSide,
+  backendOption, kernelsFromFlags, parseChoice, parseIntOption, parseObjectiveOverride, parseOptionalInt, parseSplitOption, squareSide,
 } from './common.js';
 import { parseSampling, samplingOptions, type SamplingFlags } from './sampling-options.js';
 
@@ -21,7 +21,7 @@ interface Flags extends SamplingFlags {
 
 export const sampleCommand: CommandModule = {
   register(program: Command): void {
-    samplingOptions(anyBackendOption(program.command('sample')
+    samplingOptions(backendOption(program.command('sample')
       .description('sample images, or complete the bottom of test images (KV-cache decoding; BERT in-filling)')
       .requiredOption('--model <dir|owner/name>', 'model folder (HF ImageGPT: ours, or a published one), or owner/name in the Hugging Face cache')
       .option('--data <dir>', 'token dataset whose images are completed (omit for unconditional samples)')
@@ -36,7 +36,7 @@ export const sampleCommand: CommandModule = {
         const count = parseIntOption('--count', flags.count, 1, 1024);
         const { sampling, samples, passes, scale } = parseSampling(flags);
         const order = parseChoice('--order', flags.order, ['confident', 'random'] as const);
-        const kernels = await anyKernelsFromFlags(flags);
+        const kernels = await kernelsFromFlags(flags);
         const objective = parseObjectiveOverride(flags.objective);
         // From the headers alone: a model this machine cannot hold is refused before it is read.
         const stored = inspectModelFolder(flags.model);

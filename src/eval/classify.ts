@@ -5,7 +5,8 @@
  * images go through the probe's feature path either way.
  */
 import { readFileSync } from 'node:fs';
-import type { Kernels } from '../kernels/kernels.js';
+import type { DeviceArray, Kernels } from '../kernels/kernels.js';
+import { hostKernelsBeside } from '../kernels/select.js';
 import { headForward } from '../model/layers.js';
 import type { ImageGPT } from '../model/model.js';
 import { POOLINGS, type Pooling } from './features.js';
@@ -23,13 +24,18 @@ export interface Classifier {
   logits(features: Float32Array, n: number): Float32Array;
 }
 
-/** The model's own class head; a clear error when it has none (or only the zero head pretraining leaves). */
-export function headClassifier(model: ImageGPT, classNames: string[] | null, where: string): Classifier {
+/**
+ * The model's own class head; a clear error when it has none (or only the zero head pretraining
+ * leaves). It scores features on the host: on a GPU backend its weights are read back once.
+ */
+export async function headClassifier<T extends DeviceArray>(model: ImageGPT<T>, classNames: string[] | null, where: string): Promise<Classifier> {
   const { numLabels: C, nEmbd: d, nLayer: L } = model.config;
-  if (C === 0 || model.params.score.every((w) => w === 0)) {
+  const score = await model.kernels.read(model.params.score);
+  if (C === 0 || score.every((w) => w === 0)) {
     throw new Error(`${where} has no trained class head${C === 0 ? '' : ` (its ${C}-class score head is all zeros, as pretraining leaves it)`}: ` +
       'fine-tune it with `igpt finetune`, or fit a linear probe with `igpt probe` and pass --probe <dir>/probe.json');
   }
+  const host = hostKernelsBeside(model.kernels);
   return {
     layer: L,
     dim: d,
@@ -37,7 +43,7 @@ export function headClassifier(model: ImageGPT, classNames: string[] | null, whe
     classNames: classNames ?? Array.from({ length: C }, (_, c) => `LABEL_${c}`),
     logits(features, n) {
       const out = new Float32Array(n * C);
-      headForward(model.kernels, out, features, model.params.score, n, d, C);
+      headForward(host, out, features, score, n, d, C);
       return out;
     },
   };

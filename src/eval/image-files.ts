@@ -8,6 +8,7 @@ import { readImageTokenBatches, type ImageInputOptions } from '../data/image-inp
 import { writeNpy } from '../io/npy.js';
 import { writeSafetensors } from '../io/safetensors.js';
 import { writeFileAtomic } from '../util/fs.js';
+import type { DeviceArray } from '../kernels/kernels.js';
 import type { ImageGPT } from '../model/model.js';
 import type { Palette } from '../palette/palette.js';
 import type { Objective } from '../train/objectives.js';
@@ -33,14 +34,14 @@ export interface ImageFileFeatures {
   dim: number;
 }
 
-function modelSide(model: ImageGPT): number {
+function modelSide(model: ImageGPT<DeviceArray>): number {
   const side = Math.round(Math.sqrt(model.config.nPositions));
   if (side * side !== model.config.nPositions) throw new Error(`a model of ${model.config.nPositions} positions does not read square images`);
   return side;
 }
 
 /** f^l = mean_i norm(h_i^l) (per quadrant with 2x2 pooling) of each image file at `layers` (0 = embeddings' norm … L = ln_f). */
-export async function imageFileFeatures(model: ImageGPT, palette: Palette, files: readonly string[], layers: readonly number[],
+export async function imageFileFeatures<T extends DeviceArray>(model: ImageGPT<T>, palette: Palette, files: readonly string[], layers: readonly number[],
                                         o: ImageFileFeatureOptions): Promise<ImageFileFeatures> {
   const dim = layers.length * pooledWidth(model.config.nEmbd, o.pooling);
   const batch = o.batch ?? 32;
@@ -58,7 +59,7 @@ export async function imageFileFeatures(model: ImageGPT, palette: Palette, files
 }
 
 /** Each readable image file's class by `classifier`, its probability and the `top` likeliest (default 3). */
-export async function classifyImageFiles(model: ImageGPT, palette: Palette, files: readonly string[], classifier: Classifier,
+export async function classifyImageFiles<T extends DeviceArray>(model: ImageGPT<T>, palette: Palette, files: readonly string[], classifier: Classifier,
                                          o: ImageFileFeatureOptions & { top?: number }): Promise<({ file: string } & Classification)[]> {
   const { nEmbd: d, nLayer: L } = model.config;
   const width = pooledWidth(d, classifier.pooling);

@@ -44,9 +44,9 @@ function choiceFromEnv(): KernelChoice {
   return choice;
 }
 
-/** What a command that runs only on the CPU backends says when asked for webgpu. */
-export const WEBGPU_NOT_HERE = 'this command does not run on the webgpu backend yet (pretrain, finetune, experiment, eval-nll, probe, lowdata, probe-curve, sample and complete do); ' +
-  'use --backend native or portable';
+/** What loadKernels (the CPU kernels) says when IGPT_KERNELS asks for webgpu, whose device is acquired asynchronously. */
+export const WEBGPU_NOT_HERE = 'loadKernels gives the CPU kernels; IGPT_KERNELS=webgpu is for igpt\'s commands, and in code ' +
+  'loadWebGpuKernels (src/kernels/webgpu/node-gpu.ts) gives the webgpu backend';
 
 /** What the announcement says about the matrix products. */
 function productsNote(kernels: Kernels): string {

@@ -3,6 +3,7 @@
  * short budget, stopping as soon as the final validation loss gets worse.
  */
 import { join } from 'node:path';
+import type { DeviceArray } from '../kernels/kernels.js';
 import { writeRunFile } from '../util/fs.js';
 import { pretrainSummary, runPretraining, type PretrainRun } from './pretrain.js';
 
@@ -26,7 +27,7 @@ export interface SweepResult { rows: SweepRow[]; best: SweepRow; table: string }
  * at the end; a rate that diverges is a result, not the end of the sweep. Writes sweep.json and
  * sweep.md into `base.outDir`.
  */
-export async function runLrSweep(base: Omit<PretrainRun, 'resume' | 'label'>, rates: number[]): Promise<SweepResult> {
+export async function runLrSweep<T extends DeviceArray>(base: Omit<PretrainRun<T>, 'resume' | 'label'>, rates: number[]): Promise<SweepResult> {
   const rows: SweepRow[] = [];
   for (const lr of rates) {
     const options = { ...base.options, lr, evalEvery: 0, checkpointEvery: 0 };
