@@ -6,9 +6,10 @@
  *
  * Each step reads every cached key and value and every weight once, which makes decoding bound by
  * memory traffic. Given pixels (a completion's kept rows) go through `prefill` instead: the same
- * caches, with each block's products over many positions at once. With precision 'f16' (where the kernels support it) the caches and the packed
- * weights hold half floats: half the bytes, logits within ~1e-3 of the exact ones. 'f32' keeps the
- * cached decoder equal to the full forward pass up to float rounding.
+ * caches, with each block's products over many positions at once. With precision 'f16' (where the
+ * kernels support it) the caches and the packed weights hold half floats: half the bytes, logits
+ * within ~1e-3 of the exact ones. 'f32' keeps the cached decoder equal to the full forward pass up
+ * to float rounding.
  */
 import type { DeviceArray, Kernels, PackedMatrix } from '../kernels/kernels.js';
 import { paletteSizeOf } from './config.js';
@@ -132,7 +133,7 @@ export class KvDecoder<T extends DeviceArray = Float32Array> {
   }
 }
 
-/** Positions per prefill chunk: products of 64·B rows use the packed weights well, and the buffers stay small. */
+/** Positions per prefill chunk: each weight is read once per 64 positions, and the buffers stay small. */
 const PREFILL_CHUNK = 64;
 
 /**

@@ -128,9 +128,10 @@ export async function sampleAutoregressive<T extends DeviceArray>(kernels: Kerne
 
 /**
  * The same sampling for all images at once, one pixel at a time: yields after pixel t of every
- * image is drawn (tokens is the count × n² output so far, the given pixels included) and returns the output. A caller that
- * must stay responsive can pause between pixels or stop early; one whose logits live on a device
- * (webgpu) drives `AutoregressiveDecoding` itself, reading them back asynchronously.
+ * image is drawn (tokens is the count × n² output so far, the given pixels included) and returns
+ * the output. A caller that must stay responsive can pause between pixels or stop early; one whose
+ * logits live on a device (webgpu) drives `AutoregressiveDecoding` itself, reading them back
+ * asynchronously.
  */
 export function* autoregressiveSteps(kernels: Kernels, params: ParameterTensors, req: CompletionRequest,
                                      o: SamplingOptions): Generator<{ t: number; tokens: Int32Array }, Int32Array> {
