@@ -151,6 +151,24 @@ describe('webgpu kernels', { skip }, () => {
     assertClose(await read(k, DB), refDbias, 'biasBackward', TOL.reduction);
   });
 
+  test('bias and gain gradients over many rows (sliced into partial sums, then added)', async () => {
+    const rows = 3001, n = 70, eps = 1e-5; // 12 slices of 251 rows; 70 columns: two 64-column groups, the second ragged
+    const dout = random(rows * n), x = random(rows * n), g = random(n, 0.5).map((v) => 1 + v);
+    const dbias = random(n), refDbias = dbias.slice();
+    loops.biasBackward(refDbias, dout, rows, n);
+    const DB = up(k, dbias);
+    k.biasBackward(DB, up(k, dout), rows, n);
+    assertClose(await read(k, DB), refDbias, 'biasBackward (sliced)', TOL.reduction);
+    const out = new Float32Array(rows * n), rstd = new Float32Array(rows);
+    loops.normForward(out, rstd, x, g, rows, n, eps);
+    const dx = random(rows * n), dg = random(n), refDx = dx.slice(), refDg = dg.slice();
+    loops.normBackward(refDx, refDg, dout, x, rstd, g, rows, n);
+    const DX = up(k, dx), DG = up(k, dg);
+    k.normBackward(DX, DG, up(k, dout), up(k, x), up(k, rstd), up(k, g), rows, n);
+    assertClose(await read(k, DG), refDg, 'normBackward dg (sliced)', TOL.reduction);
+    assertClose(await read(k, DX), refDx, 'normBackward dx', TOL.reduction);
+  });
+
   test('gain-only norm forward and backward', async () => {
     for (const d of [24, 200]) {
       const rows = 19, eps = 1e-5;

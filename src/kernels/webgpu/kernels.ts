@@ -33,6 +33,10 @@ type GemmDim = 'm' | 'n' | 'k' | 'z';
 type GemmPiece = Record<GemmDim, readonly [number, number]>;
 const extent = (q: GemmPiece, d: GemmDim): number => q[d][1] - q[d][0];
 
+/** columnSum: rows a slice takes at least, and at most how many slices (a 64-column group's workgroups). */
+const COLUMN_SLICE_ROWS = 256;
+const MAX_COLUMN_SLICES = 64;
+
 function need(t: GpuTensor, elements: number, what: string, type: 'f32' | 'i32' = 'f32'): void {
   if (t.type !== type) throw new Error(`igpt webgpu: ${what} must be a ${type} tensor`);
   if (t.length < elements) throw new Error(`igpt webgpu: ${what} holds ${t.length} elements, needs ${elements}`);
@@ -41,10 +45,11 @@ function need(t: GpuTensor, elements: number, what: string, type: 'f32' | 'i32' 
 export class WebGpuKernels {
   readonly name = 'webgpu';
   readonly kvLayout = 'positions';
-  /** Scratch: attention's D = rowsum(dO∘O) [B, H, T], decoding's scores [B, H, maxT], sumOfSquares' partial sums. */
+  /** Scratch: attention's D = rowsum(dO∘O) [B, H, T], decoding's scores [B, H, maxT], sumOfSquares' and columnSum's partial sums. */
   private delta: GpuTensor | null = null;
   private scores: GpuTensor | null = null;
   private partials: GpuTensor | null = null;
+  private columnPartials: GpuTensor | null = null;
 
   constructor(readonly runtime: GpuRuntime) {}
 
@@ -59,7 +64,7 @@ export class WebGpuKernels {
 
   private get rt(): GpuRuntime { return this.runtime; }
 
-  private scratch(which: 'delta' | 'scores' | 'partials', length: number): GpuTensor {
+  private scratch(which: 'delta' | 'scores' | 'partials' | 'columnPartials', length: number): GpuTensor {
     const current = this[which];
     if (current && current.length >= length) return current;
     if (current) this.rt.destroy(current);
@@ -206,16 +211,32 @@ export class WebGpuKernels {
     this.columnSum(dbias, dout, null, rows, n);
   }
 
-  /** out[j] += Σ_r a[r, j] (·x[r, j]·rstd[r] when `weighted` is given), rows chunked. */
+  /**
+   * out[j] += Σ_r a[r, j] (·x[r, j]·rstd[r] when `weighted` is given), rows chunked. Many rows are
+   * split into slices of at least COLUMN_SLICE_ROWS, each summed into a row of partial sums that a
+   * second dispatch adds: the first pass then has n/64 · slices workgroups, not n/64.
+   */
   private columnSum(out: GpuTensor, a: GpuTensor, weighted: { x: GpuTensor; rstd: GpuTensor } | null, rows: number, n: number): void {
     this.rt.requireWhole(out, 'a column sum');
-    const pipeline = this.rt.pipeline(COLUMN_SUM, { WEIGHTED: weighted ? 1 : 0 });
+    const columnGroups = Math.ceil(n / COLUMN_GROUP.columns);
     for (const { first, count } of this.rt.planChunks(rows, [n], 'column sum')) {
-      const o = this.rt.bind(out), ab = this.rt.bind(a, first * n, count * n);
+      const slices = Math.min(MAX_COLUMN_SLICES, Math.ceil(count / COLUMN_SLICE_ROWS), Math.floor(this.rt.windowElements / n));
+      const sliceRows = Math.ceil(count / slices);
+      const ab = this.rt.bind(a, first * n, count * n);
       const x = weighted ? this.rt.bind(weighted.x, first * n, count * n) : this.rt.bind(this.rt.placeholder);
       const r = weighted ? this.rt.bind(weighted.rstd, first, count) : this.rt.bind(this.rt.placeholder);
-      this.rt.dispatch(pipeline, { u: [count, n, o.shift, ab.shift, x.shift, r.shift] }, [o, ab, x, r],
-                       [Math.ceil(n / COLUMN_GROUP.columns)]);
+      const sums = this.rt.pipeline(COLUMN_SUM, { WEIGHTED: weighted ? 1 : 0, PARTIALS: slices > 1 ? 1 : 0 });
+      if (slices === 1) {
+        const o = this.rt.bind(out);
+        this.rt.dispatch(sums, { u: [count, n, count, o.shift, ab.shift, x.shift, r.shift] }, [o, ab, x, r], [columnGroups]);
+        continue;
+      }
+      const partials = this.scratch('columnPartials', slices * n);
+      const pb = this.rt.bind(partials, 0, slices * n);
+      this.rt.dispatch(sums, { u: [count, n, sliceRows, pb.shift, ab.shift, x.shift, r.shift] }, [pb, ab, x, r], [columnGroups, slices]);
+      const o = this.rt.bind(out), pa = this.rt.bind(partials, 0, slices * n), none = this.rt.bind(this.rt.placeholder);
+      this.rt.dispatch(this.rt.pipeline(COLUMN_SUM, { WEIGHTED: 0, PARTIALS: 0 }),
+                       { u: [slices, n, slices, o.shift, pa.shift, 0, 0] }, [o, pa, none, none], [columnGroups]);
     }
   }
 

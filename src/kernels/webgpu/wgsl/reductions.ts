@@ -173,24 +173,30 @@ export const COLUMN_GROUP = { columns: 64, lanes: 4 };
 
 /**
  * out[j] += Σ_r a[r, j] (bias gradient), or with WEIGHTED out[j] += Σ_r a[r, j]·x[r, j]·rstd[r]
- * (the norm's gain gradient). A workgroup owns 64 columns; its 4 lanes take every 4th row and
- * meet in workgroup memory. Coalesced: neighbouring threads read neighbouring columns.
+ * (the norm's gain gradient). A workgroup owns 64 columns of one slice of `sliceRows` rows; its 4
+ * lanes take every 4th row and meet in workgroup memory. Coalesced: neighbouring threads read
+ * neighbouring columns. With one slice (grid y = 1) it adds into out[j]; with PARTIALS, slice s
+ * writes out[s·n + j], whose rows a second, plain dispatch adds: n/64 workgroups alone would leave
+ * a large GPU idle (2 of them for d = 128).
  */
 export const COLUMN_SUM = /* wgsl */ `
-struct Params { rows: u32, n: u32, offOut: u32, offA: u32, offX: u32, offRstd: u32 }
+struct Params { rows: u32, n: u32, sliceRows: u32, offOut: u32, offA: u32, offX: u32, offRstd: u32 }
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read_write> out: array<f32>;
 @group(0) @binding(2) var<storage, read> a: array<f32>;
 @group(0) @binding(3) var<storage, read> x: array<f32>;
 @group(0) @binding(4) var<storage, read> rstd: array<f32>;
 override WEIGHTED: bool;
+override PARTIALS: bool;
 var<workgroup> lanes: array<array<f32, ${COLUMN_GROUP.columns}>, ${COLUMN_GROUP.lanes}>;
 @compute @workgroup_size(${COLUMN_GROUP.columns}, ${COLUMN_GROUP.lanes})
 fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
   let j = wid.x * ${COLUMN_GROUP.columns}u + lid.x;
+  let first = wid.y * p.sliceRows;
+  let end = min(p.rows, first + p.sliceRows);
   var sum = 0.0;
   if (j < p.n) {
-    for (var r = lid.y; r < p.rows; r += ${COLUMN_GROUP.lanes}u) {
+    for (var r = first + lid.y; r < end; r += ${COLUMN_GROUP.lanes}u) {
       if (WEIGHTED) { sum += a[p.offA + r * p.n + j] * x[p.offX + r * p.n + j] * rstd[p.offRstd + r]; }
       else { sum += a[p.offA + r * p.n + j]; }
     }
@@ -200,7 +206,7 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
   if (lid.y == 0u && j < p.n) {
     var total = 0.0;
     for (var l = 0u; l < ${COLUMN_GROUP.lanes}u; l++) { total += lanes[l][lid.x]; }
-    out[p.offOut + j] += total;
+    if (PARTIALS) { out[p.offOut + wid.y * p.n + j] = total; } else { out[p.offOut + j] += total; }
   }
 }
 `;
