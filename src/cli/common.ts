@@ -15,6 +15,9 @@ export function backendOption(cmd: Command): Command {
     'or webgpu (a GPU through WebGPU: the system\'s adapter, else SwiftShader on the CPU); default: $IGPT_KERNELS or auto');
 }
 
+/** --hold of pretrain and experiment. */
+export const HOLD_HELP = 'hold the peak learning rate until this fraction of the steps, then cosine to 0 (default 0: cosine from the end of warmup)';
+
 /** --precision of the linear layers' matrix products (commands that train or run the full model). */
 export function precisionOption(cmd: Command): Command {
   return cmd.option('--precision <p>', 'matrix products of the linear layers: f32, bf16 (bf16 operands, float32 sums; ' +

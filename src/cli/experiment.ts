@@ -9,12 +9,12 @@ import { presetShape } from '../model/config.js';
 import { runExperiment } from '../pipeline/experiment.js';
 import { join } from 'node:path';
 import {
-  backendOption, kernelsFromFlags, lockRunFolder, parseIntOption, parseNumberOption, parseObjective, parseOptionalInt, precisionOption,
+  backendOption, kernelsFromFlags, lockRunFolder, parseIntOption, parseNumberOption, parseObjective, parseOptionalInt, parseOptionalNumber, HOLD_HELP, precisionOption,
 } from './common.js';
 
 interface Flags {
   out: string; budget: string; finetuneMinutes: string; objective: string; preset: string; side: string;
-  batch: string; lr: string; probeTrain: string; probeVal?: string; backend?: string; precision?: string; seed: string;
+  batch: string; lr: string; hold?: string; probeTrain: string; probeVal?: string; backend?: string; precision?: string; seed: string;
 }
 
 export const experimentCommand: CommandModule = {
@@ -30,6 +30,7 @@ export const experimentCommand: CommandModule = {
       .option('--side <n>', 'input resolution', '28')
       .option('--batch <n>', 'images per step', '16')
       .option('--lr <x>', 'peak learning rate', '0.002')
+      .option('--hold <fraction>', HOLD_HELP)
       .option('--probe-train <n>', 'training images whose features the probe uses', '10000')
       .option('--probe-val <n>', 'validation images that choose the probe\'s layer and L2 (default: all)')
       .option('--seed <n>', 'seed', '0')))
@@ -43,7 +44,7 @@ export const experimentCommand: CommandModule = {
           finetuneMinutes: parseNumberOption('--finetune-minutes', flags.finetuneMinutes, 0),
           objective: parseObjective(flags.objective), shape: presetShape(flags.preset),
           side: parseIntOption('--side', flags.side, 4, 64), batch: parseIntOption('--batch', flags.batch, 1),
-          lr: parseNumberOption('--lr', flags.lr, 0),
+          lr: parseNumberOption('--lr', flags.lr, 0), hold: parseOptionalNumber('--hold', flags.hold, 0, 0.99),
           probeTrain: parseIntOption('--probe-train', flags.probeTrain, 1), probeVal: parseOptionalInt('--probe-val', flags.probeVal, 1),
           seed: parseIntOption('--seed', flags.seed, 0),
           command: `igpt ${process.argv.slice(2).join(' ')}`, log: (line) => console.log(line),

@@ -5,7 +5,7 @@ import { loadTokenDataset } from '../data/tokens.js';
 import { presetShape, PRESETS, type ModelShape } from '../model/config.js';
 import { pretrainOptions, pretrainSummary, runPretraining, type PretrainSettings } from '../pipeline/pretrain.js';
 import {
-  backendOption, kernelsFromFlags, lockRunFolder, parseIntOption, parseNumberOption, parseObjective, parseOptionalInt, parseOptionalNumber,
+  backendOption, kernelsFromFlags, lockRunFolder, parseIntOption, parseNumberOption, parseObjective, parseOptionalInt, parseOptionalNumber, HOLD_HELP,
   precisionOption,
 } from './common.js';
 
@@ -31,7 +31,7 @@ export function trainingOptions(cmd: Command): Command {
     .option('--steps <n>', 'training steps (default: --epochs 1)')
     .option('--epochs <x>', 'passes over the training split (alternative to --steps)')
     .option('--warmup <n>', 'linear warmup steps (default: one epoch, at most 10% of the steps)')
-    .option('--hold <fraction>', 'hold the peak learning rate until this fraction of the steps, then cosine to 0 (default 0: cosine from the end of warmup)')
+    .option('--hold <fraction>', HOLD_HELP)
     .option('--mask-prob <p>', 'BERT mask probability', '0.15')
     .option('--eval-images <n>', 'validation images per evaluation (0: all)', '1000')
     .option('--seed <n>', 'seed of the initialization, data order and masks', '0')

@@ -50,6 +50,8 @@ export interface ExperimentOptions {
   side: number;
   batch: number;
   lr: number;
+  /** Hold the peak rate until this fraction of the steps, then cosine (see `igpt pretrain --hold`); default: cosine after warmup. */
+  hold?: number;
   /** Training images whose features the probe uses; validation images that choose its layer and L2 (default all). */
   probeTrain: number;
   probeVal?: number;
@@ -167,7 +169,7 @@ async function pretrainStage(study: Study): Promise<boolean> {
   const checkpointEvery = Math.max(1, Math.ceil(state.steps / 12));
   const options = pretrainOptions({
     objective: state.objective, batch: state.batch, lr: state.lr, steps: state.steps, seed: o.seed, maskProb: 0.15,
-    evalImages: 1000, checkpointEvery, keepEvery: 2 * checkpointEvery,
+    evalImages: 1000, checkpointEvery, keepEvery: 2 * checkpointEvery, hold: o.hold,
   }, study.data.train.count);
   o.log(`pretraining: ${state.steps} steps of ~${state.secondsPerStep.toFixed(2)} s (budget ${o.budgetHours} h)`);
   const r = await timed(study, 'pretrain', () => runPretraining({
