@@ -16,6 +16,7 @@ import { pretrain, type RunState } from '../src/train/pretrain.js';
 import { NumericalFault, Trainer, type PretrainOptions } from '../src/train/trainer.js';
 import { finetune, type FinetuneOptions } from '../src/eval/finetune.js';
 import { Rng } from '../src/util/rng.js';
+import { augmentImage, augmentShift } from '../src/train/augment.js';
 import { learningRateAt } from '../src/train/schedule.js';
 import { pretrainOptions } from '../src/pipeline/pretrain.js';
 import { runLrSweep, sweepRates } from '../src/pipeline/lr-sweep.js';
@@ -204,4 +205,33 @@ test('lr-sweep: rates in the paper\'s order, a diverging rate is a row, the swee
   assert.equal(written.best, 0.01);
   assert.equal(written.rows.length, 3);
   assert.ok(existsSync(join(outDir, 'lr-0.01', 'model', 'config.json')));
+});
+
+test('augmentation: a flip or a shift of at most an eighth of the side, edges reflected, every kind drawn', () => {
+  assert.equal(augmentShift(32), 4);
+  assert.equal(augmentShift(28), 3);
+  const side = 28;
+  const src = new Uint16Array(side * side).map((_, i) => i); // each pixel names where it came from
+  const out = new Uint16Array(side * side);
+  const rng = new Rng(7);
+  const seen = new Set<string>();
+  for (let n = 0; n < 400; n++) {
+    augmentImage(out, src, side, rng);
+    // The centre pixel's source gives the draw: its row shift, its column shift or mirror.
+    const c = 14 * side + 14;
+    const sy = Math.floor(out[c] / side), sx = out[c] % side;
+    const dy = sy - 14;
+    const flip = out[c + 1] % side < sx; // the next pixel to the right comes from further left
+    const dx = flip ? sx - (side - 1 - 14) : sx - 14;
+    assert.ok(Math.abs(dy) <= 3 && Math.abs(dx) <= 3, `shift ${dy},${dx}`);
+    seen.add(`${dy},${dx},${flip}`);
+    for (let y = 0; y < side; y++) {
+      for (let x = 0; x < side; x++) {
+        const r = (i: number): number => (i < 0 ? -i : i >= side ? 2 * (side - 1) - i : i);
+        const want = r(y + dy) * side + r((flip ? side - 1 - x : x) + dx);
+        assert.equal(out[y * side + x], want, `pixel ${y},${x} of draw ${dy},${dx},${flip}`);
+      }
+    }
+  }
+  assert.equal(seen.size, 7 * 7 * 2); // every shift, with and without the flip
 });
