@@ -41,13 +41,15 @@ function setup(kernels: Kernels): () => number {
   params.lmHead.forEach((_, i) => { params.lmHead[i] = r.normal() * 0.02; });
   const model = new ImageGPT(kernels, cfg, params);
   const adam = new Adam(kernels, params.count);
+  const gradSquares = kernels.alloc(1);
   return () => {
     const t0 = performance.now();
     if (training) {
       model.zeroGrad();
       model.forward({ B, T, inputs, targets, causal: true }, true);
       model.backward();
-      adam.update(params.data, model.grads.data, 1e-3);
+      kernels.sumOfSquares(gradSquares, model.grads.data); // as the trainer does: the norm, and the gate of Adam
+      adam.update(params.data, model.grads.data, gradSquares, 1e-3);
       model.weightsChanged();
     } else {
       model.forward({ B, T, inputs, causal: true }, false);

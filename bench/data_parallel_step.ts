@@ -7,29 +7,19 @@
  *   mpirun -np 2 node --import tsx bench/data_parallel_step.ts [--steps 3]
  */
 import { parseArgs } from 'node:util';
-import type { TokenDataset } from '../src/data/tokens.js';
 import { loadKernels } from '../src/kernels/select.js';
 import { makeConfig, presetShape } from '../src/model/config.js';
 import { ImageGPT } from '../src/model/model.js';
 import { initParameters, ParameterTensors } from '../src/model/parameters.js';
 import { world } from '../src/parallel/world.js';
 import { Trainer } from '../src/train/trainer.js';
-import { Rng } from '../src/util/rng.js';
-import { median } from './util.js';
+import { median, randomTokenDataset } from './util.js';
 
 const { values: a } = parseArgs({ options: { steps: { type: 'string', default: '3' }, batch: { type: 'string', default: '8' } } });
 const comm = world();
 const steps = Number(a.steps), batch = Number(a.batch);
 const side = 28, T = side * side, k = 16;
-const rng = new Rng(1);
-const split = (count: number): TokenDataset['train'] => ({
-  count, tokens: Uint8Array.from({ length: count * T }, () => rng.int(k)), labels: new Int32Array(count).fill(-1),
-});
-const data: TokenDataset = {
-  meta: { source: 'synthetic', side, pixels: T, channels: 1, numClasses: 0, splitSeed: 0 },
-  palette: { k, channels: 1, centers: Float32Array.from({ length: k }, (_, i) => -1 + (2 * i) / (k - 1)) },
-  train: split(64), val: split(8), test: split(8),
-};
+const data = randomTokenDataset(side, k, 64);
 const config = makeConfig(presetShape('cpu-m'), k, T, 0);
 const params = new ParameterTensors(config);
 initParameters(params, 0);
@@ -40,7 +30,9 @@ const trainer = new Trainer(model, data, {
 }, comm);
 await trainer.step(); // warm-up: buffers, thread pool, MPI connections
 const times: number[] = [];
-for (let s = 0; s < steps; s++) times.push((await trainer.step()).seconds);
+trainer.onReport = (r) => times.push(r.seconds);
+for (let s = 0; s < steps; s++) await trainer.step();
+await trainer.settle();
 const reduce: number[] = [];
 for (let s = 0; s < 3; s++) {
   comm.barrier();

@@ -40,6 +40,7 @@ model.recompute = a.recompute;
 const inputs = Int32Array.from({ length: B * T }, (_, i) => (i % T === 0 ? 16 : rng.int(16)));
 const targets = Int32Array.from({ length: B * T }, () => rng.int(16));
 const adam = new Adam(kernels, params.count);
+const gradSquares = kernels.alloc(1);
 const times: number[] = [];
 const forwardTimes: number[] = [];
 const runs = a.mode === 'sample' ? steps : steps + 1; // one warm-up step, as the peer does
@@ -55,7 +56,8 @@ for (let s = 0; s < runs; s++) {
     model.zeroGrad();
     model.forward({ B, T, inputs, targets, causal: true }, true);
     model.backward();
-    adam.update(params.data, model.grads.data, 1e-3);
+    kernels.sumOfSquares(gradSquares, model.grads.data); // as the trainer does: the norm, and the gate of Adam
+    adam.update(params.data, model.grads.data, gradSquares, 1e-3);
     model.weightsChanged();
   } else if (a.mode === 'infer') {
     model.forward({ B, T, inputs, causal: true }, false);

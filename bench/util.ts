@@ -2,6 +2,9 @@ import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { TokenDataset } from '../src/data/tokens.js';
+import { allocTokens } from '../src/palette/quantize.js';
+import { Rng } from '../src/util/rng.js';
 
 export const repoRoot = join(dirname(fileURLToPath(import.meta.url)), '..');
 export const python = '/usr/bin/python3';
@@ -47,4 +50,20 @@ export function bestMs(reps: number, fn: () => void): number {
     best = Math.min(best, performance.now() - t0);
   }
   return best;
+}
+
+/** `images` uniformly random side×side images of k colors in each split, to time the real Trainer on. */
+export function randomTokenDataset(side: number, k: number, images: number, seed = 1): TokenDataset {
+  const rng = new Rng(seed);
+  const T = side * side;
+  const split = (): TokenDataset['train'] => {
+    const tokens = allocTokens(k, images * T);
+    for (let i = 0; i < tokens.length; i++) tokens[i] = rng.int(k);
+    return { count: images, tokens, labels: new Int32Array(images).fill(-1) };
+  };
+  return {
+    meta: { source: 'synthetic', side, pixels: T, channels: 1, numClasses: 0, splitSeed: 0 },
+    palette: { k, channels: 1, centers: Float32Array.from({ length: k }, (_, i) => -1 + (2 * i) / (k - 1)) },
+    train: split(), val: split(), test: split(),
+  };
 }

@@ -22,7 +22,8 @@ import { createWebGpuBackend } from '../src/kernels/webgpu/backend.js';
 import { makeConfig, type ModelConfig } from '../src/model/config.js';
 import { ImageGPT } from '../src/model/model.js';
 import { initParameters, ParameterTensors, parametersOn } from '../src/model/parameters.js';
-import { Adam } from '../src/train/adam.js';
+import { Trainer } from '../src/train/trainer.js';
+import { randomTokenDataset } from './util.js';
 import { defaultSampling, sampleAutoregressive } from '../src/sample/sampler.js';
 import { WebGpuKernels } from '../src/kernels/webgpu/kernels.js';
 import { acquireNodeDevice, type NodeAdapterChoice } from '../src/kernels/webgpu/node-gpu.js';
@@ -106,25 +107,23 @@ function freshModel<T extends DeviceArray>(kernels: Kernels<T>, cfg: ModelConfig
   return new ImageGPT(kernels, cfg, parametersOn(kernels, host));
 }
 
-/** Seconds per training step (after one warm-up step) and the last step's loss, on one backend. */
+/**
+ * Seconds per training step of the real Trainer (after one warm-up step, the steps in flight
+ * included) and the last step's loss, on one backend, on random images.
+ */
 async function timeSteps<T extends DeviceArray>(kernels: Kernels<T>, cfg: ModelConfig, B: number, steps: number): Promise<{ seconds: number; loss: number }> {
-  const model = freshModel(kernels, cfg);
-  const adam = new Adam(kernels, model.params.count);
-  const T = cfg.nPositions, V = cfg.vocabSize - 1;
-  const rng = new Rng(2);
-  const targets = Int32Array.from({ length: B * T }, () => rng.int(V));
-  const inputs = Int32Array.from({ length: B * T }, (_, i) => (i % T === 0 ? V : targets[i - 1]));
-  let loss = NaN, t0 = 0;
-  for (let s = 0; s <= steps; s++) {
-    if (s === 1) t0 = performance.now();
-    model.zeroGrad();
-    model.forward({ B, T, inputs, targets, causal: true }, true);
-    const r = await model.readResult(); // the step's one wait, as in the trainer
-    loss = r.genLoss;
-    model.backward();
-    adam.update(model.params.data, model.grads.data, 1e-3);
-  }
-  await kernels.read(kernels.view(model.params.data, 0, 1));
+  const data = randomTokenDataset(Math.sqrt(cfg.nPositions), cfg.vocabSize - 1, 2 * B, 2);
+  const trainer = new Trainer(freshModel(kernels, cfg), data, {
+    objective: 'ar', batch: B, lr: 1e-3, steps: steps + 1, warmup: 0, cosine: false, seed: 0, maskProb: 0.15,
+    evalEvery: 0, evalImages: 0, checkpointEvery: 0,
+  });
+  let loss = NaN;
+  trainer.onReport = (r) => { loss = r.loss; };
+  await trainer.step();
+  await trainer.settle();
+  const t0 = performance.now();
+  for (let s = 0; s < steps; s++) await trainer.step();
+  await trainer.settle();
   return { seconds: (performance.now() - t0) / 1000 / steps, loss };
 }
 

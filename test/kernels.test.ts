@@ -615,10 +615,20 @@ for (const { label, kernels } of backends) {
       const refStep = Float64Array.from(refM, (mi, i) =>
         -lr * (mi / (1 - b1 ** t)) / (Math.sqrt(refV[i] / (1 - b2 ** t)) + eps));
       const before = Float64Array.from(params);
-      kernels.adamUpdate(params, grads, m, v, n, lr, b1, b2, eps, t);
+      kernels.adamUpdate(params, grads, m, v, n, lr, b1, b2, eps, t, Float32Array.of(1));
       assertClose(m, refM, `adam m n=${n} t=${t} beta2=${b2}`);
       assertClose(v, refV, `adam v n=${n} t=${t} beta2=${b2}`);
       assertClose(Float64Array.from(params, (p, i) => p - before[i]), refStep, `adam step n=${n} t=${t} beta2=${b2}`, 1e-4);
+    }
+  });
+
+  test(`${label}: adamUpdate changes nothing when the gradient's sum of squares is NaN or inf`, () => {
+    const rng = new Rng(10);
+    for (const bad of [NaN, Infinity]) {
+      const params = randomArray(rng, 33), grads = randomArray(rng, 33), m = randomArray(rng, 33), v = randomArray(rng, 33, 0.1).map(Math.abs);
+      const copies = [params, m, v].map((x) => Float32Array.from(x));
+      kernels.adamUpdate(params, grads, m, v, 33, 1e-2, 0.9, 0.95, 1e-8, 2, Float32Array.of(bad));
+      assert.deepEqual([params, m, v], copies, `gate ${bad}`);
     }
   });
 }
@@ -680,7 +690,7 @@ if (native) {
     const p = randomArray(rng, 301), gr = randomArray(rng, 301);
     const [p0, p1] = run((kk) => {
       const pp = Float32Array.from(p), mm = new Float32Array(301), vv = new Float32Array(301);
-      for (let t = 1; t <= 3; t++) kk.adamUpdate(pp, gr, mm, vv, 301, 1e-2, 0.9, 0.999, 1e-8, t);
+      for (let t = 1; t <= 3; t++) kk.adamUpdate(pp, gr, mm, vv, 301, 1e-2, 0.9, 0.999, 1e-8, t, Float32Array.of(1));
       return { pp, mm, vv };
     });
     assertClose(p1.pp, p0.pp, 'adam params');

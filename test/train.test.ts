@@ -16,6 +16,7 @@ import { pretrain, type RunState } from '../src/train/pretrain.js';
 import { NumericalFault, Trainer, type PretrainOptions } from '../src/train/trainer.js';
 import { finetune, type FinetuneOptions } from '../src/eval/finetune.js';
 import { Rng } from '../src/util/rng.js';
+import { world } from '../src/parallel/world.js';
 import { augmentImage, augmentShift } from '../src/train/augment.js';
 import { learningRateAt } from '../src/train/schedule.js';
 import { pretrainOptions } from '../src/pipeline/pretrain.js';
@@ -167,10 +168,40 @@ test('a NaN stops training with the step named and leaves the last checkpoint in
   const model = new ImageGPT(kernels, before.config, before.params);
   model.params.blocks[1].fcW[3] = NaN;
   const trainer = new Trainer(model, data, { ...o, steps: 8 });
-  await assert.rejects(() => trainer.step(), (err: unknown) => err instanceof NumericalFault && /step 0: the loss is NaN/.test(err.message));
+  const stepZeroFault = (err: unknown): boolean => err instanceof NumericalFault && /step 0: the loss is NaN/.test(err.message);
+  await assert.rejects(() => trainer.step(), stepZeroFault);
+  // With a step in flight (as on a GPU) the fault is named one step later, and the NaN gradients
+  // never reached the weights: Adam skipped both steps on the backend.
+  const poisoned = Float32Array.from(model.params.data);
+  const ahead = new Trainer(model, data, { ...o, steps: 8 }, world(), 1);
+  await ahead.step();
+  await assert.rejects(() => ahead.step(), stepZeroFault);
+  assert.deepEqual(model.params.data, poisoned);
   assert.deepEqual(readFileSync(join(before.dir, 'model.safetensors')), weights);
   writeFileSync(join(dir, 'latest.json'), '{broken');
   assert.equal(loadLatestCheckpoint<RunState>(dir)!.state.step, 4, 'falls back to the newest complete step folder');
+});
+
+test('a step left in flight (as on a GPU) changes nothing: the same losses, norms and weights, reported in order', async () => {
+  const o = options({ steps: 6, classify: undefined });
+  const run = async (inFlight: number) => {
+    const params = new ParameterTensors(makeConfig(shape, data.palette.k, data.meta.pixels, 0));
+    initParameters(params, 4);
+    const trainer = new Trainer(new ImageGPT(kernels, params.config, params), data, o, world(), inFlight);
+    const reported: number[] = [];
+    trainer.onReport = (r) => reported.push(r.step);
+    for (let s = 0; s < o.steps; s++) await trainer.step();
+    const beforeSettle = reported.length;
+    await trainer.settle();
+    return { beforeSettle, reported, history: trainer.state.history, params: params.data };
+  };
+  const [now, late] = [await run(0), await run(1)];
+  assert.equal(now.beforeSettle, 6);
+  assert.equal(late.beforeSettle, 5, 'the last step is still in flight until settle');
+  assert.deepEqual(late.reported, [1, 2, 3, 4, 5, 6]);
+  assert.deepEqual(late.history.map(({ step, loss, lr, gradNorm }) => ({ step, loss, lr, gradNorm })),
+                   now.history.map(({ step, loss, lr, gradNorm }) => ({ step, loss, lr, gradNorm })));
+  assert.deepEqual(late.params, now.params);
 });
 
 test('the learning rate: linear warmup, then cosine to 0 at the last step; with a hold the peak lasts first', () => {

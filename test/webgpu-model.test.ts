@@ -89,6 +89,7 @@ interface TrainingTrace { genLosses: number[]; clfLosses: number[]; params: Floa
 async function train<T extends DeviceArray>(kernels: Kernels<T>, steps: number): Promise<TrainingTrace> {
   const model = new ImageGPT(kernels, cfg, parametersOn(kernels, parameters(3)));
   const adam = new Adam(kernels, model.params.count);
+  const gradSquares = kernels.alloc(1);
   const batch = batchOf(new Rng(5));
   const trace: TrainingTrace = { genLosses: [], clfLosses: [], params: new Float32Array(0) };
   for (let s = 0; s < steps; s++) {
@@ -98,7 +99,8 @@ async function train<T extends DeviceArray>(kernels: Kernels<T>, steps: number):
     trace.genLosses.push(r.genLoss);
     trace.clfLosses.push(r.clfLoss);
     model.backward();
-    adam.update(model.params.data, model.grads.data, 3e-3);
+    kernels.sumOfSquares(gradSquares, model.grads.data);
+    adam.update(model.params.data, model.grads.data, gradSquares, 3e-3);
   }
   trace.params = (await kernels.read(model.params.data)).slice();
   return trace;

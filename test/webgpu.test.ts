@@ -281,12 +281,18 @@ describe('webgpu kernels', { skip }, () => {
     const P = up(k, p), M = up(k, m), Vv = up(k, v);
     for (let t = 1; t <= 3; t++) {
       const g = random(n);
-      loops.adamUpdate(p, g, m, v, n, 0.01, 0.9, 0.95, 1e-8, t);
-      k.adamUpdate(P, up(k, g), M, Vv, n, 0.01, 0.9, 0.95, 1e-8, t);
+      loops.adamUpdate(p, g, m, v, n, 0.01, 0.9, 0.95, 1e-8, t, Float32Array.of(1));
+      k.adamUpdate(P, up(k, g), M, Vv, n, 0.01, 0.9, 0.95, 1e-8, t, up(k, Float32Array.of(1)));
     }
     assertClose(await read(k, P), p, 'adamUpdate params', TOL.adam);
     assertClose(await read(k, M), m, 'adamUpdate m', TOL.adam);
     assertClose(await read(k, Vv), v, 'adamUpdate v', TOL.adam);
+    // A gradient whose sum of squares is NaN or inf changes nothing (the gate is read on the device).
+    const before = await Promise.all([P, M, Vv].map((x) => read(k, x)));
+    for (const bad of [NaN, Infinity, -Infinity]) {
+      k.adamUpdate(P, up(k, random(n)), M, Vv, n, 0.01, 0.9, 0.95, 1e-8, 4, up(k, Float32Array.of(bad)));
+      assert.deepEqual(await Promise.all([P, M, Vv].map((x) => read(k, x))), before, `adamUpdate with gate ${bad}`);
+    }
   });
 
   test('embeddings with SOS and masked tokens, forward and backward', async () => {

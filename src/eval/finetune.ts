@@ -148,6 +148,7 @@ export async function finetune<T extends DeviceArray>(model: ImageGPT<T>, data: 
   };
   const probeHead = o.probeHeadImages > 0 ? await fitHeadByProbe(model, data, o) : undefined;
   const trainer = new Trainer(model, data, trainOptions);
+  trainer.onReport = (r) => hooks.onStep?.(r);
   // Under MPI: every rank starts from rank 0's weights (a probe head fitted with another thread
   // count could differ in the last bits), and every step keeps them equal.
   requireRanksAgree(trainer.comm, { model: model.config, options: trainOptions, data, step: 0 });
@@ -168,10 +169,10 @@ export async function finetune<T extends DeviceArray>(model: ImageGPT<T>, data: 
   let best = { accuracy: initialValAccuracy, step: 0, params: await bestParams() };
   let sinceBest = 0;
   while (trainer.state.step < o.steps && sinceBest < o.patience) {
-    const report = await trainer.step(); // not inside `onStep?.(…)`: that would skip the step without a hook
-    hooks.onStep?.(report);
+    await trainer.step();
     const step = trainer.state.step;
     if (step % o.evalEvery === 0 || step === o.steps) {
+      await trainer.settle(); // its reports, faults included, come before the validation's
       const accuracy = await validate();
       history.push({ step, valAccuracy: accuracy });
       const improved = accuracy > best.accuracy;
@@ -186,6 +187,7 @@ export async function finetune<T extends DeviceArray>(model: ImageGPT<T>, data: 
     await new Promise<void>((resolve) => setImmediate(resolve));
     if (hooks.shouldStop?.()) break;
   }
+  await trainer.settle();
   kernels.upload(model.params.data, best.params);
   model.weightsChanged();
   const testAccuracy = await classificationAccuracy(model, data.test, {

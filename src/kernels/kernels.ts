@@ -181,10 +181,12 @@ export interface Kernels<T extends DeviceArray = Float32Array> {
 
   /**
    * One Adam step (no weight decay) over n parameters, bias-corrected with step t (1-based):
-   * m = b1·m + (1-b1)·g; v = b2·v + (1-b2)·g²; p -= lr · m̂ / (sqrt(v̂) + eps).
+   * m = b1·m + (1-b1)·g; v = b2·v + (1-b2)·g²; p -= lr · m̂ / (sqrt(v̂) + eps). Nothing changes
+   * when gate[0] (the gradient's sum of squares) is NaN or inf: a bad step is caught on the device,
+   * before the host has read its numbers back.
    */
   adamUpdate(params: T, grads: T, m: T, v: T,
-             n: number, lr: number, beta1: number, beta2: number, eps: number, t: number): void;
+             n: number, lr: number, beta1: number, beta2: number, eps: number, t: number, gate: T): void;
 }
 
 /** What every backend's array handle offers: its length in floats. */

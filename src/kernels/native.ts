@@ -11,7 +11,10 @@ import { hostOperations } from './host.js';
 
 /** What the compiled addon exports: the kernel methods plus a few controls. */
 interface NativeAddon extends Pick<Kernels, 'sgemm' | 'biasForward' | 'biasBackward' | 'normForward' | 'normBackward' |
-  'geluForward' | 'geluBackward' | 'attentionForward' | 'attentionDecode' | 'adamUpdate'> {
+  'geluForward' | 'geluBackward' | 'attentionForward' | 'attentionDecode'> {
+  /** Kernels.adamUpdate without the gate, which the wrapper reads. */
+  adamUpdate(params: Float32Array, grads: Float32Array, m: Float32Array, v: Float32Array,
+             n: number, lr: number, beta1: number, beta2: number, eps: number, t: number): void;
   attentionBackward(dqkv: Float32Array, dout: Float32Array, qkv: Float32Array, att: Float32Array,
                     B: number, T: number, H: number, hs: number, causal: boolean): void;
   /** Returns the sum of the losses (accumulated in float64). */
@@ -145,6 +148,8 @@ export function createNativeKernels(precision: Precision = 'f32'): Kernels {
     crossEntropy: (losses, dlogits, logits, targets, rows, V, gradScale, total) => {
       total[0] = a.crossEntropy(losses, dlogits, logits, targets, rows, V, gradScale);
     },
-    adamUpdate: a.adamUpdate,
+    adamUpdate: (params, grads, m, v, n, lr, beta1, beta2, eps, t, gate) => {
+      if (Number.isFinite(gate[0])) a.adamUpdate(params, grads, m, v, n, lr, beta1, beta2, eps, t);
+    },
   };
 }

@@ -144,7 +144,8 @@ export function createPortableKernels(options: { simd?: boolean } = {}): Kernels
       sum[0] = total;
     },
 
-    adamUpdate(params, grads, m, v, n, lr, beta1, beta2, eps, t) {
+    adamUpdate(params, grads, m, v, n, lr, beta1, beta2, eps, t, gate) {
+      if (!Number.isFinite(gate[0])) return;
       const c1 = 1 / (1 - Math.pow(beta1, t));
       const c2 = 1 / (1 - Math.pow(beta2, t));
       for (let i = 0; i < n; i++) {

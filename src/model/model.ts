@@ -159,6 +159,8 @@ export class ImageGPT<T extends DeviceArray = Float32Array> {
   private scratch: GradientScratch<T> | null = null;
   /** The last forward's batch and counts (kept for backward when training). */
   private last: Recorded | null = null;
+  /** Where `readResult` copies the losses to read them back. */
+  private resultCopy: T | null = null;
 
   /** Recompute each block's activations in backward instead of keeping them (checkpointing). */
   recompute = false;
@@ -277,14 +279,32 @@ export class ImageGPT<T extends DeviceArray = Float32Array> {
     this.last = { batch, genScale, clfScale, genCount, scored, images };
   }
 
-  /** The losses of the last forward, read from the backend (the one wait of a GPU step). */
+  /** The losses of the last forward, read from the backend in one readback. */
   async readResult(): Promise<ForwardResult> {
+    const B = this.recorded().last.batch.B;
+    if (!this.resultCopy || this.resultCopy.length < this.resultLength(B)) this.resultCopy = this.kernels.alloc(this.resultLength(B));
+    const decode = this.copyResult(this.resultCopy);
+    return decode(await this.kernels.read(this.resultCopy));
+  }
+
+  /** Floats that `copyResult` writes for a batch of B images: the two loss sums, then B×C class logits. */
+  resultLength(B: number): number { return 2 + B * this.config.numLabels; }
+
+  /**
+   * Records a copy of the last forward's loss sums and class logits into `dst` (in program order:
+   * later passes may reuse the activations) and returns how to read the result from the host's
+   * copy of `dst`. The trainer keeps a few steps' copies in flight this way.
+   */
+  copyResult(dst: T): (copy: Float32Array) => ForwardResult {
     const { acts, last } = this.recorded();
-    const withLabels = last.batch.labels !== undefined && this.config.numLabels > 0;
-    const gen = last.batch.targets ? (await this.kernels.read(acts.genTotal))[0]! : NaN;
-    const clf = withLabels ? (await this.kernels.read(acts.clfTotal))[0]! : NaN;
-    const classLogits = withLabels ? await this.kernels.read(acts.classLogits) : null;
-    return resultOf(last, gen, clf, classLogits, this.config.numLabels);
+    const k = this.kernels;
+    const C = this.config.numLabels;
+    const logits = last.batch.labels !== undefined && C > 0 ? last.batch.B * C : 0;
+    k.copy(k.view(dst, 0, 1), acts.genTotal);
+    k.copy(k.view(dst, 1, 1), acts.clfTotal);
+    if (logits > 0) k.copy(k.view(dst, 2, logits), k.view(acts.classLogits, 0, logits));
+    return (copy) => resultOf(last, last.batch.targets ? copy[0]! : NaN, logits > 0 ? copy[1]! : NaN,
+                              logits > 0 ? copy.subarray(2, 2 + logits) : null, C);
   }
 
   /** forward and readResult at once, for the CPU backends, whose arrays the host reads directly. */

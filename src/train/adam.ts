@@ -18,9 +18,10 @@ export class Adam<T extends DeviceArray = Float32Array> {
 
   /**
    * One step with learning rate `lr`; parameters from `tail.start` on (the class head, which the
-   * flat layout keeps last) use `tail.lr` instead.
+   * flat layout keeps last) use `tail.lr` instead. Skipped on the backend when `gradSquares[0]` is
+   * NaN or inf.
    */
-  update(params: T, grads: T, lr: number, tail?: { start: number; lr: number }): void {
+  update(params: T, grads: T, gradSquares: T, lr: number, tail?: { start: number; lr: number }): void {
     this.step++;
     const k = this.kernels;
     const end = tail ? tail.start : this.size;
@@ -28,7 +29,7 @@ export class Adam<T extends DeviceArray = Float32Array> {
       if (to <= from) return;
       const n = to - from;
       k.adamUpdate(k.view(params, from, n), k.view(grads, from, n), k.view(this.m, from, n), k.view(this.v, from, n),
-                   n, rate, this.beta1, this.beta2, this.eps, this.step);
+                   n, rate, this.beta1, this.beta2, this.eps, this.step, gradSquares);
     };
     range(0, end, lr);
     if (tail) range(tail.start, this.size, tail.lr);

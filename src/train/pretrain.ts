@@ -70,6 +70,7 @@ export async function pretrain<T extends DeviceArray>(kernels: Kernels<T>, data:
     state = { step: 0, seconds: 0, history: [], options, shape, data: dataPath };
   }
   const trainer = new Trainer(model, data, options);
+  trainer.onReport = (r) => hooks.onStep?.(r);
   const comm = trainer.comm;
   const writer = comm.rank === 0;
   requireRanksAgree(comm, { model: model.config, options, data, step: state.step });
@@ -86,6 +87,7 @@ export async function pretrain<T extends DeviceArray>(kernels: Kernels<T>, data:
 
   const snapshot = (): RunState => ({ ...state, ...trainer.state });
   const checkpoint = async (): Promise<string> => {
+    await trainer.settle(); // every step saved is a step checked
     // Never replace the last good checkpoint with weights an update has broken.
     const params = await parametersToHost(kernels, model.params);
     const bad = firstNonFiniteTensor(params);
@@ -102,8 +104,7 @@ export async function pretrain<T extends DeviceArray>(kernels: Kernels<T>, data:
   let stoppedEarly = false;
   const stopFlag = new Int32Array(1);
   while (trainer.state.step < options.steps) {
-    const r = await trainer.step();
-    hooks.onStep?.(r);
+    await trainer.step();
     const step = trainer.state.step;
     if (options.evalEvery > 0 && step % options.evalEvery === 0 && step < options.steps) {
       const report = await trainer.validate(); // outside `onValidate?.(…)`, which would skip it without a hook

@@ -4,8 +4,8 @@
  * (seed, step); Adam moments are saved).
  */
 import type { TokenDataset, TokenSplit } from '../data/tokens.js';
-import type { DeviceArray } from '../kernels/kernels.js';
-import type { Batch, ImageGPT } from '../model/model.js';
+import type { DeviceArray, Kernels } from '../kernels/kernels.js';
+import type { Batch, ForwardResult, ImageGPT } from '../model/model.js';
 import { ParameterTensors, parametersToHost } from '../model/parameters.js';
 import { Rng } from '../util/rng.js';
 import { augmentImage } from './augment.js';
@@ -88,10 +88,36 @@ export class NumericalFault extends Error {
   }
 }
 
+/** A step recorded on the backend whose numbers the host has not read yet. */
+interface StepInFlight {
+  step: number;
+  lr: number;
+  /** Images in the global batch. */
+  images: number;
+  /** performance.now() when the step was recorded. */
+  started: number;
+  /** The step's numbers on the host, once the backend is done: see `slots`. */
+  numbers: Promise<Float32Array>;
+  /** This rank's losses from `numbers`. */
+  decode: (numbers: Float32Array) => ForwardResult;
+}
+
 /**
- * Trains a model on any backend (`T`: its array handle). A step records the forward, backward and
- * Adam update on the backend and reads back only what it reports: the loss sums, and the
- * gradient (for its norm and the NaN check; on the CPU that read is the array itself).
+ * How many steps may be left in flight between calls of `step` on a backend: on a GPU one, so that
+ * the next step is recorded while the host waits for the last one's numbers and the GPU never waits
+ * for the host; on the CPU none, since its numbers are there at once and a fault is then named
+ * before the next step runs.
+ */
+export function stepsInFlightFor(kernels: Kernels<DeviceArray>): number {
+  return kernels.name === 'webgpu' ? 1 : 0;
+}
+
+/**
+ * Trains a model on any backend (`T`: its array handle). A step records the forward, backward,
+ * the gradient's sum of squares and the Adam update on the backend (the update is skipped there
+ * when that sum is NaN or inf) and reads back only a few numbers a step: the loss sums (and class
+ * logits) and the sum of squares, for the report and the NaN check. Reports come through
+ * `onReport`, in step order, up to `stepsInFlight` steps late; `settle` waits for all of them.
  */
 export class Trainer<T extends DeviceArray = Float32Array> {
   readonly adam: Adam<T>;
@@ -104,14 +130,25 @@ export class Trainer<T extends DeviceArray = Float32Array> {
   private identity: Int32Array | null = null;
   /** Fine-tuning: where the class head starts in the flat buffer (kept last) and its rate scale. */
   private readonly classHead: { offset: number; lrScale: number } | null;
-  /** This step's losses, summed over the ranks: generative, classification, correct predictions. */
+  /** A step's losses, summed over the ranks: generative, classification, correct predictions. */
   private readonly losses = new Float64Array(3);
-  /** One element on the backend: the gradient's sum of squares. */
-  private readonly gradSquares: T;
+  /**
+   * A ring of stepsInFlight + 1 arrays on the backend, one a step in flight: its loss sums and
+   * class logits (ImageGPT.copyResult), then the gradient's sum of squares, last.
+   */
+  private readonly slots: T[];
+  private readonly inFlight: StepInFlight[] = [];
+  /** When the last report came back (performance.now()): a step's time runs from it or its own start. */
+  private lastReported = 0;
+  /** Called with each step's report once its numbers are back, in step order. */
+  onReport?: (r: StepReport) => void;
 
-  /** `comm`: the ranks that share each global batch of `opts.batch` images (one process by default). */
+  /**
+   * `comm`: the ranks that share each global batch of `opts.batch` images (one process by default);
+   * `stepsInFlight`: see stepsInFlightFor.
+   */
   constructor(readonly model: ImageGPT<T>, readonly data: TokenDataset, readonly opts: PretrainOptions,
-              readonly comm: Communicator = world()) {
+              readonly comm: Communicator = world(), readonly stepsInFlight = stepsInFlightFor(model.kernels)) {
     const T = data.meta.pixels;
     if (T !== model.config.nPositions) {
       throw new Error(`the dataset has ${T} pixels per image but the model has ${model.config.nPositions} positions`);
@@ -124,7 +161,8 @@ export class Trainer<T extends DeviceArray = Float32Array> {
     const score = model.params.layout.find((t) => t.name === 'score.weight');
     this.classHead = opts.classify && score ? { offset: score.offset, lrScale: opts.classify.headLrScale } : null;
     this.adam = new Adam(model.kernels, model.params.count);
-    this.gradSquares = model.kernels.alloc(1);
+    const slotLength = model.resultLength(opts.batch / comm.size) + 1;
+    this.slots = Array.from({ length: stepsInFlight + 1 }, () => model.kernels.alloc(slotLength));
     this.order = new DataOrder(data.train.count, opts.batch, opts.seed);
     this.builder = new BatchBuilder(opts.batch, T, opts.objective, sosTokenOf(model.config), opts.maskProb);
     this.schedule = { lr: opts.lr, warmup: opts.warmup, total: opts.steps, cosine: opts.cosine, hold: opts.hold };
@@ -137,30 +175,23 @@ export class Trainer<T extends DeviceArray = Float32Array> {
   get epoch(): number { return this.order.epochOf(this.state.step); }
 
   /**
-   * One step: forward on this rank's share of the global batch, losses summed over the ranks,
-   * NaN check, backward, gradients summed over the ranks, Adam (the same step on every rank).
+   * Records one step: forward on this rank's share of the global batch, backward, gradients summed
+   * over the ranks, their sum of squares, Adam (the same step on every rank). Then reports the
+   * steps beyond `stepsInFlight` that are still in flight; throws NumericalFault for a step whose
+   * loss or gradient is NaN or inf.
    */
-  async step(): Promise<StepReport> {
-    const t0 = performance.now();
-    const { model, state, comm, losses } = this;
+  async step(): Promise<void> {
+    const { model, state, comm } = this;
     const kernels = model.kernels;
     const step = state.step;
+    const started = performance.now();
     const global = this.nextBatch(step);
     const batch = shareOfBatch(global, comm);
+    const slot = this.slots[step % this.slots.length]!;
+    const gradSquares = kernels.view(slot, slot.length - 1, 1);
     model.zeroGrad();
     model.forward(batch, true);
-    const r = await model.readResult();
-    losses[0] = r.genCount > 0 ? r.genLoss : 0;
-    losses[1] = this.opts.classify ? r.clfLoss : 0;
-    losses[2] = r.clfCorrect;
-    comm.allReduce(losses);
-    const genLoss = losses[0]!, clfLoss = losses[1]!, clfCorrect = losses[2]!;
-    const loss = genLoss + clfLoss;
-    if (!Number.isFinite(loss)) {
-      // Usually a weight went bad (a poisoned checkpoint, an overflowing update): name it.
-      const bad = firstNonFiniteTensor(await parametersToHost(kernels, model.params));
-      throw new NumericalFault(step, `the loss is ${loss}${bad ? ` (parameter ${bad} holds NaN or inf)` : ''}`);
-    }
+    const decode = model.copyResult(slot);
     model.backward();
     // One all-reduce of the flat gradient buffer: on the reference model it costs well under 1% of
     // a step (bench/parallel.ts, SCALING.md), so overlapping buckets with backward would not pay.
@@ -170,22 +201,53 @@ export class Trainer<T extends DeviceArray = Float32Array> {
       kernels.upload(model.grads.data, grads);
     }
     // The norm is summed where the gradient lives: on a GPU one number comes back, not the gradient.
-    kernels.sumOfSquares(this.gradSquares, model.grads.data);
-    const gradNorm = Math.sqrt((await kernels.read(this.gradSquares))[0]!);
-    if (!Number.isFinite(gradNorm)) {
-      const bad = firstNonFiniteTensor(new ParameterTensors(model.config, await kernels.read(model.grads.data))) ?? 'an unknown tensor';
-      throw new NumericalFault(step, `the gradient of ${bad} is not finite`);
-    }
+    kernels.sumOfSquares(gradSquares, model.grads.data);
     const lr = learningRateAt(this.schedule, step);
     const head = this.classHead;
-    this.adam.update(model.params.data, model.grads.data, lr, head ? { start: head.offset, lr: lr * head.lrScale } : undefined);
+    this.adam.update(model.params.data, model.grads.data, gradSquares, lr, head ? { start: head.offset, lr: lr * head.lrScale } : undefined);
     model.weightsChanged();
-    const seconds = (performance.now() - t0) / 1000;
+    this.inFlight.push({ step, lr, images: global.B, started, numbers: kernels.read(slot), decode });
     state.step++;
+    while (this.inFlight.length > this.stepsInFlight) await this.report(this.inFlight.shift()!);
+  }
+
+  /** Reports every step still in flight. */
+  async settle(): Promise<void> {
+    while (this.inFlight.length > 0) await this.report(this.inFlight.shift()!);
+  }
+
+  private async report(s: StepInFlight): Promise<void> {
+    const { model, state, losses } = this;
+    const kernels = model.kernels;
+    const numbers = await s.numbers;
+    const r = s.decode(numbers);
+    const gradSquares = numbers[model.resultLength(s.images / this.comm.size)]!;
+    losses[0] = r.genCount > 0 ? r.genLoss : 0;
+    losses[1] = this.opts.classify ? r.clfLoss : 0;
+    losses[2] = r.clfCorrect;
+    this.comm.allReduce(losses);
+    const genLoss = losses[0]!, clfLoss = losses[1]!, clfCorrect = losses[2]!;
+    const loss = genLoss + clfLoss;
+    if (!Number.isFinite(loss)) {
+      this.inFlight.length = 0; // a fault ends the run: the steps after it are not reported
+      // Usually a weight went bad (a poisoned checkpoint, an overflowing update): name it.
+      const bad = firstNonFiniteTensor(await parametersToHost(kernels, model.params));
+      throw new NumericalFault(s.step, `the loss is ${loss}${bad ? ` (parameter ${bad} holds NaN or inf)` : ''}`);
+    }
+    const gradNorm = Math.sqrt(gradSquares);
+    if (!Number.isFinite(gradNorm)) {
+      this.inFlight.length = 0;
+      // The gradient on the backend is this step's unless a later one was recorded (on a GPU).
+      const bad = firstNonFiniteTensor(new ParameterTensors(model.config, await kernels.read(model.grads.data))) ?? 'an unknown tensor';
+      throw new NumericalFault(s.step, `the gradient of ${bad} is not finite`);
+    }
+    const now = performance.now();
+    const seconds = (now - Math.max(s.started, this.lastReported)) / 1000;
+    this.lastReported = now;
     state.seconds += seconds;
-    state.history.push({ step: state.step, loss: genLoss, lr, gradNorm });
-    const clf = this.opts.classify ? { clfLoss, clfAccuracy: clfCorrect / global.B } : {};
-    return { step: state.step, loss: genLoss, lr, gradNorm, seconds, ...clf };
+    state.history.push({ step: s.step + 1, loss: genLoss, lr: s.lr, gradNorm });
+    const clf = this.opts.classify ? { clfLoss, clfAccuracy: clfCorrect / s.images } : {};
+    this.onReport?.({ step: s.step + 1, loss: genLoss, lr: s.lr, gradNorm, seconds, ...clf });
   }
 
   /** The batch of a step: a pure function of (seed, step), also when augmenting. */
@@ -211,8 +273,9 @@ export class Trainer<T extends DeviceArray = Float32Array> {
     return batch;
   }
 
-  /** Validation NLL; recorded in the history. */
+  /** Validation NLL, after the steps in flight; recorded in the history. */
   async validate(evalBatch = this.opts.batch): Promise<NllReport> {
+    await this.settle();
     const report = await evaluateNll(this.model, this.data.val, this.opts.objective, {
       batch: evalBatch, maxImages: this.opts.evalImages || undefined, channels: this.data.meta.channels,
       maskProb: this.opts.maskProb, seed: this.opts.seed, comm: this.comm,

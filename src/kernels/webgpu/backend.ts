@@ -66,7 +66,7 @@ export function createWebGpuBackend(gpu: WebGpuKernels): Kernels<GpuTensor> & { 
     attentionDecode: (out, qkv, kCache, vCache, B, H, hs, t, maxT) => gpu.attentionDecode(out, qkv, kCache, vCache, B, H, hs, t, maxT),
     crossEntropy: (losses, dlogits, logits, targets, rows, V, gradScale, total) =>
       gpu.crossEntropy(losses, dlogits, logits, upload('targets', targets.subarray(0, rows)), rows, V, gradScale, total),
-    adamUpdate: (params, grads, m, v, n, lr, beta1, beta2, eps, t) => gpu.adamUpdate(params, grads, m, v, n, lr, beta1, beta2, eps, t),
+    adamUpdate: (params, grads, m, v, n, lr, beta1, beta2, eps, t, gate) => gpu.adamUpdate(params, grads, m, v, n, lr, beta1, beta2, eps, t, gate),
     embeddingForward: (out, tokens, wte, wpe, B, T, d) =>
       gpu.embeddingForward(out, upload('tokens', tokens.subarray(0, B * T)), wte, wpe, B, T, d),
     embeddingBackward: (dwte, dwpe, dout, tokens, B, T, d) =>

@@ -265,13 +265,15 @@ export class WebGpuKernels {
 
   /** One Adam step over n parameters (see Kernels.adamUpdate). */
   adamUpdate(params: GpuTensor, grads: GpuTensor, m: GpuTensor, v: GpuTensor, n: number, lr: number,
-             beta1: number, beta2: number, eps: number, t: number): void {
+             beta1: number, beta2: number, eps: number, t: number, gate: GpuTensor): void {
     for (const [x, what] of [[params, 'params'], [grads, 'grads'], [m, 'm'], [v, 'v']] as const) need(x, n, `adamUpdate ${what}`);
+    need(gate, 1, 'adamUpdate gate');
     const c1 = 1 / (1 - Math.pow(beta1, t));
     const c2 = 1 / (1 - Math.pow(beta2, t));
+    const g = this.rt.bind(gate, 0, 1);
     for (const { first, count } of this.rt.planChunks(n, [1], 'adamUpdate')) {
       const b = [params, grads, m, v].map((x) => this.rt.bind(x, first, count));
-      this.elementwise(ADAM, {}, [count, ...b.map((x) => x.shift)], [lr, beta1, beta2, eps, c1, c2], b, count);
+      this.elementwise(ADAM, {}, [count, ...b.map((x) => x.shift), g.shift], [lr, beta1, beta2, eps, c1, c2], [...b, g], count);
     }
   }
 

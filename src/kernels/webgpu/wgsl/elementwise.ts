@@ -75,10 +75,14 @@ ${ELEMENT_MAIN}
 }
 `;
 
-/** One Adam step; c1, c2 are the bias corrections 1/(1 - β^t) computed on the host. */
+/**
+ * One Adam step; c1, c2 are the bias corrections 1/(1 - β^t) computed on the host. Skipped when
+ * gate (the gradient's sum of squares) is NaN or inf, tested on its bits: WGSL lets a compiler
+ * assume floats are finite, so `x != x` may fold away.
+ */
 export const ADAM = /* wgsl */ `
 struct Params {
-  count: u32, offP: u32, offG: u32, offM: u32, offV: u32,
+  count: u32, offP: u32, offG: u32, offM: u32, offV: u32, offGate: u32,
   lr: f32, beta1: f32, beta2: f32, eps: f32, c1: f32, c2: f32,
 }
 @group(0) @binding(0) var<uniform> p: Params;
@@ -86,7 +90,9 @@ struct Params {
 @group(0) @binding(2) var<storage, read> grads: array<f32>;
 @group(0) @binding(3) var<storage, read_write> m: array<f32>;
 @group(0) @binding(4) var<storage, read_write> v: array<f32>;
+@group(0) @binding(5) var<storage, read> gate: array<f32>;
 ${ELEMENT_MAIN}
+  if ((bitcast<u32>(gate[p.offGate]) & 0x7f800000u) == 0x7f800000u) { return; }
   let g = grads[p.offG + i];
   let mi = p.beta1 * m[p.offM + i] + (1.0 - p.beta1) * g;
   let vi = p.beta2 * v[p.offV + i] + (1.0 - p.beta2) * g * g;
