@@ -39,6 +39,9 @@ let data: TokenDataset;
 interface Exit { code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string; ms: number }
 interface Child { child: ChildProcess; done: Promise<Exit>; stdout(): string }
 
+/** Processes started and not yet ended: a test that fails midway leaves its long runs to `after`. */
+const running = new Set<ChildProcess>();
+
 /** Starts a node process running `script` (with tsx); `fileSizeKiB` limits the size of any file it writes. */
 function node(script: string, args: string[], fileSizeKiB?: number): Child {
   const argv = [process.execPath, '--import', 'tsx', script, ...args];
@@ -49,7 +52,11 @@ function node(script: string, args: string[], fileSizeKiB?: number): Child {
   let stdout = '', stderr = '';
   child.stdout!.on('data', (d: Buffer) => { stdout += d.toString(); });
   child.stderr!.on('data', (d: Buffer) => { stderr += d.toString(); });
-  const done = new Promise<Exit>((resolve) => child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr, ms: performance.now() - t0 })));
+  running.add(child);
+  const done = new Promise<Exit>((resolve) => child.on('close', (code, signal) => {
+    running.delete(child);
+    resolve({ code, signal, stdout, stderr, ms: performance.now() - t0 });
+  }));
   return { child, done, stdout: () => stdout };
 }
 const igpt = (args: string[], fileSizeKiB?: number): Child => node(MAIN, args, fileSizeKiB);
@@ -87,7 +94,10 @@ before(async () => {
   saveTokenDataset(dataDir, data);
 });
 
-after(() => rmSync(root, { recursive: true, force: true }));
+after(() => {
+  for (const child of running) child.kill('SIGKILL');
+  rmSync(root, { recursive: true, force: true });
+});
 
 // ---------------------------------------------------------------------------------------------
 // Locks
