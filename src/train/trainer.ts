@@ -221,22 +221,21 @@ export class Trainer<T extends DeviceArray = Float32Array> {
     const kernels = model.kernels;
     const numbers = await s.numbers;
     const r = s.decode(numbers);
-    const gradSquares = numbers[model.resultLength(s.images / this.comm.size)]!;
+    const gradSquares = numbers[numbers.length - 1]!; // the slot's last element (see `slots`)
     losses[0] = r.genCount > 0 ? r.genLoss : 0;
     losses[1] = this.opts.classify ? r.clfLoss : 0;
     losses[2] = r.clfCorrect;
     this.comm.allReduce(losses);
     const genLoss = losses[0]!, clfLoss = losses[1]!, clfCorrect = losses[2]!;
     const loss = genLoss + clfLoss;
-    if (!Number.isFinite(loss)) {
-      this.inFlight.length = 0; // a fault ends the run: the steps after it are not reported
-      // Usually a weight went bad (a poisoned checkpoint, an overflowing update): name it.
-      const bad = firstNonFiniteTensor(await parametersToHost(kernels, model.params));
-      throw new NumericalFault(s.step, `the loss is ${loss}${bad ? ` (parameter ${bad} holds NaN or inf)` : ''}`);
-    }
     const gradNorm = Math.sqrt(gradSquares);
-    if (!Number.isFinite(gradNorm)) {
-      this.inFlight.length = 0;
+    if (!Number.isFinite(loss) || !Number.isFinite(gradNorm)) {
+      this.inFlight.length = 0; // a fault ends the run: the steps after it are not reported
+      if (!Number.isFinite(loss)) {
+        // Usually a weight went bad (a poisoned checkpoint, an overflowing update): name it.
+        const bad = firstNonFiniteTensor(await parametersToHost(kernels, model.params));
+        throw new NumericalFault(s.step, `the loss is ${loss}${bad ? ` (parameter ${bad} holds NaN or inf)` : ''}`);
+      }
       // The gradient on the backend is this step's unless a later one was recorded (on a GPU).
       const bad = firstNonFiniteTensor(new ParameterTensors(model.config, await kernels.read(model.grads.data))) ?? 'an unknown tensor';
       throw new NumericalFault(s.step, `the gradient of ${bad} is not finite`);
