@@ -13,7 +13,7 @@ import { ImageGPT } from '../src/model/model.js';
 import { initParameters, ParameterTensors } from '../src/model/parameters.js';
 import { world } from '../src/parallel/world.js';
 import { Trainer } from '../src/train/trainer.js';
-import { median, randomTokenDataset } from './util.js';
+import { median, randomTokenDataset, timingOptions } from './util.js';
 
 const { values: a } = parseArgs({ options: { steps: { type: 'string', default: '3' }, batch: { type: 'string', default: '8' } } });
 const comm = world();
@@ -24,10 +24,7 @@ const config = makeConfig(presetShape('cpu-m'), k, T, 0);
 const params = new ParameterTensors(config);
 initParameters(params, 0);
 const model = new ImageGPT(loadKernels(), config, params);
-const trainer = new Trainer(model, data, {
-  objective: 'ar', batch, lr: 1e-4, steps: steps + 1, warmup: 0, cosine: false, seed: 0, maskProb: 0.15,
-  evalEvery: 0, evalImages: 0, checkpointEvery: 0,
-}, comm);
+const trainer = new Trainer(model, data, timingOptions(batch, steps + 1, 1e-4), comm);
 await trainer.step(); // warm-up: buffers, thread pool, MPI connections
 const times: number[] = [];
 trainer.onReport = (r) => times.push(r.seconds);

@@ -3,6 +3,7 @@ import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { TokenDataset } from '../src/data/tokens.js';
+import type { PretrainOptions } from '../src/train/trainer.js';
 import { allocTokens } from '../src/palette/quantize.js';
 import { Rng } from '../src/util/rng.js';
 
@@ -66,4 +67,9 @@ export function randomTokenDataset(side: number, k: number, images: number, seed
     palette: { k, channels: 1, centers: Float32Array.from({ length: k }, (_, i) => -1 + (2 * i) / (k - 1)) },
     train: split(), val: split(), test: split(),
   };
+}
+
+/** Trainer options for timing steps: AR, a flat rate without warmup, no validation or checkpoints. */
+export function timingOptions(batch: number, steps: number, lr: number): PretrainOptions {
+  return { objective: 'ar', batch, lr, steps, warmup: 0, cosine: false, seed: 0, maskProb: 0.15, evalEvery: 0, evalImages: 0, checkpointEvery: 0 };
 }

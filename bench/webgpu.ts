@@ -23,7 +23,7 @@ import { makeConfig, type ModelConfig } from '../src/model/config.js';
 import { ImageGPT } from '../src/model/model.js';
 import { initParameters, ParameterTensors, parametersOn } from '../src/model/parameters.js';
 import { Trainer } from '../src/train/trainer.js';
-import { randomTokenDataset } from './util.js';
+import { randomTokenDataset, timingOptions } from './util.js';
 import { defaultSampling, sampleAutoregressive } from '../src/sample/sampler.js';
 import { WebGpuKernels } from '../src/kernels/webgpu/kernels.js';
 import { acquireNodeDevice, type NodeAdapterChoice } from '../src/kernels/webgpu/node-gpu.js';
@@ -113,10 +113,7 @@ function freshModel<T extends DeviceArray>(kernels: Kernels<T>, cfg: ModelConfig
  */
 async function timeSteps<T extends DeviceArray>(kernels: Kernels<T>, cfg: ModelConfig, B: number, steps: number): Promise<{ seconds: number; loss: number }> {
   const data = randomTokenDataset(Math.sqrt(cfg.nPositions), cfg.vocabSize - 1, 2 * B, 2);
-  const trainer = new Trainer(freshModel(kernels, cfg), data, {
-    objective: 'ar', batch: B, lr: 1e-3, steps: steps + 1, warmup: 0, cosine: false, seed: 0, maskProb: 0.15,
-    evalEvery: 0, evalImages: 0, checkpointEvery: 0,
-  });
+  const trainer = new Trainer(freshModel(kernels, cfg), data, timingOptions(B, steps + 1, 1e-3));
   let loss = NaN;
   trainer.onReport = (r) => { loss = r.loss; };
   await trainer.step();
