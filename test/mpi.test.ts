@@ -12,6 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { buildTokenDataset } from '../src/data/build.js';
 import { saveTokenDataset } from '../src/data/tokens.js';
 import { loadModelFolder } from '../src/io/hf.js';
+import { swiftShaderMissing } from '../src/kernels/webgpu/node-gpu.js';
 import { loadLatestCheckpoint } from '../src/train/checkpoint.js';
 import type { HistoryPoint } from '../src/train/trainer.js';
 import { writeImage } from '../src/util/image.js';
@@ -49,11 +50,11 @@ function run(np: number, script: string, args: string[], mpiArgs: string[] = [],
   return new Promise((resolve) => child.on('close', (code) => resolve({ code, stdout, stderr, seconds: (performance.now() - t0) / 1000 })));
 }
 
-interface TrainArgs { data?: string; batch?: number; objective?: string; steps?: number; every?: number; resume?: boolean }
+interface TrainArgs { data?: string; batch?: number; objective?: string; steps?: number; every?: number; resume?: boolean; backend?: string }
 const train = (out: string, o: TrainArgs = {}): string[] => [
   'pretrain', '--data', o.data ?? dataDir, '--out', out, '--preset', 'cpu-tiny', '--batch', String(o.batch ?? 8),
   '--steps', String(o.steps ?? STEPS), '--checkpoint-every', String(o.every ?? 3), '--eval-every', String(o.every ?? 3), '--eval-images', '20', '--seed', '1',
-  '--objective', o.objective ?? 'ar', ...(o.resume ? ['--resume'] : []),
+  '--objective', o.objective ?? 'ar', ...(o.resume ? ['--resume'] : []), ...(o.backend ? ['--backend', o.backend] : []),
 ];
 
 const ok = (r: Exit, what: string): void => assert.equal(r.code, 0, `${what} failed:\n${r.stderr}`);
@@ -131,6 +132,18 @@ for (const objective of ['ar', 'bert']) {
     }
   });
 }
+
+// Each rank on its own WebGPU device (SwiftShader here: slow, so 4 steps), the gradient summed on the host.
+test('webgpu: 2 ranks give the weights and loss history of 1 process on webgpu', { skip: skip || swiftShaderMissing() || false }, async () => {
+  const one = join(root, 'webgpu-1'), two = join(root, 'webgpu-2');
+  const o = { backend: 'webgpu', steps: 4, every: 2 };
+  ok(await run(0, MAIN, train(one, o)), 'one process on webgpu');
+  ok(await run(2, MAIN, train(two, o)), 'two ranks on webgpu');
+  const final = (r: string): string => join(r, 'checkpoints', 'step-000004');
+  const d = weightDistance(final(two), final(one));
+  assert.ok(d < 1e-5, `weights differ by ${d} (relative)`);
+  assertSameHistory(history(two), history(one));
+});
 
 test('eval-nll, probe and finetune split over 2 ranks give the numbers and files of 1 process', { skip }, async () => {
   const model = join(root, 'ar-1', 'checkpoints', 'step-000006');

@@ -13,6 +13,7 @@ import { createPortableKernels } from '../src/kernels/portable.js';
 import { crossEntropySum, hostOperations } from '../src/kernels/host.js';
 
 const { embeddingBackward, embeddingForward, meanPoolBackward, meanPoolForward } = hostOperations;
+import { createWebGpuBackend } from '../src/kernels/webgpu/backend.js';
 import { WebGpuKernels } from '../src/kernels/webgpu/kernels.js';
 import { acquireNodeDevice, swiftShaderMissing } from '../src/kernels/webgpu/node-gpu.js';
 import { GpuRuntime, type GpuTensor } from '../src/kernels/webgpu/runtime.js';
@@ -309,6 +310,22 @@ describe('webgpu kernels', { skip }, () => {
     assertClose(await read(k, OUT), out, 'embeddingForward', TOL.elementwise);
     assertClose(await read(k, DWTE), refDwte, 'embeddingBackward dwte', TOL.reduction);
     assertClose(await read(k, DWPE), refDwpe, 'embeddingBackward dwpe', TOL.reduction);
+  });
+
+  test('a tensor freed while recorded work still reads it (outgrown token uploads) stays until that work is done', async () => {
+    // The backend's i32 token tensor grows for a larger batch while the smaller batch's embedding
+    // is recorded and not yet submitted (a training step, then a validation batch).
+    const backend = createWebGpuBackend(k);
+    const d = 6, vocab = 9, wte = random(vocab * d), wpe = random(8 * d);
+    const WTE = up(k, wte), WPE = up(k, wpe);
+    const batches = [Int32Array.from([3, 8]), Int32Array.from({ length: 16 }, (_, i) => (5 * i) % vocab)];
+    const outs = batches.map((tokens) => poisoned(k, tokens.length * d)); // uploads submit the work before them
+    batches.forEach((tokens, i) => backend.embeddingForward(outs[i]!, tokens, WTE, WPE, tokens.length / 2, 2, d));
+    for (const [i, tokens] of batches.entries()) {
+      const ref = new Float32Array(tokens.length * d);
+      embeddingForward(ref, tokens, wte, wpe, tokens.length / 2, 2, d);
+      assertClose(await read(k, outs[i]!), ref, `embeddingForward batch ${i}`, TOL.elementwise);
+    }
   });
 
   test('mean-pooled features forward (at an offset) and backward', async () => {

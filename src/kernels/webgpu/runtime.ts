@@ -165,7 +165,12 @@ export class GpuRuntime {
     if (count > 0) this.commands().clearBuffer(t.buffer, 4 * (t.offset + offset), 4 * count);
   }
 
+  /**
+   * Frees t's buffer. Work recorded but not yet submitted may still use it (a scratch tensor
+   * outgrown mid-step): submitted work may, and Dawn frees the memory once that work is done.
+   */
   destroy(t: GpuTensor): void {
+    this.flush();
     this.allocatedBytes -= t.buffer.size;
     t.buffer.destroy();
   }
