@@ -75,6 +75,31 @@ function poisoned(k: WebGpuKernels, n: number): GpuTensor {
 }
 const read = (k: WebGpuKernels, t: GpuTensor): Promise<Float32Array> => k.runtime.readFloats(t);
 
+/**
+ * attentionPrefill over consecutive runs of positions (lengths `runs`, summing to maxT) against the
+ * reference decoder stepping one position at a time: every output row, and the caches exactly.
+ */
+async function checkPrefill(k: WebGpuKernels, B: number, H: number, hs: number, maxT: number, runs: number[], what: string): Promise<void> {
+  const C = H * hs;
+  const kCache = new Float32Array(B * H * maxT * hs), vCache = new Float32Array(B * H * maxT * hs);
+  const K = up(k, kCache), V = up(k, vCache);
+  const scores = new Float32Array(maxT);
+  let t = 0;
+  for (const n of runs) {
+    const qkv = random(n * B * 3 * C), out = new Float32Array(n * B * C); // position-major
+    for (let i = 0; i < n; i++) {
+      attentionDecodeLoops(scores, out.subarray(i * B * C, (i + 1) * B * C), qkv.subarray(i * B * 3 * C, (i + 1) * B * 3 * C),
+                           kCache, vCache, B, H, hs, t + i, maxT);
+    }
+    const OUT = poisoned(k, n * B * C);
+    k.attentionPrefill(OUT, up(k, qkv), K, V, B, H, hs, t, n, maxT);
+    assertClose(await read(k, OUT), out, `${what} (positions ${t}..${t + n - 1})`, TOL.softmax);
+    t += n;
+  }
+  assert.deepEqual(await read(k, K), kCache, `${what}: the keys are copied into the cache exactly`);
+  assert.deepEqual(await read(k, V), vCache, `${what}: the values are copied into the cache exactly`);
+}
+
 // ---------------------------------------------------------------------------------------------
 // GEMM
 
@@ -242,6 +267,10 @@ describe('webgpu kernels', { skip }, () => {
     assert.deepEqual(await read(k, V), vCache, 'the new values are copied into the cache exactly');
   });
 
+  test('prefill over runs of positions equals the reference decoder stepping through them, caches included', async () => {
+    await checkPrefill(k, 3, 2, 8, 70, [1, 5, 30, 34], 'attentionPrefill');
+  });
+
   test('softmax cross-entropy: losses, gradient, total; ignored rows; a bad target gives NaN', async () => {
     const rows = 29, V = 300, scale = 1 / 25;
     const logits = random(rows * V, 4);
@@ -312,18 +341,19 @@ describe('webgpu kernels', { skip }, () => {
     assertClose(await read(k, DWPE), refDwpe, 'embeddingBackward dwpe', TOL.reduction);
   });
 
-  test('a tensor freed while recorded work still reads it (outgrown token uploads) stays until that work is done', async () => {
-    // The backend's i32 token tensor grows for a larger batch while the smaller batch's embedding
-    // is recorded and not yet submitted (a training step, then a validation batch).
+  test('integer uploads recorded without a sync land where each dispatch reads them (arena appended, restarted, outgrown)', async () => {
+    // Five batches of tokens recorded back to back: the arena (4096 ids) takes the first three, is
+    // full at the fourth (the recorded work is submitted, the arena starts over), and is outgrown by
+    // the fifth (freed while the fourth's embedding is recorded, not yet submitted).
     const backend = createWebGpuBackend(k);
-    const d = 6, vocab = 9, wte = random(vocab * d), wpe = random(8 * d);
+    const d = 6, vocab = 9, T = 2, wte = random(vocab * d), wpe = random(T * d);
     const WTE = up(k, wte), WPE = up(k, wpe);
-    const batches = [Int32Array.from([3, 8]), Int32Array.from({ length: 16 }, (_, i) => (5 * i) % vocab)];
+    const batches = [2, 1500, 1500, 1500, 4200].map((n, j) => Int32Array.from({ length: n }, (_, i) => (5 * i + j) % vocab));
     const outs = batches.map((tokens) => poisoned(k, tokens.length * d)); // uploads submit the work before them
-    batches.forEach((tokens, i) => backend.embeddingForward(outs[i]!, tokens, WTE, WPE, tokens.length / 2, 2, d));
+    batches.forEach((tokens, i) => backend.embeddingForward(outs[i]!, tokens, WTE, WPE, tokens.length / T, T, d));
     for (const [i, tokens] of batches.entries()) {
       const ref = new Float32Array(tokens.length * d);
-      embeddingForward(ref, tokens, wte, wpe, tokens.length / 2, 2, d);
+      embeddingForward(ref, tokens, wte, wpe, tokens.length / T, T, d);
       assertClose(await read(k, outs[i]!), ref, `embeddingForward batch ${i}`, TOL.elementwise);
     }
   });
@@ -367,6 +397,8 @@ describe('webgpu kernels', { skip }, () => {
     const AO = poisoned(small, B * T * C);
     small.attentionForward(AO, poisoned(small, B * H * T), up(small, qkv), B, T, H, hs, true);
     assertClose(await read(small, AO), attOut, 'attentionForward (chunked)', TOL.softmax);
+    // Sequences in runs whose caches fit a window, and positions in runs whose scores do.
+    await checkPrefill(small, 7, 1, 4, 40, [3, 37], 'attentionPrefill (chunked)');
     const V = 40, targets = Int32Array.from({ length: rows }, () => rng.int(V)), logits = random(rows * V);
     const losses = new Float32Array(rows), total = crossEntropySum(loops, losses, null, logits, targets, rows, V, 1);
     const TOT = poisoned(small, 1);

@@ -133,6 +133,15 @@ export interface Kernels<T extends DeviceArray = Float32Array> {
                   B: number, H: number, hs: number, t: number, maxT: number): void;
 
   /**
+   * attentionDecode at n consecutive positions t..t+n-1 at once (a completion's given pixels): qkv
+   * [n, B, 3·H·hs] position-major, out [n, B, H·hs]; the caches end as after n decoding steps.
+   * Where dispatching costs (a GPU), a few dispatches instead of n; the CPU backends leave it out
+   * and the decoder steps position by position.
+   */
+  attentionPrefill?(out: T, qkv: T, kCache: T, vCache: T,
+                    B: number, H: number, hs: number, t: number, n: number, maxT: number): void;
+
+  /**
    * How attentionDecode lays out its caches: 'channels' is [B, H, hs, maxT] (each head's keys and
    * values channel by channel, so both products run down contiguous positions: native), and
    * 'positions' is [B, H, maxT, hs] (each head's cache one contiguous run, which the portable

@@ -30,10 +30,10 @@ export class KvDecoder<T extends DeviceArray = Float32Array> {
   /** One block's buffers for one position, shared by the layers; the residual is updated in place. */
   private readonly acts: BlockActivations<T>;
   /**
-   * Per layer: its products on the packed weights over `rows` rows, and one attention step at
-   * position t over its caches (out ← qkv, B rows each).
+   * Per layer: its products on the packed weights over `rows` rows, and attention over its caches
+   * at positions t..t+n-1 (out ← qkv, position-major, B rows a position).
    */
-  private readonly layers: { productOver: (rows: number) => BlockProduct<T>; attendAt: (out: T, qkv: T, t: number) => void }[];
+  private readonly layers: { productOver: (rows: number) => BlockProduct<T>; attendOver: (out: T, qkv: T, t: number, n: number) => void }[];
   /** prefill's buffers for PREFILL_CHUNK positions of the B sequences, allocated on first use. */
   private chunk: { x: T; acts: BlockActivations<T> } | null = null;
 
@@ -60,12 +60,20 @@ export class KvDecoder<T extends DeviceArray = Float32Array> {
       const packed = { attn: pack('attn'), attnProj: pack('attnProj'), fc: pack('fc'), mlpProj: pack('mlpProj') };
       const productOver = (rows: number): BlockProduct<T> => (which, out, input, accumulate) =>
         packedLinearForward(kernels, out, input, packed[which], w[`${which}B`], rows, accumulate);
+      // One position at a time, unless the kernels attend over several at once (attentionPrefill).
+      const stepwise = (attendAt: (out: T, qkv: T, t: number) => void) => (out: T, qkv: T, t: number, n: number): void => {
+        for (let i = 0; i < n; i++) attendAt(kernels.view(out, i * B * d, B * d), kernels.view(qkv, i * B * 3 * d, B * 3 * d), t + i);
+      };
       if (half) {
         const kCache = new Uint16Array(cacheSize), vCache = new Uint16Array(cacheSize);
-        return { productOver, attendAt: (out: T, qkv: T, t: number) => half(out, qkv, kCache, vCache, B, H, hs, t, maxT) };
+        return { productOver, attendOver: stepwise((out, qkv, t) => half(out, qkv, kCache, vCache, B, H, hs, t, maxT)) };
       }
       const kCache = kernels.alloc(cacheSize), vCache = kernels.alloc(cacheSize);
-      return { productOver, attendAt: (out: T, qkv: T, t: number) => kernels.attentionDecode(out, qkv, kCache, vCache, B, H, hs, t, maxT) };
+      const prefill = kernels.attentionPrefill?.bind(kernels);
+      const attendOver = prefill
+        ? (out: T, qkv: T, t: number, n: number) => prefill(out, qkv, kCache, vCache, B, H, hs, t, n, maxT)
+        : stepwise((out, qkv, t) => kernels.attentionDecode(out, qkv, kCache, vCache, B, H, hs, t, maxT));
+      return { productOver, attendOver };
     });
   }
 
@@ -78,8 +86,8 @@ export class KvDecoder<T extends DeviceArray = Float32Array> {
     const t = this.position;
     if (t >= this.maxT) throw new Error(`the decoder is full (${this.maxT} positions)`);
     this.embed(x, tokens.subarray(0, B), t);
-    this.layers.forEach(({ productOver, attendAt }, l) =>
-      blockForward(this.kernels, this.params.blocks[l], acts, x, x, B, d, eps, productOver(B), () => attendAt(acts.atty, acts.qkv, t)));
+    this.layers.forEach(({ productOver, attendOver }, l) =>
+      blockForward(this.kernels, this.params.blocks[l], acts, x, x, B, d, eps, productOver(B), () => attendOver(acts.atty, acts.qkv, t, 1)));
     this.position++;
     return this.head(x);
   }
@@ -88,8 +96,9 @@ export class KvDecoder<T extends DeviceArray = Float32Array> {
    * Feeds P positions at once: `tokens` holds them position-major ([P, B]: position p's B tokens
    * at p·B). The caches and logits are those of P `feed`s, but a block's products run over up to
    * PREFILL_CHUNK positions of all B sequences at once (the weights read once per chunk, not once
-   * per position); attention still steps position by position through the caches, which is what
-   * keeps it causal. For a completion's given pixels.
+   * per position); attention attends over the chunk's positions at once where the kernels can
+   * (attentionPrefill), else steps position by position through the caches. For a completion's
+   * given pixels.
    */
   prefill(tokens: Int32Array, P: number): T {
     const { B, kernels } = this;
@@ -107,10 +116,8 @@ export class KvDecoder<T extends DeviceArray = Float32Array> {
       const n = Math.min(PREFILL_CHUNK, P - first), rows = n * B, start = this.position;
       const at = (a: T, width: number, i: number): T => kernels.view(a, i * B * width, B * width);
       for (let i = 0; i < n; i++) this.embed(at(x, d, i), tokens.subarray((first + i) * B, (first + i + 1) * B), start + i);
-      this.layers.forEach(({ productOver, attendAt }, l) =>
-        blockForward(kernels, this.params.blocks[l], acts, x, x, rows, d, eps, productOver(rows), () => {
-          for (let i = 0; i < n; i++) attendAt(at(acts.atty, d, i), at(acts.qkv, 3 * d, i), start + i);
-        }));
+      this.layers.forEach(({ productOver, attendOver }, l) =>
+        blockForward(kernels, this.params.blocks[l], acts, x, x, rows, d, eps, productOver(rows), () => attendOver(acts.atty, acts.qkv, start, n)));
       this.position += n;
       last = at(x, d, n - 1);
     }

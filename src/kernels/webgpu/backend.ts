@@ -1,28 +1,34 @@
 /**
  * The webgpu backend: `Kernels<GpuTensor>`, the interface the model is written over, on the WGSL
  * kernels of kernels.ts. Handles are GPU tensors and views of them; the model's integer inputs
- * (tokens, targets, labels) arrive as host Int32Arrays and are uploaded here, in program order,
- * into small i32 tensors kept per role.
+ * (tokens, targets, labels) arrive as host Int32Arrays and are uploaded here into an arena.
  */
 import type { Kernels } from '../kernels.js';
 import type { GpuTensor } from './runtime.js';
 import type { WebGpuKernels } from './kernels.js';
 
-/** The i32 upload buffers, one per role, so that a batch's tokens and targets do not share one. */
-type IntRole = 'tokens' | 'targets';
-
 export function createWebGpuBackend(gpu: WebGpuKernels): Kernels<GpuTensor> & { readonly gpu: WebGpuKernels } {
   const rt = gpu.runtime;
-  const ints = new Map<IntRole, GpuTensor>();
-  /** `data` in the role's i32 tensor (grown when too small), written after the work recorded so far. */
-  const upload = (role: IntRole, data: Int32Array): GpuTensor => {
-    let t = ints.get(role);
-    if (!t || t.length < data.length) {
-      if (t) rt.destroy(t);
-      t = rt.tensor(Math.max(data.length, 1), [data.length], 'i32');
-      ints.set(role, t);
+  // Integer inputs go to successive places of one i32 tensor, written ahead of the recorded work
+  // (no place is reused until that work is submitted): a step's or a prefill's many small uploads
+  // cost no submit each. When it is full, the recorded work is submitted and it starts over.
+  let arena: GpuTensor | null = null;
+  let used = 0, epoch = -1;
+  const upload = (data: Int32Array): GpuTensor => {
+    if (epoch !== rt.submissions) used = 0;
+    if (!arena || used + data.length > arena.length) {
+      if (arena && data.length <= arena.length) {
+        rt.flush();
+      } else {
+        if (arena) rt.destroy(arena);
+        arena = rt.tensor(Math.max(2 * data.length, 4096), [], 'i32');
+      }
+      used = 0;
     }
-    rt.write(t, data);
+    const t = rt.view(arena, used, data.length);
+    rt.writeAhead(arena, data, used);
+    used += data.length;
+    epoch = rt.submissions;
     return t;
   };
 
@@ -64,13 +70,14 @@ export function createWebGpuBackend(gpu: WebGpuKernels): Kernels<GpuTensor> & { 
     attentionBackward: (dqkv, dout, qkv, out, lse, B, T, H, hs, causal) =>
       gpu.attentionBackward(dqkv, dout, qkv, out, lse, B, T, H, hs, causal),
     attentionDecode: (out, qkv, kCache, vCache, B, H, hs, t, maxT) => gpu.attentionDecode(out, qkv, kCache, vCache, B, H, hs, t, maxT),
+    attentionPrefill: (out, qkv, kCache, vCache, B, H, hs, t, n, maxT) => gpu.attentionPrefill(out, qkv, kCache, vCache, B, H, hs, t, n, maxT),
     crossEntropy: (losses, dlogits, logits, targets, rows, V, gradScale, total) =>
-      gpu.crossEntropy(losses, dlogits, logits, upload('targets', targets.subarray(0, rows)), rows, V, gradScale, total),
+      gpu.crossEntropy(losses, dlogits, logits, upload(targets.subarray(0, rows)), rows, V, gradScale, total),
     adamUpdate: (params, grads, m, v, n, lr, beta1, beta2, eps, t, gate) => gpu.adamUpdate(params, grads, m, v, n, lr, beta1, beta2, eps, t, gate),
     embeddingForward: (out, tokens, wte, wpe, B, T, d) =>
-      gpu.embeddingForward(out, upload('tokens', tokens.subarray(0, B * T)), wte, wpe, B, T, d),
+      gpu.embeddingForward(out, upload(tokens.subarray(0, B * T)), wte, wpe, B, T, d),
     embeddingBackward: (dwte, dwpe, dout, tokens, B, T, d) =>
-      gpu.embeddingBackward(dwte, dwpe, dout, upload('tokens', tokens.subarray(0, B * T)), B, T, d),
+      gpu.embeddingBackward(dwte, dwpe, dout, upload(tokens.subarray(0, B * T)), B, T, d),
     meanPoolForward: (pooled, x, B, T, d) => gpu.meanPoolForward(pooled, x, B, T, d),
     meanPoolBackward: (dx, dpooled, B, T, d) => gpu.meanPoolBackward(dx, dpooled, B, T, d),
   };

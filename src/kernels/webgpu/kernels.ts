@@ -14,11 +14,11 @@
 import { type AcquireOptions, GpuContext } from './device.js';
 import { type Bound, type GpuTensor, GpuRuntime, type RuntimeOptions } from './runtime.js';
 import { ADAM, BIAS_FORWARD, ELEMENTWISE_GROUP, EMBEDDING_FORWARD, GELU_BACKWARD, GELU_FORWARD,
-         MEAN_POOL_BACKWARD } from './wgsl/elementwise.js';
+         KV_CACHE_STORE, MEAN_POOL_BACKWARD } from './wgsl/elementwise.js';
 import { gemmAlignedForVec4, gemmWgsl } from './wgsl/gemm.js';
 import { COLUMN_GROUP, COLUMN_SUM, CROSS_ENTROPY, MEAN_POOL_FORWARD, NORM_BACKWARD_DX, NORM_FORWARD,
          POSITION_EMBEDDING_BACKWARD, ROW_GROUP, SQUARE_PARTIALS, SUM_INTO, TOKEN_CLASSES, TOKEN_EMBEDDING_BACKWARD } from './wgsl/reductions.js';
-import { ATTENTION_DECODE, attentionBackwardKeyWgsl, attentionBackwardQueryWgsl, attentionForwardWgsl,
+import { ATTENTION_CACHED, attentionBackwardKeyWgsl, attentionBackwardQueryWgsl, attentionForwardWgsl,
          attentionTiles, type AttentionTiles } from './wgsl/attention.js';
 
 /** A weight matrix B [k, n] prepared for `sgemmPacked`: on the GPU, the tensor itself. */
@@ -36,6 +36,9 @@ const extent = (q: GemmPiece, d: GemmDim): number => q[d][1] - q[d][0];
 /** columnSum: rows a slice takes at least, and at most how many slices (a 64-column group's workgroups). */
 const COLUMN_SLICE_ROWS = 256;
 const MAX_COLUMN_SLICES = 64;
+
+/** Cached attention's scores scratch holds at most this many floats (16 MiB): longer prefills take several dispatches. */
+const SCORES_LIMIT = 1 << 22;
 
 function need(t: GpuTensor, elements: number, what: string, type: 'f32' | 'i32' = 'f32'): void {
   if (t.type !== type) throw new Error(`igpt webgpu: ${what} must be a ${type} tensor`);
@@ -367,24 +370,48 @@ export class WebGpuKernels {
     }
   }
 
-  /**
-   * One cached decoding step at position t (see Kernels.attentionDecode); caches [B, H, maxT, hs].
-   */
+  /** One cached decoding step at position t (see Kernels.attentionDecode); caches [B, H, maxT, hs]. */
   attentionDecode(out: GpuTensor, qkv: GpuTensor, kCache: GpuTensor, vCache: GpuTensor,
                   B: number, H: number, hs: number, t: number, maxT: number): void {
+    this.attentionCached(out, qkv, kCache, vCache, B, H, hs, t, 1, maxT, 'attentionDecode');
+  }
+
+  /** Positions t..t+n-1 at once (see Kernels.attentionPrefill). */
+  attentionPrefill(out: GpuTensor, qkv: GpuTensor, kCache: GpuTensor, vCache: GpuTensor,
+                   B: number, H: number, hs: number, t: number, n: number, maxT: number): void {
+    this.attentionCached(out, qkv, kCache, vCache, B, H, hs, t, n, maxT, 'attentionPrefill');
+  }
+
+  /**
+   * Cached attention at n positions of B sequences: per run of sequences whose caches fit one
+   * binding, and per run of positions whose scores (a maxT row per query and head) stay within
+   * SCORES_LIMIT floats, one KV_CACHE_STORE dispatch (several positions) and one ATTENTION_CACHED.
+   */
+  private attentionCached(out: GpuTensor, qkv: GpuTensor, kCache: GpuTensor, vCache: GpuTensor,
+                          B: number, H: number, hs: number, t: number, n: number, maxT: number, what: string): void {
     const C = H * hs;
-    if (t >= maxT) throw new Error(`igpt webgpu: attentionDecode at position ${t} of a ${maxT}-position cache`);
-    need(out, B * C, 'attentionDecode out'); need(qkv, B * 3 * C, 'attentionDecode qkv');
-    need(kCache, B * H * maxT * hs, 'attentionDecode kCache'); need(vCache, B * H * maxT * hs, 'attentionDecode vCache');
-    const scores = this.scratch('scores', B * H * maxT);
-    const pipeline = this.rt.pipeline(ATTENTION_DECODE);
-    for (const { first, count } of this.rt.planChunks(B, [H * maxT * hs], 'attentionDecode')) {
-      const b = [this.rt.bind(out, first * C, count * C), this.rt.bind(qkv, first * 3 * C, count * 3 * C),
-                 this.rt.bind(kCache, first * H * maxT * hs, count * H * maxT * hs),
-                 this.rt.bind(vCache, first * H * maxT * hs, count * H * maxT * hs),
-                 this.rt.bind(scores, first * H * maxT, count * H * maxT)];
-      this.rt.dispatch(pipeline, { u: [H, hs, t, maxT, ...b.map((x) => x.shift)], f: [1 / Math.sqrt(hs)] }, b,
-                       this.rt.grid(count * H));
+    if (n < 1 || t + n > maxT) throw new Error(`igpt webgpu: ${what} at positions ${t}..${t + n - 1} of a ${maxT}-position cache`);
+    need(out, n * B * C, `${what} out`); need(qkv, n * B * 3 * C, `${what} qkv`);
+    need(kCache, B * H * maxT * hs, `${what} kCache`); need(vCache, B * H * maxT * hs, `${what} vCache`);
+    const window = this.rt.windowElements;
+    for (const { first, count } of this.rt.planChunks(B, [H * maxT * hs], what)) {
+      const perDispatch = Math.max(1, Math.min(n, Math.floor(Math.min(SCORES_LIMIT, window) / (count * H * maxT)),
+                                               1 + Math.floor((window / (3 * C) - count) / B)));
+      for (let i = 0; i < n; i += perDispatch) {
+        const m = Math.min(perDispatch, n - i), firstRow = i * B + first, rows = (m - 1) * B + count;
+        const scores = this.scratch('scores', m * count * H * maxT);
+        const q = this.rt.bind(qkv, firstRow * 3 * C, rows * 3 * C);
+        const k = this.rt.bind(kCache, first * H * maxT * hs, count * H * maxT * hs);
+        const v = this.rt.bind(vCache, first * H * maxT * hs, count * H * maxT * hs);
+        if (m > 1) {
+          this.elementwise(KV_CACHE_STORE, {}, [m * count * C, H, hs, t + i, maxT, B, count, q.shift, k.shift, v.shift], [],
+                           [q, k, v], m * count * C);
+        }
+        const o = this.rt.bind(out, firstRow * C, rows * C), sc = this.rt.bind(scores, 0, m * count * H * maxT);
+        this.rt.dispatch(this.rt.pipeline(ATTENTION_CACHED, { STORE: m > 1 ? 0 : 1 }),
+                         { u: [H, hs, t + i, maxT, B, count, o.shift, q.shift, k.shift, v.shift, sc.shift], f: [1 / Math.sqrt(hs)] },
+                         [o, q, k, v, sc], this.rt.grid(m * count * H));
+      }
     }
   }
 

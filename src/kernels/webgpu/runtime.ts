@@ -61,6 +61,10 @@ export class GpuRuntime {
   private readonly uniformData = new ArrayBuffer(UNIFORM_SLOT * UNIFORM_SLOTS);
   private slots = 0;
   private encoder: GPUCommandEncoder | null = null;
+  /** Command buffers submitted so far: work recorded after the count last changed is not yet submitted. */
+  submissions = 0;
+  /** Compute dispatches recorded so far (the bench reports them per unit of work: host overhead). */
+  dispatches = 0;
   /** Error scopes of submitted batches and allocations not yet checked: the message of each error. */
   private pendingErrors: Promise<string | null>[] = [];
   /** Bytes in the tensors this runtime holds (WebGPU has no free-memory query: this is what we know). */
@@ -127,6 +131,15 @@ export class GpuRuntime {
   write(t: GpuTensor, data: Float32Array | Int32Array, offset = 0): void {
     if (offset + data.length > t.length) throw new Error(`igpt webgpu: write of ${data.length} at ${offset} overruns ${t.length}`);
     this.flush(); // queue writes happen before unsubmitted commands: keep program order
+    this.device.queue.writeBuffer(t.buffer, 4 * (t.offset + offset), data.buffer, data.byteOffset, data.byteLength);
+  }
+
+  /**
+   * Writes t[offset, offset + data.length) now, ahead of the work recorded and not yet submitted:
+   * for elements none of that work touches (the caller's word), so that no submit is needed.
+   */
+  writeAhead(t: GpuTensor, data: Float32Array | Int32Array, offset = 0): void {
+    if (offset + data.length > t.length) throw new Error(`igpt webgpu: write of ${data.length} at ${offset} overruns ${t.length}`);
     this.device.queue.writeBuffer(t.buffer, 4 * (t.offset + offset), data.buffer, data.byteOffset, data.byteLength);
   }
 
@@ -279,6 +292,7 @@ export class GpuRuntime {
     pass.setBindGroup(0, bindGroup);
     pass.dispatchWorkgroups(groups[0], groups[1] ?? 1, groups[2] ?? 1);
     pass.end();
+    this.dispatches++;
   }
 
   /** Submits the recorded work (it then runs while the host goes on). */
@@ -287,6 +301,7 @@ export class GpuRuntime {
     const queue = this.device.queue;
     if (this.slots > 0) queue.writeBuffer(this.uniforms, 0, this.uniformData, 0, this.slots * UNIFORM_SLOT);
     queue.submit([this.encoder.finish()]);
+    this.submissions++;
     this.encoder = null;
     this.slots = 0;
     for (let i = 0; i < 3; i++) this.pendingErrors.push(this.device.popErrorScope().then((e) => e && `${e.constructor.name}: ${e.message}`));

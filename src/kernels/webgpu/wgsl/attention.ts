@@ -254,17 +254,22 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
 `;
 }
 
-/** Threads of the decode kernel (a workgroup per (sequence, head)). */
+/** Threads of the cached-attention kernel (a workgroup per (position, sequence, head)). */
 export const DECODE_GROUP = 64;
 
 /**
- * One cached decoding step at position t (Kernels.attentionDecode, caches [B, H, maxT, hs]):
- * a workgroup per (sequence, head). It stores the new key and value at t, then scores the query
- * against keys 0..t (threads stride over positions, scores kept in a [B, H, maxT] scratch buffer),
- * takes the softmax with two tree reductions, and sums the values (threads over hs channels).
+ * Cached causal attention for `n` consecutive positions t..t+n-1 of `count` sequences (Kernels.
+ * attentionDecode when n = 1, attentionPrefill otherwise; caches [B, H, maxT, hs]). qkv and out
+ * are position-major, row i·B + b. A workgroup per (position i, sequence b, head h), g = (i·count
+ * + b)·H + h: it scores its query against keys 0..t+i (threads stride over positions, scores kept
+ * in a [g, maxT] scratch buffer), takes the softmax with two tree reductions and sums the values
+ * (threads over hs channels). With STORE the workgroup first stores its own key and value (one
+ * position: nothing else writes the cache); without, KV_CACHE_STORE has stored all n before.
  */
-export const ATTENTION_DECODE = /* wgsl */ `
-struct Params { H: u32, hs: u32, t: u32, maxT: u32, offOut: u32, offQkv: u32, offK: u32, offV: u32, offScores: u32, scale: f32 }
+export const ATTENTION_CACHED = /* wgsl */ `
+override STORE: u32 = 1u;
+struct Params { H: u32, hs: u32, t: u32, maxT: u32, B: u32, count: u32,
+                offOut: u32, offQkv: u32, offK: u32, offV: u32, offScores: u32, scale: f32 }
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read_write> out: array<f32>;
 @group(0) @binding(2) var<storage, read> qkv: array<f32>;
@@ -288,38 +293,43 @@ ${GROUP_INDEX}
 @compute @workgroup_size(${DECODE_GROUP})
 fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>,
         @builtin(num_workgroups) nwg: vec3<u32>) {
-  let bh = groupIndex(wid, nwg);      // b·H + h
-  let b = bh / p.H;
-  let h = bh % p.H;
+  let g = groupIndex(wid, nwg);
+  let h = g % p.H;
+  let b = (g / p.H) % p.count;
+  let i = g / (p.H * p.count);
+  let t = p.t + i;
   let C = p.H * p.hs;
-  let qRow = p.offQkv + b * 3u * C + h * p.hs;
-  let cache = bh * p.maxT * p.hs;
-  for (var i = lid.x; i < p.hs; i += WG) {
-    kCache[p.offK + cache + p.t * p.hs + i] = qkv[qRow + C + i];
-    vCache[p.offV + cache + p.t * p.hs + i] = qkv[qRow + 2u * C + i];
+  let row = i * p.B + b;
+  let qRow = p.offQkv + row * 3u * C + h * p.hs;
+  let cache = (b * p.H + h) * p.maxT * p.hs;
+  if (STORE == 1u) {
+    for (var c = lid.x; c < p.hs; c += WG) {
+      kCache[p.offK + cache + t * p.hs + c] = qkv[qRow + C + c];
+      vCache[p.offV + cache + t * p.hs + c] = qkv[qRow + 2u * C + c];
+    }
+    storageBarrier();
   }
-  storageBarrier();
-  let sc = p.offScores + bh * p.maxT;
+  let sc = p.offScores + g * p.maxT;
   var mx = -3.4e38;
-  for (var s = lid.x; s <= p.t; s += WG) {
+  for (var s = lid.x; s <= t; s += WG) {
     var dot = 0.0;
-    for (var i = 0u; i < p.hs; i++) { dot += qkv[qRow + i] * kCache[p.offK + cache + s * p.hs + i]; }
+    for (var c = 0u; c < p.hs; c++) { dot += qkv[qRow + c] * kCache[p.offK + cache + s * p.hs + c]; }
     scores[sc + s] = dot * p.scale;
     mx = max(mx, dot * p.scale);
   }
   mx = reduce(lid.x, mx, true);
   var sum = 0.0;
-  for (var s = lid.x; s <= p.t; s += WG) {
+  for (var s = lid.x; s <= t; s += WG) {
     let w = exp(scores[sc + s] - mx);
     scores[sc + s] = w;
     sum += w;
   }
   sum = reduce(lid.x, sum, false);
   storageBarrier();
-  for (var i = lid.x; i < p.hs; i += WG) {
+  for (var c = lid.x; c < p.hs; c += WG) {
     var acc = 0.0;
-    for (var s = 0u; s <= p.t; s++) { acc += scores[sc + s] * vCache[p.offV + cache + s * p.hs + i]; }
-    out[p.offOut + b * C + h * p.hs + i] = acc / sum;
+    for (var s = 0u; s <= t; s++) { acc += scores[sc + s] * vCache[p.offV + cache + s * p.hs + c]; }
+    out[p.offOut + row * C + h * p.hs + c] = acc / sum;
   }
 }
 `;

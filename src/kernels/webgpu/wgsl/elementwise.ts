@@ -136,3 +136,26 @@ ${ELEMENT_MAIN}
   dx[p.offDx + i] += dpooled[p.offDpooled + b * p.d + i % p.d] / f32(p.T);
 }
 `;
+
+/**
+ * The keys and values of n positions t..t+n-1 of `count` sequences into the caches ([B, H, maxT,
+ * hs]) before ATTENTION_CACHED attends over them: element i of count = n·count·C is channel c of
+ * row (position, sequence) of qkv (position-major, row stride B).
+ */
+export const KV_CACHE_STORE = /* wgsl */ `
+struct Params { count: u32, H: u32, hs: u32, t: u32, maxT: u32, B: u32, sequences: u32, offQkv: u32, offK: u32, offV: u32 }
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> qkv: array<f32>;
+@group(0) @binding(2) var<storage, read_write> kCache: array<f32>;
+@group(0) @binding(3) var<storage, read_write> vCache: array<f32>;
+${ELEMENT_MAIN}
+  let C = p.H * p.hs;
+  let c = i % C;
+  let b = (i / C) % p.sequences;
+  let position = i / (C * p.sequences);
+  let src = p.offQkv + (position * p.B + b) * 3u * C + c;
+  let dst = ((b * p.H + c / p.hs) * p.maxT + p.t + position) * p.hs + c % p.hs;
+  kCache[p.offK + dst] = qkv[src + C];
+  vCache[p.offV + dst] = qkv[src + 2u * C];
+}
+`;
