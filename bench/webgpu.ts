@@ -181,9 +181,9 @@ async function igptSmallRows(gpu: Kernels<GpuTensor>, rt: GpuRuntime, software: 
   return [
     ...(step ? [{ name: `webgpu training step (${shape})`, value: step.seconds, unit: 's', note: `${(B * T / step.seconds).toFixed(0)} pixels/s; loss ${step.loss.toFixed(4)}; ${note}` }] : []),
     {
-      name: `webgpu sampling (${shape})`, value: B / sampleSeconds, unit: 'images/s', peer: 'one forward pass over the batch',
+      name: `webgpu sampling ${B} images (${shape})`, value: sampleSeconds, unit: 's', peer: 'one forward pass over the batch',
       peerValue: forwardSeconds, ratio: forwardSeconds / sampleSeconds,
-      note: `${sampleSeconds.toFixed(2)} s for ${B} images = ${(sampleSeconds / forwardSeconds).toFixed(1)}× a forward pass (target ≤ 3×); ` +
+      note: `${(B / sampleSeconds).toFixed(2)} images/s; ${(sampleSeconds / forwardSeconds).toFixed(1)}× a forward pass (target ≤ 3×); ` +
         `${valid ? 'every id a palette color' : 'IDS OUT OF RANGE'}; a pixel: ${(sampled.dispatches / T).toFixed(0)} dispatches, ` +
         `${(sampled.submits / T).toFixed(1)} submits; ${note}`,
     },

@@ -153,6 +153,13 @@ describe('webgpu kernels', { skip }, () => {
     });
   }
 
+  test('sgemm NN with at most 16 rows (decoding\'s products) goes through the narrow kernel and agrees', async () => {
+    for (const m of [1, 2, 3, 8, 13, 16, 17]) {
+      await checkGemm(k, false, false, m, 100, 68, 0.7, 0.3);     // a partial last group of columns
+      await checkGemm(k, false, false, m, 36, 8, 1, 0, 4, 2);      // strides, offsets, batched
+    }
+  });
+
   test('sgemm with k = 0 scales C by beta; sgemmPacked is NN with accumulate', async () => {
     await checkGemm(k, false, false, 9, 7, 0, 1, 0.5);
     const m = 3, kk = 40, n = 24;

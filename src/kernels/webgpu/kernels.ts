@@ -15,7 +15,7 @@ import { type AcquireOptions, GpuContext } from './device.js';
 import { type Bound, type GpuTensor, GpuRuntime, type RuntimeOptions } from './runtime.js';
 import { ADAM, BIAS_FORWARD, ELEMENTWISE_GROUP, EMBEDDING_FORWARD, GELU_BACKWARD, GELU_FORWARD,
          KV_CACHE_STORE, MEAN_POOL_BACKWARD } from './wgsl/elementwise.js';
-import { gemmAlignedForVec4, gemmWgsl } from './wgsl/gemm.js';
+import { gemmAlignedForVec4, gemmNarrowWgsl, gemmWgsl, NARROW_COLUMNS, NARROW_ROWS } from './wgsl/gemm.js';
 import { COLUMN_GROUP, COLUMN_SUM, CROSS_ENTROPY, MEAN_POOL_FORWARD, NORM_BACKWARD_DX, NORM_FORWARD,
          POSITION_EMBEDDING_BACKWARD, ROW_GROUP, SQUARE_PARTIALS, SUM_INTO, TOKEN_CLASSES, TOKEN_EMBEDDING_BACKWARD } from './wgsl/reductions.js';
 import { ATTENTION_CACHED, attentionBackwardKeyWgsl, attentionBackwardQueryWgsl, attentionForwardWgsl,
@@ -147,7 +147,7 @@ export class WebGpuKernels {
     const tooBig = ranges.map(([first, last], i) => [A, B, C][i].t.buffer.size > this.rt.maxBindingBytes && last - first + 1 > limit);
     // One dispatch holds at most maxComputeWorkgroupsPerDimension tiles along m, n and the batch.
     const maxGroups = this.rt.ctx.adapter.limits.maxComputeWorkgroupsPerDimension;
-    const tooMany = (['m', 'n', 'z'] as const).filter((d) => Math.ceil(extent(q, d) / (d === 'z' ? 1 : 64)) > maxGroups);
+    const tooMany = (['m', 'n', 'z'] as const).filter((d) => Math.ceil(extent(q, d) / (d === 'z' ? 1 : d === 'n' ? NARROW_COLUMNS : 64)) > maxGroups);
     if (!tooBig.some(Boolean) && tooMany.length === 0) {
       this.gemmDispatch(transA, transB, q, alpha, A, B, beta, C, ranges);
       return;
@@ -174,12 +174,14 @@ export class WebGpuKernels {
     const m = extent(q, 'm'), n = extent(q, 'n'), k = extent(q, 'k'), batch = extent(q, 'z');
     const vec4 = gemmAlignedForVec4(transA, transB, m, n, k, [A.ld, B.ld, C.ld, A.stride, B.stride, C.stride],
                                     [a.shift, b.shift, c.shift]);
-    const pipeline = this.rt.pipeline(gemmWgsl(vec4));
-    const tilesM = Math.ceil(m / 64), tilesN = Math.ceil(n / 64);
+    // A few rows (decoding) against B as stored: the narrow kernel, its accumulators sized to m.
+    const narrow = vec4 && !transA && !transB && m <= NARROW_ROWS;
+    const pipeline = this.rt.pipeline(narrow ? gemmNarrowWgsl(2 ** Math.ceil(Math.log2(m))) : gemmWgsl(vec4));
+    const groups: [number, number, number] = narrow ? [Math.ceil(n / NARROW_COLUMNS), 1, batch] : [Math.ceil(n / 64), Math.ceil(m / 64), batch];
     this.rt.dispatch(pipeline, {
       u: [m, n, k, A.ld, B.ld, C.ld, a.shift, b.shift, c.shift, A.stride, B.stride, C.stride, transA ? 1 : 0, transB ? 1 : 0],
       f: [alpha, beta],
-    }, [a, b, c], [tilesN, tilesM, batch]);
+    }, [a, b, c], groups);
   }
 
   /** On the GPU a weight needs no packing: the product reads it in place. */

@@ -121,3 +121,64 @@ export function gemmAlignedForVec4(transA: boolean, transB: boolean, m: number, 
   const contiguousB = transB ? k : n;
   return [contiguousA, contiguousB, n, ...ld, ...offsets].every((x) => x % 4 === 0);
 }
+
+/** Rows a product may have for the narrow kernel (decoding's few sequences), and its columns per workgroup. */
+export const NARROW_ROWS = 16;
+export const NARROW_COLUMNS = 32;
+
+/**
+ * C = alpha·A·B + beta·C (NN) for products of at most NARROW_ROWS rows (decoding: a few sequences
+ * against a weight), where a 64×64 tile would leave most of its rows empty. A workgroup of 64
+ * threads takes 32 columns: 8 column quads × 8 slices of k. Each thread streams its slice of B's
+ * rows as vec4 (B is read once, coalesced along n) against every row of A (the slice's threads
+ * read the same A element: a broadcast), keeping ROWS vec4 accumulators; the 8 slices are then
+ * added in workgroup memory one row at a time. vec4 access only (callers check gemmAlignedForVec4).
+ */
+export function gemmNarrowWgsl(rows: number): string {
+  return /* wgsl */ `
+struct Params {
+  m: u32, n: u32, k: u32, lda: u32, ldb: u32, ldc: u32,
+  offA: u32, offB: u32, offC: u32, strideA: u32, strideB: u32, strideC: u32, transA: u32, transB: u32,
+  alpha: f32, beta: f32,
+}
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> A: array<f32>;
+@group(0) @binding(2) var<storage, read> B: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read_write> C: array<vec4<f32>>;
+
+const ROWS = ${rows}u;
+const QUADS = ${NARROW_COLUMNS / 4}u;
+const SLICES = 8u;
+var<workgroup> partial: array<vec4<f32>, 64>;
+
+@compute @workgroup_size(64)
+fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+  let quad = lid.x % QUADS;
+  let slice = lid.x / QUADS;
+  let col = wid.x * ${NARROW_COLUMNS}u + 4u * quad;
+  let offA = p.offA + wid.z * p.strideA;
+  let offB = p.offB + wid.z * p.strideB;
+  let offC = p.offC + wid.z * p.strideC;
+  var acc: array<vec4<f32>, ROWS>;
+  if (col < p.n) {
+    for (var kk = slice; kk < p.k; kk += SLICES) {
+      let b = B[(offB + kk * p.ldb + col) / 4u];
+      for (var r = 0u; r < ROWS; r++) {
+        if (r < p.m) { acc[r] += A[offA + r * p.lda + kk] * b; }
+      }
+    }
+  }
+  for (var r = 0u; r < ROWS; r++) {
+    partial[lid.x] = acc[r];
+    workgroupBarrier();
+    if (slice == 0u && col < p.n && r < p.m) {
+      var sum = partial[quad];
+      for (var s = 1u; s < SLICES; s++) { sum += partial[s * QUADS + quad]; }
+      let e = (offC + r * p.ldc + col) / 4u;
+      if (p.beta == 0.0) { C[e] = p.alpha * sum; } else { C[e] = p.alpha * sum + p.beta * C[e]; }
+    }
+    workgroupBarrier();
+  }
+}
+`;
+}
