@@ -171,6 +171,8 @@ async function igptSmallRows(gpu: Kernels<GpuTensor>, rt: GpuRuntime, software: 
     const result = await work();
     return { result, seconds: (performance.now() - t0) / 1000, dispatches: rt.dispatches - d0, submits: rt.submissions - s0 };
   };
+  // Warm-up: the last two pixels of each image compile every decoding pipeline (prefill, steps, draws).
+  await sampleAutoregressive(gpu, model.params, { count: B, prefix: inputs, knownPixels: T - 2 }, { ...defaultSampling, seed: 1 });
   const sampled = await counted(() => sampleAutoregressive(gpu, model.params, { count: B, knownPixels: 0 }, { ...defaultSampling, seed: 1 }));
   const ids = sampled.result, sampleSeconds = sampled.seconds;
   const valid = ids.every((id) => id >= 0 && id < cfg.vocabSize - 1);

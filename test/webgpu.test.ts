@@ -17,6 +17,7 @@ import { createWebGpuBackend } from '../src/kernels/webgpu/backend.js';
 import { WebGpuKernels } from '../src/kernels/webgpu/kernels.js';
 import { acquireNodeDevice, swiftShaderMissing } from '../src/kernels/webgpu/node-gpu.js';
 import { GpuRuntime, type GpuTensor } from '../src/kernels/webgpu/runtime.js';
+import { samplePixel } from '../src/sample/sampler.js';
 import { Rng } from '../src/util/rng.js';
 import { relativeError } from './relative-error.js';
 
@@ -276,6 +277,31 @@ describe('webgpu kernels', { skip }, () => {
 
   test('prefill over runs of positions equals the reference decoder stepping through them, caches included', async () => {
     await checkPrefill(k, 3, 2, 8, 70, [1, 5, 30, 34], 'attentionPrefill');
+  });
+
+  test('pixel draws on the device pick what samplePixel picks with the same random numbers (greedy, temperature, top-k, top-p, ties)', async () => {
+    const backend = createWebGpuBackend(k);
+    const draws = backend.pixelDraws!;
+    const B = 40, n = 3, t = 1, opts = [
+      { temperature: 0, topK: 0, topP: 1 }, { temperature: 1, topK: 0, topP: 1 }, { temperature: 0.6, topK: 5, topP: 1 },
+      { temperature: 1.4, topK: 0, topP: 0.8 }, { temperature: 1, topK: 40, topP: 0.95 },
+    ];
+    for (const V of [16, 512]) {
+      // Row b: random logits, every fourth row with ties (logits rounded to a coarse grid).
+      const logits = random(B * V, 2).map((v, i) => (Math.floor(i / V) % 4 === 0 ? Math.round(v) : v));
+      const uniforms = Float32Array.from({ length: B }, () => rng.next());
+      const L = up(k, logits), U = up(k, uniforms);
+      for (const o of opts) {
+        const tokens = draws.idsFromHost(new Int32Array(B * n).fill(-1)), drawn = draws.idsFromHost(new Int32Array(B));
+        draws.draw(tokens, drawn, t, n, L, U, 0, B, V, o);
+        const got = await draws.readIds(tokens);
+        const want = Array.from({ length: B }, (_, b) => samplePixel(logits, b * V, V, { ...o, seed: 0 }, { next: () => uniforms[b]! } as Rng,
+                                                                      new Float64Array(V), new Int32Array(V)));
+        assert.deepEqual(Array.from({ length: B }, (_, b) => got[b * n + t]), want, `V ${V}, ${JSON.stringify(o)}`);
+        assert.deepEqual(Array.from(await draws.readIds(drawn)), want, 'drawn holds the same ids');
+        assert.ok(Array.from(got).every((id, i) => i % n === t || id === -1), 'only pixel t of each image is written');
+      }
+    }
   });
 
   test('softmax cross-entropy: losses, gradient, total; ignored rows; a bad target gives NaN', async () => {

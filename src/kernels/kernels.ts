@@ -79,6 +79,12 @@ export interface Kernels<T extends DeviceArray = Float32Array> {
    */
   readonly bf16?: Bf16Products<T>;
 
+  /**
+   * Pixel draws where the logits are (a GPU's backend), so that sampling records pixel after
+   * pixel without waiting for a readback of each; absent on the CPU backends, where the host draws.
+   */
+  readonly pixelDraws?: PixelDraws<T>;
+
   /** out[r, :] += bias for each of `rows` rows of width n. */
   biasForward(out: T, bias: T, rows: number, n: number): void;
   /** dbias += sum over rows of dout[r, :]. */
@@ -220,4 +226,26 @@ export interface Bf16Products<T extends DeviceArray = Float32Array> {
   gemm(transA: boolean, transB: boolean, m: number, n: number, k: number, alpha: number,
        a: T | Uint16Array, lda: number, b: T | Uint16Array, ldb: number,
        beta: number, c: T, ldc: number): void;
+}
+
+/**
+ * Sampling's draws on the device (Kernels.pixelDraws). Integer arrays are handles too (T), made
+ * and read here. A draw matches the host's samplePixel for the same logits and random number up
+ * to the rounding of the probabilities.
+ */
+export interface PixelDraws<T extends DeviceArray> {
+  /** The largest palette `draw` takes. */
+  readonly maxPaletteSize: number;
+  /** A device array of integer ids holding `ids`. */
+  idsFromHost(ids: Int32Array): T;
+  /** The ids back on the host. */
+  readIds(ids: T): Promise<Int32Array>;
+  /**
+   * Pixel t of B images of n pixels from logits [B, V], as samplePixel draws it with random number
+   * uniforms[uAt + b] for image b: writes tokens[b·n + t] and drawn[b].
+   */
+  draw(tokens: T, drawn: T, t: number, n: number, logits: T, uniforms: T, uAt: number, B: number, V: number,
+       o: { temperature: number; topK: number; topP: number }): void;
+  /** x[b, :] = wte[drawn[b]] + wpe[0, :] (wpe: a view of the position's row), for B rows of width d. */
+  embed(x: T, drawn: T, wte: T, wpe: T, B: number, d: number): void;
 }

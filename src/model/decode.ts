@@ -11,7 +11,7 @@
  * within ~1e-3 of the exact ones. 'f32' keeps the cached decoder equal to the full forward pass up
  * to float rounding.
  */
-import type { DeviceArray, Kernels, PackedMatrix } from '../kernels/kernels.js';
+import type { DeviceArray, Kernels, PackedMatrix, PixelDraws } from '../kernels/kernels.js';
 import { paletteSizeOf } from './config.js';
 import { BLOCK_PRODUCTS, blockForward, headForward, packedLinearForward, type BlockActivations, type BlockProduct } from './layers.js';
 import type { ParameterTensors } from './parameters.js';
@@ -81,11 +81,22 @@ export class KvDecoder<T extends DeviceArray = Float32Array> {
 
   /** Feeds one token per sequence at the current position; fills `logits` for the next one. */
   feed(tokens: Int32Array): T {
+    return this.step((x, t) => this.embed(x, tokens.subarray(0, this.B), t));
+  }
+
+  /** `feed` of the ids a device draw left in `drawn` (Kernels.pixelDraws): nothing waits for the host. */
+  feedDrawn(draws: PixelDraws<T>, drawn: T): T {
+    const { wte, wpe, config: { nEmbd: d } } = this.params;
+    return this.step((x, t) => draws.embed(x, drawn, wte, this.kernels.view(wpe, t * d, d), this.B, d));
+  }
+
+  /** One position: `embed` writes the residual stream x at position t, the blocks and the head follow. */
+  private step(embed: (x: T, t: number) => void): T {
     const { B, x, acts } = this;
     const { nEmbd: d, layerNormEpsilon: eps } = this.params.config;
     const t = this.position;
     if (t >= this.maxT) throw new Error(`the decoder is full (${this.maxT} positions)`);
-    this.embed(x, tokens.subarray(0, B), t);
+    embed(x, t);
     this.layers.forEach(({ productOver, attendOver }, l) =>
       blockForward(this.kernels, this.params.blocks[l], acts, x, x, B, d, eps, productOver(B), () => attendOver(acts.atty, acts.qkv, t, 1)));
     this.position++;

@@ -2,7 +2,7 @@
  * Sampling and completion. AR checkpoints decode pixel by pixel through the KV cache; BERT
  * checkpoints fill a mask iteratively with full (non-causal) passes.
  */
-import type { DeviceArray, Kernels } from '../kernels/kernels.js';
+import type { DeviceArray, Kernels, PixelDraws } from '../kernels/kernels.js';
 import { paletteSizeOf, sosTokenOf, type ModelConfig } from '../model/config.js';
 import { KvDecoder, type KvCachePrecision } from '../model/decode.js';
 import { ImageGPT } from '../model/model.js';
@@ -103,9 +103,10 @@ export function decodeGroupFor(kernels: Kernels<DeviceArray>, cfg: ModelConfig, 
  * traffic, smaller groups keep their caches in cache), each image drawing from its own random stream.
  * `onProgress(done, total)` counts decided pixels over all images. Returns count × n² ids.
  *
- * Any backend: the decoding runs where the kernels do (on a GPU the caches stay there) and each
- * drawn pixel's logits are read back (`Kernels.read`, at once on the CPU) for the host to draw
- * from, so a seed gives the same ids on every backend up to float rounding of the logits.
+ * Any backend: the decoding runs where the kernels do (on a GPU the caches stay there). On the CPU
+ * the host draws each pixel from the logits; where the kernels draw on the device
+ * (Kernels.pixelDraws), pixels are drawn there with the host's random numbers and read back once.
+ * A seed gives the same ids on every backend up to float rounding of the logits.
  */
 export async function sampleAutoregressive<T extends DeviceArray>(kernels: Kernels<T>, params: ParameterTensors<T>, req: CompletionRequest,
                                                                   o: SamplingOptions, onProgress?: (done: number, total: number) => void): Promise<Int32Array> {
@@ -117,6 +118,10 @@ export async function sampleAutoregressive<T extends DeviceArray>(kernels: Kerne
     const prefix = req.knownPixels > 0 ? req.prefix?.subarray(first * n, (first + count) * n) : undefined;
     const firstImage = (req.firstImage ?? 0) + first;
     const decoding = new AutoregressiveDecoding(kernels, params, { count, prefix, knownPixels: req.knownPixels, firstImage }, o);
+    const draws = kernels.pixelDraws;
+    if (draws && paletteSizeOf(params.config) <= draws.maxPaletteSize) {
+      await decoding.drawOnDevice(draws, (t) => onProgress?.(first * n + (t + 1) * count, req.count * n));
+    }
     while (!decoding.done) {
       decoding.decide(await kernels.read(decoding.feed()));
       onProgress?.(first * n + decoding.t * count, req.count * n);
@@ -163,7 +168,7 @@ export class AutoregressiveDecoding<T extends DeviceArray = Float32Array> {
   private readonly probs: Float64Array;
   private readonly order: Int32Array;
 
-  constructor(kernels: Kernels<T>, params: ParameterTensors<T>, private readonly req: CompletionRequest,
+  constructor(private readonly kernels: Kernels<T>, params: ParameterTensors<T>, private readonly req: CompletionRequest,
               private readonly o: SamplingOptions) {
     const cfg = params.config;
     const n = this.n = cfg.nPositions;
@@ -201,6 +206,44 @@ export class AutoregressiveDecoding<T extends DeviceArray = Float32Array> {
   }
 
   /**
+   * Decides every pixel left on the device (Kernels.pixelDraws): each image's random numbers are
+   * taken from its stream first (the ones `decide` would take), then pixel after pixel is recorded,
+   * embedding the ids the previous draw left on the device, with no readback in between; a small
+   * readback every MARK_EVERY pixels keeps the host at most two marks ahead and reports progress
+   * (`onPixel(t)`: pixels up to t are done). The ids come back once, at the end.
+   */
+  async drawOnDevice(draws: PixelDraws<T>, onPixel?: (t: number) => void): Promise<void> {
+    const { n, V, o, kernels } = this;
+    const B = this.req.count, first = this.t, steps = n - first;
+    if (steps <= 0) return;
+    const uniforms = new Float32Array(steps * B);
+    if (o.temperature > 0) {
+      // float32 rounds numbers just below 1 up to 1: keep them below it, as the host's are.
+      for (let b = 0; b < B; b++) for (let s = 0; s < steps; s++) uniforms[s * B + b] = Math.min(this.rngs[b].next(), BELOW_ONE);
+    }
+    const U = kernels.fromHost(uniforms), tokens = draws.idsFromHost(this.tokens), drawn = draws.idsFromHost(new Int32Array(B));
+    const marks: { t: number; done: Promise<unknown> }[] = [];
+    let logits = this.decoder.feed(this.feedIds);
+    for (let s = 0; s < steps; s++) {
+      if (s > 0) logits = this.decoder.feedDrawn(draws, drawn);
+      draws.draw(tokens, drawn, first + s, n, logits, U, s * B, B, V, o);
+      if ((s + 1) % MARK_EVERY !== 0 && s !== steps - 1) continue;
+      marks.push({ t: first + s, done: kernels.read(kernels.view(logits, 0, 1)) });
+      if (marks.length > 2) {
+        const mark = marks.shift()!;
+        await mark.done;
+        onPixel?.(mark.t);
+      }
+    }
+    for (const mark of marks) {
+      await mark.done;
+      onPixel?.(mark.t);
+    }
+    this.tokens.set(await draws.readIds(tokens));
+    this.t = n;
+  }
+
+  /**
    * Pixels 0..K-1 are given: positions 0..K-1 (SOS, then pixels 0..K-2) go through the decoder in
    * one prefill, and the first `feed` feeds pixel K-1, whose logits are pixel K's.
    */
@@ -221,6 +264,11 @@ export class AutoregressiveDecoding<T extends DeviceArray = Float32Array> {
     this.decoder.prefill(positionMajor, K);
   }
 }
+
+/** Pixels drawn on the device between two progress readbacks. */
+const MARK_EVERY = 8;
+/** The largest float32 below 1. */
+const BELOW_ONE = 1 - 2 ** -24;
 
 /**
  * BERT in-filling: positions where `known[i]` is 0 are unknown; `passes` full forward passes

@@ -6,6 +6,7 @@
 import type { Kernels } from '../kernels.js';
 import type { GpuTensor } from './runtime.js';
 import type { WebGpuKernels } from './kernels.js';
+import { DRAW_MAX_PALETTE } from './wgsl/reductions.js';
 
 export function createWebGpuBackend(gpu: WebGpuKernels): Kernels<GpuTensor> & { readonly gpu: WebGpuKernels } {
   const rt = gpu.runtime;
@@ -78,6 +79,18 @@ export function createWebGpuBackend(gpu: WebGpuKernels): Kernels<GpuTensor> & { 
       gpu.embeddingForward(out, upload(tokens.subarray(0, B * T)), wte, wpe, B, T, d),
     embeddingBackward: (dwte, dwpe, dout, tokens, B, T, d) =>
       gpu.embeddingBackward(dwte, dwpe, dout, upload(tokens.subarray(0, B * T)), B, T, d),
+    pixelDraws: {
+      maxPaletteSize: DRAW_MAX_PALETTE,
+      idsFromHost: (ids) => rt.upload(ids),
+      readIds: async (ids) => {
+        const host = await rt.read(ids);
+        if (!(host instanceof Int32Array)) throw new Error('igpt webgpu: readIds of a float tensor');
+        return host;
+      },
+      draw: (tokens, drawn, t, n, logits, uniforms, uAt, B, V, o) =>
+        gpu.drawPixels(tokens, drawn, t, n, logits, uniforms, uAt, B, V, o.temperature, o.topK, o.topP),
+      embed: (x, drawn, wte, wpe, B, d) => gpu.embeddingForward(x, drawn, wte, wpe, B, 1, d),
+    },
     meanPoolForward: (pooled, x, B, T, d) => gpu.meanPoolForward(pooled, x, B, T, d),
     meanPoolBackward: (dx, dpooled, B, T, d) => gpu.meanPoolBackward(dx, dpooled, B, T, d),
   };

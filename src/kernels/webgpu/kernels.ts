@@ -16,7 +16,7 @@ import { type Bound, type GpuTensor, GpuRuntime, type RuntimeOptions } from './r
 import { ADAM, BIAS_FORWARD, ELEMENTWISE_GROUP, EMBEDDING_FORWARD, GELU_BACKWARD, GELU_FORWARD,
          KV_CACHE_STORE, MEAN_POOL_BACKWARD } from './wgsl/elementwise.js';
 import { gemmAlignedForVec4, gemmNarrowWgsl, gemmWgsl, NARROW_COLUMNS, NARROW_ROWS } from './wgsl/gemm.js';
-import { COLUMN_GROUP, COLUMN_SUM, CROSS_ENTROPY, MEAN_POOL_FORWARD, NORM_BACKWARD_DX, NORM_FORWARD,
+import { COLUMN_GROUP, COLUMN_SUM, CROSS_ENTROPY, DRAW_MAX_PALETTE, DRAW_PIXELS, MEAN_POOL_FORWARD, NORM_BACKWARD_DX, NORM_FORWARD,
          POSITION_EMBEDDING_BACKWARD, ROW_GROUP, SQUARE_PARTIALS, SUM_INTO, TOKEN_CLASSES, TOKEN_EMBEDDING_BACKWARD } from './wgsl/reductions.js';
 import { ATTENTION_CACHED, attentionBackwardKeyWgsl, attentionBackwardQueryWgsl, attentionForwardWgsl,
          attentionTiles, type AttentionTiles } from './wgsl/attention.js';
@@ -415,6 +415,20 @@ export class WebGpuKernels {
                          [o, q, k, v, sc], this.rt.grid(m * count * H));
       }
     }
+  }
+
+  /**
+   * Pixel t of B images drawn from logits [B, V] (see DRAW_PIXELS and Kernels.pixelDraws): writes
+   * tokens[b·n + t] and drawn[b]; uniforms[uAt + b] is image b's random number in [0, 1).
+   */
+  drawPixels(tokens: GpuTensor, drawn: GpuTensor, t: number, n: number, logits: GpuTensor, uniforms: GpuTensor, uAt: number,
+             B: number, V: number, temperature: number, topK: number, topP: number): void {
+    if (V > DRAW_MAX_PALETTE) throw new Error(`igpt webgpu: drawPixels takes palettes of up to ${DRAW_MAX_PALETTE} colors, not ${V}`);
+    if (t >= n) throw new Error(`igpt webgpu: drawPixels at pixel ${t} of ${n}`);
+    need(tokens, B * n, 'drawPixels tokens', 'i32'); need(drawn, B, 'drawPixels drawn', 'i32');
+    need(logits, B * V, 'drawPixels logits'); need(uniforms, uAt + B, 'drawPixels uniforms');
+    const b = [this.rt.bind(tokens, 0, B * n), this.rt.bind(drawn, 0, B), this.rt.bind(logits, 0, B * V), this.rt.bind(uniforms, uAt, B)];
+    this.rt.dispatch(this.rt.pipeline(DRAW_PIXELS), { u: [n, t, V, topK, ...b.map((x) => x.shift)], f: [temperature, topP] }, b, this.rt.grid(B));
   }
 
   // -------------------------------------------------------------------------------------------

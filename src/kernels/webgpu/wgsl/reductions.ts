@@ -279,3 +279,99 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
   }
 }
 `;
+
+/** The largest palette DRAW_PIXELS takes: a row of probabilities and its order live in workgroup memory. */
+export const DRAW_MAX_PALETTE = 1024;
+
+/**
+ * Draws pixel t of each image from its logits as the host's samplePixel does, a workgroup per
+ * image: greedy (temperature 0) takes the first largest logit; otherwise probabilities
+ * exp((logit - max) / temperature) and, with top-k or top-p, their descending order (a thread
+ * per entry counts the entries ahead of it, ties in index order: the host's stable sort), and a
+ * walk down the kept ones with the image's uniform number × their total. The walks are serial
+ * (one thread, V steps), as on the host, so the same uniforms pick the same ids up to rounding.
+ * Writes tokens[b·n + t] (the image) and drawn[b] (what the next decoding step embeds).
+ */
+export const DRAW_PIXELS = /* wgsl */ `
+struct Params { n: u32, t: u32, V: u32, topK: u32, offTokens: u32, offDrawn: u32, offLogits: u32, offUniforms: u32,
+                temperature: f32, topP: f32 }
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read_write> tokens: array<i32>;
+@group(0) @binding(2) var<storage, read_write> drawn: array<i32>;
+@group(0) @binding(3) var<storage, read> logits: array<f32>;
+@group(0) @binding(4) var<storage, read> uniforms: array<f32>;
+const WG = ${ROW_GROUP}u;
+var<workgroup> probs: array<f32, ${DRAW_MAX_PALETTE}>;
+var<workgroup> order: array<u32, ${DRAW_MAX_PALETTE}>;
+var<workgroup> best: u32;
+${GROUP_INDEX}
+fn put(b: u32, id: u32) {
+  tokens[p.offTokens + b * p.n + p.t] = i32(id);
+  drawn[p.offDrawn + b] = i32(id);
+}
+@compute @workgroup_size(${ROW_GROUP})
+fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>,
+        @builtin(num_workgroups) nwg: vec3<u32>) {
+  let b = groupIndex(wid, nwg);
+  let row = p.offLogits + b * p.V;
+  if (lid.x == 0u) {
+    var i = 0u;
+    for (var j = 1u; j < p.V; j++) { if (logits[row + j] > logits[row + i]) { i = j; } }
+    best = i;
+  }
+  let top = workgroupUniformLoad(&best); // a barrier, and a value every thread agrees on
+  if (p.temperature <= 0.0) {
+    if (lid.x == 0u) { put(b, top); }
+    return;
+  }
+  let mx = logits[row + top];
+  for (var i = lid.x; i < p.V; i += WG) { probs[i] = exp((logits[row + i] - mx) / p.temperature); }
+  workgroupBarrier();
+  let u = uniforms[p.offUniforms + b];
+  if ((p.topK == 0u || p.topK >= p.V) && p.topP >= 1.0) {
+    if (lid.x == 0u) {
+      var total = 0.0;
+      for (var i = 0u; i < p.V; i++) { total += probs[i]; }
+      var left = u * total;
+      var pick = p.V - 1u;
+      for (var i = 0u; i < p.V; i++) {
+        left -= probs[i];
+        if (left <= 0.0) { pick = i; break; }
+      }
+      put(b, pick);
+    }
+    return;
+  }
+  for (var i = lid.x; i < p.V; i += WG) {
+    let q = probs[i];
+    var ahead = 0u;
+    for (var j = 0u; j < p.V; j++) {
+      let r = probs[j];
+      if (r > q || (r == q && j < i)) { ahead++; }
+    }
+    order[ahead] = i;
+  }
+  workgroupBarrier();
+  if (lid.x == 0u) {
+    var total = 0.0;
+    for (var i = 0u; i < p.V; i++) { total += probs[i]; }
+    var n = select(p.V, min(p.topK, p.V), p.topK > 0u);
+    if (p.topP < 1.0) {
+      var mass = 0.0;
+      for (var i = 0u; i < n; i++) {
+        mass += probs[order[i]] / total;
+        if (mass >= p.topP) { n = i + 1u; break; }
+      }
+    }
+    var kept = 0.0;
+    for (var i = 0u; i < n; i++) { kept += probs[order[i]]; }
+    var left = u * kept;
+    var pick = order[n - 1u];
+    for (var i = 0u; i < n; i++) {
+      left -= probs[order[i]];
+      if (left <= 0.0) { pick = order[i]; break; }
+    }
+    put(b, pick);
+  }
+}
+`;
