@@ -11,7 +11,7 @@ import { WebGpuKernels } from '../src/kernels/webgpu/kernels.js';
 import type { GpuTensor } from '../src/kernels/webgpu/runtime.js';
 import { CONFIG_FILE, modelFromFiles, PREPROCESSOR_FILE, WEIGHTS_FILE } from '../src/io/hf-format.js';
 import { parameterCount, parametersOn, type ParameterTensors } from '../src/model/parameters.js';
-import { AutoregressiveDecoding } from '../src/sample/sampler.js';
+import { AutoregressiveDecoding, pixelDrawsFor } from '../src/sample/sampler.js';
 import type { CompleteRequest, FromWorker, ToWorker } from './protocol.js';
 
 const scope = self as unknown as DedicatedWorkerGlobalScope;
@@ -141,21 +141,28 @@ async function completeOn<T extends DeviceArray>({ params, kernels }: LoadedMode
   const start = performance.now();
   let lastPost = start;
   let from = 0;
-  let stopped = false;
-  while (!decoding.done) {
-    // On a GPU the logits are read back per pixel (the wait lets messages in); on the CPU `read` is the array itself.
-    decoding.decide(await kernels.read(decoding.feed()));
-    const t = decoding.t - 1;
-    const now = performance.now();
-    if (now - lastPost < POST_EVERY_MS && t < n - 1) continue;
-    const to = t + 1;
+  /** Posts the pixels decided since the last post (every POST_EVERY_MS, and the last); true when the run should stop. */
+  const postAndCheck = async (): Promise<boolean> => {
+    const to = decoding.t, now = performance.now();
+    if (now - lastPost < POST_EVERY_MS && !decoding.done) return false;
     const ids = new Int32Array(count * (to - from));
     for (let b = 0; b < count; b++) ids.set(decoding.tokens.subarray(b * n + from, b * n + to), b * (to - from));
     post({ type: 'pixels', id: req.id, from, to, ids }, [ids.buffer]);
     from = to;
     lastPost = now;
     await yieldToEvents();
-    if (stopRequested || pending) { stopped = true; break; }
+    return stopRequested || pending !== null;
+  };
+  let stopped = false;
+  const draws = pixelDrawsFor(kernels, params.config);
+  if (draws) {
+    // On a GPU the pixels are drawn there, a few ahead of the ids read back for painting.
+    for await (const _ of decoding.drawOnDevice(draws)) if ((stopped = await postAndCheck())) break;
+  }
+  while (!decoding.done && !stopped) {
+    // On the CPU `read` is the array itself: the host draws each pixel.
+    decoding.decide(await kernels.read(decoding.feed()));
+    stopped = await postAndCheck();
   }
   post({ type: 'done', id: req.id, stopped, seconds: (performance.now() - start) / 1000, pixels: from });
 }

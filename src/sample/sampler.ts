@@ -118,9 +118,9 @@ export async function sampleAutoregressive<T extends DeviceArray>(kernels: Kerne
     const prefix = req.knownPixels > 0 ? req.prefix?.subarray(first * n, (first + count) * n) : undefined;
     const firstImage = (req.firstImage ?? 0) + first;
     const decoding = new AutoregressiveDecoding(kernels, params, { count, prefix, knownPixels: req.knownPixels, firstImage }, o);
-    const draws = kernels.pixelDraws;
-    if (draws && paletteSizeOf(params.config) <= draws.maxPaletteSize) {
-      await decoding.drawOnDevice(draws, (t) => onProgress?.(first * n + (t + 1) * count, req.count * n));
+    const draws = pixelDrawsFor(kernels, params.config);
+    if (draws) {
+      for await (const _ of decoding.drawOnDevice(draws)) onProgress?.(first * n + decoding.t * count, req.count * n);
     }
     while (!decoding.done) {
       decoding.decide(await kernels.read(decoding.feed()));
@@ -129,6 +129,12 @@ export async function sampleAutoregressive<T extends DeviceArray>(kernels: Kerne
     out.set(decoding.tokens, first * n);
   }
   return out;
+}
+
+/** The kernels' draws on the device (Kernels.pixelDraws) where they take this model's palette; null: the host draws. */
+export function pixelDrawsFor<T extends DeviceArray>(kernels: Kernels<T>, cfg: ModelConfig): PixelDraws<T> | null {
+  const draws = kernels.pixelDraws;
+  return draws && paletteSizeOf(cfg) <= draws.maxPaletteSize ? draws : null;
 }
 
 /**
@@ -208,11 +214,12 @@ export class AutoregressiveDecoding<T extends DeviceArray = Float32Array> {
   /**
    * Decides every pixel left on the device (Kernels.pixelDraws): each image's random numbers are
    * taken from its stream first (the ones `decide` would take), then pixel after pixel is recorded,
-   * embedding the ids the previous draw left on the device, with no readback in between; a small
-   * readback every MARK_EVERY pixels keeps the host at most two marks ahead and reports progress
-   * (`onPixel(t)`: pixels up to t are done). The ids come back once, at the end.
+   * embedding the ids the previous draw left on the device, with no wait in between. Every
+   * MARK_EVERY pixels a readback of the ids is started; the host stays at most two marks ahead of
+   * the device, and at each mark reached `tokens` and `t` catch up with it and the generator yields
+   * (a caller may paint, report progress, or stop).
    */
-  async drawOnDevice(draws: PixelDraws<T>, onPixel?: (t: number) => void): Promise<void> {
+  async *drawOnDevice(draws: PixelDraws<T>): AsyncGenerator<void, void, undefined> {
     const { n, V, o, kernels } = this;
     const B = this.req.count, first = this.t, steps = n - first;
     if (steps <= 0) return;
@@ -222,25 +229,30 @@ export class AutoregressiveDecoding<T extends DeviceArray = Float32Array> {
       for (let b = 0; b < B; b++) for (let s = 0; s < steps; s++) uniforms[s * B + b] = Math.min(this.rngs[b].next(), BELOW_ONE);
     }
     const U = kernels.fromHost(uniforms), tokens = draws.idsFromHost(this.tokens), drawn = draws.idsFromHost(new Int32Array(B));
-    const marks: { t: number; done: Promise<unknown> }[] = [];
-    let logits = this.decoder.feed(this.feedIds);
-    for (let s = 0; s < steps; s++) {
-      if (s > 0) logits = this.decoder.feedDrawn(draws, drawn);
-      draws.draw(tokens, drawn, first + s, n, logits, U, s * B, B, V, o);
-      if ((s + 1) % MARK_EVERY !== 0 && s !== steps - 1) continue;
-      marks.push({ t: first + s, done: kernels.read(kernels.view(logits, 0, 1)) });
-      if (marks.length > 2) {
-        const mark = marks.shift()!;
-        await mark.done;
-        onPixel?.(mark.t);
+    const marks: { t: number; ids: Promise<Int32Array> }[] = [];
+    const reach = async (mark: { t: number; ids: Promise<Int32Array> }): Promise<void> => {
+      this.tokens.set(await mark.ids);
+      this.t = mark.t;
+    };
+    try {
+      let logits = this.decoder.feed(this.feedIds);
+      for (let s = 0; s < steps; s++) {
+        if (s > 0) logits = this.decoder.feedDrawn(draws, drawn);
+        draws.draw(tokens, drawn, first + s, n, logits, U, s * B, B, V, o);
+        if ((s + 1) % MARK_EVERY !== 0 && s !== steps - 1) continue;
+        marks.push({ t: first + s + 1, ids: draws.readIds(tokens) });
+        if (marks.length > 2) {
+          await reach(marks.shift()!);
+          yield;
+        }
       }
+      while (marks.length > 0) {
+        await reach(marks.shift()!);
+        yield;
+      }
+    } finally {
+      for (const mark of marks) mark.ids.catch(() => undefined); // a caller that stopped early reads no more
     }
-    for (const mark of marks) {
-      await mark.done;
-      onPixel?.(mark.t);
-    }
-    this.tokens.set(await draws.readIds(tokens));
-    this.t = n;
   }
 
   /**
