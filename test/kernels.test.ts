@@ -167,20 +167,23 @@ for (const { label, kernels } of backends) {
     }
   });
 
-  test(`${label}: sgemmPacked (a few rows against a packed matrix) matches float64, writing or accumulating`, () => {
+  test(`${label}: sgemmPacked (a few rows against a packed matrix) matches float64, writing or accumulating, with or without a bias`, () => {
     const rng = new Rng(3);
     // Row counts around the register tiles (6 and 8 rows), widths around the 32-column strips.
     for (const [m, n, k] of [[1, 1, 1], [3, 33, 7], [7, 31, 5], [9, 100, 129], [16, 96, 64], [17, 64, 20]] as const) {
       const b = randomArray(rng, k * n);
       const packed = kernels.packMatrix(b, k, n);
-      const a = randomArray(rng, m * k);
+      const a = randomArray(rng, m * k), bias = randomArray(rng, n);
       for (const accumulate of [false, true]) {
-        const c = accumulate ? randomArray(rng, m * n) : poisoned(m * n);
-        const g: GemmCase = { transA: false, transB: false, m, n, k, alpha: 1, beta: accumulate ? 1 : 0,
-                              padA: 0, padB: 0, padC: 0, offset: 0 };
-        const ref = referenceGemm(g, a, k, b, n, c, n);
-        kernels.sgemmPacked(m, a, packed, c, accumulate);
-        assertClose(c, ref, `m${m} n${n} k${k}${accumulate ? ' accumulating' : ''}`);
+        for (const withBias of [false, true]) {
+          const c = accumulate ? randomArray(rng, m * n) : poisoned(m * n);
+          const g: GemmCase = { transA: false, transB: false, m, n, k, alpha: 1, beta: accumulate ? 1 : 0,
+                                padA: 0, padB: 0, padC: 0, offset: 0 };
+          const ref = referenceGemm(g, a, k, b, n, c, n);
+          if (withBias) for (let i = 0; i < m * n; i++) ref[i] += bias[i % n];
+          kernels.sgemmPacked(m, a, packed, c, accumulate, withBias ? bias : null);
+          assertClose(c, ref, `m${m} n${n} k${k}${accumulate ? ' accumulating' : ''}${withBias ? ' + bias' : ''}`);
+        }
       }
     }
   });
@@ -196,7 +199,7 @@ for (const { label, kernels } of backends) {
       const a = randomArray(rng, m * k);
       const c = poisoned(m * n);
       const g: GemmCase = { transA: false, transB: false, m, n, k, alpha: 1, beta: 0, padA: 0, padB: 0, padC: 0, offset: 0 };
-      kernels.sgemmPacked(m, a, packed, c, false);
+      kernels.sgemmPacked(m, a, packed, c, false, null);
       assertClose(c, referenceGemm(g, a, k, rounded, n, c, n), `half m${m} n${n} k${k}`);
     }
   });

@@ -82,9 +82,9 @@ test('the addon rejects wrong types, short buffers and bad sizes with a clear er
                 /target 2 of row 1 is not below V=2/);
   assert.throws(() => k.attentionDecode(f(4), f(12), f(8), f(8), 1, 1, 4, 2, 2), /position t=2 is not below maxT=2/);
   const packed = k.packMatrix(f(8), 2, 4);
-  assert.throws(() => k.sgemmPacked(3, f(6), { ...packed, data: packed.data.subarray(1) }, f(12), false),
+  assert.throws(() => k.sgemmPacked(3, f(6), { ...packed, data: packed.data.subarray(1) }, f(12), false, null),
                 /igpt native sgemmPacked: packed has 63 elements, needs 64/);
-  assert.throws(() => k.sgemmPacked(3, f(5), packed, f(12), false), /a has 5 elements, needs 6/);
+  assert.throws(() => k.sgemmPacked(3, f(5), packed, f(12), false, null), /a has 5 elements, needs 6/);
   if (k.attentionDecodeHalf) {
     assert.throws(() => k.attentionDecodeHalf!(f(4), f(12), f(8) as unknown as Uint16Array, new Uint16Array(8), 1, 1, 4, 0, 2),
                   { name: 'TypeError', message: 'igpt native attentionDecodeHalf: kCache must be a Uint16Array' });

@@ -125,6 +125,18 @@ async function checkGemm(k: WebGpuKernels, transA: boolean, transB: boolean, m: 
   assertClose(got, ref, `sgemm ${transA ? 'T' : 'N'}${transB ? 'T' : 'N'} (${m}×${n}×${kk}, α ${alpha}, β ${beta}, pad ${pad}, batch ${batch})`, TOL.gemm);
 }
 
+/** sgemmPacked (C = A·W, C += with accumulate, + bias) against sgemmLoops. */
+async function checkPacked(k: WebGpuKernels, m: number, n: number, kk: number, accumulate: boolean, withBias: boolean): Promise<void> {
+  const a = random(m * kk), w = random(kk * n), bias = random(n);
+  const c = accumulate ? random(m * n) : new Float32Array(m * n).fill(NaN);
+  const ref = accumulate ? c.slice() : new Float32Array(m * n);
+  sgemmLoops(false, false, m, n, kk, 1, a, 0, kk, w, 0, n, accumulate ? 1 : 0, ref, 0, n);
+  if (withBias) for (let i = 0; i < m * n; i++) ref[i] += bias[i % n]!;
+  const C = up(k, c);
+  k.sgemmPacked(m, up(k, a), k.packMatrix(up(k, w), kk, n), C, accumulate, withBias ? up(k, bias) : null);
+  assertClose(await read(k, C), ref, `sgemmPacked ${m}×${n}×${kk}${accumulate ? ', accumulating' : ''}${withBias ? ', + bias' : ''}`, TOL.gemm);
+}
+
 /** Whether element i of C lies inside one of the batch's m×n matrices (the rest is untouched). */
 function isWritten(i: number, offC: number, m: number, n: number, ldc: number, sizeC: number, batch: number): boolean {
   const j = i - offC;
@@ -161,15 +173,12 @@ describe('webgpu kernels', { skip }, () => {
     }
   });
 
-  test('sgemm with k = 0 scales C by beta; sgemmPacked is NN with accumulate', async () => {
+  test('sgemm with k = 0 scales C by beta; sgemmPacked is NN with accumulate and the bias added in the store', async () => {
     await checkGemm(k, false, false, 9, 7, 0, 1, 0.5);
-    const m = 3, kk = 40, n = 24;
-    const a = random(m * kk), w = random(kk * n), c = random(m * n);
-    const ref = c.slice();
-    sgemmLoops(false, false, m, n, kk, 1, a, 0, kk, w, 0, n, 1, ref, 0, n);
-    const C = up(k, c);
-    k.sgemmPacked(m, up(k, a), k.packMatrix(up(k, w), kk, n), C, true);
-    assertClose(await read(k, C), ref, 'sgemmPacked', TOL.gemm);
+    for (const m of [3, 40]) { // the narrow kernel, the tiled one
+      for (const [accumulate, withBias] of [[true, false], [false, true], [true, true]] as const) await checkPacked(k, m, 24, 40, accumulate, withBias);
+    }
+    await checkPacked(k, 5, 22, 13, true, true); // not vec4-aligned: the scalar tiled kernel
   });
 
   test('bias forward and backward', async () => {
@@ -410,6 +419,8 @@ describe('webgpu kernels', { skip }, () => {
       await checkGemm(small, tA, tB, 100, 50, 40, 1, 0.5);
       await checkGemm(small, tA, tB, 30, 20, 12, 1, 0, 4, 6);
     }
+    // Split along k and n: each column's bias added once, in the first piece of k.
+    for (const m of [4, 30]) await checkPacked(small, m, 60, 100, true, true);
     const rows = 300, d = 16;
     const x = random(rows * d), g = random(d), out = new Float32Array(rows * d), rstd = new Float32Array(rows);
     loops.normForward(out, rstd, x, g, rows, d, 1e-5);

@@ -69,8 +69,12 @@ export interface Kernels<T extends DeviceArray = Float32Array> {
    */
   packMatrix(b: T, k: number, n: number, half?: boolean): PackedMatrix<T>;
 
-  /** C[m, n] = A[m, k]·B, or C += A·B with `accumulate`; B from packMatrix, A and C row-major. */
-  sgemmPacked(m: number, a: T, b: PackedMatrix<T>, c: T, accumulate: boolean): void;
+  /**
+   * C[m, n] = A[m, k]·B + bias, or C += A·B + bias with `accumulate` (bias [n] added to every row,
+   * none when null); B from packMatrix, A and C row-major. A GPU adds the bias in the product's
+   * store (one dispatch, not two: decoding is bound by dispatches there).
+   */
+  sgemmPacked(m: number, a: T, b: PackedMatrix<T>, c: T, accumulate: boolean, bias: T | null): void;
 
   /**
    * Matrix products with bf16 operands and float32 accumulation. Present only where the backend

@@ -134,7 +134,10 @@ export function createNativeKernels(precision: Precision = 'f32'): Kernels {
     sgemm: a.sgemm,
     ...(precision === 'bf16' ? { bf16: { gemm: a.gemmBf16, toBf16: a.toBf16 } } : {}),
     packMatrix: (b, k, n, half = false) => ({ k, n, data: a.packMatrix(b, k, n, half) }),
-    sgemmPacked: (m, x, b, c, accumulate) => a.sgemmPacked(m, b.n, b.k, x, b.data, c, accumulate),
+    sgemmPacked: (m, x, b, c, accumulate, bias) => {
+      a.sgemmPacked(m, b.n, b.k, x, b.data, c, accumulate);
+      if (bias) a.biasForward(c, bias, m, b.n);
+    },
     biasForward: a.biasForward,
     biasBackward: a.biasBackward,
     normForward: a.normForward,

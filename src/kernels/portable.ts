@@ -25,6 +25,13 @@ export function createPortableKernels(options: { simd?: boolean } = {}): Kernels
     return scratch;
   };
 
+  const biasForward = (out: Float32Array, bias: Float32Array, rows: number, n: number): void => {
+    for (let r = 0; r < rows; r++) {
+      const row = r * n;
+      for (let j = 0; j < n; j++) out[row + j] += bias[j];
+    }
+  };
+
   return {
     ...hostOperations,
     name: 'portable',
@@ -39,9 +46,10 @@ export function createPortableKernels(options: { simd?: boolean } = {}): Kernels
     // The engine packs B inside every product; a packed matrix is the matrix itself, in floats.
     packMatrix: (b, k, n) => ({ k, n, data: b }),
 
-    sgemmPacked(m, a, b, c, accumulate) {
+    sgemmPacked(m, a, b, c, accumulate, bias) {
       if (!(b.data instanceof Float32Array)) throw new Error('portable sgemmPacked: the matrix was packed by another backend');
       gemm(false, false, m, b.n, b.k, 1, a, 0, b.k, b.data, 0, b.n, accumulate ? 1 : 0, c, 0, b.n);
+      if (bias) biasForward(c, bias, m, b.n);
     },
 
     attentionForward(out, att, qkv, B, T, H, hs, causal) {
@@ -59,12 +67,7 @@ export function createPortableKernels(options: { simd?: boolean } = {}): Kernels
       else attentionDecodeLoops(scratchOf(t + 1), out, qkv, kCache, vCache, B, H, hs, t, maxT);
     },
 
-    biasForward(out, bias, rows, n) {
-      for (let r = 0; r < rows; r++) {
-        const row = r * n;
-        for (let j = 0; j < n; j++) out[row + j] += bias[j];
-      }
-    },
+    biasForward,
 
     biasBackward(dbias, dout, rows, n) {
       for (let r = 0; r < rows; r++) {

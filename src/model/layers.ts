@@ -38,8 +38,7 @@ export function linearForward<T extends DeviceArray>(kernels: Kernels<T>, out: T
 /** linearForward with the weight packed by `kernels.packMatrix` (decoding: a few rows at a time). */
 export function packedLinearForward<T extends DeviceArray>(kernels: Kernels<T>, out: T, x: T, w: PackedMatrix<T>,
                                                            b: T | null, rows: number, accumulate = false): void {
-  kernels.sgemmPacked(rows, x, w, out, accumulate);
-  if (b) kernels.biasForward(out, b, rows, w.n);
+  kernels.sgemmPacked(rows, x, w, out, accumulate, b);
 }
 
 /**

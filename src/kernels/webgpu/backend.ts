@@ -57,9 +57,9 @@ export function createWebGpuBackend(gpu: WebGpuKernels): Kernels<GpuTensor> & { 
       gpu.sgemm(transA, transB, m, n, k, alpha, a, 0, lda, b, 0, ldb, beta, c, 0, ldc),
     // The product reads a weight in place: packing is the tensor itself.
     packMatrix: (b, k, n) => ({ k, n, data: b }),
-    sgemmPacked(m, a, b, c, accumulate) {
+    sgemmPacked(m, a, b, c, accumulate, bias) {
       if (b.data instanceof Uint16Array) throw new Error('igpt webgpu: sgemmPacked: the matrix was packed by a CPU backend');
-      gpu.sgemmPacked(m, a, { k: b.k, n: b.n, data: b.data }, c, accumulate);
+      gpu.sgemmPacked(m, a, { k: b.k, n: b.n, data: b.data }, c, accumulate, bias);
     },
     biasForward: (out, bias, rows, n) => gpu.biasForward(out, bias, rows, n),
     biasBackward: (dbias, dout, rows, n) => gpu.biasBackward(dbias, dout, rows, n),

@@ -95,12 +95,17 @@ export class WebGpuKernels {
     this.sgemmStridedBatched(transA, transB, m, n, k, alpha, a, aOff, lda, 0, b, bOff, ldb, 0, beta, c, cOff, ldc, 0, 1);
   }
 
-  /** `batch` independent products; matrix i of A starts at aOff + i·strideA (likewise B, C). */
+  /**
+   * `batch` independent products; matrix i of A starts at aOff + i·strideA (likewise B, C). With
+   * `bias` ([n]), C = alpha·op(A)·op(B) + bias + beta·C, the bias added in the store.
+   */
   sgemmStridedBatched(transA: boolean, transB: boolean, m: number, n: number, k: number, alpha: number,
                       a: GpuTensor, aOff: number, lda: number, strideA: number,
                       b: GpuTensor, bOff: number, ldb: number, strideB: number,
-                      beta: number, c: GpuTensor, cOff: number, ldc: number, strideC: number, batch: number): void {
+                      beta: number, c: GpuTensor, cOff: number, ldc: number, strideC: number, batch: number,
+                      bias: GpuTensor | null = null): void {
     if (m === 0 || n === 0 || batch === 0) return;
+    if (bias) need(bias, n, 'sgemm bias');
     const A: Operand = { t: a, off: aOff, ld: lda, stride: strideA };
     const B: Operand = { t: b, off: bOff, ld: ldb, stride: strideB };
     const C: Operand = { t: c, off: cOff, ld: ldc, stride: strideC };
@@ -113,10 +118,10 @@ export class WebGpuKernels {
     need(c, last(whole)[2] + 1, 'sgemm C');
     if (k === 0 || alpha === 0) {
       // Nothing to multiply: C = beta·C, which the kernel does with a zero-length k loop.
-      this.gemmSplit(transA, transB, { ...whole, k: [0, 0] }, 0, A, B, beta, C);
+      this.gemmSplit(transA, transB, { ...whole, k: [0, 0] }, 0, A, B, beta, C, bias);
       return;
     }
-    this.gemmSplit(transA, transB, whole, alpha, A, B, beta, C);
+    this.gemmSplit(transA, transB, whole, alpha, A, B, beta, C, bias);
   }
 
   /** [first, last] element of A, B and C that a piece touches. */
@@ -141,7 +146,7 @@ export class WebGpuKernels {
    * adds the second half onto the first (beta = 1).
    */
   private gemmSplit(transA: boolean, transB: boolean, q: GemmPiece, alpha: number,
-                    A: Operand, B: Operand, beta: number, C: Operand): void {
+                    A: Operand, B: Operand, beta: number, C: Operand, bias: GpuTensor | null): void {
     const ranges = this.gemmRanges(transA, transB, A, B, C, q);
     const limit = this.rt.windowElements;
     const tooBig = ranges.map(([first, last], i) => [A, B, C][i].t.buffer.size > this.rt.maxBindingBytes && last - first + 1 > limit);
@@ -149,7 +154,7 @@ export class WebGpuKernels {
     const maxGroups = this.rt.ctx.adapter.limits.maxComputeWorkgroupsPerDimension;
     const tooMany = (['m', 'n', 'z'] as const).filter((d) => Math.ceil(extent(q, d) / (d === 'z' ? 1 : d === 'n' ? NARROW_COLUMNS : 64)) > maxGroups);
     if (!tooBig.some(Boolean) && tooMany.length === 0) {
-      this.gemmDispatch(transA, transB, q, alpha, A, B, beta, C, ranges);
+      this.gemmDispatch(transA, transB, q, alpha, A, B, beta, C, bias, ranges);
       return;
     }
     const dims: GemmDim[] = [...tooMany];
@@ -164,24 +169,26 @@ export class WebGpuKernels {
     // Split at a multiple of the 64-wide tile where possible, so both halves keep vec4 alignment.
     const [start, end] = q[dim];
     const mid = start + (len >= 128 ? Math.ceil(len / 128) * 64 : Math.ceil(len / 2));
-    this.gemmSplit(transA, transB, { ...q, [dim]: [start, mid] }, alpha, A, B, beta, C);
-    this.gemmSplit(transA, transB, { ...q, [dim]: [mid, end] }, alpha, A, B, dim === 'k' ? 1 : beta, C);
+    // A split of k adds the second half (and not the bias again) onto the first.
+    this.gemmSplit(transA, transB, { ...q, [dim]: [start, mid] }, alpha, A, B, beta, C, bias);
+    this.gemmSplit(transA, transB, { ...q, [dim]: [mid, end] }, alpha, A, B, dim === 'k' ? 1 : beta, C, dim === 'k' ? null : bias);
   }
 
   private gemmDispatch(transA: boolean, transB: boolean, q: GemmPiece, alpha: number, A: Operand, B: Operand,
-                       beta: number, C: Operand, ranges: [number, number][]): void {
+                       beta: number, C: Operand, bias: GpuTensor | null, ranges: [number, number][]): void {
     const [a, b, c] = ranges.map(([first, last], i) => this.rt.bind([A, B, C][i].t, first, last - first + 1)) as [Bound, Bound, Bound];
+    const bb = bias ? this.rt.bind(bias, q.n[0], extent(q, 'n')) : this.rt.bind(this.rt.placeholder);
     const m = extent(q, 'm'), n = extent(q, 'n'), k = extent(q, 'k'), batch = extent(q, 'z');
     const vec4 = gemmAlignedForVec4(transA, transB, m, n, k, [A.ld, B.ld, C.ld, A.stride, B.stride, C.stride],
                                     [a.shift, b.shift, c.shift]);
     // A few rows (decoding) against B as stored: the narrow kernel, its accumulators sized to m.
     const narrow = vec4 && !transA && !transB && m <= NARROW_ROWS;
-    const pipeline = this.rt.pipeline(narrow ? gemmNarrowWgsl(2 ** Math.ceil(Math.log2(m))) : gemmWgsl(vec4));
+    const pipeline = this.rt.pipeline(narrow ? gemmNarrowWgsl(2 ** Math.ceil(Math.log2(m))) : gemmWgsl(vec4), { BIAS: bias ? 1 : 0 });
     const groups: [number, number, number] = narrow ? [Math.ceil(n / NARROW_COLUMNS), 1, batch] : [Math.ceil(n / 64), Math.ceil(m / 64), batch];
     this.rt.dispatch(pipeline, {
-      u: [m, n, k, A.ld, B.ld, C.ld, a.shift, b.shift, c.shift, A.stride, B.stride, C.stride, transA ? 1 : 0, transB ? 1 : 0],
+      u: [m, n, k, A.ld, B.ld, C.ld, a.shift, b.shift, c.shift, A.stride, B.stride, C.stride, transA ? 1 : 0, transB ? 1 : 0, bb.shift],
       f: [alpha, beta],
-    }, [a, b, c], groups);
+    }, [a, b, c, bb], groups);
   }
 
   /** On the GPU a weight needs no packing: the product reads it in place. */
@@ -190,9 +197,9 @@ export class WebGpuKernels {
     return { k, n, data: b };
   }
 
-  /** C[m, n] = A[m, k]·B, or C += A·B with `accumulate`. */
-  sgemmPacked(m: number, a: GpuTensor, b: GpuPackedMatrix, c: GpuTensor, accumulate: boolean): void {
-    this.sgemm(false, false, m, b.n, b.k, 1, a, 0, b.k, b.data, 0, b.n, accumulate ? 1 : 0, c, 0, b.n);
+  /** C[m, n] = A[m, k]·B + bias, or C += A·B + bias with `accumulate` (no bias when null). */
+  sgemmPacked(m: number, a: GpuTensor, b: GpuPackedMatrix, c: GpuTensor, accumulate: boolean, bias: GpuTensor | null = null): void {
+    this.sgemmStridedBatched(false, false, m, b.n, b.k, 1, a, 0, b.k, 0, b.data, 0, b.n, 0, accumulate ? 1 : 0, c, 0, b.n, 0, 1, bias);
   }
 
   // -------------------------------------------------------------------------------------------

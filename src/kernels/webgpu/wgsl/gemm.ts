@@ -13,6 +13,18 @@
  * four scalar loads masked at the edges.
  */
 
+/**
+ * The bias of the 4 columns from col (`valid` of them inside C), added in the store: with the
+ * override BIAS = 1 the product is C = alpha·A·B + bias (+ beta·C); 0 leaves the binding unread.
+ */
+const BIAS_AT = /* wgsl */ `
+override BIAS: u32 = 0u;
+fn biasAt(col: u32, valid: u32) -> vec4<f32> {
+  var v = vec4<f32>(0.0);
+  if (BIAS == 1u) { for (var j = 0u; j < valid; j++) { v[j] = bias[p.offBias + col + j]; } }
+  return v;
+}`;
+
 /** WGSL of the GEMM kernel; `vec4` selects vec4 storage access (see gemmAlignedForVec4). */
 export function gemmWgsl(vec4: boolean): string {
   const elem = vec4 ? 'vec4<f32>' : 'f32';
@@ -43,13 +55,15 @@ fn storeC4(e: u32, valid: u32, v: vec4<f32>) {
   return /* wgsl */ `
 struct Params {
   m: u32, n: u32, k: u32, lda: u32, ldb: u32, ldc: u32,
-  offA: u32, offB: u32, offC: u32, strideA: u32, strideB: u32, strideC: u32, transA: u32, transB: u32,
+  offA: u32, offB: u32, offC: u32, strideA: u32, strideB: u32, strideC: u32, transA: u32, transB: u32, offBias: u32,
   alpha: f32, beta: f32,
 }
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> A: array<${elem}>;
 @group(0) @binding(2) var<storage, read> B: array<${elem}>;
 @group(0) @binding(3) var<storage, read_write> C: array<${elem}>;
+@group(0) @binding(4) var<storage, read> bias: array<f32>;
+${BIAS_AT}
 
 const TILE = 64u;   // rows and columns of C per workgroup
 const SLICE = 16u;  // k per stage
@@ -103,9 +117,10 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
     workgroupBarrier();
   }
   let col = col0 + 4u * lid.x;
+  let b = biasAt(col, valid4(col, p.n));
   for (var i = 0u; i < 4u; i++) {
     let row = row0 + 4u * lid.y + i;
-    if (row < p.m) { storeC4(offC + row * p.ldc + col, valid4(col, p.n), p.alpha * acc[i]); }
+    if (row < p.m) { storeC4(offC + row * p.ldc + col, valid4(col, p.n), p.alpha * acc[i] + b); }
   }
 }
 `;
@@ -138,13 +153,15 @@ export function gemmNarrowWgsl(rows: number): string {
   return /* wgsl */ `
 struct Params {
   m: u32, n: u32, k: u32, lda: u32, ldb: u32, ldc: u32,
-  offA: u32, offB: u32, offC: u32, strideA: u32, strideB: u32, strideC: u32, transA: u32, transB: u32,
+  offA: u32, offB: u32, offC: u32, strideA: u32, strideB: u32, strideC: u32, transA: u32, transB: u32, offBias: u32,
   alpha: f32, beta: f32,
 }
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> A: array<f32>;
 @group(0) @binding(2) var<storage, read> B: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read_write> C: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read> bias: array<f32>;
+${BIAS_AT}
 
 const ROWS = ${rows}u;
 const QUADS = ${NARROW_COLUMNS / 4}u;
@@ -175,7 +192,8 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
       var sum = partial[quad];
       for (var s = 1u; s < SLICES; s++) { sum += partial[s * QUADS + quad]; }
       let e = (offC + r * p.ldc + col) / 4u;
-      if (p.beta == 0.0) { C[e] = p.alpha * sum; } else { C[e] = p.alpha * sum + p.beta * C[e]; }
+      let v = p.alpha * sum + biasAt(col, 4u);
+      if (p.beta == 0.0) { C[e] = v; } else { C[e] = v + p.beta * C[e]; }
     }
     workgroupBarrier();
   }
