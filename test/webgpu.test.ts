@@ -163,6 +163,7 @@ describe('webgpu kernels', { skip }, () => {
       await checkGemm(k, transA, transB, 130, 64, 80, 1, 1);           // several tiles, accumulate
       await checkGemm(k, transA, transB, 5, 3, 7, -0.5, 2, 3);         // row strides and offsets
       await checkGemm(k, transA, transB, 20, 12, 16, 1, 0, 4, 3);      // batched, vec4
+      await checkGemm(k, transA, transB, 2000, 2100, 20, 0.5, 0.25);   // 128-wide tiles, ragged edges
     });
   }
 

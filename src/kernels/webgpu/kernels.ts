@@ -15,7 +15,7 @@ import { type AcquireOptions, GpuContext } from './device.js';
 import { type Bound, type GpuTensor, GpuRuntime, type RuntimeOptions } from './runtime.js';
 import { ADAM, BIAS_FORWARD, ELEMENTWISE_GROUP, EMBEDDING_FORWARD, GELU_BACKWARD, GELU_FORWARD,
          KV_CACHE_STORE, MEAN_POOL_BACKWARD } from './wgsl/elementwise.js';
-import { gemmAlignedForVec4, gemmNarrowWgsl, gemmWgsl, NARROW_COLUMNS, NARROW_ROWS } from './wgsl/gemm.js';
+import { gemmAlignedForVec4, gemmNarrowWgsl, gemmWgsl, type GemmTile, NARROW_COLUMNS, NARROW_ROWS } from './wgsl/gemm.js';
 import { COLUMN_GROUP, COLUMN_SUM, CROSS_ENTROPY, DRAW_MAX_PALETTE, DRAW_PIXELS, MEAN_POOL_FORWARD, NORM_BACKWARD_DX, NORM_FORWARD,
          POSITION_EMBEDDING_BACKWARD, ROW_GROUP, SQUARE_PARTIALS, SUM_INTO, TOKEN_CLASSES, TOKEN_EMBEDDING_BACKWARD } from './wgsl/reductions.js';
 import { ATTENTION_CACHED, attentionBackwardKeyWgsl, attentionBackwardQueryWgsl, attentionForwardWgsl,
@@ -36,6 +36,9 @@ const extent = (q: GemmPiece, d: GemmDim): number => q[d][1] - q[d][0];
 /** columnSum: rows a slice takes at least, and at most how many slices (a 64-column group's workgroups). */
 const COLUMN_SLICE_ROWS = 256;
 const MAX_COLUMN_SLICES = 64;
+
+/** Workgroups a product must make at 128-wide tiles to take them (a large GPU has ~100 compute units). */
+const WIDE_TILE_GROUPS = 256;
 
 /** Cached attention's scores scratch holds at most this many floats (16 MiB): longer prefills take several dispatches. */
 const SCORES_LIMIT = 1 << 22;
@@ -183,8 +186,11 @@ export class WebGpuKernels {
                                     [a.shift, b.shift, c.shift]);
     // A few rows (decoding) against B as stored: the narrow kernel, its accumulators sized to m.
     const narrow = vec4 && !transA && !transB && m <= NARROW_ROWS;
-    const pipeline = this.rt.pipeline(narrow ? gemmNarrowWgsl(2 ** Math.ceil(Math.log2(m))) : gemmWgsl(vec4), { BIAS: bias ? 1 : 0 });
-    const groups: [number, number, number] = narrow ? [Math.ceil(n / NARROW_COLUMNS), 1, batch] : [Math.ceil(n / 64), Math.ceil(m / 64), batch];
+    // Large products take 128-wide tiles (twice the arithmetic per shared read) while they still
+    // make enough workgroups to fill a GPU; the rest 64-wide ones.
+    const tile: GemmTile = vec4 && Math.ceil(m / 128) * Math.ceil(n / 128) * batch >= WIDE_TILE_GROUPS ? 128 : 64;
+    const pipeline = this.rt.pipeline(narrow ? gemmNarrowWgsl(2 ** Math.ceil(Math.log2(m))) : gemmWgsl(vec4, tile), { BIAS: bias ? 1 : 0 });
+    const groups: [number, number, number] = narrow ? [Math.ceil(n / NARROW_COLUMNS), 1, batch] : [Math.ceil(n / tile), Math.ceil(m / tile), batch];
     this.rt.dispatch(pipeline, {
       u: [m, n, k, A.ld, B.ld, C.ld, a.shift, b.shift, c.shift, A.stride, B.stride, C.stride, transA ? 1 : 0, transB ? 1 : 0, bb.shift],
       f: [alpha, beta],

@@ -4,15 +4,19 @@
  * The layout is a uniform: it only steers how a slice is staged, outside the inner loop, and one
  * pipeline for all layouts compiles once (shader compilation dominates on a software adapter).
  *
- * Tiling: a workgroup of 16×16 threads computes a 64×64 tile of C, each thread a 4×4 block (rows
- * 4·ty…, columns 4·tx…) held in four vec4 accumulators. K advances 16 at a time: the workgroup
- * stages the 64×16 slice of A and the 16×64 slice of B in workgroup memory, both k-major, so the
- * inner loop reads a thread's 4 rows of A and its 4 columns of B as one vec4 each (16 FMAs per two
- * shared reads). Loads from storage are 4 consecutive elements along each matrix's contiguous
- * axis: one vec4 load where every offset and stride is a multiple of 4 (the VEC4 variant), else
- * four scalar loads masked at the edges.
+ * Tiling: a workgroup of 16×16 threads computes a TILE×TILE tile of C, TILE = 64·BLOCKS. Each
+ * thread holds BLOCKS×BLOCKS blocks of 4×4 (rows 64·i + 4·ty…, columns 64·j + 4·tx…) in vec4
+ * accumulators. K advances SLICE at a time (TILE·SLICE = 1024: 16 at TILE 64, 8 at TILE 128): the
+ * workgroup stages the TILE×SLICE slice of A and the SLICE×TILE slice of B in workgroup memory,
+ * both k-major, so the inner loop reads a block's 4 rows of A and 4 columns of B as one vec4 each,
+ * neighbouring threads neighbouring vec4s (16·BLOCKS² FMAs per 2·BLOCKS shared reads: the 128
+ * tile does twice the arithmetic per read, for large products). Each thread stages one run of 4
+ * consecutive elements along each matrix's contiguous axis: one vec4 load where every offset and
+ * stride is a multiple of 4 (the VEC4 variant), else four scalar loads masked at the edges.
  */
 
+/** Tile widths of the tiled GEMM: 64 (BLOCKS 1) for most products, 128 (BLOCKS 2) for large ones. */
+export type GemmTile = 64 | 128;
 /**
  * The bias of the 4 columns from col (`valid` of them inside C), added in the store: with the
  * override BIAS = 1 the product is C = alpha·A·B + bias (+ beta·C); 0 leaves the binding unread.
@@ -25,8 +29,14 @@ fn biasAt(col: u32, valid: u32) -> vec4<f32> {
   return v;
 }`;
 
-/** WGSL of the GEMM kernel; `vec4` selects vec4 storage access (see gemmAlignedForVec4). */
-export function gemmWgsl(vec4: boolean): string {
+/** WGSL of the tiled GEMM; `vec4` selects vec4 storage access (see gemmAlignedForVec4). */
+export function gemmWgsl(vec4: boolean, tile: GemmTile = 64): string {
+  const blocks = tile / 64, slice = 1024 / tile, quads = tile / 4;
+  // Unrolled in the source: accumulator acc{i}{r}{j} holds row r of block row i, block column j
+  // (named registers: an indexed array may live in slow memory where a compiler does not unroll).
+  const range = (n: number): number[] => Array.from({ length: n }, (_, i) => i);
+  const blockRows = range(blocks).flatMap((i) => range(4).flatMap((r) => range(blocks).map((j) => [i, r, j] as const)));
+  const accumulators = blockRows.map(([i, r, j]) => `acc${i}${r}${j}`);
   const elem = vec4 ? 'vec4<f32>' : 'f32';
   const access = vec4 ? `
 // Four consecutive elements from element index e (a multiple of 4); valid is 0 or 4 here.
@@ -65,9 +75,10 @@ struct Params {
 @group(0) @binding(4) var<storage, read> bias: array<f32>;
 ${BIAS_AT}
 
-const TILE = 64u;   // rows and columns of C per workgroup
-const SLICE = 16u;  // k per stage
-// As[kk * 16 + i / 4][i % 4] = op(A)[row0 + i, k0 + kk]; Bs[kk * 16 + j / 4][j % 4] = op(B)[k0 + kk, col0 + j]
+const TILE = ${tile}u;   // rows and columns of C per workgroup
+const SLICE = ${slice}u;  // k per stage
+const QUADS = ${quads}u;  // vec4s across a tile
+// As[kk * QUADS + i / 4][i % 4] = op(A)[row0 + i, k0 + kk]; Bs[kk * QUADS + j / 4][j % 4] = op(B)[k0 + kk, col0 + j]
 var<workgroup> As: array<vec4<f32>, 256>;
 var<workgroup> Bs: array<vec4<f32>, 256>;
 
@@ -84,44 +95,44 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
   let offA = p.offA + wid.z * p.strideA;
   let offB = p.offB + wid.z * p.strideB;
   let offC = p.offC + wid.z * p.strideC;
-  var acc: array<vec4<f32>, 4>;
+  ${accumulators.map((c) => `var ${c} = vec4<f32>(0.0);`).join(' ')}
   for (var k0 = 0u; k0 < p.k; k0 += SLICE) {
     // Stage the A slice: 256 runs of 4 elements along A's contiguous axis.
     if (p.transA != 0u) {        // A stored k×m: run = 4 rows of op(A) at one k
-      let kk = tid / 16u; let mq = tid % 16u;
+      let kk = tid / QUADS; let mq = tid % QUADS;
       let n = select(0u, valid4(row0 + 4u * mq, p.m), k0 + kk < p.k);
-      As[kk * 16u + mq] = loadA4(offA + (k0 + kk) * p.lda + row0 + 4u * mq, n);
+      As[kk * QUADS + mq] = loadA4(offA + (k0 + kk) * p.lda + row0 + 4u * mq, n);
     } else {              // A stored m×k: run = 4 k of one row
-      let r = tid / 4u; let kq = tid % 4u;
+      let r = tid / (SLICE / 4u); let kq = tid % (SLICE / 4u);
       let n = select(0u, valid4(k0 + 4u * kq, p.k), row0 + r < p.m);
       let v = loadA4(offA + (row0 + r) * p.lda + k0 + 4u * kq, n);
-      for (var j = 0u; j < 4u; j++) { As[(4u * kq + j) * 16u + r / 4u][r % 4u] = v[j]; }
+      for (var j = 0u; j < 4u; j++) { As[(4u * kq + j) * QUADS + r / 4u][r % 4u] = v[j]; }
     }
     // Stage the B slice.
     if (p.transB != 0u) {        // B stored n×k: run = 4 k of one column of op(B)
-      let c = tid / 4u; let kq = tid % 4u;
+      let c = tid / (SLICE / 4u); let kq = tid % (SLICE / 4u);
       let n = select(0u, valid4(k0 + 4u * kq, p.k), col0 + c < p.n);
       let v = loadB4(offB + (col0 + c) * p.ldb + k0 + 4u * kq, n);
-      for (var j = 0u; j < 4u; j++) { Bs[(4u * kq + j) * 16u + c / 4u][c % 4u] = v[j]; }
+      for (var j = 0u; j < 4u; j++) { Bs[(4u * kq + j) * QUADS + c / 4u][c % 4u] = v[j]; }
     } else {              // B stored k×n: run = 4 columns at one k
-      let kk = tid / 16u; let nq = tid % 16u;
+      let kk = tid / QUADS; let nq = tid % QUADS;
       let n = select(0u, valid4(col0 + 4u * nq, p.n), k0 + kk < p.k);
-      Bs[kk * 16u + nq] = loadB4(offB + (k0 + kk) * p.ldb + col0 + 4u * nq, n);
+      Bs[kk * QUADS + nq] = loadB4(offB + (k0 + kk) * p.ldb + col0 + 4u * nq, n);
     }
     workgroupBarrier();
     for (var kk = 0u; kk < SLICE; kk++) {
-      let a = As[kk * 16u + lid.y];
-      let b = Bs[kk * 16u + lid.x];
-      acc[0] += a.x * b; acc[1] += a.y * b; acc[2] += a.z * b; acc[3] += a.w * b;
+${range(blocks).map((i) => `      let a${i} = As[kk * QUADS + ${16 * i}u + lid.y];`).join('\n')}
+${range(blocks).map((j) => `      let b${j} = Bs[kk * QUADS + ${16 * j}u + lid.x];`).join('\n')}
+${blockRows.map(([i, r, j]) => `      acc${i}${r}${j} += a${i}.${'xyzw'[r]} * b${j};`).join('\n')}
     }
     workgroupBarrier();
   }
-  let col = col0 + 4u * lid.x;
-  let b = biasAt(col, valid4(col, p.n));
-  for (var i = 0u; i < 4u; i++) {
-    let row = row0 + 4u * lid.y + i;
-    if (row < p.m) { storeC4(offC + row * p.ldc + col, valid4(col, p.n), p.alpha * acc[i] + b); }
-  }
+${range(blocks).map((j) => `  let column${j} = col0 + ${64 * j}u + 4u * lid.x;
+  let bias${j} = biasAt(column${j}, valid4(column${j}, p.n));`).join('\n')}
+${range(blocks).flatMap((i) => range(4).map((r) => `  let row${i}${r} = row0 + ${64 * i + r}u + 4u * lid.y;
+  if (row${i}${r} < p.m) {
+${range(blocks).map((j) => `    storeC4(offC + row${i}${r} * p.ldc + column${j}, valid4(column${j}, p.n), p.alpha * acc${i}${r}${j} + bias${j});`).join('\n')}
+  }`)).join('\n')}
 }
 `;
 }
@@ -146,10 +157,13 @@ export const NARROW_COLUMNS = 32;
  * against a weight), where a 64×64 tile would leave most of its rows empty. A workgroup of 64
  * threads takes 32 columns: 8 column quads × 8 slices of k. Each thread streams its slice of B's
  * rows as vec4 (B is read once, coalesced along n) against every row of A (the slice's threads
- * read the same A element: a broadcast), keeping ROWS vec4 accumulators; the 8 slices are then
+ * read the same A element: a broadcast), keeping a vec4 accumulator per row; the 8 slices are then
  * added in workgroup memory one row at a time. vec4 access only (callers check gemmAlignedForVec4).
  */
 export function gemmNarrowWgsl(rows: number): string {
+  // Unrolled in the source, one named accumulator per row (see gemmWgsl); rows past m (rows is m
+  // rounded up to a power of two) read row m - 1 of A and are never stored.
+  const range = Array.from({ length: rows }, (_, r) => r);
   return /* wgsl */ `
 struct Params {
   m: u32, n: u32, k: u32, lda: u32, ldb: u32, ldc: u32,
@@ -163,10 +177,23 @@ struct Params {
 @group(0) @binding(4) var<storage, read> bias: array<f32>;
 ${BIAS_AT}
 
-const ROWS = ${rows}u;
 const QUADS = ${NARROW_COLUMNS / 4}u;
 const SLICES = 8u;
 var<workgroup> partial: array<vec4<f32>, 64>;
+
+/** Row r of C: the slices' sums of its columns added in workgroup memory (uniform control flow). */
+fn store(r: u32, acc: vec4<f32>, lid: u32, quad: u32, slice: u32, col: u32, offC: u32) {
+  partial[lid] = acc;
+  workgroupBarrier();
+  if (slice == 0u && col < p.n && r < p.m) {
+    var sum = partial[quad];
+    for (var s = 1u; s < SLICES; s++) { sum += partial[s * QUADS + quad]; }
+    let e = (offC + r * p.ldc + col) / 4u;
+    let v = p.alpha * sum + biasAt(col, 4u);
+    if (p.beta == 0.0) { C[e] = v; } else { C[e] = v + p.beta * C[e]; }
+  }
+  workgroupBarrier();
+}
 
 @compute @workgroup_size(64)
 fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
@@ -176,27 +203,15 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
   let offA = p.offA + wid.z * p.strideA;
   let offB = p.offB + wid.z * p.strideB;
   let offC = p.offC + wid.z * p.strideC;
-  var acc: array<vec4<f32>, ROWS>;
+${range.map((r) => `  var acc${r} = vec4<f32>(0.0);
+  let rowA${r} = offA + min(${r}u, p.m - 1u) * p.lda;`).join('\n')}
   if (col < p.n) {
     for (var kk = slice; kk < p.k; kk += SLICES) {
       let b = B[(offB + kk * p.ldb + col) / 4u];
-      for (var r = 0u; r < ROWS; r++) {
-        if (r < p.m) { acc[r] += A[offA + r * p.lda + kk] * b; }
-      }
+${range.map((r) => `      acc${r} += A[rowA${r} + kk] * b;`).join('\n')}
     }
   }
-  for (var r = 0u; r < ROWS; r++) {
-    partial[lid.x] = acc[r];
-    workgroupBarrier();
-    if (slice == 0u && col < p.n && r < p.m) {
-      var sum = partial[quad];
-      for (var s = 1u; s < SLICES; s++) { sum += partial[s * QUADS + quad]; }
-      let e = (offC + r * p.ldc + col) / 4u;
-      let v = p.alpha * sum + biasAt(col, 4u);
-      if (p.beta == 0.0) { C[e] = v; } else { C[e] = v + p.beta * C[e]; }
-    }
-    workgroupBarrier();
-  }
+${range.map((r) => `  store(${r}u, acc${r}, lid.x, quad, slice, col, offC);`).join('\n')}
 }
 `;
 }
