@@ -164,6 +164,8 @@ describe('webgpu kernels', { skip }, () => {
       await checkGemm(k, transA, transB, 5, 3, 7, -0.5, 2, 3);         // row strides and offsets
       await checkGemm(k, transA, transB, 20, 12, 16, 1, 0, 4, 3);      // batched, vec4
       await checkGemm(k, transA, transB, 2000, 2100, 20, 0.5, 0.25);   // 128-wide tiles, ragged edges
+      await checkGemm(k, transA, transB, 100, 72, 3000, 0.5, 0.25);    // split-k: 10 pieces of 288, a rest of 120
+      await checkGemm(k, transA, transB, 36, 20, 1024, 1, 0, 4);       // split-k, exact pieces, strides
     });
   }
 
@@ -180,6 +182,7 @@ describe('webgpu kernels', { skip }, () => {
       for (const [accumulate, withBias] of [[true, false], [false, true], [true, true]] as const) await checkPacked(k, m, 24, 40, accumulate, withBias);
     }
     await checkPacked(k, 5, 22, 13, true, true); // not vec4-aligned: the scalar tiled kernel
+    await checkPacked(k, 40, 24, 2000, true, true); // split-k: the bias added once, in the sum
   });
 
   test('bias forward and backward', async () => {

@@ -14,7 +14,7 @@
 import { type AcquireOptions, GpuContext } from './device.js';
 import { type Bound, type GpuTensor, GpuRuntime, type RuntimeOptions } from './runtime.js';
 import { ADAM, BIAS_FORWARD, ELEMENTWISE_GROUP, EMBEDDING_FORWARD, GELU_BACKWARD, GELU_FORWARD,
-         KV_CACHE_STORE, MEAN_POOL_BACKWARD } from './wgsl/elementwise.js';
+         KV_CACHE_STORE, MEAN_POOL_BACKWARD, SPLIT_K_SUM } from './wgsl/elementwise.js';
 import { gemmAlignedForVec4, gemmNarrowWgsl, gemmWgsl, type GemmTile, NARROW_COLUMNS, NARROW_ROWS } from './wgsl/gemm.js';
 import { COLUMN_GROUP, COLUMN_SUM, CROSS_ENTROPY, DRAW_MAX_PALETTE, DRAW_PIXELS, MEAN_POOL_FORWARD, NORM_BACKWARD_DX, NORM_FORWARD,
          POSITION_EMBEDDING_BACKWARD, ROW_GROUP, SQUARE_PARTIALS, SUM_INTO, TOKEN_CLASSES, TOKEN_EMBEDDING_BACKWARD } from './wgsl/reductions.js';
@@ -37,6 +37,10 @@ const extent = (q: GemmPiece, d: GemmDim): number => q[d][1] - q[d][0];
 const COLUMN_SLICE_ROWS = 256;
 const MAX_COLUMN_SLICES = 64;
 
+/** Split-k: the workgroups a product should make, and the least k a piece takes. */
+const SPLIT_K_GROUPS = 128;
+const SPLIT_K_MIN = 256;
+
 /** Workgroups a product must make at 128-wide tiles to take them (a large GPU has ~100 compute units). */
 const WIDE_TILE_GROUPS = 256;
 
@@ -56,6 +60,8 @@ export class WebGpuKernels {
   private scores: GpuTensor | null = null;
   private partials: GpuTensor | null = null;
   private columnPartials: GpuTensor | null = null;
+  /** Split-k's pieces of a product [splits, m, n]. */
+  private pieces: GpuTensor | null = null;
 
   constructor(readonly runtime: GpuRuntime) {}
 
@@ -70,7 +76,7 @@ export class WebGpuKernels {
 
   private get rt(): GpuRuntime { return this.runtime; }
 
-  private scratch(which: 'delta' | 'scores' | 'partials' | 'columnPartials', length: number): GpuTensor {
+  private scratch(which: 'delta' | 'scores' | 'partials' | 'columnPartials' | 'pieces', length: number): GpuTensor {
     const current = this[which];
     if (current && current.length >= length) return current;
     if (current) this.rt.destroy(current);
@@ -124,7 +130,43 @@ export class WebGpuKernels {
       this.gemmSplit(transA, transB, { ...whole, k: [0, 0] }, 0, A, B, beta, C, bias);
       return;
     }
-    this.gemmSplit(transA, transB, whole, alpha, A, B, beta, C, bias);
+    const splits = batch === 1 && m > NARROW_ROWS ? this.splitsOfK(m, n, k) : 1;
+    if (splits > 1) this.gemmSplitK(transA, transB, m, n, k, alpha, A, B, beta, C, bias, splits);
+    else this.gemmSplit(transA, transB, whole, alpha, A, B, beta, C, bias);
+  }
+
+  /**
+   * How many pieces to cut k into: a product of few output tiles and a long k (a weight gradient:
+   * d×d outputs, each a sum over all B·T rows) would keep a few workgroups busy and the rest of a
+   * GPU idle. 1 (no split) when the tiles already fill SPLIT_K_GROUPS workgroups, k is short, or
+   * the pieces' sums would not fit one binding.
+   */
+  private splitsOfK(m: number, n: number, k: number): number {
+    const tiles = Math.ceil(m / 64) * Math.ceil(n / 64);
+    const splits = Math.min(Math.ceil(SPLIT_K_GROUPS / tiles), Math.floor(k / SPLIT_K_MIN));
+    return splits > 1 && splits * m * n <= this.rt.windowElements ? splits : 1;
+  }
+
+  /**
+   * C = alpha·op(A)·op(B) + bias + beta·C with k cut into `splits` pieces of kPiece (a multiple of
+   * the tiles' 16) computed at once, as a batched product whose matrix z is piece z (op(A)'s columns
+   * and op(B)'s rows from z·kPiece), into a scratch [splits, m, n]; the short remainder of k, if
+   * any, is added onto piece 0; SPLIT_K_SUM then writes C from the pieces.
+   */
+  private gemmSplitK(transA: boolean, transB: boolean, m: number, n: number, k: number, alpha: number,
+                     A: Operand, B: Operand, beta: number, C: Operand, bias: GpuTensor | null, splits: number): void {
+    const kPiece = Math.ceil(k / splits / 16) * 16, full = Math.floor(k / kPiece), rest = k - full * kPiece;
+    const pieces = this.scratch('pieces', full * m * n);
+    const inPieces = (z: number): Operand => ({ t: pieces, off: z * m * n, ld: n, stride: m * n });
+    const stepA = transA ? kPiece * A.ld : kPiece, stepB = transB ? kPiece : kPiece * B.ld;
+    this.gemmSplit(transA, transB, { m: [0, m], n: [0, n], k: [0, kPiece], z: [0, full] }, alpha,
+                   { ...A, stride: stepA }, { ...B, stride: stepB }, 0, inPieces(0), null);
+    if (rest > 0) {
+      this.gemmSplit(transA, transB, { m: [0, m], n: [0, n], k: [full * kPiece, k], z: [0, 1] }, alpha, A, B, 1, inPieces(0), null);
+    }
+    const c = this.rt.bind(C.t, C.off, (m - 1) * C.ld + n), sums = this.rt.bind(pieces, 0, full * m * n);
+    const bb = bias ? this.rt.bind(bias, 0, n) : this.rt.bind(this.rt.placeholder);
+    this.elementwise(SPLIT_K_SUM, { BIAS: bias ? 1 : 0 }, [m * n, n, C.ld, full, c.shift, sums.shift, bb.shift], [beta], [c, sums, bb], m * n);
   }
 
   /** [first, last] element of A, B and C that a piece touches. */

@@ -159,3 +159,23 @@ ${ELEMENT_MAIN}
   vCache[p.offV + dst] = qkv[src + 2u * C];
 }
 `;
+
+/**
+ * Split-k's last step: C[r, c] = Σ_z pieces[z, r, c] (+ bias[c]) + beta·C[r, c] over `count` =
+ * m·n elements, C with row stride ldc (see WebGpuKernels.gemmSplitK).
+ */
+export const SPLIT_K_SUM = /* wgsl */ `
+override BIAS: u32 = 0u;
+struct Params { count: u32, n: u32, ldc: u32, splits: u32, offC: u32, offPieces: u32, offBias: u32, beta: f32 }
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read_write> C: array<f32>;
+@group(0) @binding(2) var<storage, read> pieces: array<f32>;
+@group(0) @binding(3) var<storage, read> bias: array<f32>;
+${ELEMENT_MAIN}
+  var sum = 0.0;
+  for (var z = 0u; z < p.splits; z++) { sum += pieces[p.offPieces + z * p.count + i]; }
+  if (BIAS == 1u) { sum += bias[p.offBias + i % p.n]; }
+  let e = p.offC + (i / p.n) * p.ldc + i % p.n;
+  if (p.beta == 0.0) { C[e] = sum; } else { C[e] = sum + p.beta * C[e]; }
+}
+`;
