@@ -130,7 +130,7 @@ export class WebGpuKernels {
       this.gemmSplit(transA, transB, { ...whole, k: [0, 0] }, 0, A, B, beta, C, bias);
       return;
     }
-    const splits = batch === 1 && m > NARROW_ROWS ? this.splitsOfK(m, n, k) : 1;
+    const splits = batch === 1 && m > NARROW_ROWS ? this.splitsOfK(m, n, k, ldc) : 1;
     if (splits > 1) this.gemmSplitK(transA, transB, m, n, k, alpha, A, B, beta, C, bias, splits);
     else this.gemmSplit(transA, transB, whole, alpha, A, B, beta, C, bias);
   }
@@ -139,12 +139,13 @@ export class WebGpuKernels {
    * How many pieces to cut k into: a product of few output tiles and a long k (a weight gradient:
    * d×d outputs, each a sum over all B·T rows) would keep a few workgroups busy and the rest of a
    * GPU idle. 1 (no split) when the tiles already fill SPLIT_K_GROUPS workgroups, k is short, or
-   * the pieces' sums would not fit one binding.
+   * the pieces or C (row stride ldc) would not fit one binding.
    */
-  private splitsOfK(m: number, n: number, k: number): number {
+  private splitsOfK(m: number, n: number, k: number, ldc: number): number {
     const tiles = Math.ceil(m / 64) * Math.ceil(n / 64);
     const splits = Math.min(Math.ceil(SPLIT_K_GROUPS / tiles), Math.floor(k / SPLIT_K_MIN));
-    return splits > 1 && splits * m * n <= this.rt.windowElements ? splits : 1;
+    const window = this.rt.windowElements;
+    return splits > 1 && splits * m * n <= window && (m - 1) * ldc + n <= window ? splits : 1;
   }
 
   /**
