@@ -18,16 +18,30 @@
 /** Tile widths of the tiled GEMM: 64 (BLOCKS 1) for most products, 128 (BLOCKS 2) for large ones. */
 export type GemmTile = 64 | 128;
 /**
- * The bias of the 4 columns from col (`valid` of them inside C), added in the store: with the
- * override BIAS = 1 the product is C = alpha·A·B + bias (+ beta·C); 0 leaves the binding unread.
+ * What both GEMM kernels take: the parameters (the same for every kernel, so one dispatch fills
+ * them alike), A, B and C as arrays of `a` and `bc` elements, and the bias of the 4 columns from
+ * col (`valid` of them inside C), added in the store: with the override BIAS = 1 the product is
+ * C = alpha·A·B + bias (+ beta·C); 0 leaves the binding unread.
  */
-const BIAS_AT = /* wgsl */ `
+function gemmInterface(a: string, bc: string): string {
+  return /* wgsl */ `
+struct Params {
+  m: u32, n: u32, k: u32, lda: u32, ldb: u32, ldc: u32,
+  offA: u32, offB: u32, offC: u32, strideA: u32, strideB: u32, strideC: u32, transA: u32, transB: u32, offBias: u32,
+  alpha: f32, beta: f32,
+}
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> A: array<${a}>;
+@group(0) @binding(2) var<storage, read> B: array<${bc}>;
+@group(0) @binding(3) var<storage, read_write> C: array<${bc}>;
+@group(0) @binding(4) var<storage, read> bias: array<f32>;
 override BIAS: u32 = 0u;
 fn biasAt(col: u32, valid: u32) -> vec4<f32> {
   var v = vec4<f32>(0.0);
   if (BIAS == 1u) { for (var j = 0u; j < valid; j++) { v[j] = bias[p.offBias + col + j]; } }
   return v;
 }`;
+}
 
 /** WGSL of the tiled GEMM; `vec4` selects vec4 storage access (see gemmAlignedForVec4). */
 export function gemmWgsl(vec4: boolean, tile: GemmTile = 64): string {
@@ -63,17 +77,7 @@ fn storeC4(e: u32, valid: u32, v: vec4<f32>) {
   }
 }`;
   return /* wgsl */ `
-struct Params {
-  m: u32, n: u32, k: u32, lda: u32, ldb: u32, ldc: u32,
-  offA: u32, offB: u32, offC: u32, strideA: u32, strideB: u32, strideC: u32, transA: u32, transB: u32, offBias: u32,
-  alpha: f32, beta: f32,
-}
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> A: array<${elem}>;
-@group(0) @binding(2) var<storage, read> B: array<${elem}>;
-@group(0) @binding(3) var<storage, read_write> C: array<${elem}>;
-@group(0) @binding(4) var<storage, read> bias: array<f32>;
-${BIAS_AT}
+${gemmInterface(elem, elem)}
 
 const TILE = ${tile}u;   // rows and columns of C per workgroup
 const SLICE = ${slice}u;  // k per stage
@@ -165,17 +169,7 @@ export function gemmNarrowWgsl(rows: number): string {
   // rounded up to a power of two) read row m - 1 of A and are never stored.
   const range = Array.from({ length: rows }, (_, r) => r);
   return /* wgsl */ `
-struct Params {
-  m: u32, n: u32, k: u32, lda: u32, ldb: u32, ldc: u32,
-  offA: u32, offB: u32, offC: u32, strideA: u32, strideB: u32, strideC: u32, transA: u32, transB: u32, offBias: u32,
-  alpha: f32, beta: f32,
-}
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> A: array<f32>;
-@group(0) @binding(2) var<storage, read> B: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read_write> C: array<vec4<f32>>;
-@group(0) @binding(4) var<storage, read> bias: array<f32>;
-${BIAS_AT}
+${gemmInterface('f32', 'vec4<f32>')}
 
 const QUADS = ${NARROW_COLUMNS / 4}u;
 const SLICES = 8u;
