@@ -147,9 +147,16 @@ function isWritten(i: number, offC: number, m: number, n: number, ldc: number, s
 
 describe('webgpu kernels', { skip }, () => {
   const k = gpu!;
+  // The row reductions both ways where the adapter has subgroups (SwiftShader does): over
+  // subgroups (the default there) and over workgroup-memory trees.
+  const reductions: [string, WebGpuKernels][] = k.runtime.subgroupReductions
+    ? [['subgroups', k], ['trees', new WebGpuKernels(new GpuRuntime(k.runtime.ctx, { subgroups: false }))]]
+    : [['trees', k]];
 
   test('adapter facts are reported', () => {
     const a = k.runtime.ctx.adapter;
+    assert.equal(k.runtime.subgroupReductions, a.features.subgroupReductions, 'subgroups used for reductions where they compile');
+    if (a.features.subgroups && a.software) assert.ok(a.features.subgroupReductions, 'SwiftShader\'s subgroups take the reductions');
     assert.ok(a.limits.maxStorageBufferBindingSize >= 128 * 2 ** 20, 'the WebGPU minimum binding size');
     assert.ok(a.limits.maxComputeWorkgroupStorageSize >= 16384);
     assert.match(k.runtime.ctx.describe(), /storage binding \d+ MiB/);
@@ -216,7 +223,7 @@ describe('webgpu kernels', { skip }, () => {
     assertClose(await read(k, DX), refDx, 'normBackward dx', TOL.reduction);
   });
 
-  test('gain-only norm forward and backward', async () => {
+  for (const [how, k] of reductions) test(`gain-only norm forward and backward (reductions over ${how})`, async () => {
     for (const d of [24, 200]) {
       const rows = 19, eps = 1e-5;
       const x = random(rows * d), g = random(d, 0.5).map((v) => 1 + v), dout = random(rows * d);
@@ -229,10 +236,10 @@ describe('webgpu kernels', { skip }, () => {
       k.normForward(OUT, RSTD, X, G, rows, d, eps);
       const DX = up(k, dx), DG = up(k, dg);
       k.normBackward(DX, DG, up(k, dout), X, RSTD, G, rows, d);
-      assertClose(await read(k, OUT), out, `normForward (d ${d})`, TOL.reduction);
-      assertClose(await read(k, RSTD), rstd, `normForward rstd (d ${d})`, TOL.reduction);
-      assertClose(await read(k, DX), refDx, `normBackward dx (d ${d})`, TOL.reduction);
-      assertClose(await read(k, DG), refDg, `normBackward dg (d ${d})`, TOL.reduction);
+      assertClose(await read(k, OUT), out, `normForward (d ${d}, ${how})`, TOL.reduction);
+      assertClose(await read(k, RSTD), rstd, `normForward rstd (d ${d}, ${how})`, TOL.reduction);
+      assertClose(await read(k, DX), refDx, `normBackward dx (d ${d}, ${how})`, TOL.reduction);
+      assertClose(await read(k, DG), refDg, `normBackward dg (d ${d}, ${how})`, TOL.reduction);
     }
   });
 
@@ -317,7 +324,7 @@ describe('webgpu kernels', { skip }, () => {
     }
   });
 
-  test('softmax cross-entropy: losses, gradient, total; ignored rows; a bad target gives NaN', async () => {
+  for (const [how, k] of reductions) test(`softmax cross-entropy: losses, gradient, total; ignored rows; a bad target gives NaN (reductions over ${how})`, async () => {
     const rows = 29, V = 300, scale = 1 / 25;
     const logits = random(rows * V, 4);
     const targets = Int32Array.from({ length: rows }, (_, r) => (r % 7 === 3 ? -1 : rng.int(V)));
@@ -335,7 +342,7 @@ describe('webgpu kernels', { skip }, () => {
     assert.ok(Number.isNaN((await read(k, TOT))[0]), 'a target ≥ V poisons the total');
   });
 
-  test('sum of squares (the gradient norm): large and small, at an offset, NaN propagates', async () => {
+  for (const [how, k] of reductions) test(`sum of squares (the gradient norm): large and small, at an offset, NaN propagates (reductions over ${how})`, async () => {
     const sumSquares = (x: Float32Array): number => x.reduce((a, v) => a + v * v, 0);
     const TOT = poisoned(k, 1);
     for (const n of [1, 127, 128, 5000, 100_003]) {

@@ -14,7 +14,11 @@ export interface GpuAdapterSummary {
   description: string;
   /** A software adapter (SwiftShader, WARP, llvmpipe): correct, but no measure of GPU speed. */
   software: boolean;
-  features: { shaderF16: boolean; subgroups: boolean };
+  /**
+   * Optional features the device has. `subgroupReductions`: subgroups with the subgroup_id and
+   * num_subgroups builtins, which the row reductions use (checked by compiling a probe shader).
+   */
+  features: { shaderF16: boolean; subgroups: boolean; subgroupReductions: boolean };
   limits: {
     maxStorageBufferBindingSize: number;
     maxBufferSize: number;
@@ -37,6 +41,24 @@ export interface AcquireOptions {
  * types (a dependency of a dev dependency) may win the global declarations and lack 'subgroups'.
  */
 const OPTIONAL_FEATURES: readonly string[] = ['shader-f16', 'subgroups'];
+
+/** What the row reductions take from subgroups (older implementations lack subgroup_id). */
+const SUBGROUP_PROBE = /* wgsl */ `
+enable subgroups;
+@group(0) @binding(0) var<storage, read_write> o: array<f32>;
+@compute @workgroup_size(64)
+fn main(@builtin(subgroup_id) g: u32, @builtin(num_subgroups) n: u32) {
+  let s = subgroupAdd(1.0) + subgroupMax(2.0);
+  if (subgroupElect()) { o[g] = s + f32(n); }
+}`;
+
+/** Whether `code` compiles on `device` (its errors caught, not reported). */
+async function compiles(device: GPUDevice, code: string): Promise<boolean> {
+  device.pushErrorScope('validation');
+  const info = await device.createShaderModule({ code }).getCompilationInfo();
+  const error = await device.popErrorScope();
+  return !error && !info.messages.some((m) => m.type === 'error');
+}
 
 /** The limits our kernels and chunking depend on; each is requested at the adapter's maximum. */
 const RAISED_LIMITS = [
@@ -91,7 +113,10 @@ export class GpuContext {
     const summary: GpuAdapterSummary = {
       vendor: info.vendor, architecture: info.architecture, device: info.device, description: info.description,
       software: isSoftware(info),
-      features: { shaderF16: device.features.has('shader-f16'), subgroups: device.features.has('subgroups') },
+      features: {
+        shaderF16: device.features.has('shader-f16'), subgroups: device.features.has('subgroups'),
+        subgroupReductions: device.features.has('subgroups') && await compiles(device, SUBGROUP_PROBE),
+      },
       limits: {
         maxStorageBufferBindingSize: l.maxStorageBufferBindingSize,
         maxBufferSize: l.maxBufferSize,

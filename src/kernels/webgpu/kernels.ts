@@ -17,7 +17,8 @@ import { ADAM, BIAS_FORWARD, ELEMENTWISE_GROUP, EMBEDDING_FORWARD, GELU_BACKWARD
          KV_CACHE_STORE, MEAN_POOL_BACKWARD, SPLIT_K_SUM } from './wgsl/elementwise.js';
 import { gemmAlignedForVec4, gemmNarrowWgsl, gemmWgsl, type GemmTile, NARROW_COLUMNS, NARROW_ROWS } from './wgsl/gemm.js';
 import { COLUMN_GROUP, COLUMN_SUM, CROSS_ENTROPY, DRAW_MAX_PALETTE, DRAW_PIXELS, MEAN_POOL_FORWARD, NORM_BACKWARD_DX, NORM_FORWARD,
-         POSITION_EMBEDDING_BACKWARD, ROW_GROUP, SQUARE_PARTIALS, SUM_INTO, TOKEN_CLASSES, TOKEN_EMBEDDING_BACKWARD } from './wgsl/reductions.js';
+         POSITION_EMBEDDING_BACKWARD, ROW_GROUP, SQUARE_PARTIALS, SUM_INTO, TOKEN_CLASSES, TOKEN_EMBEDDING_BACKWARD,
+         withReductions } from './wgsl/reductions.js';
 import { ATTENTION_CACHED, attentionBackwardKeyWgsl, attentionBackwardQueryWgsl, attentionForwardWgsl,
          attentionTiles, type AttentionTiles } from './wgsl/attention.js';
 
@@ -75,6 +76,9 @@ export class WebGpuKernels {
   dispose(): void { this.runtime.ctx.dispose(); }
 
   private get rt(): GpuRuntime { return this.runtime; }
+
+  /** A row kernel's source with its reductions: over subgroups where the device has them. */
+  private rowKernel(code: string): string { return withReductions(code, this.rt.subgroupReductions); }
 
   private scratch(which: 'delta' | 'scores' | 'partials' | 'columnPartials' | 'pieces', length: number): GpuTensor {
     const current = this[which];
@@ -346,7 +350,7 @@ export class WebGpuKernels {
     need(out, rows * d, 'normForward out'); need(rstd, rows, 'normForward rstd');
     need(x, rows * d, 'normForward x'); need(g, d, 'normForward g');
     this.rt.requireWhole(g, 'a norm gain');
-    const pipeline = this.rt.pipeline(NORM_FORWARD);
+    const pipeline = this.rt.pipeline(this.rowKernel(NORM_FORWARD));
     for (const { first, count } of this.rt.planChunks(rows, [d], 'normForward')) {
       const b = [this.rt.bind(out, first * d, count * d), this.rt.bind(rstd, first, count),
                  this.rt.bind(x, first * d, count * d), this.rt.bind(g)];
@@ -360,7 +364,7 @@ export class WebGpuKernels {
     need(dx, rows * d, 'normBackward dx'); need(dg, d, 'normBackward dg'); need(dout, rows * d, 'normBackward dout');
     need(x, rows * d, 'normBackward x'); need(rstd, rows, 'normBackward rstd'); need(g, d, 'normBackward g');
     this.rt.requireWhole(g, 'a norm gain');
-    const pipeline = this.rt.pipeline(NORM_BACKWARD_DX);
+    const pipeline = this.rt.pipeline(this.rowKernel(NORM_BACKWARD_DX));
     for (const { first, count } of this.rt.planChunks(rows, [d], 'normBackward')) {
       const b = [this.rt.bind(dx, first * d, count * d), this.rt.bind(dout, first * d, count * d),
                  this.rt.bind(x, first * d, count * d), this.rt.bind(rstd, first, count), this.rt.bind(g)];
@@ -499,8 +503,8 @@ export class WebGpuKernels {
     need(losses, rows, 'crossEntropy losses'); need(logits, rows * V, 'crossEntropy logits');
     need(targets, rows, 'crossEntropy targets', 'i32'); need(total, 1, 'crossEntropy total');
     if (dlogits) need(dlogits, rows * V, 'crossEntropy dlogits');
-    const pipeline = this.rt.pipeline(CROSS_ENTROPY, { WITH_GRAD: dlogits ? 1 : 0 });
-    const sum = this.rt.pipeline(SUM_INTO);
+    const pipeline = this.rt.pipeline(this.rowKernel(CROSS_ENTROPY), { WITH_GRAD: dlogits ? 1 : 0 });
+    const sum = this.rt.pipeline(this.rowKernel(SUM_INTO));
     this.rt.zero(total, 0, 1);
     for (const { first, count } of this.rt.planChunks(rows, [V], 'crossEntropy')) {
       const l = this.rt.bind(losses, first, count);
@@ -519,7 +523,7 @@ export class WebGpuKernels {
   sumOfSquares(total: GpuTensor, x: GpuTensor): void {
     need(total, 1, 'sumOfSquares total');
     const partials = this.scratch('partials', 256);
-    const square = this.rt.pipeline(SQUARE_PARTIALS), sum = this.rt.pipeline(SUM_INTO);
+    const square = this.rt.pipeline(this.rowKernel(SQUARE_PARTIALS)), sum = this.rt.pipeline(this.rowKernel(SUM_INTO));
     this.rt.zero(total, 0, 1);
     for (const { first, count } of this.rt.planChunks(x.length, [1], 'sumOfSquares')) {
       const groups = Math.min(256, Math.ceil(count / ROW_GROUP));

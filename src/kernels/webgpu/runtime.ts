@@ -51,12 +51,16 @@ export interface RuntimeOptions {
    * maxStorageBufferBindingSize). Tests lower it to exercise the chunked paths on small tensors.
    */
   maxBindingBytes?: number;
+  /** false: the row reductions use workgroup-memory trees even where subgroups are offered (tests). */
+  subgroups?: boolean;
 }
 
 export class GpuRuntime {
   readonly device: GPUDevice;
   /** Largest window bound at once, in bytes. */
   readonly maxBindingBytes: number;
+  /** Whether the row reductions add within subgroups first (see withReductions). */
+  readonly subgroupReductions: boolean;
   private readonly uniforms: GPUBuffer;
   private readonly uniformData = new ArrayBuffer(UNIFORM_SLOT * UNIFORM_SLOTS);
   private slots = 0;
@@ -76,6 +80,7 @@ export class GpuRuntime {
     this.device = ctx.device;
     const limit = ctx.adapter.limits.maxStorageBufferBindingSize;
     this.maxBindingBytes = Math.min(limit, options.maxBindingBytes ?? limit);
+    this.subgroupReductions = ctx.adapter.features.subgroupReductions && options.subgroups !== false;
     if (this.maxBindingBytes < 4 * ctx.adapter.limits.minStorageBufferOffsetAlignment) {
       throw new Error(`igpt webgpu: maxBindingBytes ${this.maxBindingBytes} is too small`);
     }

@@ -9,9 +9,18 @@ import { GROUP_INDEX } from '../runtime.js';
 /** Threads of the row kernels; rows are d or V wide (hundreds to a few thousand). */
 export const ROW_GROUP = 128;
 
-/** Tree reductions over the ROW_GROUP threads of a workgroup (call from uniform control flow). */
-const WORKGROUP_REDUCE = /* wgsl */ `
-const WG = ${ROW_GROUP}u;
+/**
+ * The row kernels' reductions over their ROW_GROUP threads, workgroupSum and workgroupMax (called
+ * from uniform control flow), are written in by `withReductions`: the kernels hold three markers,
+ * for the helpers (REDUCE), extra builtins of `main` (REDUCE_BUILTINS, after its last parameter)
+ * and its first statement (REDUCE_INIT).
+ */
+const REDUCE = '/*reduce*/';
+const REDUCE_BUILTINS = '/*reduce-builtins*/';
+const REDUCE_INIT = '/*reduce-init*/';
+
+/** Without subgroups: trees in workgroup memory, log2(ROW_GROUP) barriers each. */
+const TREE_REDUCE = /* wgsl */ `
 var<workgroup> scratch: array<f32, WG>;
 fn workgroupSum(lid: u32, v: f32) -> f32 {
   scratch[lid] = v;
@@ -34,9 +43,44 @@ fn workgroupMax(lid: u32, v: f32) -> f32 {
   let total = scratch[0];
   workgroupBarrier();
   return total;
+}`;
+
+/**
+ * With subgroups: each subgroup reduces its values in registers, one of its invocations writes the
+ * result at the subgroup's index, and every thread combines the subgroups' results in index order
+ * (two barriers; the same order every run, so the same floats).
+ */
+const SUBGROUP_REDUCE = /* wgsl */ `
+var<workgroup> scratch: array<f32, WG>;
+var<private> subgroup: u32;
+var<private> subgroupCount: u32;
+fn workgroupSum(lid: u32, v: f32) -> f32 {
+  let s = subgroupAdd(v);
+  if (subgroupElect()) { scratch[subgroup] = s; }
+  workgroupBarrier();
+  var total = scratch[0];
+  for (var i = 1u; i < subgroupCount; i++) { total += scratch[i]; }
+  workgroupBarrier(); // scratch is reused by the next reduction
+  return total;
 }
-${GROUP_INDEX}
-`;
+fn workgroupMax(lid: u32, v: f32) -> f32 {
+  let s = subgroupMax(v);
+  if (subgroupElect()) { scratch[subgroup] = s; }
+  workgroupBarrier();
+  var total = scratch[0];
+  for (var i = 1u; i < subgroupCount; i++) { total = max(total, scratch[i]); }
+  workgroupBarrier();
+  return total;
+}`;
+
+/** A row kernel with its reductions written in: over subgroups where `subgroups`, else trees. */
+export function withReductions(code: string, subgroups: boolean): string {
+  const helpers = `const WG = ${ROW_GROUP}u;\n${subgroups ? SUBGROUP_REDUCE : TREE_REDUCE}\n${GROUP_INDEX}`;
+  const filled = code.replace(REDUCE, helpers)
+    .replace(REDUCE_BUILTINS, subgroups ? ', @builtin(subgroup_id) subgroupId: u32, @builtin(num_subgroups) subgroupsInGroup: u32' : '')
+    .replace(REDUCE_INIT, subgroups ? 'subgroup = subgroupId; subgroupCount = subgroupsInGroup;' : '');
+  return subgroups ? `enable subgroups;\n${filled}` : filled;
+}
 
 /** iGPT's gain-only norm, a row per workgroup: out = x · rsqrt(mean(x²) + eps) · g; keeps rstd. */
 export const NORM_FORWARD = /* wgsl */ `
@@ -46,10 +90,11 @@ struct Params { rows: u32, d: u32, offOut: u32, offRstd: u32, offX: u32, offG: u
 @group(0) @binding(2) var<storage, read_write> rstd: array<f32>;
 @group(0) @binding(3) var<storage, read> x: array<f32>;
 @group(0) @binding(4) var<storage, read> g: array<f32>;
-${WORKGROUP_REDUCE}
+${REDUCE}
 @compute @workgroup_size(${ROW_GROUP})
 fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>,
-        @builtin(num_workgroups) nwg: vec3<u32>) {
+        @builtin(num_workgroups) nwg: vec3<u32>${REDUCE_BUILTINS}) {
+  ${REDUCE_INIT}
   let r = groupIndex(wid, nwg);
   if (r >= p.rows) { return; }
   let xRow = p.offX + r * p.d;
@@ -70,10 +115,11 @@ struct Params { rows: u32, d: u32, offDx: u32, offDout: u32, offX: u32, offRstd:
 @group(0) @binding(3) var<storage, read> x: array<f32>;
 @group(0) @binding(4) var<storage, read> rstd: array<f32>;
 @group(0) @binding(5) var<storage, read> g: array<f32>;
-${WORKGROUP_REDUCE}
+${REDUCE}
 @compute @workgroup_size(${ROW_GROUP})
 fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>,
-        @builtin(num_workgroups) nwg: vec3<u32>) {
+        @builtin(num_workgroups) nwg: vec3<u32>${REDUCE_BUILTINS}) {
+  ${REDUCE_INIT}
   let r = groupIndex(wid, nwg);
   if (r >= p.rows) { return; }
   let row = r * p.d;
@@ -101,10 +147,11 @@ struct Params { rows: u32, V: u32, offLosses: u32, offDlogits: u32, offLogits: u
 @group(0) @binding(4) var<storage, read> targets: array<i32>;
 override WITH_GRAD: bool;
 var<workgroup> rowLabel: i32;
-${WORKGROUP_REDUCE}
+${REDUCE}
 @compute @workgroup_size(${ROW_GROUP})
 fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>,
-        @builtin(num_workgroups) nwg: vec3<u32>) {
+        @builtin(num_workgroups) nwg: vec3<u32>${REDUCE_BUILTINS}) {
+  ${REDUCE_INIT}
   let r = groupIndex(wid, nwg);
   if (r >= p.rows) { return; }
   let row = p.offLogits + r * p.V;
@@ -139,9 +186,10 @@ struct Params { rows: u32, offTotal: u32, offLosses: u32 }
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read_write> total: array<f32>;
 @group(0) @binding(2) var<storage, read> losses: array<f32>;
-${WORKGROUP_REDUCE}
+${REDUCE}
 @compute @workgroup_size(${ROW_GROUP})
-fn main(@builtin(local_invocation_id) lid: vec3<u32>) {
+fn main(@builtin(local_invocation_id) lid: vec3<u32>${REDUCE_BUILTINS}) {
+  ${REDUCE_INIT}
   var sum = 0.0;
   for (var r = lid.x; r < p.rows; r += WG) { sum += losses[p.offLosses + r]; }
   sum = workgroupSum(lid.x, sum);
@@ -158,9 +206,10 @@ struct Params { n: u32, groups: u32, offPartial: u32, offX: u32 }
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read_write> partial: array<f32>;
 @group(0) @binding(2) var<storage, read> x: array<f32>;
-${WORKGROUP_REDUCE}
+${REDUCE}
 @compute @workgroup_size(${ROW_GROUP})
-fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>${REDUCE_BUILTINS}) {
+  ${REDUCE_INIT}
   var sum = 0.0;
   for (var i = wid.x * WG + lid.x; i < p.n; i += p.groups * WG) { let v = x[p.offX + i]; sum += v * v; }
   sum = workgroupSum(lid.x, sum);
