@@ -7,7 +7,8 @@
  *    IGPT_GPU_PEAK_TFLOPS (H100/H200 SXM: 67) and the rows report the utilization.
  *  - One training step on webgpu against the CPU kernels (native where built), both losses at the
  *    last step: the reference config (d 256, 8 layers, 784 pixels, batch 8) on a GPU, a small one
- *    (d 32, 2 layers, 64 pixels, batch 2) on SwiftShader.
+ *    (d 32, 2 layers, 64 pixels, batch 2) on SwiftShader. On a GPU also against the PyTorch peer
+ *    on the same GPU (bench/torch_igpt.py --device cuda), where PyTorch has CUDA.
  *  - iGPT-S (d 512, 24 layers, 1024 positions, 513 tokens; the small config on SwiftShader): a
  *    training step, and sampling through the KV cache: images per second, and the time to sample
  *    a batch against one forward pass over it (the target: at most 3×); the prefill of a
@@ -15,6 +16,7 @@
  *
  *   node --import tsx bench/webgpu.ts [--quick]        IGPT_WEBGPU_ADAPTER=default|swiftshader|auto
  */
+import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { DeviceArray, Kernels } from '../src/kernels/kernels.js';
 import { createPortableKernels } from '../src/kernels/portable.js';
@@ -25,7 +27,7 @@ import { KvDecoder } from '../src/model/decode.js';
 import { ImageGPT } from '../src/model/model.js';
 import { initParameters, ParameterTensors, parametersOn } from '../src/model/parameters.js';
 import { Trainer } from '../src/train/trainer.js';
-import { randomTokenDataset, timingOptions } from './util.js';
+import { python, randomTokenDataset, repoRoot, runJson, timingOptions } from './util.js';
 import { defaultSampling, sampleAutoregressive } from '../src/sample/sampler.js';
 import { WebGpuKernels } from '../src/kernels/webgpu/kernels.js';
 import { acquireNodeDevice, type NodeAdapterChoice } from '../src/kernels/webgpu/node-gpu.js';
@@ -94,7 +96,7 @@ export async function run(opts: { quick: boolean }): Promise<BenchResult[]> {
       [A, B, C].forEach((t) => rt.destroy(t));
     }
     const gpu = createWebGpuBackend(k);
-    rows.push(await trainingStepRow(gpu, software, opts.quick, ctx.describe()));
+    rows.push(...await trainingStepRows(gpu, software, opts.quick, ctx.describe()));
     rows.push(...await igptSmallRows(gpu, rt, software, opts.quick, ctx.describe()));
   } finally {
     k.dispose();
@@ -126,7 +128,12 @@ async function timeSteps<T extends DeviceArray>(kernels: Kernels<T>, cfg: ModelC
   return { seconds: (performance.now() - t0) / 1000 / steps, loss };
 }
 
-async function trainingStepRow(gpu: Kernels<DeviceArray>, software: boolean, quick: boolean, adapter: string): Promise<BenchResult> {
+/**
+ * The training step on webgpu against the CPU kernels' and, on a GPU, against the PyTorch peer
+ * (bench/torch_igpt.py, eager, float32 without TF32) on the same GPU through CUDA, where PyTorch
+ * has CUDA (the row says why not otherwise).
+ */
+async function trainingStepRows(gpu: Kernels<DeviceArray>, software: boolean, quick: boolean, adapter: string): Promise<BenchResult[]> {
   const [cfg, B, shape] = software
     ? [makeConfig({ nEmbd: 32, nLayer: 2, nHead: 4 }, 16, 64, 0), 2, 'd 32, 2 layers, 64 pixels, batch 2']
     : [makeConfig({ nEmbd: 256, nLayer: 8, nHead: 8 }, 16, 784, 0), 8, 'reference config, batch 8'];
@@ -134,12 +141,21 @@ async function trainingStepRow(gpu: Kernels<DeviceArray>, software: boolean, qui
   const cpuKernels = loadKernels('auto');
   const onGpu = await timeSteps(gpu, cfg, B, steps);
   const onCpu = await timeSteps(cpuKernels, cfg, B, steps);
-  return {
+  const rows: BenchResult[] = [{
     name: `webgpu training step (${shape})`, value: onGpu.seconds, unit: 's', peer: `${cpuKernels.name} CPU kernels`,
     peerValue: onCpu.seconds, ratio: onCpu.seconds / onGpu.seconds,
     note: `${software ? SOFTWARE_NOTE : ''}` +
       `loss after ${steps + 1} steps ${onGpu.loss.toFixed(6)} vs ${onCpu.loss.toFixed(6)} on the CPU; ${adapter}`,
-  };
+  }];
+  if (software) return rows;
+  const peer = runJson<{ median_s: number; torch: string }>(python, [join(repoRoot, 'bench', 'torch_igpt.py'), '--mode', 'train',
+    '--batch', String(B), '--steps', String(steps), '--device', 'cuda']);
+  rows.push('error' in peer
+    ? { name: `webgpu training step (${shape}) vs PyTorch on CUDA`, value: onGpu.seconds, unit: 's', note: `no peer: ${peer.error}` }
+    : { name: `webgpu training step (${shape}) vs PyTorch on CUDA`, value: onGpu.seconds, unit: 's',
+        peer: `PyTorch ${peer.torch} eager on the same GPU (CUDA, float32, TF32 off)`, peerValue: peer.median_s,
+        ratio: peer.median_s / onGpu.seconds, note: `ratio = PyTorch time / ours; target ≥ 0.5 (within 2×); ${adapter}` });
+  return rows;
 }
 
 /**
