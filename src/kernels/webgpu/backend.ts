@@ -22,7 +22,8 @@ export function createWebGpuBackend(gpu: WebGpuKernels): Kernels<GpuTensor> & { 
         rt.flush();
       } else {
         if (arena) rt.destroy(arena);
-        arena = rt.tensor(Math.max(2 * data.length, 4096), [], 'i32');
+        const length = Math.max(2 * data.length, 4096);
+        arena = rt.tensor(length, [length], 'i32');
       }
       used = 0;
     }

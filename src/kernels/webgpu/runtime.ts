@@ -134,9 +134,8 @@ export class GpuRuntime {
 
   /** Overwrites t[offset, offset + data.length) after all work recorded so far. */
   write(t: GpuTensor, data: Float32Array | Int32Array, offset = 0): void {
-    if (offset + data.length > t.length) throw new Error(`igpt webgpu: write of ${data.length} at ${offset} overruns ${t.length}`);
     this.flush(); // queue writes happen before unsubmitted commands: keep program order
-    this.device.queue.writeBuffer(t.buffer, 4 * (t.offset + offset), data.buffer, data.byteOffset, data.byteLength);
+    this.writeAhead(t, data, offset);
   }
 
   /**
