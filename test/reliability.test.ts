@@ -181,6 +181,19 @@ test('processes racing for a lock, fresh or stale: exactly one holds it, the oth
   assert.deepEqual(readdirSync(dir), [], 'no lock, guard or note left behind');
 });
 
+test('a process holding two locks (igpt experiment: the study and its pretraining run) dies of SIGTERM and releases both', async () => {
+  const study = join(root, 'two-locks'), run = join(study, 'pretrain');
+  const holder = node(HOLD_LOCK, [study, run]);
+  await waitFor(() => holder.stdout().includes('\n'), holder, 'it reported');
+  assert.match(holder.stdout(), /^held /);
+  assert.ok(existsSync(join(study, LOCK_FILE)) && existsSync(join(run, LOCK_FILE)));
+  holder.child.kill('SIGTERM');
+  const ended = await Promise.race([holder.done, sleep(20_000).then(() => null)]);
+  assert.ok(ended, 'alive 20 s after SIGTERM: each lock left the signal to the other, and nobody acted on it');
+  assert.equal(ended.signal, 'SIGTERM', 'the process dies of the signal');
+  assert.ok(!existsSync(join(study, LOCK_FILE)) && !existsSync(join(run, LOCK_FILE)), 'both locks released');
+});
+
 // ---------------------------------------------------------------------------------------------
 // A full disk during a checkpoint write
 

@@ -139,29 +139,43 @@ function removeStaleLock(note: string, file: string, stale: LockOwner): boolean 
   return true;
 }
 
+/**
+ * The releases of the locks this process holds (a command may hold several: igpt experiment holds
+ * its study's and its pretraining run's), behind one listener for exit and one for each signal.
+ */
+const heldLocks = new Set<() => void>();
+
+const releaseAll = (): void => { for (const release of [...heldLocks]) release(); };
+
+/**
+ * A command that stops gracefully on a signal (pretraining saves a checkpoint first) listens
+ * itself and exits normally, which releases the locks on 'exit'. Otherwise the signal would kill
+ * the process without an 'exit' event: release them, then die of the same signal.
+ */
+const onSignal = (signal: NodeJS.Signals): void => {
+  if (process.listenerCount(signal) > 1) return;
+  releaseAll(); // the last release removes this listener: the signal below then kills
+  process.kill(process.pid, signal);
+};
+
 /** Registers the release on exit and on SIGINT/SIGTERM (unless the command handles them itself). */
 function holdLock(file: string, text: string, tookOverFrom: LockOwner | null): RunLock {
-  let held = true;
   const release = (): void => {
-    if (!held) return;
-    held = false;
-    process.off('exit', release);
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
+    if (!heldLocks.delete(release)) return;
+    if (heldLocks.size === 0) {
+      process.off('exit', releaseAll);
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
+    }
     try {
       if (readFileSync(file, 'utf8') === text) unlinkSync(file);
     } catch { /* already gone */ }
   };
-  // A command that stops gracefully on a signal (pretraining saves a checkpoint first) listens
-  // itself and exits normally, which releases the lock on 'exit'. Otherwise the signal would kill
-  // the process without an 'exit' event: release, then die of the same signal.
-  const onSignal = (signal: NodeJS.Signals): void => {
-    if (process.listenerCount(signal) > 1) return;
-    release();
-    process.kill(process.pid, signal);
-  };
-  process.on('exit', release);
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
+  if (heldLocks.size === 0) {
+    process.on('exit', releaseAll);
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
+  }
+  heldLocks.add(release);
   return { file, tookOverFrom, release };
 }
