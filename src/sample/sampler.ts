@@ -141,8 +141,8 @@ export function pixelDrawsFor<T extends DeviceArray>(kernels: Kernels<T>, cfg: M
  * The same sampling for all images at once, one pixel at a time: yields after pixel t of every
  * image is drawn (tokens is the count × n² output so far, the given pixels included) and returns
  * the output. A caller that must stay responsive can pause between pixels or stop early; one whose
- * logits live on a device (webgpu) drives `AutoregressiveDecoding` itself, reading them back
- * asynchronously.
+ * logits live on a device (webgpu) drives `AutoregressiveDecoding` itself, drawing on the device
+ * (`drawOnDevice`) and reading the ids back every few pixels.
  */
 export function* autoregressiveSteps(kernels: Kernels, params: ParameterTensors, req: CompletionRequest,
                                      o: SamplingOptions): Generator<{ t: number; tokens: Int32Array }, Int32Array> {
