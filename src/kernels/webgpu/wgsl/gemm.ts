@@ -15,8 +15,9 @@
  * stride is a multiple of 4 (the VEC4 variant), else four scalar loads masked at the edges.
  */
 
-/** Tile widths of the tiled GEMM: 64 (BLOCKS 1) for most products, 128 (BLOCKS 2) for large ones. */
+/** Tile widths of the tiled GEMM: 64 (a 4×4 block a thread) for most products, 128 (2×2 blocks) for large ones. */
 export type GemmTile = 64 | 128;
+
 /**
  * What both GEMM kernels take: the parameters (the same for every kernel, so one dispatch fills
  * them alike), A, B and C as arrays of `a` and `bc` elements, and the bias of the 4 columns from
