@@ -295,8 +295,8 @@ describe('webgpu kernels', { skip }, () => {
     assert.deepEqual(await read(k, V), vCache, 'the new values are copied into the cache exactly');
   });
 
-  test('prefill over runs of positions equals the reference decoder stepping through them, caches included', async () => {
-    await checkPrefill(k, 3, 2, 8, 70, [1, 5, 30, 34], 'attentionPrefill');
+  for (const [how, k] of reductions) test(`prefill over runs of positions equals the reference decoder stepping through them, caches included (reductions over ${how})`, async () => {
+    await checkPrefill(k, 3, 2, 8, 70, [1, 5, 30, 34], `attentionPrefill (${how})`);
   });
 
   test('pixel draws on the device pick what samplePixel picks with the same random numbers (greedy, temperature, top-k, top-p, ties)', async () => {

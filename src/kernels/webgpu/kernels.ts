@@ -19,7 +19,7 @@ import { gemmAlignedForVec4, gemmNarrowWgsl, gemmWgsl, type GemmTile, NARROW_COL
 import { COLUMN_GROUP, COLUMN_SUM, CROSS_ENTROPY, DRAW_MAX_PALETTE, DRAW_PIXELS, MEAN_POOL_FORWARD, NORM_BACKWARD_DX, NORM_FORWARD,
          POSITION_EMBEDDING_BACKWARD, ROW_GROUP, SQUARE_PARTIALS, SUM_INTO, TOKEN_CLASSES, TOKEN_EMBEDDING_BACKWARD,
          withReductions } from './wgsl/reductions.js';
-import { ATTENTION_CACHED, attentionBackwardKeyWgsl, attentionBackwardQueryWgsl, attentionForwardWgsl,
+import { ATTENTION_CACHED, attentionBackwardKeyWgsl, DECODE_GROUP, attentionBackwardQueryWgsl, attentionForwardWgsl,
          attentionTiles, type AttentionTiles } from './wgsl/attention.js';
 
 /** A weight matrix B [k, n] prepared for `sgemmPacked`: on the GPU, the tensor itself. */
@@ -77,8 +77,8 @@ export class WebGpuKernels {
 
   private get rt(): GpuRuntime { return this.runtime; }
 
-  /** A row kernel's source with its reductions: over subgroups where the device has them. */
-  private rowKernel(code: string): string { return withReductions(code, this.rt.subgroupReductions); }
+  /** A kernel's source with its reductions (over `group` threads): over subgroups where the device has them. */
+  private rowKernel(code: string, group?: number): string { return withReductions(code, this.rt.subgroupReductions, group); }
 
   private scratch(which: 'delta' | 'scores' | 'partials' | 'columnPartials' | 'pieces', length: number): GpuTensor {
     const current = this[which];
@@ -470,7 +470,7 @@ export class WebGpuKernels {
                            [q, k, v], m * count * C);
         }
         const o = this.rt.bind(out, firstRow * C, rows * C), sc = this.rt.bind(scores, 0, m * count * H * maxT);
-        this.rt.dispatch(this.rt.pipeline(ATTENTION_CACHED, { STORE: m > 1 ? 0 : 1 }),
+        this.rt.dispatch(this.rt.pipeline(this.rowKernel(ATTENTION_CACHED, DECODE_GROUP), { STORE: m > 1 ? 0 : 1 }),
                          { u: [H, hs, t + i, maxT, B, count, o.shift, q.shift, k.shift, v.shift, sc.shift], f: [1 / Math.sqrt(hs)] },
                          [o, q, k, v, sc], this.rt.grid(m * count * H));
       }

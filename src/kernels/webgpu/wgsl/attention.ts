@@ -16,7 +16,7 @@
  * hs and the tile sizes are compiled in (registers are arrays of hs floats); `attentionTiles`
  * picks tiles that fit the device's workgroup memory.
  */
-import { GROUP_INDEX } from '../runtime.js';
+import { REDUCE, REDUCE_BUILTINS, REDUCE_INIT } from './reductions.js';
 
 /** Threads (queries or keys) per workgroup, and rows per tile staged in workgroup memory. */
 export interface AttentionTiles { threads: number; tile: number }
@@ -262,9 +262,10 @@ export const DECODE_GROUP = 64;
  * attentionDecode when n = 1, attentionPrefill otherwise; caches [B, H, maxT, hs]). qkv and out
  * are position-major, row i·B + b. A workgroup per (position i, sequence b, head h), g = (i·count
  * + b)·H + h: it scores its query against keys 0..t+i (threads stride over positions, scores kept
- * in a [g, maxT] scratch buffer), takes the softmax with two tree reductions and sums the values
- * (threads over hs channels). With STORE the workgroup first stores its own key and value (one
- * position: nothing else writes the cache); without, KV_CACHE_STORE has stored all n before.
+ * in a [g, maxT] scratch buffer), takes the softmax with two reductions (written in by
+ * withReductions, over DECODE_GROUP threads) and sums the values (threads over hs channels). With
+ * STORE the workgroup first stores its own key and value (one position: nothing else writes the
+ * cache); without, KV_CACHE_STORE has stored all n before.
  */
 export const ATTENTION_CACHED = /* wgsl */ `
 override STORE: u32 = 1u;
@@ -276,23 +277,11 @@ struct Params { H: u32, hs: u32, t: u32, maxT: u32, B: u32, count: u32,
 @group(0) @binding(3) var<storage, read_write> kCache: array<f32>;
 @group(0) @binding(4) var<storage, read_write> vCache: array<f32>;
 @group(0) @binding(5) var<storage, read_write> scores: array<f32>;
-const WG = ${DECODE_GROUP}u;
-var<workgroup> scratch: array<f32, WG>;
-fn reduce(lid: u32, v: f32, isMax: bool) -> f32 {
-  scratch[lid] = v;
-  workgroupBarrier();
-  for (var s = WG / 2u; s > 0u; s >>= 1u) {
-    if (lid < s) { scratch[lid] = select(scratch[lid] + scratch[lid + s], max(scratch[lid], scratch[lid + s]), isMax); }
-    workgroupBarrier();
-  }
-  let r = scratch[0];
-  workgroupBarrier();
-  return r;
-}
-${GROUP_INDEX}
+${REDUCE}
 @compute @workgroup_size(${DECODE_GROUP})
 fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>,
-        @builtin(num_workgroups) nwg: vec3<u32>) {
+        @builtin(num_workgroups) nwg: vec3<u32>${REDUCE_BUILTINS}) {
+  ${REDUCE_INIT}
   let g = groupIndex(wid, nwg);
   let h = g % p.H;
   let b = (g / p.H) % p.count;
@@ -317,14 +306,14 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
     scores[sc + s] = dot * p.scale;
     mx = max(mx, dot * p.scale);
   }
-  mx = reduce(lid.x, mx, true);
+  mx = workgroupMax(lid.x, mx);
   var sum = 0.0;
   for (var s = lid.x; s <= t; s += WG) {
     let w = exp(scores[sc + s] - mx);
     scores[sc + s] = w;
     sum += w;
   }
-  sum = reduce(lid.x, sum, false);
+  sum = workgroupSum(lid.x, sum);
   storageBarrier();
   for (var c = lid.x; c < p.hs; c += WG) {
     var acc = 0.0;

@@ -10,14 +10,14 @@ import { GROUP_INDEX } from '../runtime.js';
 export const ROW_GROUP = 128;
 
 /**
- * The row kernels' reductions over their ROW_GROUP threads, workgroupSum and workgroupMax (called
- * from uniform control flow), are written in by `withReductions`: the kernels hold three markers,
- * for the helpers (REDUCE), extra builtins of `main` (REDUCE_BUILTINS, after its last parameter)
- * and its first statement (REDUCE_INIT).
+ * The reductions over a workgroup's threads (ROW_GROUP in the row kernels), workgroupSum and
+ * workgroupMax (called from uniform control flow), are written in by `withReductions`: the kernels
+ * hold three markers, for the helpers (REDUCE), extra builtins of `main` (REDUCE_BUILTINS, after
+ * its last parameter) and its first statement (REDUCE_INIT).
  */
-const REDUCE = '/*reduce*/';
-const REDUCE_BUILTINS = '/*reduce-builtins*/';
-const REDUCE_INIT = '/*reduce-init*/';
+export const REDUCE = '/*reduce*/';
+export const REDUCE_BUILTINS = '/*reduce-builtins*/';
+export const REDUCE_INIT = '/*reduce-init*/';
 
 /** Without subgroups: trees in workgroup memory, log2(ROW_GROUP) barriers each. */
 const TREE_REDUCE = /* wgsl */ `
@@ -73,9 +73,12 @@ fn workgroupMax(lid: u32, v: f32) -> f32 {
   return total;
 }`;
 
-/** A row kernel with its reductions written in: over subgroups where `subgroups`, else trees. */
-export function withReductions(code: string, subgroups: boolean): string {
-  const helpers = `const WG = ${ROW_GROUP}u;\n${subgroups ? SUBGROUP_REDUCE : TREE_REDUCE}\n${GROUP_INDEX}`;
+/**
+ * A kernel with its reductions written in, over its `group` threads (WG): over subgroups where
+ * `subgroups`, else trees.
+ */
+export function withReductions(code: string, subgroups: boolean, group = ROW_GROUP): string {
+  const helpers = `const WG = ${group}u;\n${subgroups ? SUBGROUP_REDUCE : TREE_REDUCE}\n${GROUP_INDEX}`;
   const filled = code.replace(REDUCE, helpers)
     .replace(REDUCE_BUILTINS, subgroups ? ', @builtin(subgroup_id) subgroupId: u32, @builtin(num_subgroups) subgroupsInGroup: u32' : '')
     .replace(REDUCE_INIT, subgroups ? 'subgroup = subgroupId; subgroupCount = subgroupsInGroup;' : '');
