@@ -208,7 +208,9 @@ async function igptSmallRows(gpu: Kernels<GpuTensor>, rt: GpuRuntime, software: 
     {
       name: `webgpu prefill of ${given} given pixels (${shape})`, value: prefill.seconds, unit: 's', peer: 'one forward pass over the batch',
       peerValue: forwardSeconds, ratio: forwardSeconds / prefill.seconds,
-      note: `${prefill.dispatches} dispatches (${(prefill.dispatches / given).toFixed(1)} a position), ${prefill.submits} submits; ${note}`,
+      note: `the forward pass covers all ${T} positions, the prefill half of them (par is about 2×); ` +
+        `${prefill.dispatches} dispatches (${(prefill.dispatches / given).toFixed(1)} a position, one of them the position's embedding), ` +
+        `${prefill.submits} submits; ${note}`,
     },
   ];
 }
